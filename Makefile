@@ -1,0 +1,26 @@
+# GlacierSeg — set-up, demo, tests and packaging on Debian 12 (run as root or with sudo).
+PY := .venv/bin/python
+export QT_QPA_PLATFORM := offscreen
+
+.PHONY: venv demo test test-fast package bench clean
+
+venv:            ## Debian QGIS 3.22 + .venv with pinned packages (idempotent)
+	bash scripts/setup.sh
+
+demo: venv       ## generate a sample scene + model and run glacierseg:segment through qgis_process
+	$(PY) scripts/demo.py $(or $(OUT),demo_output)
+
+test: venv       ## the whole test suite in real QGIS
+	$(PY) -m pytest -q
+
+test-fast: venv  ## everything but the tests marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+package:         ## dist/glacierseg.zip for Plugins › Manage and Install › Install from ZIP
+	python3 scripts/package.py dist/glacierseg.zip
+
+bench: venv      ## print the benchmarks' figures
+	$(PY) benchmarks/bench_segment.py
+
+clean:
+	rm -rf .build dist demo_output

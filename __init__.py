@@ -1,0 +1,7 @@
+"""GlacierSeg QGIS plugin entry point."""
+
+
+def classFactory(iface):  # noqa: N802 (QGIS API name)
+    from .plugin import GlacierSegPlugin
+
+    return GlacierSegPlugin(iface)

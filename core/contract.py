@@ -1,0 +1,372 @@
+"""The GlacierSeg model contract: the one module that reads and writes it.
+
+A GlacierSeg model is an ONNX file whose ``metadata_props`` hold JSON values for the
+keys below (or an ONNX file with a sidecar JSON holding them). ``docs/model-contract.md``
+documents every key; this module is its executable form.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import ModelContractError
+
+CONTRACT_VERSION = "1"
+TASKS = ("glacier", "glacial_lake", "landslide", "custom")
+ACTIVATIONS = ("sigmoid", "softmax", "none")
+REQUIRED_KEYS = (
+    "glacierseg_version",
+    "task",
+    "classes",
+    "bands",
+    "resolution_m",
+    "tile_size",
+    "activation",
+    "thresholds",
+)
+OPTIONAL_KEYS = (
+    "receptive_field_px",
+    "overlap_px",
+    "precedence",
+    "background",
+    "name",
+    "description",
+    "training",
+)
+_HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_FEATURE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*$")
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One output class: its name, the value it takes in the class raster and its colour."""
+
+    name: str
+    value: int
+    color: str
+
+    def rgb(self) -> Tuple[int, int, int]:
+        return tuple(int(self.color[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input channel: a sensor band (``S2:B04``, ``DEM``) or a derived feature
+    (``NDSI(S2:B03,S2:B11)``), with the scaling applied to it in the raster's native units:
+    ``x * scale + offset`` or ``(x - mean) / std``."""
+
+    name: str
+    scale: float = 1.0
+    offset: float = 0.0
+    mean: Optional[float] = None
+    std: Optional[float] = None
+
+    @property
+    def feature(self) -> Optional[Tuple[str, Tuple[str, ...]]]:
+        """``(function, argument bands)`` when this input is a derived feature, else None."""
+        m = _FEATURE.match(self.name)
+        if not m:
+            return None
+        args = tuple(a.strip() for a in m.group(2).split(",") if a.strip())
+        return m.group(1).upper(), args
+
+    @property
+    def source_bands(self) -> Tuple[str, ...]:
+        """Sensor bands this input reads (the band itself, or a feature's arguments)."""
+        f = self.feature
+        return f[1] if f else (self.name,)
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        if self.mean is not None:
+            return ((x - self.mean) / self.std).astype(np.float32, copy=False)
+        return (x * self.scale + self.offset).astype(np.float32, copy=False)
+
+    def to_json(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {"name": self.name}
+        if self.mean is not None:
+            d.update(mean=self.mean, std=self.std)
+        else:
+            d.update(scale=self.scale, offset=self.offset)
+        return d
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Everything GlacierSeg needs to know to run a model on a raster."""
+
+    task: str
+    classes: Tuple[ClassInfo, ...]
+    bands: Tuple[InputSpec, ...]
+    resolution_m: float
+    tile_size: int
+    activation: str
+    thresholds: Dict[str, float]
+    receptive_field_px: Optional[int] = None
+    overlap_px: Optional[int] = None
+    precedence: Tuple[str, ...] = ()
+    background: ClassInfo = ClassInfo("background", 0, "#000000")
+    name: str = ""
+    description: str = ""
+    training: Dict[str, Any] = field(default_factory=dict)
+    glacierseg_version: str = CONTRACT_VERSION
+
+    # ----------------------------------------------------------------- derived
+    @property
+    def class_names(self) -> List[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def source_bands(self) -> List[str]:
+        """Distinct sensor bands the model reads, in first-use order."""
+        seen: List[str] = []
+        for spec in self.bands:
+            for b in spec.source_bands:
+                if b not in seen:
+                    seen.append(b)
+        return seen
+
+    @property
+    def default_overlap_px(self) -> int:
+        """Overlap between tiles: the stated overlap, else the receptive field (so the blend
+        window, zero within half of it at each edge, leaves every output pixel whole context)."""
+        if self.overlap_px is not None:
+            return int(self.overlap_px)
+        return int(self.receptive_field_px or 0)
+
+    def precedence_order(self) -> List[ClassInfo]:
+        """Classes in the order they win where several are predicted (first wins)."""
+        by_name = {c.name: c for c in self.classes}
+        order = [by_name[n] for n in self.precedence]
+        return order + [c for c in self.classes if c.name not in self.precedence]
+
+    def threshold(self, name: str) -> float:
+        return float(self.thresholds.get(name, 0.5))
+
+    # ------------------------------------------------------------ (de)serialise
+    def to_metadata(self) -> Dict[str, str]:
+        """Contract as ONNX ``metadata_props``: every value a JSON string."""
+        d: Dict[str, Any] = {
+            "glacierseg_version": self.glacierseg_version,
+            "task": self.task,
+            "classes": [c.__dict__ for c in self.classes],
+            "bands": [b.to_json() for b in self.bands],
+            "resolution_m": self.resolution_m,
+            "tile_size": self.tile_size,
+            "activation": self.activation,
+            "thresholds": self.thresholds,
+            "precedence": list(self.precedence),
+            "background": self.background.__dict__,
+        }
+        if self.receptive_field_px is not None:
+            d["receptive_field_px"] = self.receptive_field_px
+        if self.overlap_px is not None:
+            d["overlap_px"] = self.overlap_px
+        for key in ("name", "description", "training"):
+            if getattr(self, key):
+                d[key] = getattr(self, key)
+        return {k: json.dumps(v) for k, v in d.items()}
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str], source: str = "model") -> "ModelContract":
+        """Parse ``metadata_props`` (JSON-string values); errors name the offending key."""
+        values: Dict[str, Any] = {}
+        for key, raw in meta.items():
+            if key in REQUIRED_KEYS or key in OPTIONAL_KEYS:
+                try:
+                    values[key] = json.loads(raw) if isinstance(raw, str) else raw
+                except json.JSONDecodeError as exc:
+                    raise ModelContractError(
+                        f"{source}: metadata key '{key}' is not valid JSON ({exc.msg}): {raw!r}"
+                    ) from None
+        return cls.from_dict(values, source)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "model") -> "ModelContract":
+        missing = [k for k in REQUIRED_KEYS if k not in d]
+        if missing:
+            raise ModelContractError(
+                f"{source}: missing model contract key(s) {', '.join(repr(k) for k in missing)}. "
+                "See docs/model-contract.md for the keys a GlacierSeg model must carry."
+            )
+        if "receptive_field_px" not in d and "overlap_px" not in d:
+            raise ModelContractError(
+                f"{source}: missing model contract key 'receptive_field_px' (or 'overlap_px'): "
+                "GlacierSeg needs it to choose the tile overlap."
+            )
+        p = _Parser(source)
+        version = p.string(d, "glacierseg_version")
+        if version != CONTRACT_VERSION:
+            raise ModelContractError(
+                f"{source}: key 'glacierseg_version' is {version!r}; this GlacierSeg reads "
+                f"contract version {CONTRACT_VERSION!r}. Update the plugin or re-export the model."
+            )
+        classes = tuple(p.class_info(c, f"classes[{i}]") for i, c in enumerate(p.list(d, "classes")))
+        if not classes:
+            raise ModelContractError(f"{source}: key 'classes' must list at least one class.")
+        names = [c.name for c in classes]
+        if len(set(names)) != len(names) or len({c.value for c in classes}) != len(classes):
+            raise ModelContractError(f"{source}: key 'classes' has duplicate names or values: {names}.")
+        bands = tuple(p.input_spec(b, f"bands[{i}]") for i, b in enumerate(p.list(d, "bands")))
+        if not bands:
+            raise ModelContractError(f"{source}: key 'bands' must list at least one model input.")
+        activation = p.string(d, "activation")
+        if activation not in ACTIVATIONS:
+            raise ModelContractError(
+                f"{source}: key 'activation' is {activation!r}; expected one of {', '.join(ACTIVATIONS)}."
+            )
+        task = p.string(d, "task")
+        if task not in TASKS:
+            raise ModelContractError(f"{source}: key 'task' is {task!r}; expected one of {', '.join(TASKS)}.")
+        thresholds = d["thresholds"]
+        if not isinstance(thresholds, dict) or not all(
+            isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in thresholds.values()
+        ):
+            raise ModelContractError(
+                f"{source}: key 'thresholds' must be an object mapping class names to numbers in [0, 1]."
+            )
+        unknown = [k for k in thresholds if k not in names]
+        if unknown:
+            raise ModelContractError(f"{source}: key 'thresholds' names unknown class(es) {unknown}; classes are {names}.")
+        precedence = tuple(p.list(d, "precedence", default=[]))
+        bad = [n for n in precedence if n not in names]
+        if bad:
+            raise ModelContractError(f"{source}: key 'precedence' names unknown class(es) {bad}; classes are {names}.")
+        background = (
+            p.class_info(d["background"], "background") if "background" in d else ClassInfo("background", 0, "#000000")
+        )
+        if background.value in {c.value for c in classes} and background.name not in names:
+            raise ModelContractError(f"{source}: key 'background' uses value {background.value}, taken by a class.")
+        return cls(
+            glacierseg_version=version,
+            task=task,
+            classes=classes,
+            bands=bands,
+            resolution_m=p.positive(d, "resolution_m"),
+            tile_size=int(p.positive(d, "tile_size", integer=True)),
+            activation=activation,
+            thresholds={k: float(v) for k, v in thresholds.items()},
+            receptive_field_px=p.optional_int(d, "receptive_field_px"),
+            overlap_px=p.optional_int(d, "overlap_px"),
+            precedence=precedence,
+            background=background,
+            name=str(d.get("name", "")),
+            description=str(d.get("description", "")),
+            training=dict(d.get("training", {})),
+        )
+
+    def to_json_file(self, path: str) -> None:
+        """Write the contract as a sidecar JSON (plain values, not JSON strings)."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({k: json.loads(v) for k, v in self.to_metadata().items()}, fh, indent=2)
+
+
+class _Parser:
+    """Small typed accessors whose errors name the key and the model."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, what: str) -> ModelContractError:
+        return ModelContractError(f"{self.source}: key '{key}' {what}.")
+
+    def string(self, d: Mapping[str, Any], key: str) -> str:
+        v = d[key]
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, f"must be a non-empty string, got {v!r}")
+        return v
+
+    def list(self, d: Mapping[str, Any], key: str, default: Any = None) -> list:
+        v = d.get(key, default)
+        if not isinstance(v, list):
+            raise self.fail(key, f"must be a JSON list, got {type(v).__name__}")
+        return v
+
+    def positive(self, d: Mapping[str, Any], key: str, integer: bool = False) -> float:
+        v = d[key]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        if not ok or (integer and int(v) != v):
+            raise self.fail(key, f"must be a positive {'integer' if integer else 'number'}, got {v!r}")
+        return float(v)
+
+    def optional_int(self, d: Mapping[str, Any], key: str) -> Optional[int]:
+        if key not in d or d[key] is None:
+            return None
+        v = d[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise self.fail(key, f"must be a non-negative integer, got {v!r}")
+        return v
+
+    def class_info(self, c: Any, key: str) -> ClassInfo:
+        if not isinstance(c, dict) or not {"name", "value", "color"} <= set(c):
+            raise self.fail(key, "must be an object with 'name', 'value' and 'color'")
+        if not isinstance(c["value"], int) or not 0 <= c["value"] <= 254:
+            raise self.fail(key, f"'value' must be an integer 0–254 (255 is nodata), got {c['value']!r}")
+        if not isinstance(c["color"], str) or not _HEX_COLOR.match(c["color"]):
+            raise self.fail(key, f"'color' must be '#rrggbb', got {c['color']!r}")
+        return ClassInfo(str(c["name"]), int(c["value"]), c["color"])
+
+    def input_spec(self, b: Any, key: str) -> InputSpec:
+        if not isinstance(b, dict) or "name" not in b:
+            raise self.fail(key, "must be an object with 'name' and a scaling ('scale'/'offset' or 'mean'/'std')")
+        if "mean" in b or "std" in b:
+            if not {"mean", "std"} <= set(b) or not b["std"]:
+                raise self.fail(key, "needs both 'mean' and a non-zero 'std'")
+            return InputSpec(str(b["name"]), mean=float(b["mean"]), std=float(b["std"]))
+        if "scale" not in b:
+            raise self.fail(key, "needs a scaling: 'scale' (and optional 'offset') or 'mean' and 'std'")
+        return InputSpec(str(b["name"]), scale=float(b["scale"]), offset=float(b.get("offset", 0.0)))
+
+
+# ------------------------------------------------------------------ model files
+def sidecar_paths(model_path: str) -> List[str]:
+    """Where a sidecar contract may live: ``<model>.json`` then ``model.json`` beside it."""
+    stem, _ = os.path.splitext(model_path)
+    return [stem + ".json", os.path.join(os.path.dirname(model_path), "model.json")]
+
+
+def read_contract(model_path: str, embedded: Optional[Mapping[str, str]] = None) -> ModelContract:
+    """Contract of an ONNX file: from its metadata, else from a sidecar JSON.
+
+    ``embedded`` is the model's ``metadata_props`` when the caller already has them
+    (e.g. from an onnxruntime session); otherwise they are read with onnxruntime.
+    """
+    name = os.path.basename(model_path)
+    if embedded is None:
+        from .runtime import read_onnx_metadata
+
+        embedded = read_onnx_metadata(model_path)
+    if "glacierseg_version" in embedded:
+        return ModelContract.from_metadata(embedded, name)
+    for path in sidecar_paths(model_path):
+        if os.path.exists(path):
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    d = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ModelContractError(f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+            return ModelContract.from_dict(d, os.path.basename(path))
+    raise ModelContractError(
+        f"{name}: not a GlacierSeg model: its ONNX metadata has no 'glacierseg_version' key and no sidecar "
+        f"{os.path.basename(sidecar_paths(model_path)[0])} or model.json was found beside it. Export it with "
+        "GlacierSeg (models/export.py) or add a sidecar JSON as described in docs/model-contract.md."
+    )
+
+
+def write_contract(onnx_path: str, contract: ModelContract) -> None:
+    """Embed the contract into an ONNX file's ``metadata_props`` (needs the ``onnx`` package)."""
+    import onnx
+
+    model = onnx.load(onnx_path)
+    keep = [p for p in model.metadata_props if p.key not in REQUIRED_KEYS + OPTIONAL_KEYS]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in contract.to_metadata().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, onnx_path)

@@ -1,0 +1,25 @@
+"""Typed errors raised by the core; Processing adapters turn them into QgsProcessingException."""
+
+
+class GlacierSegError(Exception):
+    """Base class: the message says what is wrong and how to fix it."""
+
+
+class InputError(GlacierSegError):
+    """An input (raster, layer, parameter) cannot be used as given."""
+
+
+class ModelContractError(GlacierSegError):
+    """A model file is not a valid GlacierSeg model (missing or malformed contract key)."""
+
+
+class DependencyError(GlacierSegError):
+    """A Python package GlacierSeg needs is missing from the running Python."""
+
+
+class DeviceError(GlacierSegError):
+    """The requested compute device (e.g. CUDA) is not available."""
+
+
+class CancelledError(GlacierSegError):
+    """The user cancelled the run; partial outputs have been removed."""

@@ -1,0 +1,74 @@
+"""The progress/cancel protocol shared by all long-running core functions.
+
+Core functions take an optional ``progress`` object with ``set_progress`` (percent,
+0–100), ``is_canceled`` and ``push_info``. Processing adapters wrap their
+``QgsProcessingFeedback`` in ``FeedbackProgress``; ``NullProgress`` is the default.
+"""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from .errors import CancelledError
+
+
+class Progress(Protocol):
+    def set_progress(self, percent: float) -> None: ...
+
+    def is_canceled(self) -> bool: ...
+
+    def push_info(self, message: str) -> None: ...
+
+
+class NullProgress:
+    """Progress sink that ignores everything and never cancels."""
+
+    def set_progress(self, percent: float) -> None:
+        pass
+
+    def is_canceled(self) -> bool:
+        return False
+
+    def push_info(self, message: str) -> None:
+        pass
+
+
+class FeedbackProgress:
+    """Adapts a ``QgsProcessingFeedback`` (setProgress/isCanceled/pushInfo) to ``Progress``."""
+
+    def __init__(self, feedback):
+        self._feedback = feedback
+
+    def set_progress(self, percent: float) -> None:
+        self._feedback.setProgress(float(percent))
+
+    def is_canceled(self) -> bool:
+        return bool(self._feedback.isCanceled())
+
+    def push_info(self, message: str) -> None:
+        self._feedback.pushInfo(message)
+
+
+def ensure_progress(progress: Optional[Progress]) -> Progress:
+    return NullProgress() if progress is None else progress
+
+
+def check_cancel(progress: Progress) -> None:
+    """Raise ``CancelledError`` when the user asked to stop."""
+    if progress.is_canceled():
+        raise CancelledError("Run cancelled by the user.")
+
+
+class SubProgress:
+    """Maps 0–100 of a sub-step onto [start, end] of the parent's progress."""
+
+    def __init__(self, parent: Progress, start: float, end: float):
+        self._parent, self._start, self._end = parent, start, end
+
+    def set_progress(self, percent: float) -> None:
+        self._parent.set_progress(self._start + (self._end - self._start) * percent / 100.0)
+
+    def is_canceled(self) -> bool:
+        return self._parent.is_canceled()
+
+    def push_info(self, message: str) -> None:
+        self._parent.push_info(message)

@@ -1,0 +1,448 @@
+"""Segment a raster with a GlacierSeg model, tile by tile with overlap and blending.
+
+The raster is read tile by tile and the outputs are written strip by strip, so memory
+does not grow with the raster's size. Probabilities of overlapping tiles are blended with
+the window of ``core.tiling`` (never thresholded per tile); test-time augmentation
+averages probabilities over flips / the 8 dihedral transforms (as in the Attention
+DeepLabV3+ glacier work). Pixels that are nodata (or NaN) in any used band, or outside
+the processing extent / mask, are nodata in both outputs.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import features
+from .contract import ModelContract
+from .errors import InputError
+from .io import atomic_output
+from .progress import Progress, check_cancel, ensure_progress
+from .runtime import LoadedModel, load_model
+from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index
+
+TTA_MODES = ("none", "flips", "d4")
+PROBABILITY_NODATA = float("nan")
+CLASS_NODATA = 255
+RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
+BandMap = Union[Sequence[int], Mapping[str, int], None]
+
+
+@dataclass
+class SegmentResult:
+    probabilities: str
+    classes: str
+    contract: ModelContract
+    provider: str
+    tiles_run: int
+    tiles_skipped: int
+    inference_seconds: float
+    band_map: Dict[str, int]
+    resampled: bool
+    width: int
+    height: int
+
+
+# ------------------------------------------------------------------ band mapping
+def _canonical(name: str) -> str:
+    """'S2:B04' / 'B04' / 'b4' -> 'B4'; other names upper-cased without the sensor prefix."""
+    name = name.strip().upper().split(":")[-1].replace(" ", "")
+    m = re.fullmatch(r"B(?:AND)?0*(\d+)([A-Z]?)", name)
+    return f"B{m.group(1)}{m.group(2)}" if m else name
+
+
+def resolve_band_map(
+    contract: ModelContract, descriptions: Sequence[Optional[str]], band_map: BandMap = None
+) -> Dict[str, int]:
+    """Which raster band (1-based) feeds each sensor band the model reads.
+
+    Explicit ``band_map`` (band numbers in the order of ``contract.source_bands``, or a
+    name -> number mapping) wins; else band descriptions that name the bands; else the
+    raster's bands in order when the counts agree.
+    """
+    wanted = contract.source_bands
+    count = len(descriptions)
+    if band_map:
+        if isinstance(band_map, Mapping):
+            missing = [b for b in wanted if b not in band_map]
+            if missing:
+                raise InputError(f"Band mapping does not say which raster band is {', '.join(missing)}.")
+            mapping = {b: int(band_map[b]) for b in wanted}
+        else:
+            numbers = [int(b) for b in band_map]
+            if len(numbers) != len(wanted):
+                raise InputError(
+                    f"Band mapping lists {len(numbers)} band(s) but the model reads {len(wanted)}: "
+                    f"{', '.join(wanted)}. Give one raster band number per model band, in that order."
+                )
+            mapping = dict(zip(wanted, numbers))
+        bad = [f"{k}={v}" for k, v in mapping.items() if not 1 <= v <= count]
+        if bad:
+            raise InputError(f"Band mapping {', '.join(bad)} is outside the raster's bands 1–{count}.")
+        return mapping
+    by_name: Dict[str, int] = {}
+    for i, d in enumerate(descriptions, start=1):
+        if d:
+            by_name.setdefault(d.strip().upper(), i)
+            by_name.setdefault(_canonical(d), i)
+    found = {b: by_name.get(b.upper(), by_name.get(_canonical(b))) for b in wanted}
+    if all(found.values()) and len(set(found.values())) == len(wanted):
+        return found  # type: ignore[return-value]
+    if count == len(wanted):
+        return {b: i for i, b in enumerate(wanted, start=1)}
+    named = ", ".join(f"{i}:{d or '?'}" for i, d in enumerate(descriptions, start=1))
+    raise InputError(
+        f"The model reads {len(wanted)} band(s) ({', '.join(wanted)}) but the raster has {count} "
+        f"({named}) and their descriptions do not name them all. Set the band mapping to the raster "
+        f"band numbers for {', '.join(wanted)}, in that order (e.g. '{','.join(str(i + 1) for i in range(len(wanted)))}')."
+    )
+
+
+def parse_thresholds(text: str, contract: ModelContract) -> Dict[str, float]:
+    """'0.4' (all classes) or 'glacier=0.4,debris=0.6' -> {class: threshold}."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    try:
+        if "=" not in text:
+            value = float(text)
+            result = {name: value for name in contract.class_names}
+        else:
+            result = {}
+            for part in text.split(","):
+                name, value = part.split("=")
+                result[name.strip()] = float(value)
+    except ValueError:
+        raise InputError(f"Threshold override {text!r} is not a number or a list like 'glacier=0.4,lake=0.6'.") from None
+    unknown = [n for n in result if n not in contract.class_names]
+    if unknown:
+        raise InputError(f"Threshold override names unknown class(es) {unknown}; the model's classes are {contract.class_names}.")
+    bad = [n for n, v in result.items() if not 0.0 <= v <= 1.0]
+    if bad:
+        raise InputError(f"Threshold override for {bad} must lie between 0 and 1.")
+    return result
+
+
+# --------------------------------------------------------------- class decision
+def activate(raw: np.ndarray, activation: str) -> np.ndarray:
+    """Probabilities from the model's raw (N, C, H, W) output."""
+    raw = raw.astype(np.float32, copy=False)
+    if activation == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * raw))  # numerically stable logistic
+    if activation == "softmax":
+        e = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return raw
+
+
+def classify(probs: np.ndarray, contract: ModelContract, thresholds: Mapping[str, float]) -> np.ndarray:
+    """uint8 class values from (C, H, W) probabilities.
+
+    Exclusive classes (the class list includes the background) take the most probable
+    class, demoted to background when below an explicit threshold. Independent classes
+    (one channel per foreground class) take the first class in ``precedence`` order whose
+    probability reaches its threshold (e.g. debris-covered ice wins over clean ice).
+    """
+    values = [c.value for c in contract.classes]
+    background = contract.background.value
+    out = np.full(probs.shape[1:], background, np.uint8)
+    if background in values:
+        best = probs.argmax(axis=0)
+        lut = np.asarray(values, np.uint8)
+        out = lut[best]
+        for k, c in enumerate(contract.classes):
+            if c.name in thresholds:
+                out[(best == k) & (probs[k] < thresholds[c.name])] = background
+        return out
+    index = {c.name: k for k, c in enumerate(contract.classes)}
+    for c in reversed(contract.precedence_order()):
+        k = index[c.name]
+        out[probs[k] >= thresholds.get(c.name, 0.5)] = c.value
+    return out
+
+
+# ------------------------------------------------------------------- geometry
+def _suggest_utm(src) -> str:
+    from rasterio.warp import transform_bounds
+
+    w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    lon, lat = (w + e) / 2, (s + n) / 2
+    zone = int((lon + 180) // 6) + 1
+    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+
+
+def _pixel_size_m(src) -> Tuple[float, float]:
+    if src.crs is None:
+        raise InputError("The raster has no coordinate reference system; assign one (Layer Properties › Source) first.")
+    if src.crs.is_geographic:
+        raise InputError(
+            f"The raster is in a geographic CRS ({src.crs.to_string()}, pixel size in degrees), so its "
+            f"resolution cannot be compared with the model's in metres. Reproject it first, e.g. with "
+            f"Raster › Projections › Warp (gdal:warpreproject) to its UTM zone {_suggest_utm(src)}."
+        )
+    try:
+        factor = src.crs.linear_units_factor[1]
+    except Exception:  # CRS without linear units reported: assume metres
+        factor = 1.0
+    return abs(src.transform.a) * factor, abs(src.transform.e) * factor
+
+
+def _open_source(src, contract: ModelContract, stack: ExitStack):
+    """The raster as read: itself, or a warped view at the model's resolution."""
+    from rasterio.enums import Resampling
+    from rasterio.transform import Affine
+    from rasterio.vrt import WarpedVRT
+
+    xres, yres = _pixel_size_m(src)
+    target = contract.resolution_m
+    if max(abs(xres - target), abs(yres - target)) <= RESOLUTION_TOLERANCE * target:
+        return src, False
+    unit = xres / abs(src.transform.a)
+    step = target / unit  # model pixel in CRS units
+    width = max(1, int(round(src.width * abs(src.transform.a) / step)))
+    height = max(1, int(round(src.height * abs(src.transform.e) / step)))
+    transform = Affine(step, 0.0, src.bounds.left, 0.0, -step, src.bounds.top)
+    resampling = Resampling.average if target > max(xres, yres) else Resampling.bilinear
+    vrt = stack.enter_context(
+        WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height, resampling=resampling)
+    )
+    return vrt, True
+
+
+def _extent_window(ds, bounds: Optional[Sequence[float]], shapes: Optional[list]):
+    """Pixel window of ``ds`` covering the extent and the mask's bounds (both optional)."""
+    from rasterio.windows import Window, from_bounds
+
+    boxes = [tuple(bounds)] if bounds is not None else []
+    if shapes:
+        from shapely.geometry import shape as to_shape
+
+        b = np.array([to_shape(s).bounds for s in shapes])
+        boxes.append((b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()))
+    col0, row0, col1, row1 = 0, 0, ds.width, ds.height
+    for box in boxes:
+        w = from_bounds(*box, transform=ds.transform)
+        col0, row0 = max(col0, int(math.floor(w.col_off))), max(row0, int(math.floor(w.row_off)))
+        col1 = min(col1, int(math.ceil(w.col_off + w.width)))
+        row1 = min(row1, int(math.ceil(w.row_off + w.height)))
+    if col1 <= col0 or row1 <= row0:
+        raise InputError("The processing extent / mask does not overlap the raster; choose an extent inside the layer.")
+    return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+class _TileReader:
+    """Reads one tile of the used bands and its valid mask (nodata, NaN, outside the mask)."""
+
+    def __init__(self, ds, window, band_map: Dict[str, int], shapes: Optional[list]):
+        self.ds, self.window, self.band_map = ds, window, band_map
+        self.bands = sorted(set(band_map.values()))
+        self.nodata = ds.nodatavals
+        self.shapes = shapes
+
+    def read(self, row: int, col: int, size: int):
+        """Bands and valid mask of the tile at ``row, col`` (window coordinates). Context beyond
+        the window comes from the raster itself; only the raster's own edges are reflected."""
+        from rasterio.windows import Window
+
+        ri = reflect_index(np.arange(row, row + size) + int(self.window.row_off), self.ds.height)
+        ci = reflect_index(np.arange(col, col + size) + int(self.window.col_off), self.ds.width)
+        r0, c0 = int(ri.min()), int(ci.min())
+        win = Window(c0, r0, int(ci.max()) - c0 + 1, int(ri.max()) - r0 + 1)
+        block = self.ds.read(self.bands, window=win)
+        block = block[:, (ri - r0)[:, None], (ci - c0)[None, :]]
+        valid = np.ones((size, size), bool)
+        arrays = {}
+        for k, b in enumerate(self.bands):
+            a = block[k]
+            nd = self.nodata[b - 1]
+            if np.issubdtype(a.dtype, np.floating):
+                valid &= np.isfinite(a)
+            if nd is not None and not (isinstance(nd, float) and math.isnan(nd)):
+                valid &= a != nd
+            arrays[b] = a.astype(np.float32)
+        if self.shapes:
+            from rasterio.features import geometry_mask
+
+            outside = geometry_mask(self.shapes, out_shape=(int(win.height), int(win.width)),
+                                    transform=self.ds.window_transform(win))
+            valid &= ~outside[(ri - r0)[:, None], (ci - c0)[None, :]]
+        return {name: arrays[b] for name, b in self.band_map.items()}, valid
+
+
+def _write_profile(ds, window, count: int, dtype: str, nodata) -> dict:
+    return dict(
+        driver="GTiff", width=int(window.width), height=int(window.height), count=count, dtype=dtype,
+        crs=ds.crs, transform=ds.window_transform(window), nodata=nodata, tiled=True,
+        blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER",
+    )
+
+
+def segment_raster(
+    image: str,
+    model: Union[str, LoadedModel],
+    probabilities_out: str,
+    classes_out: str,
+    *,
+    band_map: BandMap = None,
+    bounds: Optional[Sequence[float]] = None,
+    mask_shapes: Optional[Iterable[dict]] = None,
+    tile_size: Optional[int] = None,
+    overlap: Optional[int] = None,
+    tta: str = "none",
+    device: str = "auto",
+    batch_size: int = 4,
+    thresholds: Optional[Mapping[str, float]] = None,
+    progress: Optional[Progress] = None,
+) -> SegmentResult:
+    """Run ``model`` (ONNX path or loaded model) over ``image``; write the probability
+    raster (float32, one band per class) and the class raster (uint8, 255 = nodata).
+
+    ``bounds`` (xmin, ymin, xmax, ymax) and ``mask_shapes`` (GeoJSON-like geometries) are
+    in the raster's CRS. Outputs are on the input's grid, or — when the raster's pixel size
+    differs from the model's ``resolution_m`` by more than 1 % — on a grid with the model's
+    pixel size, the input's CRS and its upper-left corner.
+    """
+    import rasterio
+
+    progress = ensure_progress(progress)
+    if tta not in TTA_MODES:
+        raise InputError(f"Unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}.")
+    if batch_size < 1:
+        raise InputError("Batch size must be at least 1.")
+    if not os.path.isfile(image):
+        raise InputError(f"Raster not found: {image!r}.")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    contract = loaded.contract
+    features.validate_features(contract)
+    thresholds = dict(contract.thresholds, **(thresholds or {}))
+    shapes = list(mask_shapes) if mask_shapes is not None else None
+    if shapes is not None and not shapes:
+        raise InputError("The mask layer has no polygons; choose a layer with at least one polygon or no mask.")
+
+    with ExitStack() as stack:
+        try:
+            src = stack.enter_context(rasterio.open(image))
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputError(f"Cannot read raster {image!r}: {exc}") from None
+        mapping = resolve_band_map(contract, list(src.descriptions), band_map)
+        ds, resampled = _open_source(src, contract, stack)
+        window = _extent_window(ds, bounds, shapes)
+        height, width = int(window.height), int(window.width)
+        pixel_size = contract.resolution_m if resampled else _pixel_size_m(src)[0]
+
+        tile = int(tile_size or contract.tile_size)
+        reach = features.feature_reach(contract)
+        if overlap is None:
+            overlap = contract.default_overlap_px + 2 * reach
+        if contract.receptive_field_px is not None:
+            half_rf = contract.receptive_field_px // 2 + reach
+        else:
+            half_rf = contract.default_overlap_px // 4 + reach
+        if tile < 16:
+            raise InputError(f"Tile size {tile} is too small; use at least 16 px (the model suggests {contract.tile_size}).")
+        if overlap >= tile:
+            raise InputError(f"Overlap ({overlap} px) must be smaller than the tile size ({tile} px).")
+        grid = TileGrid.plan(height, width, tile, overlap, half_rf)
+        if grid.margin < half_rf:
+            progress.push_info(
+                f"Warning: overlap {overlap} px is less than the model's receptive field "
+                f"({2 * half_rf} px): tile edges are blended but not exact."
+            )
+        blend = grid.window()
+        transforms = dihedral_transforms(tta)
+        reader = _TileReader(ds, window, mapping, shapes)
+        n_classes = len(contract.classes)
+        progress.push_info(
+            f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.provider}; "
+            f"{width}×{height} px in {len(grid)} tiles of {tile} px, overlap {overlap} px, TTA {tta}; "
+            f"bands {', '.join(f'{k}←{v}' for k, v in mapping.items())}"
+            + (f"; resampled to the model's {contract.resolution_m:g} m" if resampled else "")
+        )
+
+        prob_tmp = stack.enter_context(atomic_output(probabilities_out))
+        class_tmp = stack.enter_context(atomic_output(classes_out))
+        prob_ds = stack.enter_context(rasterio.open(prob_tmp, "w", **_write_profile(ds, window, n_classes, "float32", PROBABILITY_NODATA)))
+        class_ds = stack.enter_context(rasterio.open(class_tmp, "w", **_write_profile(ds, window, 1, "uint8", CLASS_NODATA)))
+        for i, name in enumerate(contract.class_names, start=1):
+            prob_ds.set_band_description(i, name)
+        class_ds.set_band_description(1, "class")
+        colormap = {c.value: (*c.rgb(), 255) for c in contract.classes}
+        colormap.setdefault(contract.background.value, (*contract.background.rgb(), 0))
+        class_ds.write_colormap(1, colormap)
+
+        acc = np.zeros((n_classes, tile, width), np.float32)
+        weight = np.zeros((tile, width), np.float32)
+        rows, cols = grid.row_origins, grid.col_origins
+        stats = {"run": 0, "skipped": 0, "seconds": 0.0}
+
+        def run_batch(batch: List[Tuple[int, np.ndarray, np.ndarray]]) -> None:
+            x = np.stack([b[1] for b in batch])
+            probs = np.zeros((len(batch), n_classes, tile, tile), np.float32)
+            for turns, flip in transforms:
+                xt = np.ascontiguousarray(apply_transform(x, turns, flip))
+                t0 = time.perf_counter()
+                raw = loaded.run(xt)
+                stats["seconds"] += time.perf_counter() - t0
+                if raw.shape[1] != n_classes:
+                    raise InputError(
+                        f"The model returned {raw.shape[1]} channels but its contract lists {n_classes} classes."
+                    )
+                probs += invert_transform(activate(raw, contract.activation), turns, flip)
+            probs /= len(transforms)
+            for (col, _, valid), p in zip(batch, probs):
+                w = blend * valid
+                c0, c1 = max(col, 0), min(col + tile, width)
+                acc[:, :, c0:c1] += p[:, :, c0 - col : c1 - col] * w[None, :, c0 - col : c1 - col]
+                weight[:, c0:c1] += w[:, c0 - col : c1 - col]
+            stats["run"] += len(batch)
+
+        done = 0
+        for k, row in enumerate(rows):
+            batch: List[Tuple[int, np.ndarray, np.ndarray]] = []
+            for col in cols:
+                check_cancel(progress)
+                bands, valid = reader.read(row, col, tile)
+                if not (valid & (blend > 0)).any():
+                    stats["skipped"] += 1
+                else:
+                    x = features.model_inputs(contract, bands, pixel_size)
+                    x[:, ~valid] = 0.0
+                    batch.append((col, x, valid))
+                    if len(batch) == batch_size:
+                        run_batch(batch)
+                        batch = []
+                done += 1
+                progress.set_progress(100.0 * done / len(grid))
+            if batch:
+                run_batch(batch)
+            # rows before the next tile row's origin are final: write them, roll the strip
+            final = (rows[k + 1] - row) if k + 1 < len(rows) else tile
+            r0, r1 = max(row, 0), min(row + final, height)
+            if r1 > r0:
+                a, b = r0 - row, r1 - row
+                wsum = weight[a:b]
+                covered = wsum > 0
+                strip = np.where(covered, acc[:, a:b] / np.where(covered, wsum, 1.0), PROBABILITY_NODATA)
+                cls = classify(np.nan_to_num(strip), contract, thresholds)
+                cls[~covered] = CLASS_NODATA
+                out = rasterio.windows.Window(0, r0, width, r1 - r0)
+                prob_ds.write(strip.astype(np.float32), window=out)
+                class_ds.write(cls, 1, window=out)
+            acc = np.roll(acc, -final, axis=1)
+            weight = np.roll(weight, -final, axis=0)
+            acc[:, tile - final :] = 0.0
+            weight[tile - final :] = 0.0
+        prob_ds.close()
+        class_ds.close()
+    progress.set_progress(100.0)
+    return SegmentResult(
+        probabilities=probabilities_out, classes=classes_out, contract=contract, provider=loaded.provider,
+        tiles_run=stats["run"], tiles_skipped=stats["skipped"], inference_seconds=stats["seconds"],
+        band_map=mapping, resampled=resampled, width=width, height=height,
+    )

@@ -1,0 +1,88 @@
+"""The model contract: round trip, validation messages that name the key, sidecars."""
+import json
+
+import pytest
+
+from glacierseg.core.contract import ModelContract, REQUIRED_KEYS, read_contract
+from glacierseg.core.errors import ModelContractError
+from glacierseg.models.sample import sample_contract
+
+
+def metadata():
+    return dict(sample_contract().to_metadata())
+
+
+def test_round_trip_through_metadata_and_onnx(sample_model):
+    assert ModelContract.from_metadata(metadata()) == sample_contract(tile_size=256)
+    assert read_contract(sample_model) == sample_contract(tile_size=64)
+
+
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
+def test_missing_key_is_named(key):
+    meta = metadata()
+    del meta[key]
+    with pytest.raises(ModelContractError, match=f"'{key}'"):
+        ModelContract.from_metadata(meta)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("activation", "relu", "'activation'"),
+    ("task", "glaciers", "'task'"),
+    ("tile_size", 0, "'tile_size'"),
+    ("resolution_m", -10, "'resolution_m'"),
+    ("classes", [{"name": "ice", "value": 1}], "'classes\\[0\\]'"),
+    ("classes", [{"name": "ice", "value": 1, "color": "blue"}], "'color'"),
+    ("bands", [{"name": "S2:B03"}], "'bands\\[0\\]'"),
+    ("bands", [{"name": "S2:B03", "mean": 1.0}], "'bands\\[0\\]'"),
+    ("thresholds", {"glacier": 1.5}, "'thresholds'"),
+    ("thresholds", {"rock": 0.5}, "unknown class"),
+    ("precedence", ["rock"], "'precedence'"),
+    ("glacierseg_version", "99", "contract version"),
+])
+def test_malformed_values_are_named(key, value, message):
+    meta = metadata()
+    meta[key] = json.dumps(value)
+    with pytest.raises(ModelContractError, match=message):
+        ModelContract.from_metadata(meta)
+
+
+def test_invalid_json_is_named():
+    meta = metadata()
+    meta["classes"] = "[{'name': 'ice'}"
+    with pytest.raises(ModelContractError, match="'classes' is not valid JSON"):
+        ModelContract.from_metadata(meta)
+
+
+def test_receptive_field_or_overlap_required():
+    meta = metadata()
+    del meta["receptive_field_px"]
+    with pytest.raises(ModelContractError, match="receptive_field_px"):
+        ModelContract.from_metadata(meta)
+    meta["overlap_px"] = "32"
+    assert ModelContract.from_metadata(meta).default_overlap_px == 32
+
+
+def test_scaling_in_native_units():
+    import numpy as np
+
+    c = ModelContract.from_dict(dict(
+        {k: json.loads(v) for k, v in metadata().items()},
+        bands=[{"name": "S2:B03", "mean": 1200.0, "std": 400.0}, {"name": "S2:B08", "scale": 1e-4, "offset": -0.1},
+               {"name": "NDSI(S2:B03,S2:B11)", "scale": 1.0}],
+    ))
+    x = np.array([400.0, 1200.0, 2000.0], np.float32)  # uint16 reflectance ×10000
+    assert np.allclose(c.bands[0].normalise(x), [-2.0, 0.0, 2.0])
+    assert np.allclose(c.bands[1].normalise(x), [-0.06, 0.02, 0.1])
+    assert c.bands[2].feature == ("NDSI", ("S2:B03", "S2:B11"))
+    assert c.source_bands == ["S2:B03", "S2:B08", "S2:B11"]
+
+
+def test_precedence_order_puts_named_classes_first():
+    assert [c.name for c in sample_contract().precedence_order()] == ["glacial_lake", "glacier"]
+
+
+def test_sidecar_json_for_foreign_onnx(tmp_path):
+    contract = sample_contract()
+    model = tmp_path / "foreign.onnx"
+    contract.to_json_file(str(tmp_path / "model.json"))
+    assert read_contract(str(model), embedded={}) == contract

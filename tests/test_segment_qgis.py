@@ -1,0 +1,190 @@
+"""glacierseg:segment in real QGIS: provider, processing.run, errors, cancel, qgis_process, zip."""
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import (
+    QgsApplication,
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsRasterLayer,
+)
+
+from .conftest import ROOT, write_raster
+from .oracle import sample_expectation
+
+ALGORITHM = "glacierseg:segment"
+
+
+def run_segment(tmp_path, feedback=None, **params):
+    import processing
+
+    params.setdefault("OUTPUT_PROBABILITIES", str(tmp_path / "prob.tif"))
+    params.setdefault("OUTPUT_CLASSES", str(tmp_path / "classes.tif"))
+    return processing.run(ALGORITHM, params, feedback=feedback or QgsProcessingFeedback())
+
+
+def test_provider_and_algorithm_registered(glacierseg_provider):
+    assert glacierseg_provider.id() == "glacierseg" and glacierseg_provider.name() == "GlacierSeg"
+    assert not glacierseg_provider.icon().isNull()
+    alg = QgsApplication.processingRegistry().algorithmById(ALGORITHM)
+    assert alg is not None and alg.displayName() == "Segment raster with model"
+    assert "receptive field" in alg.shortHelpString()
+
+
+def test_segment_matches_expected_mask(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    result = run_segment(tmp_path, INPUT=sample_scene.image, MODEL=sample_model, TTA=1)
+    _, want = sample_expectation(sample_scene.image)
+    with rasterio.open(result["OUTPUT_CLASSES"]) as ds:
+        np.testing.assert_array_equal(ds.read(1), want)
+    with rasterio.open(result["OUTPUT_PROBABILITIES"]) as ds:
+        assert ds.descriptions == ("glacier", "glacial_lake") and ds.dtypes[0] == "float32"
+    assert result["EXECUTION_PROVIDER"] == "CPUExecutionProvider" and result["TILES_RUN"] > 1
+    layer = QgsRasterLayer(result["OUTPUT_CLASSES"], "classes")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:32632"
+
+
+def test_class_style_uses_model_colours(sample_model):
+    from glacierseg.core.contract import read_contract
+    from glacierseg.ui.styles import class_raster_renderer
+
+    contract = read_contract(sample_model)
+    layer = QgsRasterLayer(os.devnull, "x")
+    renderer = class_raster_renderer(layer, contract.classes)
+    assert isinstance(renderer, QgsPalettedRasterRenderer)
+    assert [(c.value, c.color.name(), c.label) for c in renderer.classes()] == [
+        (1, "#66ccff", "glacier"), (2, "#1f4eb4", "glacial_lake")]
+
+
+def test_band_count_mismatch_is_a_clear_error(glacierseg_provider, sample_model, tmp_path):
+    path = write_raster(tmp_path / "two.tif", np.ones((2, 40, 40), np.uint16))
+    with pytest.raises(QgsProcessingException, match="reads 3 band.*raster has 2.*band mapping"):
+        run_segment(tmp_path, INPUT=path, MODEL=sample_model)
+
+
+def test_missing_metadata_key_is_named(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    import onnx
+
+    model = onnx.load(sample_model)
+    keep = [p for p in model.metadata_props if p.key != "resolution_m"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    onnx.save(model, str(tmp_path / "no_resolution.onnx"))
+    with pytest.raises(QgsProcessingException, match="missing model contract key.*'resolution_m'"):
+        run_segment(tmp_path, INPUT=sample_scene.image, MODEL=str(tmp_path / "no_resolution.onnx"))
+
+
+def test_non_onnx_file_is_refused(glacierseg_provider, sample_scene, tmp_path):
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"GIF89a not a model")
+    with pytest.raises(QgsProcessingException, match="not a readable ONNX model"):
+        run_segment(tmp_path, INPUT=sample_scene.image, MODEL=str(fake))
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+                    reason="CUDA is available here")
+def test_cuda_unavailable_is_a_clear_error(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    with pytest.raises(QgsProcessingException, match="CUDA.*onnxruntime-gpu"):
+        run_segment(tmp_path, INPUT=sample_scene.image, MODEL=sample_model, DEVICE=2)
+    assert not os.path.exists(tmp_path / "classes.tif")
+
+
+class CancellingFeedback(QgsProcessingFeedback):
+    """Cancels once the run has reported some progress."""
+
+    def setProgress(self, progress):  # noqa: N802
+        super().setProgress(progress)
+        if progress > 20:
+            self.cancel()
+
+
+def test_cancel_leaves_no_output(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        run_segment(out, feedback=CancellingFeedback(), INPUT=sample_scene.image, MODEL=sample_model, TILE_SIZE=64)
+    assert os.listdir(out) == []
+
+
+def test_extent_and_mask_parameters(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    x0, y0 = 630000.0 + 100 * 20, 5190000.0 - 300 * 20
+    result = run_segment(tmp_path, INPUT=sample_scene.image, MODEL=sample_model,
+                         EXTENT=f"{x0},{x0 + 4000},{y0},{y0 + 2000} [EPSG:32632]")
+    _, want = sample_expectation(sample_scene.image)
+    with rasterio.open(result["OUTPUT_CLASSES"]) as ds:
+        np.testing.assert_array_equal(ds.read(1), want[200:300, 100:300])
+
+
+def test_batch_process_style_reuse(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    """The same algorithm instance runs twice with different parameters (as batch processing does)."""
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALGORITHM)
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    for name, tta in (("a", 0), ("b", 2)):
+        params = {"INPUT": sample_scene.image, "MODEL": sample_model, "TTA": tta,
+                  "OUTPUT_PROBABILITIES": str(tmp_path / f"{name}_p.tif"), "OUTPUT_CLASSES": str(tmp_path / f"{name}_c.tif")}
+        results, ok = alg.run(params, context, feedback)
+        assert ok and os.path.exists(results["OUTPUT_CLASSES"])
+
+
+def test_qgis_process_runs_segment(qgis_process, sample_scene, sample_model, tmp_path):
+    rc, result, output = qgis_process.run(
+        ALGORITHM, INPUT=sample_scene.image, MODEL=sample_model,
+        OUTPUT_PROBABILITIES=str(tmp_path / "p.tif"), OUTPUT_CLASSES=str(tmp_path / "c.tif"))
+    assert rc == 0, output
+    _, want = sample_expectation(sample_scene.image)
+    with rasterio.open(result["results"]["OUTPUT_CLASSES"]) as ds:
+        np.testing.assert_array_equal(ds.read(1), want)
+
+
+def test_qgis_process_reports_errors(qgis_process, sample_scene, tmp_path):
+    rc, _, output = qgis_process.run(ALGORITHM, INPUT=sample_scene.image, MODEL=str(tmp_path / "nope.onnx"),
+                                     OUTPUT_PROBABILITIES=str(tmp_path / "p.tif"), OUTPUT_CLASSES=str(tmp_path / "c.tif"))
+    assert rc != 0 and "nope.onnx" in output
+
+
+def test_zip_installs_and_loads(tmp_path):
+    import subprocess
+    import sys
+
+    import qgis.utils
+
+    target = tmp_path / "glacierseg.zip"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "package.py"), str(target)], check=True)
+    plugins = tmp_path / "profile" / "python" / "plugins"
+    with zipfile.ZipFile(target) as zf:
+        names = zf.namelist()
+        assert "glacierseg/metadata.txt" in names and "glacierseg/processing_provider/provider.py" in names
+        assert not any(n.startswith("glacierseg/tests/") for n in names)
+        zf.extractall(plugins)
+    registry = QgsApplication.processingRegistry()
+    existing = registry.providerById("glacierseg")
+    if existing is not None:  # the session fixture's provider: let the installed plugin register its own
+        registry.removeProvider(existing)
+    sys.path.insert(0, str(plugins))
+    qgis.utils.plugin_paths.insert(0, str(plugins))  # as QGIS does for a profile's plugin folder
+    saved = {k: v for k, v in sys.modules.items() if k == "glacierseg" or k.startswith("glacierseg.")}
+    for k in saved:
+        del sys.modules[k]
+    try:
+        assert qgis.utils.loadPlugin("glacierseg")
+        assert qgis.utils.startPlugin("glacierseg")
+        assert sys.modules["glacierseg"].__file__.startswith(str(plugins))
+        assert registry.algorithmById(ALGORITHM) is not None
+        qgis.utils.plugins["glacierseg"].unload()  # what Plugin Manager calls on uninstall/disable
+        assert registry.providerById("glacierseg") is None
+        del qgis.utils.plugins["glacierseg"]
+        qgis.utils.active_plugins.remove("glacierseg")
+    finally:
+        sys.path.remove(str(plugins))
+        qgis.utils.plugin_paths.remove(str(plugins))
+        for k in [k for k in sys.modules if k == "glacierseg" or k.startswith("glacierseg.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        if existing is not None:
+            from glacierseg.processing_provider.provider import GlacierSegProvider
+
+            registry.addProvider(GlacierSegProvider())
