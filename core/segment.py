@@ -23,13 +23,14 @@ from . import features
 from .contract import ModelContract
 from .errors import InputError
 from .io import atomic_output
-from .progress import Progress, check_cancel, ensure_progress
+from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .runtime import LoadedModel, load_model
 from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index
 
 TTA_MODES = ("none", "flips", "d4")
 PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
+GDAL_CACHE_BYTES = 256 * 2**20  # GDAL's block cache defaults to 5 % of RAM: bound it so memory does not grow with the raster
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]
 
@@ -47,6 +48,8 @@ class SegmentResult:
     resampled: bool
     width: int
     height: int
+    outlines: Optional[str] = None
+    outline_count: int = 0
 
 
 # ------------------------------------------------------------------ band mapping
@@ -298,6 +301,8 @@ def segment_raster(
     device: str = "auto",
     batch_size: int = 4,
     thresholds: Optional[Mapping[str, float]] = None,
+    outlines_out: Optional[str] = None,
+    outline_options: Optional[Mapping[str, float]] = None,
     progress: Optional[Progress] = None,
 ) -> SegmentResult:
     """Run ``model`` (ONNX path or loaded model) over ``image``; write the probability
@@ -307,10 +312,17 @@ def segment_raster(
     in the raster's CRS. Outputs are on the input's grid, or — when the raster's pixel size
     differs from the model's ``resolution_m`` by more than 1 % — on a grid with the model's
     pixel size, the input's CRS and its upper-left corner.
+
+    ``outlines_out`` (a GeoPackage path) adds smoothed class outlines made by
+    ``core.vectorize.vectorize`` with ``outline_options`` (its keyword arguments); all
+    outputs appear together only when every step succeeded.
     """
     import rasterio
 
     progress = ensure_progress(progress)
+    outer = progress
+    if outlines_out:
+        progress = SubProgress(outer, 0.0, 85.0)
     if tta not in TTA_MODES:
         raise InputError(f"Unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}.")
     if batch_size < 1:
@@ -326,6 +338,7 @@ def segment_raster(
         raise InputError("The mask layer has no polygons; choose a layer with at least one polygon or no mask.")
 
     with ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
         try:
             src = stack.enter_context(rasterio.open(image))
         except rasterio.errors.RasterioIOError as exc:
@@ -440,9 +453,21 @@ def segment_raster(
             weight[tile - final :] = 0.0
         prob_ds.close()
         class_ds.close()
-    progress.set_progress(100.0)
+        outline_count = 0
+        if outlines_out:
+            from .vectorize import vectorize
+
+            outline = vectorize(
+                class_tmp, outlines_out, contract.classes, precedence=contract.precedence,
+                background_value=contract.background.value, layer_name="outlines",
+                source=f"{os.path.basename(image)}; model {contract.name or os.path.basename(loaded.path)}",
+                progress=SubProgress(outer, 85.0, 100.0), **dict(outline_options or {}),
+            )
+            outline_count = outline.feature_count
+    outer.set_progress(100.0)
     return SegmentResult(
         probabilities=probabilities_out, classes=classes_out, contract=contract, provider=loaded.provider,
         tiles_run=stats["run"], tiles_skipped=stats["skipped"], inference_seconds=stats["seconds"],
         band_map=mapping, resampled=resampled, width=width, height=height,
+        outlines=outlines_out or None, outline_count=outline_count,
     )

@@ -19,11 +19,12 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
 )
 
 from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
 from ..core.runtime import load_model
-from ..ui.styles import class_raster_renderer, probability_renderer, style_on_load
+from ..ui.styles import class_raster_renderer, class_vector_renderer, probability_renderer, style_on_load
 from .base import GlacierSegAlgorithm
 
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
@@ -73,7 +74,10 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         "(Attention DeepLabV3+ glacier work); 4× or 8× slower.<br>"
         "<b>Device</b>: Auto uses onnxruntime's CUDA provider when available (the log says which "
         "provider ran); CUDA fails with a message when no CUDA provider can run.<br>"
-        "<b>Threshold override</b>: one value for all classes (0.4) or per class (glacier=0.4,glacial_lake=0.6).<br><br>"
+        "<b>Threshold override</b>: one value for all classes (0.4) or per class (glacier=0.4,glacial_lake=0.6).<br>"
+        "<b>Outlines</b> (on by default): smoothed polygons of the class raster made as by "
+        "<i>Vectorize segmentation</i>, with class, area (km²) and perimeter; polygons and holes "
+        "smaller than the minimum area (default 0.01 km², the RGI minimum) are dropped / filled.<br><br>"
         "Nodata (or NaN) in any used band gives nodata in both outputs. A raster whose pixel size "
         "differs from the model's by more than 1 % is resampled on read (average when coarsening, "
         "bilinear when refining) and the outputs are written at the model's pixel size in the input's "
@@ -84,7 +88,8 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
     EXTENT, MASK = "EXTENT", "MASK"
     TILE_SIZE, OVERLAP, TTA, DEVICE, BATCH_SIZE, THRESHOLDS = (
         "TILE_SIZE", "OVERLAP", "TTA", "DEVICE", "BATCH_SIZE", "THRESHOLDS")
-    OUTPUT_PROBABILITIES, OUTPUT_CLASSES = "OUTPUT_PROBABILITIES", "OUTPUT_CLASSES"
+    MIN_AREA, SMOOTH_ITERATIONS = "MIN_AREA", "SMOOTH_ITERATIONS"
+    OUTPUT_PROBABILITIES, OUTPUT_CLASSES, OUTPUT_OUTLINES = "OUTPUT_PROBABILITIES", "OUTPUT_CLASSES", "OUTPUT_OUTLINES"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
@@ -100,12 +105,16 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
             QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", QgsProcessingParameterNumber.Integer, -1, minValue=-1),
             QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (tiles per model call)", QgsProcessingParameterNumber.Integer, 4, minValue=1, maxValue=256),
             QgsProcessingParameterString(self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)", optional=True),
+            QgsProcessingParameterNumber(self.MIN_AREA, "Outlines: minimum polygon area (km²)", QgsProcessingParameterNumber.Double, 0.01, minValue=0.0),
+            QgsProcessingParameterNumber(self.SMOOTH_ITERATIONS, "Outlines: smoothing iterations", QgsProcessingParameterNumber.Integer, 3, minValue=0, maxValue=10),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_PROBABILITIES, "Probabilities"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_CLASSES, "Classes"))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT_OUTLINES, "Outlines", QgsProcessing.TypeVectorPolygon, optional=True, createByDefault=True))
         self.addOutput(QgsProcessingOutputString("EXECUTION_PROVIDER", "onnxruntime execution provider that ran"))
         self.addOutput(QgsProcessingOutputNumber("TILES_RUN", "Tiles run through the model"))
 
@@ -139,6 +148,9 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         prob_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context), "probabilities")
         class_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_CLASSES, context), "classes")
+        outlines_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_OUTLINES, context) or None
+        if outlines_path and os.path.splitext(outlines_path)[1].lower() != ".gpkg":
+            raise QgsProcessingException(f"The outlines output must be a GeoPackage (.gpkg); got {outlines_path!r}.")
         result = segment_raster(
             image, model, prob_path, class_path,
             band_map=band_map, bounds=bounds, mask_shapes=shapes, tile_size=tile,
@@ -146,6 +158,10 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
             tta=TTA_MODES[self.parameterAsEnum(parameters, self.TTA, context)],
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             thresholds=parse_thresholds(self.parameterAsString(parameters, self.THRESHOLDS, context), contract),
+            outlines_out=outlines_path,
+            outline_options={"min_area_km2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
+                             "hole_area_km2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
+                             "smooth_iterations": self.parameterAsInt(parameters, self.SMOOTH_ITERATIONS, context)},
             progress=progress,
         )
         feedback.pushInfo(
@@ -156,7 +172,13 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         style_on_load(context, class_path, lambda lyr: lyr.setRenderer(class_raster_renderer(lyr, contract.classes)))
         style_on_load(context, prob_path, lambda lyr: lyr.setRenderer(
             probability_renderer(lyr, contract.classes.index(first) + 1, first.color)))
+        outputs = {}
+        if outlines_path:
+            style_on_load(context, outlines_path, lambda lyr: lyr.setRenderer(class_vector_renderer("class_value", contract.classes)))
+            outputs[self.OUTPUT_OUTLINES] = outlines_path
+            feedback.pushInfo(f"{result.outline_count} outline polygons.")
         return {
+            **outputs,
             self.OUTPUT_PROBABILITIES: prob_path,
             self.OUTPUT_CLASSES: class_path,
             "EXECUTION_PROVIDER": result.provider,

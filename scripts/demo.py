@@ -43,6 +43,7 @@ def main(out_dir: str) -> None:
     outputs = {
         "OUTPUT_PROBABILITIES": os.path.join(out_dir, "probabilities.tif"),
         "OUTPUT_CLASSES": os.path.join(out_dir, "classes.tif"),
+        "OUTPUT_OUTLINES": os.path.join(out_dir, "outlines.gpkg"),
     }
     args = [QGIS_PROCESS, "--json", "run", "glacierseg:segment", "--",
             f"INPUT={scene.image}", f"MODEL={model}", "TTA=1"] + [f"{k}={v}" for k, v in outputs.items()]

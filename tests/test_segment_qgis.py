@@ -188,3 +188,44 @@ def test_zip_installs_and_loads(tmp_path):
             from glacierseg.processing_provider.provider import GlacierSegProvider
 
             registry.addProvider(GlacierSegProvider())
+
+
+def test_outlines_output_matches_class_raster(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    from qgis.core import QgsVectorLayer
+
+    result = run_segment(tmp_path, INPUT=sample_scene.image, MODEL=sample_model,
+                         OUTPUT_OUTLINES=str(tmp_path / "outlines.gpkg"), MIN_AREA=0.0)
+    layer = QgsVectorLayer(result["OUTPUT_OUTLINES"], "outlines", "ogr")
+    assert layer.isValid() and layer.featureCount() > 0
+    areas = {}
+    for f in layer.getFeatures():
+        assert f.geometry().isGeosValid()
+        areas[f["class_name"]] = areas.get(f["class_name"], 0.0) + f["area_km2"]
+    with rasterio.open(result["OUTPUT_CLASSES"]) as ds:
+        classes = ds.read(1)
+    for name, value in (("glacier", 1), ("glacial_lake", 2)):
+        pixel_km2 = (classes == value).sum() * 20.0 * 20.0 / 1e6
+        assert areas[name] == pytest.approx(pixel_km2, rel=0.01)
+    assert next(layer.getFeatures())["source"] == "image.tif; model glacierseg-sample-index-model"
+
+
+def test_outlines_can_be_switched_off(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    result = run_segment(tmp_path, INPUT=sample_scene.image, MODEL=sample_model, OUTPUT_OUTLINES=None)
+    assert "OUTPUT_OUTLINES" not in result or not result["OUTPUT_OUTLINES"]
+    assert os.path.exists(result["OUTPUT_CLASSES"])
+
+
+class CancelDuringOutlines(QgsProcessingFeedback):
+    def setProgress(self, progress):  # noqa: N802
+        super().setProgress(progress)
+        if progress > 86:
+            self.cancel()
+
+
+def test_cancel_while_vectorizing_leaves_no_output(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        run_segment(out, feedback=CancelDuringOutlines(), INPUT=sample_scene.image, MODEL=sample_model,
+                    OUTPUT_OUTLINES=str(out / "outlines.gpkg"))
+    assert os.listdir(out) == []
