@@ -97,18 +97,17 @@ def throughput(image: str, model_path: str, tta: str, batch: int) -> dict:
 
 
 def peak_rss_mb(image: str, model_path: str) -> float:
-    """Peak RSS (MB) of a child process that runs one segmentation."""
+    """Peak RSS (MB) of a fresh process that runs one segmentation: its own VmHWM, read at the
+    end (a parent's ru_maxrss for the child would count the forked parent's pages too)."""
     code = (
         "import sys, tempfile, os; sys.path.insert(0, {pkg!r});"
         "from glacierseg.core.segment import segment_raster;"
         "d = tempfile.mkdtemp();"
-        "segment_raster({img!r}, {model!r}, os.path.join(d, 'p.tif'), os.path.join(d, 'c.tif'), batch_size=8)"
+        "segment_raster({img!r}, {model!r}, os.path.join(d, 'p.tif'), os.path.join(d, 'c.tif'), batch_size=8);"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
     ).format(pkg=os.path.join(ROOT, ".build", "pkg"), img=image, model=model_path)
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"memory run failed on {image}")
-    return usage.ru_maxrss / 1024.0
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(out.strip().splitlines()[-1]) / 1024.0
 
 
 def main() -> None:
@@ -119,21 +118,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "glacierseg-bench"))
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
 
     from glacierseg.models.sample import export_sample_model
 
-    image = write_big_scene(os.path.join(args.workdir, f"scene6_{args.size}.tif"), args.size)
-    model = os.path.join(args.workdir, f"unet{args.widths}.onnx")
-    params = unet_model(model, args.widths)
-    print(f"# throughput: U-Net widths {args.widths}..{args.widths * 16}, {params / 1e6:.2f} M parameters, "
-          f"256-px tiles, batch {args.batch}, {args.size}² raster, {os.cpu_count()} CPU cores")
-    print("tta    tiles  wall_s  session_run_s  Mpx/s  ratio(wall/in-loop run)  ratio(wall/repeated run)  provider")
-    for tta in ("none", "flips"):
-        r = throughput(image, model, tta, args.batch)
-        print(f"{r['tta']:<6} {r['tiles']:>5}  {r['wall']:6.1f}  {r['floor']:13.1f}  {r['mpx_s']:5.2f}  "
-              f"{r['ratio']:23.3f}  {r['ratio_repeat']:24.3f}  {r['provider']}")
+    if not args.skip_throughput:
+        image = write_big_scene(os.path.join(args.workdir, f"scene6_{args.size}.tif"), args.size)
+        model = os.path.join(args.workdir, f"unet{args.widths}.onnx")
+        params = unet_model(model, args.widths)
+        print(f"# throughput: U-Net widths {args.widths}..{args.widths * 16}, {params / 1e6:.2f} M parameters, "
+              f"256-px tiles, batch {args.batch}, {args.size}² raster, {os.cpu_count()} CPU cores")
+        print("tta    tiles  wall_s  session_run_s  Mpx/s  ratio(wall/in-loop run)  ratio(wall/repeated run)  provider")
+        for tta in ("none", "flips"):
+            r = throughput(image, model, tta, args.batch)
+            print(f"{r['tta']:<6} {r['tiles']:>5}  {r['wall']:6.1f}  {r['floor']:13.1f}  {r['mpx_s']:5.2f}  "
+                  f"{r['ratio']:23.3f}  {r['ratio_repeat']:24.3f}  {r['provider']}")
     if args.skip_memory:
         return
     print("# peak RSS with the small sample model (3 bands), each run in its own process")

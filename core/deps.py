@@ -15,16 +15,24 @@ _DISTRIBUTION = {"skimage": "scikit-image", "onnxruntime": "onnxruntime"}
 
 
 def pinned_requirements() -> Dict[str, str]:
-    """Distribution name -> pinned requirement, read from the plugin's requirements.txt."""
+    """Distribution name -> pinned requirement (with its ``--no-binary`` option where the
+    plugin's requirements ask for a source build), read from requirements.txt and
+    requirements-dev.txt (training: torch, onnx)."""
     pins: Dict[str, str] = {}
-    path = os.path.join(_ROOT, "requirements.txt")
-    if os.path.exists(path):
+    source_builds = set()
+    for name in ("requirements-dev.txt", "requirements.txt"):
+        path = os.path.join(_ROOT, name)
+        if not os.path.exists(path):
+            continue
         with open(path, encoding="utf-8") as fh:
             for line in fh:
                 line = line.split("#", 1)[0].strip()
-                if line:
-                    name = re.split(r"[<>=!~ ]", line, 1)[0].lower()
-                    pins[name] = line
+                if line.startswith("--no-binary"):
+                    source_builds.update(n.strip().lower() for n in line.split(None, 1)[1].split(","))
+                elif line and not line.startswith("-"):
+                    pins[re.split(r"[<>=!~ ]", line, 1)[0].lower()] = line
+    for name in source_builds & set(pins):
+        pins[name] = f"--no-binary {name} {pins[name]}"
     return pins
 
 

@@ -6,7 +6,7 @@ way in training and inference. Register a feature with ``@feature("NAME")``.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Sequence
+from typing import Callable, Dict, Mapping
 
 import numpy as np
 

@@ -30,7 +30,8 @@ from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_trans
 TTA_MODES = ("none", "flips", "d4")
 PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
-GDAL_CACHE_BYTES = 256 * 2**20  # GDAL's block cache defaults to 5 % of RAM: bound it so memory does not grow with the raster
+GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache defaults to 5 % of RAM; 128 MB holds a strip of a 16k-wide raster
+WRITE_CHUNK_PX = 2048  # finished strips are divided and written in column chunks of this width
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]
 
@@ -434,23 +435,25 @@ def segment_raster(
                 progress.set_progress(100.0 * done / len(grid))
             if batch:
                 run_batch(batch)
-            # rows before the next tile row's origin are final: write them, roll the strip
+            # rows before the next tile row's origin are final: write them, shift the strip up
             final = (rows[k + 1] - row) if k + 1 < len(rows) else tile
             r0, r1 = max(row, 0), min(row + final, height)
-            if r1 > r0:
-                a, b = r0 - row, r1 - row
-                wsum = weight[a:b]
+            for c0 in range(0, width, WRITE_CHUNK_PX) if r1 > r0 else ():
+                c1 = min(c0 + WRITE_CHUNK_PX, width)
+                wsum = weight[r0 - row : r1 - row, c0:c1]
                 covered = wsum > 0
-                strip = np.where(covered, acc[:, a:b] / np.where(covered, wsum, 1.0), PROBABILITY_NODATA)
-                cls = classify(np.nan_to_num(strip), contract, thresholds)
+                strip = acc[:, r0 - row : r1 - row, c0:c1] / np.where(covered, wsum, 1.0)
+                cls = classify(strip, contract, thresholds)
                 cls[~covered] = CLASS_NODATA
-                out = rasterio.windows.Window(0, r0, width, r1 - r0)
-                prob_ds.write(strip.astype(np.float32), window=out)
+                strip[:, ~covered] = PROBABILITY_NODATA
+                out = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
+                prob_ds.write(strip, window=out)
                 class_ds.write(cls, 1, window=out)
-            acc = np.roll(acc, -final, axis=1)
-            weight = np.roll(weight, -final, axis=0)
-            acc[:, tile - final :] = 0.0
-            weight[tile - final :] = 0.0
+            keep = tile - final  # rows still open: only the overlap moves
+            acc[:, :keep] = acc[:, final:]
+            weight[:keep] = weight[final:]
+            acc[:, keep:] = 0.0
+            weight[keep:] = 0.0
         prob_ds.close()
         class_ds.close()
         outline_count = 0

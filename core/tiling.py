@@ -11,7 +11,7 @@ weighted merging, e.g. the Attention DeepLabV3+ glacier work and Isensee et al. 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 

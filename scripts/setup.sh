@@ -5,8 +5,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-APT_PACKAGES=(qgis python3-qgis qgis-providers python3-venv python3-rasterio python3-scipy
-              python3-shapely python3-pyproj xvfb xauth zip make)
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-venv python3-dev python3-rasterio python3-scipy
+              python3-pyproj libgeos-dev build-essential xvfb xauth zip make)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -32,8 +32,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 "$VENV/bin/python" - <<'PY'
-import numpy, onnxruntime, qgis.core, rasterio
+import subprocess
+import numpy, onnxruntime, qgis.core, rasterio, shapely
 assert numpy.__version__.startswith("1."), f"numpy {numpy.__version__}: GDAL/QGIS need numpy 1.x"
+system_geos = subprocess.run(["geos-config", "--version"], capture_output=True, text=True).stdout.strip()
+assert shapely.geos_version_string == system_geos, (
+    f"shapely uses GEOS {shapely.geos_version_string}, QGIS uses {system_geos}: reinstall shapely "
+    "with --no-binary shapely (see requirements.txt)")
 print(f"setup: ok (QGIS {qgis.core.Qgis.QGIS_VERSION}, numpy {numpy.__version__}, "
       f"onnxruntime {onnxruntime.__version__}, rasterio {rasterio.__version__})")
 PY

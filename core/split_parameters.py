@@ -1,0 +1,47 @@
+"""Parameters of the glacier split (Kienholz et al., 2013), importable without the
+split's own dependencies (scipy, shapely, pysheds) so the Processing adapter can show them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class SplitParameters:
+    """Parameters of the split; defaults are Kienholz et al. (2013)'s (see docs/glacier-split.md)."""
+
+    cell_size_m: float = 0.0  # working grid; 0: the DEM's own cell size
+    buffer_cells: int = 4  # DEM used within this many cells of the outline (buffer 1)
+    gutter_offset_cells: float = 1.0  # the gutter starts this far outside the outline ...
+    gutter_cells: float = 2.0  # ... and is this wide
+    gutter_depth_m: float = 100.0  # how far the gutter is lowered
+    smoothing_cells: int = 3  # median-filter window of the DEM smoothing (1: none)
+    a: float = 14.3  # r = min(a·F^b, c), F in cells of a_cell_m (scaled to the grid)
+    b: float = 0.5
+    c_m: float = 3500.0
+    a_cell_m: float = 40.0  # cell size the constant a refers to
+    sliver_area_km2: float = 0.1  # pieces smaller than this are slivers
+    sliver_area2_km2: float = 0.2  # ... and those smaller than this that are not compact
+    sliver_compactness: float = 0.5  # compactness 2·sqrt(pi·A)/P below which a piece is elongated
+
+    def validate(self) -> None:
+        checks = {
+            "cell_size_m": self.cell_size_m >= 0, "buffer_cells": self.buffer_cells >= self.gutter_offset_cells + self.gutter_cells,
+            "gutter_offset_cells": self.gutter_offset_cells >= 0, "gutter_cells": self.gutter_cells >= 1, "gutter_depth_m": self.gutter_depth_m > 0,
+            "smoothing_cells": self.smoothing_cells >= 1, "a": self.a > 0, "b": self.b > 0, "c_m": self.c_m > 0,
+            "a_cell_m": self.a_cell_m > 0, "sliver_area_km2": self.sliver_area_km2 >= 0,
+            "sliver_area2_km2": self.sliver_area2_km2 >= 0, "sliver_compactness": self.sliver_compactness >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise InputError(f"Invalid split parameter(s) {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}: "
+                             "sizes must be positive and the gutter must lie within the buffer. "
+                             "See docs/glacier-split.md for the defaults.")
+
+    def radius_m(self, flow_acc_cells: float, dx: float) -> float:
+        """Merge radius of a pour point: r = min(a·F'^b, c), F' = F·(dx/a_cell_m)² (F in grid cells).
+
+        Equivalently a is scaled to the grid as a·(dx/a_cell_m)^(2b) and applied to F."""
+        f_ref = flow_acc_cells * (dx / self.a_cell_m) ** 2
+        return min(self.a * f_ref ** self.b, self.c_m)

@@ -1,0 +1,545 @@
+"""Class raster -> clean outline polygons whose neighbours share one smoothed boundary.
+
+Regions are polygonized block by block (GDAL polygonize via rasterio, 4-connectivity) and
+pieces cut by block seams are merged; small regions are dropped and small background holes
+filled on the exact pixel geometry; then the boundaries of all regions are noded into one
+planar arc network (arcs end where three or more regions meet, or at the raster edge), each
+arc is smoothed once with Chaikin's corner cutting (Chaikin 1974, "An algorithm for
+high-speed curve generation", Computer Graphics and Image Processing 3(4)) between its
+fixed end nodes, and every polygon is rebuilt from its smoothed arcs, so neighbours keep
+exactly one shared boundary (no gaps, no overlaps). See docs/vectorize.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .contract import ClassInfo, ModelContract, read_contract
+from .errors import InputError, ModelContractError
+from .io import atomic_output
+from .progress import SubProgress, check_cancel, ensure_progress
+
+BLOCK_PX = 4096  # polygonize window (pixels a side): bounds the raster memory per step
+BATCH_EDGES = 1_000_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
+NODATA_CODE = -(2**31)  # int32 code of no-data pixels while vectorizing (never a class value)
+PALETTE = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
+           "#b2df8a", "#fdbf6f", "#cab2d6", "#ffff99")
+_REL_EPS = 1e-9  # thresholds compare with this relative slack so "exactly 0.01 km²" is stable
+
+
+@dataclass(frozen=True)
+class VectorizeResult:
+    """What ``vectorize`` wrote: the GeoPackage, its layer and how many outlines it holds."""
+
+    path: str
+    layer_name: str
+    feature_count: int
+    classes: Tuple[ClassInfo, ...]
+    removed_small: int = 0
+    filled_holes: int = 0
+
+
+def generated_classes(values: Sequence[int]) -> List[ClassInfo]:
+    """Class table for a raster without one: ``class_<v>`` with colours from a fixed palette."""
+    return [ClassInfo(f"class_{v}", int(v), PALETTE[i % len(PALETTE)]) for i, v in enumerate(sorted(values))]
+
+
+def load_class_table(path: str) -> ModelContract:
+    """Model contract from an ONNX model (embedded or sidecar) or a contract JSON file."""
+    if not os.path.exists(path):
+        raise InputError(f"class table {path!r} does not exist; give the model's .onnx file or its .json contract.")
+    if path.lower().endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ModelContractError(
+                f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno}); fix the file or give the .onnx model."
+            ) from None
+        return ModelContract.from_dict(data, os.path.basename(path))
+    return read_contract(path)
+
+
+# ----------------------------------------------------------------------------- geometry
+def chaikin(points: np.ndarray, starts: np.ndarray, closed: np.ndarray, iterations: int,
+            offset: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Chaikin (1974) corner cutting of many lines at once.
+
+    ``points`` holds the lines one after the other, line k from ``starts[k]`` to
+    ``starts[k + 1]``; open lines keep both end points, ``closed`` ones (first point = last)
+    are cut all round. Each pass replaces segment (a, b) by a + t(b − a) and b − t(b − a):
+    every new point lies on the previous line, so a line stays inside the triangles of the
+    corners it cuts (what the topology guarantee rests on). Returns (points, starts) with
+    collinear and repeated points removed."""
+    p = np.asarray(points, dtype=np.float64)
+    starts = np.asarray(starts, dtype=np.int64)
+    closed = np.asarray(closed, dtype=bool)
+    is_open = ~closed
+    for _ in range(iterations if offset > 0 else 0):
+        inside = np.ones(len(p) - 1, bool)
+        inside[starts[1:-1] - 1] = False  # no segment from one line to the next
+        a, b = p[:-1][inside], p[1:][inside]
+        new = np.empty((2 * len(a), 2))
+        new[0::2] = a + offset * (b - a)
+        new[1::2] = b - offset * (b - a)
+        new_starts = 2 * (starts - np.arange(len(starts)))
+        new[new_starts[:-1][is_open]] = p[starts[:-1][is_open]]
+        new[new_starts[1:][is_open] - 1] = p[starts[1:][is_open] - 1]
+        if closed.any():
+            new = np.insert(new, new_starts[1:][closed], new[new_starts[:-1][closed]], axis=0)
+            new_starts = new_starts + np.concatenate([[0], np.cumsum(closed)])
+        p, starts = new, new_starts
+    keep = np.ones(len(p), bool)
+    d0, d1 = p[1:-1] - p[:-2], p[2:] - p[1:-1]
+    cross = d0[:, 0] * d1[:, 1] - d0[:, 1] * d1[:, 0]
+    keep[1:-1] = ~((np.abs(cross) <= 1e-12) & ((d0 * d1).sum(axis=1) >= 0))
+    keep[starts[:-1]] = True
+    keep[starts[1:] - 1] = True
+    return p[keep], np.concatenate([[0], np.cumsum(keep)])[starts]
+
+
+def _arcs_of_rings(pts: np.ndarray, vid: np.ndarray, is_node: np.ndarray, ring_start: np.ndarray, n_vid: int):
+    """Cut every ring at its nodes into arcs, each in a canonical direction so that the two
+    rings sharing an arc find the same one: returns the distinct arcs (coordinate arrays and
+    closed flags) and, per ring, its (arc index, reversed) sequence."""
+    keys, coords, closed, occurrences = [], [], [], []
+    for r in range(len(ring_start) - 1):
+        s, e = ring_start[r], ring_start[r + 1]
+        rp, rv = pts[s:e], vid[s:e]
+        nodes = np.flatnonzero(is_node[s:e])
+        if len(nodes) == 0:  # a ring without nodes: one closed arc from its smallest vertex
+            j = int(np.argmin(rv))
+            seq = np.roll(rp, -j, axis=0)
+            seq = np.vstack([seq, seq[:1]])
+            rev = rv[j - 1] < rv[(j + 1) % len(rv)]
+            keys.append(int(rv[j]) * n_vid + int(min(rv[j - 1], rv[(j + 1) % len(rv)])))
+            coords.append(seq[::-1] if rev else seq)
+            closed.append(True)
+            occurrences.append([(len(keys) - 1, rev)])
+            continue
+        order = np.roll(np.arange(len(rp)), -nodes[0])
+        order = np.append(order, order[0])
+        cuts = np.append(nodes - nodes[0], len(rp))
+        ring = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            idx = order[a : b + 1]
+            fwd = (int(rv[idx[0]]), int(rv[idx[1]]))
+            bwd = (int(rv[idx[-1]]), int(rv[idx[-2]]))
+            rev = bwd < fwd
+            key = min(fwd, bwd)
+            keys.append(key[0] * n_vid + key[1])
+            coords.append(rp[idx[::-1]] if rev else rp[idx])
+            closed.append(False)
+            ring.append((len(keys) - 1, rev))
+        occurrences.append(ring)
+    _, first, inverse = np.unique(np.array(keys, dtype=np.int64), return_index=True, return_inverse=True)
+    arcs = [coords[i] for i in first]
+    rings = [[(int(inverse[k]), rev) for k, rev in ring] for ring in occurrences]
+    return arcs, np.array(closed, bool)[first], rings
+
+
+def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: int, iterations: int,
+                     offset: float, simplify_px: float) -> np.ndarray:
+    """Smooth polygons (pixel coordinates, integer vertices) arc by arc so that neighbours keep
+    one shared boundary.
+
+    Ring edges are cut into pixel-edge (unit) segments and rings are cut into arcs at the
+    ``nodes`` (sorted corner ids ``row * (width + 1) + col`` where three or more regions meet
+    or two touch diagonally) and at every corner on the raster frame. Each arc (or ring without
+    nodes) is put in a canonical direction, smoothed once, optionally simplified with GEOS's
+    topology-preserving Douglas–Peucker, and every ring is rebuilt from its arcs: a shared arc
+    is the identical line in both polygons, also when they are smoothed in different calls
+    (without simplification, which needs all arcs in one call)."""
+    import shapely
+
+    rings, owner = shapely.get_rings(polys, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    same = ring_of[1:] == ring_of[:-1]
+    a, b, seg_ring = xy[:-1][same], xy[1:][same], ring_of[:-1][same]
+    steps = np.abs(b - a).sum(axis=1).astype(np.int64)  # pixel edges along each (axis-parallel) edge
+    k = np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)
+    pts = np.repeat(a, steps, axis=0) + np.repeat((b - a) / np.maximum(steps, 1)[:, None], steps, axis=0) * k[:, None]
+    ring_start = np.searchsorted(np.repeat(seg_ring, steps), np.arange(len(rings) + 1))
+    del a, b, k, xy, ring_of
+    vid = pts[:, 1].astype(np.int64) * (width + 1) + pts[:, 0].astype(np.int64)
+    is_node = np.isin(vid, nodes)
+    is_node |= (pts[:, 0] == 0) | (pts[:, 1] == 0) | (pts[:, 0] == width) | (pts[:, 1] == height)
+    # Inside straight runs only the unit segments next to corners and nodes matter (Chaikin cuts
+    # a corner within its two adjacent segments); keeping just those points gives the same
+    # curve with far fewer points, and the same points from both sides of an arc.
+    nxt = np.arange(1, len(pts) + 1)
+    nxt[ring_start[1:] - 1] = ring_start[:-1]
+    prv = np.arange(-1, len(pts) - 1)
+    prv[ring_start[:-1]] = ring_start[1:] - 1
+    d_in, d_out = pts - pts[prv], pts[nxt] - pts
+    fixed = is_node | (d_in[:, 0] * d_out[:, 1] != d_in[:, 1] * d_out[:, 0])  # nodes and corners
+    keep = fixed | fixed[prv] | fixed[nxt]
+    ring_start = np.concatenate([[0], np.cumsum(keep)])[ring_start]
+    pts, vid, is_node = pts[keep], vid[keep], is_node[keep]
+    del nxt, prv, d_in, d_out, fixed, keep
+    arcs, closed, ring_arcs = _arcs_of_rings(pts, vid, is_node, ring_start, (width + 1) * (height + 1))
+    del pts, vid, is_node
+    starts = np.concatenate([[0], np.cumsum([len(c) for c in arcs])])
+    points, starts = chaikin(np.concatenate(arcs), starts, closed, iterations, offset)
+    if simplify_px > 0:
+        lines = shapely.linestrings(points, indices=np.repeat(np.arange(len(arcs)), np.diff(starts)))
+        simple = shapely.get_parts(shapely.simplify(shapely.multilinestrings(lines), simplify_px, preserve_topology=True))
+        points, index = shapely.get_coordinates(simple, return_index=True)
+        starts = np.searchsorted(index, np.arange(len(arcs) + 1))
+    smoothed = np.split(points, starts[1:-1])
+    ring_coords = []
+    for ring in ring_arcs:
+        parts = [smoothed[i][::-1] if rev else smoothed[i] for i, rev in ring]
+        ring_coords.append(np.concatenate([parts[0]] + [p[1:] for p in parts[1:]]))
+    ring_geoms = shapely.linearrings(np.concatenate(ring_coords),
+                                     indices=np.repeat(np.arange(len(ring_coords)), [len(c) for c in ring_coords]))
+    return _polygons(ring_geoms, owner, len(polys))
+
+
+def _polygons(rings: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Polygons from rings grouped by ``owner`` (sorted; each polygon's exterior ring first)."""
+    import shapely
+
+    out = np.empty(n, dtype=object)
+    bounds = np.searchsorted(owner, np.arange(n + 1))
+    for i in range(n):
+        out[i] = shapely.Polygon(rings[bounds[i]], rings[bounds[i] + 1 : bounds[i + 1]])
+    return out
+
+
+# ------------------------------------------------------------------------------ raster
+class _Grid:
+    """Pixel <-> map coordinates and areas/perimeters in metres for the raster's CRS."""
+
+    def __init__(self, crs, transform):
+        import pyproj
+
+        self.transform = transform
+        pcrs = pyproj.CRS.from_wkt(crs.to_wkt())
+        self.geographic = pcrs.is_geographic
+        if self.geographic:
+            self.geod = pcrs.get_geod()
+        else:
+            self.unit = float(pcrs.axis_info[0].unit_conversion_factor or 1.0)
+
+    def to_map(self, geoms: np.ndarray) -> np.ndarray:
+        """Polygons from pixel (column, row) to map coordinates, exterior rings counter-clockwise
+        and holes clockwise (OGC; pyproj's geodesic areas rely on it)."""
+        import shapely
+
+        t = self.transform
+        rings, owner = shapely.get_rings(geoms, return_index=True)
+        xy, idx = shapely.get_coordinates(rings, return_index=True)
+        xy = np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f])
+        starts = np.searchsorted(idx, np.arange(len(rings) + 1))
+        rel = xy - xy[starts[:-1]][idx]  # shoelace on ring-relative coordinates (no cancellation)
+        same = idx[1:] == idx[:-1]
+        cross = (rel[:-1, 0] * rel[1:, 1] - rel[1:, 0] * rel[:-1, 1]) * same
+        twice_area = np.bincount(idx[:-1], weights=cross, minlength=len(rings))
+        exterior = np.r_[True, owner[1:] != owner[:-1]] if len(owner) else np.zeros(0, bool)
+        flip = np.where(exterior, twice_area < 0, twice_area > 0)[idx]
+        order = np.arange(len(xy))
+        order[flip] = starts[idx[flip]] + starts[idx[flip] + 1] - 1 - order[flip]
+        return _polygons(shapely.linearrings(xy[order], indices=idx), owner, len(geoms))
+
+    def area_m2(self, pixel_geoms: np.ndarray) -> np.ndarray:
+        """Areas (m²) of polygons given in pixel coordinates."""
+        import shapely
+
+        if not self.geographic:
+            t = self.transform
+            return shapely.area(pixel_geoms) * abs(t.a * t.e - t.b * t.d) * self.unit**2
+        chunks = [self.measure(self.to_map(pixel_geoms[i : i + 5000]))[0] for i in range(0, len(pixel_geoms), 5000)]
+        return np.concatenate(chunks) if chunks else np.zeros(0)
+
+    def measure(self, map_geoms: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(area m², perimeter m) of polygons in map coordinates: planar in a projected CRS,
+        geodesic on the CRS's ellipsoid (Karney 2013, via pyproj) in a geographic one."""
+        import shapely
+
+        if not self.geographic:
+            return shapely.area(map_geoms) * self.unit**2, shapely.length(map_geoms) * self.unit
+        area = [abs(self.geod.geometry_area_perimeter(g)[0]) for g in map_geoms]
+        length = [self.geod.geometry_length(b) for b in shapely.boundary(map_geoms)]  # holes included
+        return np.array(area, dtype=float), np.array(length, dtype=float)
+
+    def pixel_size_m(self, width: int, height: int) -> float:
+        """Side of a square pixel of equal area at the raster centre, in metres."""
+        import shapely
+
+        px = shapely.box(width // 2, height // 2, width // 2 + 1, height // 2 + 1)
+        return float(np.sqrt(self.measure(self.to_map(np.array([px])))[0][0]))
+
+
+def _class_codes(src, window, band_classes: Sequence[ClassInfo], order: Sequence[ClassInfo],
+                 background: int) -> np.ndarray:
+    """int32 class codes of one window: the raster's values (single band) or, for a multi-band
+    mask/probability raster, the first class in precedence order whose band is >= 0.5."""
+    valid = src.read_masks(1, window=window) != 0
+    if src.count == 1:
+        data = src.read(1, window=window)
+        if data.dtype.kind == "f":
+            finite = np.where(valid, data, 0)
+            if not np.all(np.isfinite(finite)) or np.any(finite != np.round(finite)):
+                raise InputError(
+                    f"{os.path.basename(src.name)} holds non-integer values, so it is not a class raster. "
+                    "Give the class raster of glacierseg:segment, or a multi-band probability raster "
+                    "together with the model's class table."
+                )
+        codes = data.astype(np.int64)
+        if codes.size and (codes.max() > 2**31 - 1 or codes.min() <= NODATA_CODE):
+            raise InputError(f"{os.path.basename(src.name)}: class values must fit in 32-bit integers.")
+        codes = codes.astype(np.int32)
+        codes[~valid] = NODATA_CODE
+        return codes
+    data = src.read(window=window)
+    codes = np.full(data.shape[1:], background, np.int32)
+    band_of = {c.value: i for i, c in enumerate(band_classes)}
+    for cls in reversed(list(order)):
+        codes[data[band_of[cls.value]] >= 0.5] = cls.value
+    codes[~valid] = NODATA_CODE
+    return codes
+
+
+def _polygonize(src, band_classes, order, background: int, progress):
+    """Pieces (code, polygon in pixel coordinates) per block; pieces cut by block seams merged."""
+    import shapely
+    from affine import Affine
+    from rasterio import features
+    from rasterio.windows import Window
+
+    width, height = src.width, src.height
+    whole, seam, nodes = [], {}, []
+    blocks = [(r, c) for r in range(0, height, BLOCK_PX) for c in range(0, width, BLOCK_PX)]
+    for k, (r0, c0) in enumerate(blocks):
+        check_cancel(progress)
+        h, w = min(BLOCK_PX, height - r0), min(BLOCK_PX, width - c0)
+        # one more row and column (where the raster goes on) to see the corners on the seams
+        ext = _class_codes(src, Window(c0, r0, w + (c0 + w < width), h + (r0 + h < height)),
+                           band_classes, order, background)
+        rows, cols = np.nonzero(_junctions(ext))
+        nodes.append((rows + r0 + 1) * (width + 1) + cols + c0 + 1)
+        codes = np.ascontiguousarray(ext[:h, :w])
+        inner = (c0 > 0, r0 > 0, c0 + w < width, r0 + h < height)  # seams: left, top, right, bottom
+        for geom, value in features.shapes(codes, mask=codes != background, connectivity=4,
+                                           transform=Affine.translation(c0, r0)):
+            rings = [np.asarray(r, dtype=np.float64) for r in geom["coordinates"]]
+            poly = shapely.Polygon(rings[0], rings[1:])
+            x0, y0, x1, y1 = poly.bounds
+            on_seam = (inner[0] and x0 == c0) or (inner[1] and y0 == r0) or \
+                      (inner[2] and x1 == c0 + w) or (inner[3] and y1 == r0 + h)
+            (seam.setdefault(int(value), []) if on_seam else whole).append(
+                poly if on_seam else (int(value), poly))
+        progress.set_progress(100.0 * (k + 1) / len(blocks))
+    for value, polys in seam.items():
+        check_cancel(progress)
+        whole.extend((value, p) for p in shapely.get_parts(shapely.union_all(polys)))
+    codes = np.array([v for v, _ in whole], dtype=np.int64)
+    geoms = np.array([p for _, p in whole], dtype=object)
+    return codes, geoms, np.sort(np.concatenate(nodes))
+
+
+def _junctions(codes: np.ndarray) -> np.ndarray:
+    """For each inner pixel corner of ``codes``: do three or more different values meet there,
+    or two diagonally (a checkerboard)? Those corners are where boundary arcs end."""
+    a, b, c, d = codes[:-1, :-1], codes[:-1, 1:], codes[1:, :-1], codes[1:, 1:]
+    distinct = 1 + (b != a) + ((c != a) & (c != b)) + ((d != a) & (d != b) & (d != c))
+    return (distinct >= 3) | ((a == d) & (b == c) & (a != b))
+
+
+def _fill_small_holes(geoms: np.ndarray, owners: np.ndarray, context: np.ndarray, grid: "_Grid",
+                      hole_m2: float) -> Tuple[np.ndarray, int]:
+    """Drop interior rings smaller than ``hole_m2`` that hold no other region (nunataks and
+    other background only); ``context`` are all regions kept (classes and no-data)."""
+    import shapely
+
+    holes, hole_owner, hole_ring = [], [], []
+    for i in owners:
+        for j, ring in enumerate(geoms[i].interiors):
+            holes.append(shapely.Polygon(ring))
+            hole_owner.append(i)
+            hole_ring.append(j)
+    if not holes:
+        return geoms, 0
+    holes = np.array(holes, dtype=object)
+    small = grid.area_m2(holes) < hole_m2 * (1 - _REL_EPS)
+    occupied = np.zeros(len(holes), bool)
+    hits, _ = shapely.STRtree(context).query(holes, predicate="covers")
+    occupied[hits] = True
+    fill = small & ~occupied
+    out = geoms.copy()
+    drop: Dict[int, set] = {}
+    for h in np.flatnonzero(fill):
+        drop.setdefault(hole_owner[h], set()).add(hole_ring[h])
+    for i, rings in drop.items():
+        out[i] = shapely.Polygon(geoms[i].exterior, [r for j, r in enumerate(geoms[i].interiors) if j not in rings])
+    return out, int(fill.sum())
+
+
+# ------------------------------------------------------------------------------ output
+@contextlib.contextmanager
+def _gpkg_writer(path: str, layer_name: str, crs_wkt: str) -> Iterator[Callable]:
+    """A new GeoPackage polygon layer (GDAL/OGR); yields ``write(geoms, rows)`` to append
+    features in batches inside one transaction. The file is closed on exit, error or not."""
+    import shapely
+    from osgeo import ogr, osr
+
+    ogr.UseExceptions()
+    osr.UseExceptions()
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(crs_wkt)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    try:
+        layer = ds.CreateLayer(layer_name, srs, ogr.wkbPolygon, options=["SPATIAL_INDEX=YES", "FID=fid"])
+        for name, kind in (("class_name", ogr.OFTString), ("class_value", ogr.OFTInteger),
+                           ("area_km2", ogr.OFTReal), ("perimeter_m", ogr.OFTReal), ("source", ogr.OFTString)):
+            layer.CreateField(ogr.FieldDefn(name, kind))
+        defn = layer.GetLayerDefn()
+
+        def write(geoms, rows) -> None:
+            for wkb, row in zip(shapely.to_wkb(geoms, output_dimension=2), rows):
+                feat = ogr.Feature(defn)
+                for name, value in row.items():
+                    feat.SetField(name, value)
+                feat.SetGeometry(ogr.CreateGeometryFromWkb(wkb))
+                layer.CreateFeature(feat)
+
+        layer.StartTransaction()
+        yield write
+        layer.CommitTransaction()
+    finally:
+        ds = None  # noqa: F841 (closes the file before atomic_output moves or removes it)
+
+
+# -------------------------------------------------------------------------------- main
+def vectorize(
+    class_raster: str,
+    out_path: str,
+    classes: Optional[Sequence[ClassInfo]] = None,
+    *,
+    precedence: Sequence[str] = (),
+    min_area_km2: float = 0.01,
+    hole_area_km2: float = 0.01,
+    smooth_iterations: int = 3,
+    smooth_offset: float = 0.25,
+    simplify_tolerance_m: float = 0.0,
+    source: str = "",
+    layer_name: str = "outlines",
+    background_value: int = 0,
+    progress=None,
+) -> VectorizeResult:
+    """Vectorize a class raster into one polygon per connected region (4-connectivity) and class.
+
+    ``class_raster``: single-band integer classes (``background_value`` and no-data are not
+    vectorized), or a multi-band mask/probability raster with band k for ``classes[k]``
+    (a pixel takes the first class in ``precedence`` order whose band is >= 0.5). Regions
+    under ``min_area_km2`` are dropped, holes under ``hole_area_km2`` holding only background
+    are filled (both on the exact pixel areas), then boundaries are smoothed with
+    ``smooth_iterations`` Chaikin passes of ``smooth_offset`` on pixel-edge segments and
+    simplified by ``simplify_tolerance_m`` — all with shared boundaries kept shared.
+    """
+    import rasterio
+    import shapely
+
+    progress = ensure_progress(progress)
+    if not isinstance(smooth_iterations, (int, np.integer)) or not 0 <= smooth_iterations <= 10:
+        raise InputError(f"smooth_iterations must be an integer from 0 to 10, got {smooth_iterations!r}.")
+    if not 0.0 <= smooth_offset <= 0.5:
+        raise InputError(f"smooth_offset must be between 0 and 0.5 (fraction of a segment cut per corner), got {smooth_offset!r}.")
+    for name, value in (("min_area_km2", min_area_km2), ("hole_area_km2", hole_area_km2),
+                        ("simplify_tolerance_m", simplify_tolerance_m)):
+        if not np.isfinite(value) or value < 0:
+            raise InputError(f"{name} must be a number >= 0 (0 switches it off), got {value!r}.")
+    if not layer_name:
+        raise InputError("layer_name must not be empty; give the GeoPackage layer a name such as 'outlines'.")
+    if not out_path.lower().endswith(".gpkg"):
+        raise InputError(f"output {out_path!r} must be a GeoPackage: give a path ending in .gpkg.")
+    if not os.path.exists(class_raster):
+        raise InputError(f"class raster {class_raster!r} does not exist; check the path.")
+
+    try:
+        src = rasterio.open(class_raster)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"cannot open {class_raster!r} as a raster ({exc}); give a GeoTIFF or another GDAL raster.") from None
+    with src:
+        if src.crs is None:
+            raise InputError(
+                f"{os.path.basename(class_raster)} has no coordinate reference system, so areas cannot be "
+                "computed; assign one (e.g. with gdal_edit.py -a_srs or QGIS 'Assign projection')."
+            )
+        band_classes = list(classes or [])
+        if src.count > 1:
+            if len(band_classes) != src.count:
+                raise InputError(
+                    f"{os.path.basename(class_raster)} has {src.count} bands; a multi-band mask needs a class table "
+                    f"with one class per band (got {len(band_classes)}). Give the model's .onnx/.json, or a "
+                    "single-band class raster."
+                )
+            by_name = {c.name: c for c in band_classes}
+            unknown = [n for n in precedence if n not in by_name]
+            if unknown:
+                raise InputError(f"precedence names unknown class(es) {unknown}; classes are {list(by_name)}.")
+            order = [by_name[n] for n in precedence] + [c for c in band_classes if c.name not in precedence]
+        else:
+            order = []
+        grid = _Grid(src.crs, src.transform)
+        crs_wkt = src.crs.to_wkt()
+        width, height = src.width, src.height
+        codes, pieces, nodes = _polygonize(src, band_classes, order, background_value, SubProgress(progress, 0, 50))
+
+    is_class = codes != NODATA_CODE
+    found = sorted(set(codes[is_class].tolist()))
+    table = {c.value: c for c in band_classes}
+    extra = [v for v in found if v not in table]
+    if extra:
+        if band_classes:
+            progress.push_info(f"values {extra} are not in the class table; they are named class_<value>.")
+        taken = len(table)
+        for i, c in enumerate(generated_classes(extra)):
+            table[c.value] = ClassInfo(c.name, c.value, PALETTE[(taken + i) % len(PALETTE)])
+    check_cancel(progress)
+
+    # Filters on the exact pixel geometry: small regions out, then small background holes filled.
+    keep = np.ones(len(pieces), bool)
+    keep[np.flatnonzero(is_class)] = grid.area_m2(pieces[is_class]) >= min_area_km2 * 1e6 * (1 - _REL_EPS)
+    removed = int((~keep).sum())
+    codes, pieces, is_class = codes[keep], pieces[keep], is_class[keep]
+    filled = 0
+    if hole_area_km2 > 0 and len(pieces):
+        pieces, filled = _fill_small_holes(pieces, np.flatnonzero(is_class), pieces, grid, hole_area_km2 * 1e6)
+    progress.set_progress(55)
+    check_cancel(progress)
+
+    # Smooth, measure and write in batches of polygons (class, then largest first): a shared
+    # arc comes out identical from any batch. Simplification needs all arcs in one batch.
+    codes, pieces = codes[is_class], pieces[is_class]
+    by = np.lexsort((-shapely.area(pieces), codes)) if len(pieces) else np.zeros(0, int)
+    codes, pieces = codes[by], pieces[by]
+    simplify_px = simplify_tolerance_m / grid.pixel_size_m(width, height) if simplify_tolerance_m > 0 else 0.0
+    edges = np.cumsum(shapely.length(pieces)) if len(pieces) else np.zeros(0)  # pixel edges of boundary
+    cuts = [0] if simplify_px > 0 or not len(pieces) else \
+        np.unique(np.searchsorted(edges, np.arange(0, edges[-1], BATCH_EDGES), side="right")).tolist()
+    cuts = sorted(set(cuts) | {0}) + [len(pieces)]
+    src_text = source or os.path.basename(class_raster)
+    with atomic_output(out_path) as tmp, _gpkg_writer(tmp, layer_name, crs_wkt) as write:
+        for k, (i0, i1) in enumerate(zip(cuts[:-1], cuts[1:])):
+            check_cancel(progress)
+            batch = _smooth_topology(pieces[i0:i1], nodes, width, height, smooth_iterations, smooth_offset, simplify_px)
+            geoms = grid.to_map(batch)
+            area, perimeter = grid.measure(geoms)
+            write(geoms, [
+                {"class_name": table[int(v)].name, "class_value": int(v), "area_km2": float(a / 1e6),
+                 "perimeter_m": float(p), "source": src_text}
+                for v, a, p in zip(codes[i0:i1], area, perimeter)
+            ])
+            progress.set_progress(55 + 45 * (k + 1) / (len(cuts) - 1))
+        check_cancel(progress)
+    progress.set_progress(100)
+    used = tuple(table[v] for v in sorted(table) if v in set(found))
+    return VectorizeResult(out_path, layer_name, len(pieces), used, removed, filled)

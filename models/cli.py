@@ -1,0 +1,138 @@
+"""Command line for training on a GPU server (no QGIS needed):
+
+    python -m glacierseg.models.cli train --raster scene.tif --label-raster truth.tif \\
+        --classes "glacier=1,2" --inputs "S2:B03,S2:B08,S2:B11,NDSI(S2:B03,S2:B11)" \\
+        --network unet --epochs 50 --device cuda --out model.onnx --report report.json
+
+Labels come from ``--label-raster`` or ``--label-vector`` with ``--class-field``; patch
+datasets from ``--landslide4sense DIR`` or ``--pairs DIR`` (``images/`` and ``masks/``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+from ..core.contract import TASKS
+from ..core.errors import GlacierSegError
+
+
+class PrintProgress:
+    """Progress on stderr: messages as they come, percent every 5 %."""
+
+    def __init__(self):
+        self._last = -5.0
+
+    def set_progress(self, percent: float) -> None:
+        if percent - self._last >= 5.0 or percent >= 100.0 > self._last:
+            self._last = percent
+            print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
+
+    def is_canceled(self) -> bool:
+        return False
+
+    def push_info(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m glacierseg.models.cli", description="GlacierSeg training.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a network and export a GlacierSeg ONNX model")
+    data = t.add_argument_group("data (rasters with labels, or a patch dataset)")
+    data.add_argument("--raster", action="append", default=[], help="training raster (repeat for several)")
+    data.add_argument("--label-raster", help="class raster (warped onto each raster's grid)")
+    data.add_argument("--label-vector", help="label polygons (any OGR format)")
+    data.add_argument("--class-field", help="field of --label-vector holding the class")
+    data.add_argument("--validation-vector", help="validation area polygons (else a fishnet split)")
+    data.add_argument("--cell-size", type=int, default=512, help="fishnet cell size in pixels (default 512)")
+    data.add_argument("--val-fraction", type=float, default=0.2, help="fraction of fishnet cells or patches for validation")
+    data.add_argument("--band-names", help="band names in raster order, comma-separated (default: band descriptions)")
+    data.add_argument("--landslide4sense", metavar="DIR", help="folder of Landslide4Sense .h5 patches")
+    data.add_argument("--pairs", metavar="DIR", help="folder with images/ and masks/ (GeoTIFF or PNG, paired by name)")
+    data.add_argument("--pixel-size", type=float, help="pixel size in metres of non-georeferenced --pairs images")
+    t.add_argument("--classes", help="'name=label values [#colour]; ...' (default for Landslide4Sense: landslide=1)")
+    t.add_argument("--inputs", default="", help="model inputs: bands and features, e.g. 'S2:B03,NDSI(S2:B03,S2:B11)'")
+    t.add_argument("--network", default="unet")
+    t.add_argument("--network-options", default="{}", help="JSON keyword arguments of the network")
+    t.add_argument("--loss", default="ce_dice")
+    t.add_argument("--loss-options", default="{}", help="JSON keyword arguments of the loss")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--tile-size", type=int, default=256)
+    t.add_argument("--tiles-per-epoch", type=int, default=256)
+    t.add_argument("--no-augment", action="store_true", help="no rotations/flips")
+    t.add_argument("--cutmix", type=float, default=0.0, help="CutMix probability per tile")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    t.add_argument("--task", choices=TASKS, default="glacier")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, help="CPU threads for torch")
+    t.add_argument("--checkpoint", help="checkpoint written after every epoch (.pt)")
+    t.add_argument("--resume", action="store_true", help="continue --checkpoint")
+    t.add_argument("--finetune", help="start from the weights of this GlacierSeg checkpoint")
+    t.add_argument("--validation-dir", help="write validation probabilities (GeoTIFF) here")
+    t.add_argument("--out", required=True, help="output ONNX model")
+    t.add_argument("--report", help="training report (JSON; CSV beside it)")
+    return p
+
+
+def train_command(args: argparse.Namespace) -> dict:
+    import torch
+
+    from . import datasets
+    from .train import TrainConfig, train, train_rasters
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sources = [bool(args.raster), bool(args.landslide4sense), bool(args.pairs)]
+    if sum(sources) != 1:
+        raise GlacierSegError("Give exactly one data source: --raster (with labels), --landslide4sense or --pairs.")
+    if args.classes:
+        classes = datasets.parse_classes(args.classes)
+    elif args.landslide4sense:
+        classes = [datasets.ClassSpec("landslide", ("1",), "#e53935")]
+    else:
+        raise GlacierSegError("Give --classes, e.g. --classes 'glacier=1,2'.")
+    config = TrainConfig(
+        classes=classes, inputs=datasets.split_inputs(args.inputs), network=args.network,
+        network_kwargs=json.loads(args.network_options), loss=args.loss, loss_kwargs=json.loads(args.loss_options),
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, tile_size=args.tile_size,
+        tiles_per_epoch=args.tiles_per_epoch, augment=not args.no_augment, cutmix=args.cutmix,
+        device=args.device, seed=args.seed, task="landslide" if args.landslide4sense and args.task == "glacier" else args.task,
+    )
+    outputs = dict(report_out=args.report, checkpoint=args.checkpoint, resume=args.resume,
+                   finetune=args.finetune, validation_dir=args.validation_dir, progress=PrintProgress())
+    band_names = datasets.split_inputs(args.band_names) if args.band_names else None
+    if args.raster:
+        result = train_rasters(
+            args.raster, config, args.out, labels_raster=args.label_raster, labels_vector=args.label_vector,
+            class_field=args.class_field, validation_vector=args.validation_vector, band_names=band_names,
+            cell_px=args.cell_size, val_fraction=args.val_fraction, **outputs)
+    else:
+        if args.landslide4sense:
+            scenes = datasets.landslide4sense_scenes(args.landslide4sense, classes, args.val_fraction, args.seed)
+        else:
+            if not band_names:
+                raise GlacierSegError("--pairs needs --band-names (the image bands in order).")
+            scenes = datasets.image_mask_scenes(args.pairs, classes, band_names, args.pixel_size, args.val_fraction, args.seed)
+        result = train(scenes, config, args.out, **outputs)
+    return {"model": result.model, "report": result.report, "best_epoch": result.best_epoch,
+            "thresholds": result.thresholds, "validation": result.validation,
+            "samples_per_second": result.samples_per_second, "device": result.device}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        summary = train_command(args)
+    except (GlacierSegError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

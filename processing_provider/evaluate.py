@@ -1,0 +1,131 @@
+"""glacierseg:evaluate — score a class raster or outlines against reference outlines or a raster."""
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingUtils,
+    QgsRasterLayer,
+    QgsVectorFileWriter,
+)
+
+from .base import GlacierSegAlgorithm
+from .map_glaciers_band_ratio import optional_number
+from .map_lakes import source_path
+from .segment import raster_path
+
+# Processing outputs: the "all" row (any class against background) and the multi-class figures.
+SCORES = {"IOU": "iou", "PRECISION": "precision", "RECALL": "recall", "F1": "f1", "ACCURACY": "accuracy",
+          "KAPPA": "kappa", "MEAN_IOU": "mean_iou"}
+
+
+def layer_path(layer, context) -> str:
+    """File path of a raster layer, or 'file|layername=x' of a vector layer (other vector
+    sources, and layers with a filter, are first saved to a temporary GeoPackage)."""
+    if layer is None:
+        raise QgsProcessingException("No layer was given.")
+    if isinstance(layer, QgsRasterLayer):
+        return raster_path(layer)
+    source = layer.source()
+    if layer.providerType() == "ogr" and os.path.isfile(source.split("|")[0]) and "subset=" not in source.lower():
+        return source
+    path = QgsProcessingUtils.generateTempFilename(f"{layer.id()}.gpkg")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), options)
+    if error != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(f"Could not save layer '{layer.name()}' for the comparison: {message}")
+    return path
+
+
+class EvaluateAlgorithm(GlacierSegAlgorithm):
+    NAME = "evaluate"
+    DISPLAY_NAME = "Evaluate against reference"
+    GROUP = "Evaluation"
+    REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj")
+    HELP = (
+        "Scores a prediction against a reference and writes a table (CSV) and a summary in the log.<br><br>"
+        "<b>Prediction</b>: a class raster (e.g. from glacierseg:segment or the band-ratio mappers; 0 "
+        "background, 255 nodata) or a polygon layer (e.g. outlines). <b>Reference</b>: a polygon layer "
+        "(e.g. an inventory) or a class raster.<br>"
+        "<b>Class fields</b>: for polygon layers, the field holding the class value (integers as in the "
+        "class raster). Empty: the field <i>class_value</i> (GlacierSeg outlines) when the layer has "
+        "one, else every polygon is class 1.<br>"
+        "<b>Area of interest</b>: optional polygons; only pixels inside are compared. Outside a "
+        "reference's polygons counts as background, so set it where the reference covers less than the "
+        "prediction.<br>"
+        "<b>Resolution</b>: optional, in metres; empty compares on the prediction raster's grid (else the "
+        "reference raster's). Needed when both inputs are polygons. Rasters are resampled onto the grid "
+        "by nearest neighbour, polygons burnt in by pixel centre. Pixels that are nodata in either raster "
+        "are left out.<br>"
+        "<b>Boundary width</b>: width in pixels of the contour band of boundary IoU (default 3; Cheng et "
+        "al. 2021 use 2 % of the image diagonal for photographs, too wide for scene-sized rasters).<br><br>"
+        "<b>Table</b>: one row per class (that class against all else), a row <i>all</i> (any class "
+        "against background) and a row with the multi-class overall accuracy and Cohen's kappa. Columns: "
+        "TP, FP, FN, TN (pixels), IoU, precision, recall, F1 (= Dice), accuracy, Cohen's kappa (Cohen "
+        "1960), mean IoU (mean of the class's and the background's IoU), average symmetric surface "
+        "distance in pixels and metres (Heimann et al. 2009), boundary IoU (Cheng et al. 2021), and "
+        "reference and predicted areas (km²). Undefined values (e.g. precision with nothing predicted) "
+        "are empty.<br>"
+        "<b>Per-object table</b>: optional; for every reference polygon (or connected region of a "
+        "reference raster) the 8-connected predicted region of its class with the highest IoU: its "
+        "area, the IoU and the area difference (km² and %).<br><br>"
+        "References: Cohen J. (1960) Educ. Psychol. Meas. 20; Heimann T. et al. (2009) IEEE Trans. Med. "
+        "Imaging 28; Cheng B. et al. (2021) Boundary IoU, CVPR."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        types = [QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon]
+        self.addParameter(QgsProcessingParameterMapLayer("PREDICTION", "Prediction (class raster or polygons)", types=types))
+        self.addParameter(QgsProcessingParameterField("PREDICTION_FIELD", "Prediction class field (polygons)",
+                                                      parentLayerParameterName="PREDICTION", optional=True))
+        self.addParameter(QgsProcessingParameterMapLayer("REFERENCE", "Reference (polygons or class raster)", types=types))
+        self.addParameter(QgsProcessingParameterField("REFERENCE_FIELD", "Reference class field (polygons)",
+                                                      parentLayerParameterName="REFERENCE", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource("AOI", "Area of interest", [QgsProcessing.TypeVectorPolygon],
+                                                              optional=True))
+        number = QgsProcessingParameterNumber
+        self.addParameter(number("RESOLUTION", "Resolution of the comparison grid (m; empty: the prediction's grid)",
+                                 number.Double, None, optional=True, minValue=0.0))
+        width = number("BOUNDARY_WIDTH", "Boundary IoU width (pixels)", number.Double, 3.0, minValue=0.5)
+        width.setFlags(width.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(width)
+        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_TABLE", "Scores", "CSV files (*.csv)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            "OUTPUT_OBJECTS", "Per-object scores", "CSV files (*.csv)", optional=True, createByDefault=False))
+        for key in SCORES:
+            self.addOutput(QgsProcessingOutputNumber(key, f"{key.replace('_', ' ').title()} (all classes against background)"))
+        self.addOutput(QgsProcessingOutputNumber("OVERALL_ACCURACY", "Overall accuracy (multi-class)"))
+        self.addOutput(QgsProcessingOutputNumber("OVERALL_KAPPA", "Cohen's kappa (multi-class)"))
+
+    def process(self, parameters, context, feedback, progress):
+        from ..core.evaluate import evaluate  # here, not at load: the provider loads without its dependencies
+        objects_out = (self.parameterAsFileOutput(parameters, "OUTPUT_OBJECTS", context)
+                       if parameters.get("OUTPUT_OBJECTS") else None)
+        result = evaluate(
+            layer_path(self.parameterAsLayer(parameters, "PREDICTION", context), context),
+            layer_path(self.parameterAsLayer(parameters, "REFERENCE", context), context),
+            self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context),
+            prediction_field=self.parameterAsString(parameters, "PREDICTION_FIELD", context) or None,
+            reference_field=self.parameterAsString(parameters, "REFERENCE_FIELD", context) or None,
+            aoi=source_path(self, parameters, "AOI", context, feedback),
+            resolution=optional_number(self, parameters, "RESOLUTION", context),
+            boundary_width_px=self.parameterAsDouble(parameters, "BOUNDARY_WIDTH", context),
+            objects_out=objects_out,
+            progress=progress,
+        )
+        scores = result.row("all").as_dict()
+        out = {key: scores[name] for key, name in SCORES.items()}
+        out.update(OUTPUT_TABLE=result.table, OVERALL_ACCURACY=result.accuracy, OVERALL_KAPPA=result.kappa)
+        if objects_out:
+            out["OUTPUT_OBJECTS"] = objects_out
+        return out

@@ -1,0 +1,93 @@
+"""glacierseg:map_lakes — glacial lakes by NDWI threshold."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core.band_ratio import LAKE_CLASSES, map_lakes
+from .base import GlacierSegAlgorithm
+from .map_glaciers_band_ratio import (
+    OUTPUT_HELP,
+    SCALE_HELP,
+    SENSOR_HELP,
+    add_outputs,
+    add_scale_parameters,
+    add_sensor_parameters,
+    finish,
+    sensor_arguments,
+)
+from .segment import raster_path
+
+
+def source_path(alg, parameters, name, context, feedback):
+    """A feature source parameter as 'file|layername=x' (exported to a GeoPackage when needed), or None."""
+    if not parameters.get(name):
+        return None
+    path, layer = alg.parameterAsCompatibleSourceLayerPathAndLayerName(
+        parameters, name, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
+    return f"{path}|layername={layer}" if layer else path
+
+
+class MapLakesAlgorithm(GlacierSegAlgorithm):
+    NAME = "map_lakes"
+    DISPLAY_NAME = "Map glacial lakes by NDWI"
+    GROUP = "Mapping without a model"
+    REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj")
+    ROLES = ("green", "nir")
+    HELP = (
+        "Maps glacial lakes without a model: pixels whose NDWI = (green − NIR)/(green + NIR) "
+        "(McFeeters 1996) exceeds a threshold form water bodies (8-connected), which are kept when "
+        "they pass the tests below.<br><br>"
+        + SENSOR_HELP +
+        "<b>NDWI threshold</b>: default 0.3. Glacial-lake studies use 0.2–0.55 depending on turbidity "
+        "and sensor (review: Jawak et al. 2015); clean ice and snow have NDWI of about 0–0.25, so a "
+        "threshold much below 0.3 maps ice as water.<br>"
+        "<b>DEM</b> and <b>maximum slope</b>: optional; a water body is kept only when its median "
+        "slope is at most the limit (default 5°): lakes are flat, terrain and cast shadow that look "
+        "like water are not. The test is per water body, not per pixel, so DEM artefacts at "
+        "shorelines do not cut lakes. The DEM is resampled (bilinear) onto the image grid.<br>"
+        "<b>Glacier outlines</b> and <b>maximum distance</b>: optional; only water bodies reaching "
+        "within this distance of a glacier are kept (default 10 km, the convention of the HMA glacial "
+        "lake inventory, Wang et al. 2020). Outlines are buffered in their UTM zone.<br>"
+        "<b>Minimum lake area</b>: default 0.0054 km² (six 30 m Landsat pixels, Wang et al. 2020); "
+        "smaller water bodies are dropped from the raster and the outlines.<br>"
+        + SCALE_HELP + OUTPUT_HELP +
+        " Class: 1 glacial_lake.<br><br>"
+        "References: McFeeters S.K. (1996) Int. J. Remote Sens. 17; Wang X. et al. (2020) Earth Syst. "
+        "Sci. Data 12, 2169; Jawak S.D. et al. (2015) Adv. Remote Sens. 4."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        number = QgsProcessingParameterNumber
+        add_sensor_parameters(self, self.ROLES)
+        self.addParameter(number("THRESHOLD", "NDWI threshold", number.Double, 0.3, minValue=-1.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM (slope limit)", optional=True))
+        self.addParameter(number("SLOPE_MAX", "Maximum median slope of a lake (degrees)", number.Double, 5.0,
+                                 minValue=0.0, maxValue=90.0))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            "GLACIERS", "Glacier outlines (keep lakes near them)", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(number("MAX_DISTANCE", "Maximum distance from glaciers (m)", number.Double, 10000.0, minValue=0.0))
+        self.addParameter(number("MIN_AREA", "Minimum lake area (km²)", number.Double, 0.0054, minValue=0.0))
+        add_scale_parameters(self)
+        add_outputs(self, "NDWI")
+        for c in LAKE_CLASSES:
+            self.addOutput(QgsProcessingOutputNumber(f"AREA_{c.name.upper()}", f"{c.name} area (km²)"))
+
+    def process(self, parameters, context, feedback, progress):
+        dem_layer = self.parameterAsRasterLayer(parameters, "DEM", context)
+        result = map_lakes(
+            **sensor_arguments(self, parameters, context, self.ROLES),
+            threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
+            dem=raster_path(dem_layer) if dem_layer is not None else None,
+            slope_max=self.parameterAsDouble(parameters, "SLOPE_MAX", context),
+            glaciers=source_path(self, parameters, "GLACIERS", context, feedback),
+            max_distance_m=self.parameterAsDouble(parameters, "MAX_DISTANCE", context),
+            min_area_km2=self.parameterAsDouble(parameters, "MIN_AREA", context),
+            progress=progress,
+        )
+        return finish(self, context, feedback, result)

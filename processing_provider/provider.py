@@ -1,0 +1,43 @@
+"""The GlacierSeg Processing provider (id ``glacierseg``)."""
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .base import ICON_PATH
+from .evaluate import EvaluateAlgorithm
+from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
+from .map_lakes import MapLakesAlgorithm
+from .segment import SegmentAlgorithm
+from .split_glaciers import SplitGlaciersAlgorithm
+from .inventory_attributes import InventoryAttributesAlgorithm
+from .train import TrainAlgorithm
+from .vectorize import VectorizeAlgorithm
+
+# One entry per algorithm module; ids are stable (glacierseg:<name>).
+ALGORITHMS = [
+    SegmentAlgorithm,
+    VectorizeAlgorithm,
+    TrainAlgorithm,
+    MapGlaciersBandRatioAlgorithm,
+    MapLakesAlgorithm,
+    EvaluateAlgorithm,
+    SplitGlaciersAlgorithm,
+    InventoryAttributesAlgorithm,
+]
+
+
+class GlacierSegProvider(QgsProcessingProvider):
+    def id(self) -> str:
+        return "glacierseg"
+
+    def name(self) -> str:
+        return "GlacierSeg"
+
+    def longName(self) -> str:  # noqa: N802
+        return "GlacierSeg — glaciers, glacial lakes and landslides from satellite imagery"
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON_PATH)
+
+    def loadAlgorithms(self) -> None:  # noqa: N802
+        for algorithm in ALGORITHMS:
+            self.addAlgorithm(algorithm())

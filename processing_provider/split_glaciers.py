@@ -1,0 +1,129 @@
+"""glacierseg:split_glaciers — split glacier complexes into glaciers with a DEM (Kienholz et al. 2013)."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsFillSymbol,
+    QgsLineSymbol,
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+    QgsSingleSymbolRenderer,
+)
+
+from ..core.split_parameters import SplitParameters
+from ..ui.styles import style_on_load
+from .base import GlacierSegAlgorithm
+from .segment import raster_path
+
+_D = SplitParameters()
+
+
+def source_path(alg, parameters, name, context, feedback):
+    """(path, layer name) of a vector source OGR can read (exported to a GeoPackage when needed)."""
+    return alg.parameterAsCompatibleSourceLayerPathAndLayerName(parameters, name, context, ["gpkg", "shp"], "gpkg",
+                                                                feedback)
+
+
+def style_glaciers(layer) -> None:
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+        {"color": "166,206,227,120", "outline_color": "31,120,180", "outline_width": "0.4"})))
+
+
+def style_divides(layer) -> None:
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsLineSymbol.createSimple({"line_color": "227,26,28", "line_width": "0.6"})))
+
+
+class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
+    NAME = "split_glaciers"
+    DISPLAY_NAME = "Split glacier complexes with a DEM"
+    GROUP = "Glacier inventory"
+    REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj", "pysheds")
+    HELP = (
+        "Splits glacier complexes (ice bodies that meet at ice divides) into individual glaciers with a "
+        "DEM, following Kienholz, Hock &amp; Arendt (2013), J. Glaciol. 59(217), 925–937, "
+        "doi:10.3189/2013JoG12J138. Each complex is processed on a grid in its own UTM zone; the DEM is "
+        "resampled onto it bilinearly, smoothed (median filter) and sink-filled; a gutter just outside the "
+        "outline is lowered; D8 flow routing and flow accumulation (pysheds) give one flowshed per pour "
+        "point (where flow from the complex ends, in the gutter); flowsheds that meet within "
+        "r = min(a·F<sup>b</sup>, c) of a pour point (F: its flow accumulation) are merged; slivers join "
+        "the neighbour with the longest shared boundary. The glaciers partition each complex exactly "
+        "(cut by its own outline) and are written in the outlines' CRS.<br><br>"
+        "<b>Glacier complexes</b>: polygon layer, any CRS.<br>"
+        "<b>Complex id field</b>: field copied to each glacier as <i>complex_id</i> (default: feature id).<br>"
+        "<b>DEM</b>: elevation raster in metres, any CRS and resolution; it must cover every complex with "
+        "a margin (the error names a complex it does not cover).<br>"
+        f"<b>Working cell size</b> (default 0 = the DEM's own cell size, in metres).<br>"
+        f"<b>Buffer</b> (default {_D.buffer_cells} cells): DEM used within this distance of the outline.<br>"
+        f"<b>Gutter offset / width / depth</b> (defaults {_D.gutter_offset_cells:g} cell, "
+        f"{_D.gutter_cells:g} cells, {_D.gutter_depth_m:g} m).<br>"
+        f"<b>Smoothing window</b> (default {_D.smoothing_cells} cells; 1 = none).<br>"
+        f"<b>a, b, c</b> (defaults {_D.a:g}, {_D.b:g}, {_D.c_m:g} m, Kienholz et al. 2013): merge radius "
+        f"r = min(a·F<sup>b</sup>, c) with F in cells of {_D.a_cell_m:g} m; on a grid of cell size dx, "
+        f"a is scaled by (dx/{_D.a_cell_m:g})<sup>2b</sup> so r depends on drainage area, not on dx.<br>"
+        f"<b>Sliver thresholds</b> (defaults {_D.sliver_area_km2:g} km², or {_D.sliver_area2_km2:g} km² "
+        f"when compactness 2√(πA)/P &lt; {_D.sliver_compactness:g}).<br><br>"
+        "<b>Outputs</b>: <i>Glaciers</i> (glac_id, complex_id, area_km2 on the UTM grid) and <i>Ice divides</i> "
+        "(lines between adjacent glaciers: complex_id, glac_id_1, glac_id_2, length_m). "
+        "See docs/glacier-split.md."
+    )
+
+    INPUT, ID_FIELD, DEM = "INPUT", "ID_FIELD", "DEM"
+    CELL_SIZE, BUFFER, GUTTER_OFFSET, GUTTER_WIDTH, GUTTER_DEPTH, SMOOTHING = (
+        "CELL_SIZE", "BUFFER", "GUTTER_OFFSET", "GUTTER_WIDTH", "GUTTER_DEPTH", "SMOOTHING")
+    A, B, C, SLIVER_AREA, SLIVER_AREA2, SLIVER_COMPACTNESS = (
+        "A", "B", "C", "SLIVER_AREA", "SLIVER_AREA2", "SLIVER_COMPACTNESS")
+    OUTPUT, DIVIDES = "OUTPUT", "DIVIDES"
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.INPUT, "Glacier complexes", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterField(
+            self.ID_FIELD, "Complex id field", parentLayerParameterName=self.INPUT, optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "DEM"))
+        dbl, integer = QgsProcessingParameterNumber.Double, QgsProcessingParameterNumber.Integer
+        advanced = [
+            QgsProcessingParameterNumber(self.CELL_SIZE, "Working cell size (m; 0 = the DEM's)", dbl, 0.0, minValue=0.0),
+            QgsProcessingParameterNumber(self.BUFFER, "Buffer (cells)", integer, _D.buffer_cells, minValue=2),
+            QgsProcessingParameterNumber(self.GUTTER_OFFSET, "Gutter offset (cells)", dbl, _D.gutter_offset_cells, minValue=0.0),
+            QgsProcessingParameterNumber(self.GUTTER_WIDTH, "Gutter width (cells)", dbl, _D.gutter_cells, minValue=1.0),
+            QgsProcessingParameterNumber(self.GUTTER_DEPTH, "Gutter depth (m)", dbl, _D.gutter_depth_m, minValue=1.0),
+            QgsProcessingParameterNumber(self.SMOOTHING, "Smoothing window (cells, 1 = none)", integer, _D.smoothing_cells, minValue=1),
+            QgsProcessingParameterNumber(self.A, f"a (for {_D.a_cell_m:g} m cells)", dbl, _D.a, minValue=0.0),
+            QgsProcessingParameterNumber(self.B, "b", dbl, _D.b, minValue=0.01),
+            QgsProcessingParameterNumber(self.C, "c: largest merge radius (m)", dbl, _D.c_m, minValue=0.0),
+            QgsProcessingParameterNumber(self.SLIVER_AREA, "Sliver area (km²)", dbl, _D.sliver_area_km2, minValue=0.0),
+            QgsProcessingParameterNumber(self.SLIVER_AREA2, "Elongated sliver area (km²)", dbl, _D.sliver_area2_km2, minValue=0.0),
+            QgsProcessingParameterNumber(self.SLIVER_COMPACTNESS, "Elongated sliver compactness", dbl, _D.sliver_compactness, minValue=0.0),
+        ]
+        for p in advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Glaciers", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterVectorDestination(self.DIVIDES, "Ice divides", QgsProcessing.TypeVectorLine))
+        self.addOutput(QgsProcessingOutputNumber("N_GLACIERS", "Number of glaciers"))
+
+    def process(self, parameters, context, feedback, progress):
+        from ..core.dem_split import split_glaciers  # here, not at load: the provider loads without its dependencies
+        path, layer_name = source_path(self, parameters, self.INPUT, context, feedback)
+        dem = raster_path(self.parameterAsRasterLayer(parameters, self.DEM, context))
+        number = lambda name: self.parameterAsDouble(parameters, name, context)  # noqa: E731
+        params = SplitParameters(
+            cell_size_m=number(self.CELL_SIZE), buffer_cells=self.parameterAsInt(parameters, self.BUFFER, context),
+            gutter_offset_cells=number(self.GUTTER_OFFSET), gutter_cells=number(self.GUTTER_WIDTH),
+            gutter_depth_m=number(self.GUTTER_DEPTH),
+            smoothing_cells=self.parameterAsInt(parameters, self.SMOOTHING, context),
+            a=number(self.A), b=number(self.B), c_m=number(self.C), sliver_area_km2=number(self.SLIVER_AREA),
+            sliver_area2_km2=number(self.SLIVER_AREA2), sliver_compactness=number(self.SLIVER_COMPACTNESS))
+        id_field = (self.parameterAsFields(parameters, self.ID_FIELD, context) or [None])[0]
+        glaciers = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        divides = self.parameterAsOutputLayer(parameters, self.DIVIDES, context)
+        result = split_glaciers(path, dem, glaciers, divides, id_field=id_field, params=params,
+                                outlines_layer=layer_name or None, progress=progress)
+        style_on_load(context, glaciers, style_glaciers)
+        style_on_load(context, divides, style_divides)
+        return {self.OUTPUT: glaciers, self.DIVIDES: divides, "N_GLACIERS": result["n_glaciers"]}

@@ -1,0 +1,231 @@
+"""glacierseg:split_glaciers on a generated two-glacier valley and on Hintereisferner (real data).
+
+The generated DEM (core.sample_data.terrain) has two valley glaciers flowing west and east
+from one col at the centre column: one complex whose ice divide is the col.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from pyproj import Geod, Transformer
+from rasterio.features import shapes
+from rasterio.transform import from_origin
+
+SIZE, PIXEL = 256, 40.0  # a 10.24 km square
+GEOD = Geod(ellps="WGS84")
+
+
+def _to(geom, src, dst):
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+def _write_polygons(path, geoms, names, epsg):
+    from osgeo import ogr, osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    lyr = ds.CreateLayer("outlines", srs, ogr.wkbMultiPolygon)
+    lyr.CreateField(ogr.FieldDefn("name", ogr.OFTString))
+    for geom, name in zip(geoms, names):
+        f = ogr.Feature(lyr.GetLayerDefn())
+        f.SetField("name", name)
+        f.SetGeometry(ogr.CreateGeometryFromWkb(shapely.to_wkb(shapely.multipolygons([geom]))))
+        lyr.CreateFeature(f)
+    ds = None
+    return str(path)
+
+
+def _read(path):
+    from osgeo import ogr
+
+    ds = ogr.Open(str(path))
+    lyr = ds.GetLayer(0)
+    epsg = lyr.GetSpatialRef().GetAuthorityCode(None)
+    rows = [({k: f.GetField(k) for k in f.keys()}, shapely.from_wkb(bytes(f.GetGeometryRef().ExportToWkb())))
+            for f in lyr]
+    return rows, epsg
+
+
+@pytest.fixture(scope="module")
+def valley(tmp_path_factory):
+    """DEM (UTM 32N GeoTIFF), the complex in UTM, and files of it in EPSG:4326."""
+    from glacierseg.core.sample_data import CRS, ORIGIN, terrain
+
+    d = tmp_path_factory.mktemp("valley")
+    t = terrain(SIZE, PIXEL)
+    transform = from_origin(ORIGIN[0], ORIGIN[1], PIXEL, PIXEL)
+    dem = str(d / "dem.tif")
+    with rasterio.open(dem, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="float32",
+                       crs=CRS, transform=transform, nodata=-9999) as dst:
+        dst.write(t["dem"], 1)
+    east_dem = str(d / "dem_east.tif")  # covers only the eastern half
+    with rasterio.open(east_dem, "w", driver="GTiff", width=SIZE // 2, height=SIZE, count=1, dtype="float32",
+                       crs=CRS, transform=transform * rasterio.Affine.translation(SIZE // 2, 0), nodata=-9999) as dst:
+        dst.write(t["dem"][:, SIZE // 2:], 1)
+    parts = [shapely.geometry.shape(g) for g, v in shapes(t["glacier"].astype("uint8"), transform=transform) if v == 1]
+    complex_utm = max(parts, key=lambda p: p.area)
+    col_x = ORIGIN[0] + SIZE * PIXEL / 2  # the col: the valley floor is highest at the centre column
+    west_utm = complex_utm.intersection(shapely.box(0, 0, col_x - 800.0, 1e8))
+    complex_ll = _to(complex_utm, CRS, "EPSG:4326")
+    return {
+        "dem": dem, "east_dem": east_dem, "crs": CRS, "col_x": col_x, "complex_utm": complex_utm,
+        "west_utm": west_utm, "complex_ll": complex_ll,
+        "outlines": _write_polygons(d / "complex.gpkg", [complex_ll], ["valley"], 4326),
+    }
+
+
+def _iou(a, b):
+    return a.intersection(b).area / a.union(b).area
+
+
+def _assert_partition(glaciers, whole):
+    union = shapely.union_all(glaciers)
+    assert abs(union.area - whole.area) / whole.area < 1e-3
+    overlap = sum(g.area for g in glaciers) - union.area
+    assert overlap / whole.area < 1e-6
+
+
+def test_two_valley_glaciers_split_at_the_col(valley):
+    from glacierseg.core.dem_split import split_complex
+
+    res = split_complex(valley["complex_ll"], "EPSG:4326", valley["dem"], "valley")
+    assert res.epsg == 32632
+    glaciers = res.glaciers  # in UTM 32N, the DEM's CRS here
+    assert len(glaciers) == 2
+    whole = valley["complex_utm"]
+    _assert_partition(glaciers, whole)
+    west = whole.intersection(shapely.box(0, 0, valley["col_x"], 1e8))
+    east = whole.intersection(shapely.box(valley["col_x"], 0, 1e7, 1e8))
+    ious = sorted([max(_iou(g, west), _iou(g, east)) for g in glaciers])
+    assert ious[0] > 0.9
+    assert {_iou(g, west) > 0.9 for g in glaciers} == {True, False}  # one glacier each side
+    assert len(res.divides) == 1
+    divide = res.divides[0][2]
+    xs = shapely.get_coordinates(divide)[:, 0]
+    assert abs(xs.mean() - valley["col_x"]) < 4 * PIXEL
+    width_at_col = whole.intersection(shapely.LineString([(valley["col_x"], 0), (valley["col_x"], 1e8)])).length
+    assert 0.9 * width_at_col < divide.length < 2.0 * width_at_col  # crosses the glacier at the col
+
+
+def test_single_drainage_complex_stays_one(valley):
+    from glacierseg.core.dem_split import split_complex
+
+    res = split_complex(valley["west_utm"], valley["crs"], valley["dem"], "west")
+    assert len(res.glaciers) == 1
+    assert res.divides == []
+    assert abs(res.glaciers[0].area - valley["west_utm"].area) / valley["west_utm"].area < 1e-6
+
+
+def test_flow_leaving_the_grid_on_a_steep_slope(tmp_path):
+    """On a 56° plane with a shallow gutter the flow leaves the gutter and reaches the grid's
+    edge (a pysheds catchment traced from an edge cell reads outside the array)."""
+    from glacierseg.core.dem_split import SplitParameters, split_complex
+
+    n = 120
+    rows = np.arange(n, dtype=np.float32)[:, None].repeat(n, 1)
+    dem = str(tmp_path / "steep.tif")
+    with rasterio.open(dem, "w", driver="GTiff", width=n, height=n, count=1, dtype="float32", crs="EPSG:32632",
+                       transform=from_origin(600000, 5200000, 40, 40)) as dst:
+        dst.write(5000.0 - 1.5 * 40.0 * rows, 1)  # falls 1.5 m per metre southwards
+    glacier = shapely.box(601000, 5197000, 602500, 5198000)
+    res = split_complex(glacier, "EPSG:32632", dem, "steep", SplitParameters(gutter_depth_m=20.0))
+    _assert_partition(res.glaciers, glacier)
+
+
+def test_dem_not_covering_complex_names_it(valley):
+    from glacierseg.core.dem_split import split_complex
+    from glacierseg.core.errors import InputError
+
+    with pytest.raises(InputError, match=r"does not cover glacier complex 'valley'.*Use a DEM that covers"):
+        split_complex(valley["complex_ll"], "EPSG:4326", valley["east_dem"], "valley")
+
+
+def test_processing_run_writes_glaciers_and_divides(valley, glacierseg_provider, tmp_path):
+    import processing
+
+    out, div = str(tmp_path / "glaciers.gpkg"), str(tmp_path / "divides.gpkg")
+    result = processing.run("glacierseg:split_glaciers", {
+        "INPUT": valley["outlines"], "ID_FIELD": "name", "DEM": valley["dem"], "OUTPUT": out, "DIVIDES": div})
+    assert result["N_GLACIERS"] == 2
+    rows, epsg = _read(result["OUTPUT"])
+    assert epsg == "4326"
+    assert [r[0]["complex_id"] for r in rows] == ["valley", "valley"]
+    geod_areas = [abs(GEOD.geometry_area_perimeter(g)[0]) for _, g in rows]
+    whole = abs(GEOD.geometry_area_perimeter(valley["complex_ll"])[0])
+    assert abs(sum(geod_areas) - whole) / whole < 1e-3
+    assert sorted(r[0]["area_km2"] for r in rows) == pytest.approx(sorted(a / 1e6 for a in geod_areas), rel=2e-3)
+    lines, _ = _read(result["DIVIDES"])
+    assert len(lines) == 1 and {lines[0][0]["glac_id_1"], lines[0][0]["glac_id_2"]} == {1, 2}
+
+
+def test_processing_error_leaves_no_output(valley, glacierseg_provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    out = tmp_path / "glaciers.gpkg"
+    with pytest.raises(QgsProcessingException, match="does not cover glacier complex 'valley'"):
+        processing.run("glacierseg:split_glaciers", {
+            "INPUT": valley["outlines"], "ID_FIELD": "name", "DEM": valley["east_dem"], "OUTPUT": str(out),
+            "DIVIDES": str(tmp_path / "divides.gpkg")})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_leaves_no_output(valley, tmp_path):
+    from glacierseg.core.dem_split import split_glaciers
+    from glacierseg.core.errors import CancelledError
+
+    class CancelMidway:
+        def __init__(self):
+            self.calls = 0
+
+        def set_progress(self, percent):
+            self.calls += 1
+
+        def is_canceled(self):
+            return self.calls >= 1  # after the first progress report (flow routing done)
+
+        def push_info(self, message):
+            pass
+
+    with pytest.raises(CancelledError):
+        split_glaciers(valley["outlines"], valley["dem"], str(tmp_path / "g.gpkg"), str(tmp_path / "d.gpkg"),
+                       progress=CancelMidway())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_qgis_process_split(valley, qgis_process, tmp_path):
+    """A separate QGIS (qgis_process) with the plugin enabled runs the algorithm."""
+    out = str(tmp_path / "glaciers.gpkg")
+    rc, result, output = qgis_process.run("glacierseg:split_glaciers", INPUT=valley["outlines"], ID_FIELD="name",
+                                          DEM=valley["dem"], OUTPUT=out, DIVIDES=str(tmp_path / "divides.gpkg"))
+    assert rc == 0, output
+    assert result["results"]["N_GLACIERS"] == 2
+    rows, _ = _read(out)
+    assert [r[0]["complex_id"] for r in rows] == ["valley", "valley"]
+
+
+def test_hintereisferner_complex_against_rgi7(shared_data):
+    """Real data: RGI 7 complex RGI2000-v7.0-C-11-02192 on SRTM vs its 23 RGI 7 glaciers."""
+    from glacierseg.core.dem_split import split_complex
+    from glacierseg.core.geo import read_features
+
+    hef = shared_data / "hintereisferner"
+    if not (hef / "rgi7c_hef.shp").exists():
+        pytest.skip(f"Hintereisferner data not found in {hef}")
+    cplx = read_features(str(hef / "rgi7c_hef.shp"))
+    refs = read_features(str(hef / "rgi7g_hef_complex.shp"))
+    res = split_complex(cplx.geoms[0], cplx.crs_wkt, str(hef / "srtm_oetztal.tif"), "hef")
+    whole = _to(cplx.geoms[0], "EPSG:4326", f"EPSG:{res.epsg}")
+    _assert_partition(res.glaciers, whole)
+    ref_utm = [_to(g, "EPSG:4326", f"EPSG:{res.epsg}") for g in refs.geoms]
+    ious = np.array([max(_iou(r, g) for g in res.glaciers) for r in ref_utm])
+    areas = np.array([r.area for r in ref_utm])
+    # Chance level: one glacier for the whole complex gives an area-weighted IoU of ~0.1.
+    assert (ious * areas).sum() / areas.sum() > 0.75
+    assert (ious >= 0.5).sum() >= 17
+    assert 15 <= len(res.glaciers) <= 50
