@@ -1,13 +1,13 @@
 """Class raster -> clean outline polygons whose neighbours share one smoothed boundary.
 
 Regions are polygonized block by block (GDAL polygonize via rasterio, 4-connectivity) and
-pieces cut by block seams are merged; small regions are dropped and small background holes
-filled on the exact pixel geometry; then the boundaries of all regions are noded into one
-planar arc network (arcs end where three or more regions meet, or at the raster edge), each
-arc is smoothed once with Chaikin's corner cutting (Chaikin 1974, "An algorithm for
-high-speed curve generation", Computer Graphics and Image Processing 3(4)) between its
-fixed end nodes, and every polygon is rebuilt from its smoothed arcs, so neighbours keep
-exactly one shared boundary (no gaps, no overlaps). See docs/vectorize.md.
+pieces cut by block seams are merged; the pixel corners where three or more regions meet are
+found on the raster. Small regions are dropped and small background holes filled on the exact
+pixel geometry; then every ring is cut at those junctions into arcs, each arc is smoothed once
+with Chaikin's corner cutting (Chaikin 1974, "An algorithm for high-speed curve generation",
+Computer Graphics and Image Processing 3(4)) between its fixed end nodes, and every polygon is
+rebuilt from its smoothed arcs, so neighbours keep exactly one shared boundary (no gaps, no
+overlaps). See docs/vectorize.md.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .errors import InputError, ModelContractError
 from .io import atomic_output
 from .progress import SubProgress, check_cancel, ensure_progress
 
-BLOCK_PX = 4096  # polygonize window (pixels a side): bounds the raster memory per step
+BLOCK_PX = 8192  # polygonize window (pixels a side): bounds the raster memory per step
 BATCH_EDGES = 1_000_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
 NODATA_CODE = -(2**31)  # int32 code of no-data pixels while vectorizing (never a class value)
 PALETTE = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
@@ -189,6 +189,10 @@ def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: i
     if simplify_px > 0:
         lines = shapely.linestrings(points, indices=np.repeat(np.arange(len(arcs)), np.diff(starts)))
         simple = shapely.get_parts(shapely.simplify(shapely.multilinestrings(lines), simplify_px, preserve_topology=True))
+        # an arc cut down to its chord can collapse a small region onto a neighbour's arc
+        # (GEOS < 3.12 does not prevent it): such arcs stay as smoothed
+        collapsed = (shapely.get_num_coordinates(simple) == 2) & (np.diff(starts) > 2)
+        simple[collapsed] = lines[collapsed]
         points, index = shapely.get_coordinates(simple, return_index=True)
         starts = np.searchsorted(index, np.arange(len(arcs) + 1))
     smoothed = np.split(points, starts[1:-1])
@@ -291,10 +295,9 @@ def _class_codes(src, window, band_classes: Sequence[ClassInfo], order: Sequence
                     "Give the class raster of glacierseg:segment, or a multi-band probability raster "
                     "together with the model's class table."
                 )
-        codes = data.astype(np.int64)
-        if codes.size and (codes.max() > 2**31 - 1 or codes.min() <= NODATA_CODE):
+        if data.dtype.itemsize >= 4 and data.size and (data.max() > 2**31 - 1 or data.min() <= NODATA_CODE):
             raise InputError(f"{os.path.basename(src.name)}: class values must fit in 32-bit integers.")
-        codes = codes.astype(np.int32)
+        codes = data.astype(np.int32)
         codes[~valid] = NODATA_CODE
         return codes
     data = src.read(window=window)

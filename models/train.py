@@ -443,7 +443,12 @@ def train(
     torch.manual_seed(config.seed)
     model = build_network(config, len(names)).to(device)
     criterion = build_criterion(config).to(device)
-    optimizer = torch.optim.AdamW(list(model.parameters()) + list(criterion.parameters()), lr=config.learning_rate)
+    # the loss's own parameters (SLBA's α₁, α₂) are weights of its terms: no weight decay on them
+    optimizer = torch.optim.AdamW(
+        [{"params": list(model.parameters())},
+         {"params": list(criterion.parameters()), "weight_decay": 0.0}],
+        lr=config.learning_rate,
+    )
     rf = receptive_field(model, len(names), config.tile_size)
     contract = ModelContract(
         task=config.task,

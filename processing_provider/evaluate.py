@@ -18,10 +18,7 @@ from qgis.core import (
     QgsVectorFileWriter,
 )
 
-from .base import GlacierSegAlgorithm
-from .map_glaciers_band_ratio import optional_number
-from .map_lakes import source_path
-from .segment import raster_path
+from .base import GlacierSegAlgorithm, optional_number, raster_path, vector_source_uri
 
 # Processing outputs: the "all" row (any class against background) and the multi-class figures.
 SCORES = {"IOU": "iou", "PRECISION": "precision", "RECALL": "recall", "F1": "f1", "ACCURACY": "accuracy",
@@ -117,7 +114,7 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
             self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context),
             prediction_field=self.parameterAsString(parameters, "PREDICTION_FIELD", context) or None,
             reference_field=self.parameterAsString(parameters, "REFERENCE_FIELD", context) or None,
-            aoi=source_path(self, parameters, "AOI", context, feedback),
+            aoi=vector_source_uri(self, parameters, "AOI", context, feedback),
             resolution=optional_number(self, parameters, "RESOLUTION", context),
             boundary_width_px=self.parameterAsDouble(parameters, "BOUNDARY_WIDTH", context),
             objects_out=objects_out,

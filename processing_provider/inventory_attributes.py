@@ -10,9 +10,8 @@ from qgis.core import (
 )
 
 from ..ui.styles import style_on_load
-from .base import GlacierSegAlgorithm
-from .segment import raster_path
-from .split_glaciers import source_path, style_glaciers
+from .base import GlacierSegAlgorithm, raster_path, vector_source
+from .split_glaciers import style_glaciers
 
 
 class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
@@ -51,7 +50,7 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
 
     def process(self, parameters, context, feedback, progress):
         from ..core.inventory import inventory_attributes  # here, not at load: the provider loads without its dependencies
-        path, layer_name = source_path(self, parameters, self.INPUT, context, feedback)
+        path, layer_name = vector_source(self, parameters, self.INPUT, context, feedback)
         dem = raster_path(self.parameterAsRasterLayer(parameters, self.DEM, context))
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         inventory_attributes(

@@ -16,8 +16,7 @@ from qgis.core import (
 
 from ..core.band_ratio import GLACIER_CLASSES, METHODS, map_glaciers
 from ..ui.styles import class_raster_renderer, class_vector_renderer, style_on_load
-from .base import GlacierSegAlgorithm
-from .segment import geotiff_output, raster_path
+from .base import GlacierSegAlgorithm, geotiff_output, optional_number, raster_path
 
 SENSOR_KEYS = ["sentinel2_msi", "landsat8_oli", "landsat7_etm", "landsat5_tm", ""]
 SENSOR_LABELS = ["Sentinel-2 MSI (B2, B3, B4, B8, B11)", "Landsat 8/9 OLI (B2, B3, B4, B5, B6)",
@@ -84,12 +83,6 @@ def sensor_arguments(alg, parameters, context, roles) -> dict:
         scale=alg.parameterAsDouble(parameters, "SCALE", context),
         offset=alg.parameterAsDouble(parameters, "OFFSET", context),
     )
-
-
-def optional_number(alg, parameters, name, context):
-    """The parameter's value, or None when it was left empty."""
-    value = parameters.get(name)
-    return None if value is None or value == "" else alg.parameterAsDouble(parameters, name, context)
 
 
 def finish(alg, context, feedback, result) -> dict:

@@ -10,7 +10,7 @@ from qgis.core import (
 )
 
 from ..core.band_ratio import LAKE_CLASSES, map_lakes
-from .base import GlacierSegAlgorithm
+from .base import GlacierSegAlgorithm, raster_path, vector_source_uri
 from .map_glaciers_band_ratio import (
     OUTPUT_HELP,
     SCALE_HELP,
@@ -21,16 +21,6 @@ from .map_glaciers_band_ratio import (
     finish,
     sensor_arguments,
 )
-from .segment import raster_path
-
-
-def source_path(alg, parameters, name, context, feedback):
-    """A feature source parameter as 'file|layername=x' (exported to a GeoPackage when needed), or None."""
-    if not parameters.get(name):
-        return None
-    path, layer = alg.parameterAsCompatibleSourceLayerPathAndLayerName(
-        parameters, name, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
-    return f"{path}|layername={layer}" if layer else path
 
 
 class MapLakesAlgorithm(GlacierSegAlgorithm):
@@ -85,7 +75,7 @@ class MapLakesAlgorithm(GlacierSegAlgorithm):
             threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
             dem=raster_path(dem_layer) if dem_layer is not None else None,
             slope_max=self.parameterAsDouble(parameters, "SLOPE_MAX", context),
-            glaciers=source_path(self, parameters, "GLACIERS", context, feedback),
+            glaciers=vector_source_uri(self, parameters, "GLACIERS", context, feedback),
             max_distance_m=self.parameterAsDouble(parameters, "MAX_DISTANCE", context),
             min_area_km2=self.parameterAsDouble(parameters, "MIN_AREA", context),
             progress=progress,

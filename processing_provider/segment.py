@@ -25,30 +25,11 @@ from qgis.core import (
 from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
 from ..core.runtime import load_model
 from ..ui.styles import class_raster_renderer, class_vector_renderer, probability_renderer, style_on_load
-from .base import GlacierSegAlgorithm
+from .base import GlacierSegAlgorithm, geotiff_output, raster_path
 
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
-
-
-def raster_path(layer) -> str:
-    """File path of a GDAL raster layer, or a clear error for other sources."""
-    if layer is None:
-        raise QgsProcessingException("No input raster layer was given.")
-    path = layer.source().split("|")[0]
-    if layer.providerType() != "gdal" or not os.path.isfile(path):
-        raise QgsProcessingException(
-            f"Layer '{layer.name()}' is not a raster file (provider {layer.providerType()}). "
-            "Save it as a GeoTIFF first (right-click › Export › Save As…)."
-        )
-    return path
-
-
-def geotiff_output(path: str, what: str) -> str:
-    if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
-        raise QgsProcessingException(f"The {what} output must be a GeoTIFF (.tif); got {path!r}.")
-    return path
 
 
 class SegmentAlgorithm(GlacierSegAlgorithm):

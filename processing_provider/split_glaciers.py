@@ -17,16 +17,9 @@ from qgis.core import (
 
 from ..core.split_parameters import SplitParameters
 from ..ui.styles import style_on_load
-from .base import GlacierSegAlgorithm
-from .segment import raster_path
+from .base import GlacierSegAlgorithm, raster_path, vector_source
 
 _D = SplitParameters()
-
-
-def source_path(alg, parameters, name, context, feedback):
-    """(path, layer name) of a vector source OGR can read (exported to a GeoPackage when needed)."""
-    return alg.parameterAsCompatibleSourceLayerPathAndLayerName(parameters, name, context, ["gpkg", "shp"], "gpkg",
-                                                                feedback)
 
 
 def style_glaciers(layer) -> None:
@@ -109,7 +102,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
 
     def process(self, parameters, context, feedback, progress):
         from ..core.dem_split import split_glaciers  # here, not at load: the provider loads without its dependencies
-        path, layer_name = source_path(self, parameters, self.INPUT, context, feedback)
+        path, layer_name = vector_source(self, parameters, self.INPUT, context, feedback)
         dem = raster_path(self.parameterAsRasterLayer(parameters, self.DEM, context))
         number = lambda name: self.parameterAsDouble(parameters, name, context)  # noqa: E731
         params = SplitParameters(

@@ -24,8 +24,7 @@ from qgis.core import (
 )
 
 from ..core.contract import TASKS
-from .base import GlacierSegAlgorithm
-from .segment import raster_path
+from .base import GlacierSegAlgorithm, raster_path
 
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]

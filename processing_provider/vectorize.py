@@ -46,8 +46,8 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
         "no gaps, no overlaps, valid geometries.<br>"
         "<b>Simplification tolerance</b> (m, default 0 = none): topology-preserving Douglas–Peucker "
         "on the same shared arcs.<br><br>"
-        "Large rasters are read and polygonized in 2048-pixel blocks; memory grows with the number of "
-        "outline vertices, not with the raster size."
+        "Large rasters are read and polygonized in 8192-pixel blocks and outlines are smoothed and "
+        "written in batches, so memory does not grow with the raster size."
     )
 
     INPUT, CLASS_TABLE, MIN_AREA, HOLE_AREA = "INPUT", "CLASS_TABLE", "MIN_AREA", "HOLE_AREA"

@@ -145,19 +145,19 @@ def test_area_of_interest_and_resolution(sample_scene, mapped, tmp_path):
 
 
 def test_all_three_algorithms_through_qgis_process(qgis_process, sample_scene, tmp_path):
-    """Outlines are left out here (OUTPUT_OUTLINES empty): the venv's shapely wheel carries its
-    own GEOS, which clashes with the one qgis_process links (see docs/mapping-and-evaluation.md);
-    tests/test_band_ratio.py writes them through Processing in-process."""
+    """Outlines included: shapely must share QGIS's GEOS for them to work inside qgis_process."""
     s = sample_scene
     rc, result, output = qgis_process.run(
         "glacierseg:map_glaciers_band_ratio", INPUT=s.image, DEM=s.dem, OUTPUT_INDEX=tmp_path / "gi.tif",
-        OUTPUT_CLASSES=tmp_path / "gc.tif", OUTPUT_OUTLINES="")
+        OUTPUT_CLASSES=tmp_path / "gc.tif", OUTPUT_OUTLINES=tmp_path / "go.gpkg")
     assert rc == 0, output
+    assert result["results"]["OUTPUT_OUTLINES"] == str(tmp_path / "go.gpkg") and (tmp_path / "go.gpkg").exists()
     assert result["results"]["AREA_CLEAN_ICE"] > 0
     rc, result, output = qgis_process.run(
         "glacierseg:map_lakes", INPUT=s.image, DEM=s.dem, OUTPUT_INDEX=tmp_path / "li.tif",
-        OUTPUT_CLASSES=tmp_path / "lc.tif", OUTPUT_OUTLINES="")
+        OUTPUT_CLASSES=tmp_path / "lc.tif", OUTPUT_OUTLINES=tmp_path / "lo.gpkg")
     assert rc == 0, output
+    assert (tmp_path / "lo.gpkg").exists()
     for classes, truth, minimum in ((tmp_path / "gc.tif", s.glacier_truth, 0.9), (tmp_path / "lc.tif", s.lake_truth, 0.85)):
         table = tmp_path / f"{classes.stem}.csv"
         rc, result, output = qgis_process.run("glacierseg:evaluate", PREDICTION=classes, REFERENCE=truth, OUTPUT_TABLE=table)

@@ -242,14 +242,15 @@ def test_block_seams_and_batches_are_seamless(qgis_app, tmp_path, monkeypatch):
                 assert_clean_coverage([g for _, g in feats], mask)
 
 
-@pytest.mark.parametrize("iterations", [0, 3])
-def test_salt_and_pepper_mask_with_diagonal_contacts(qgis_app, tmp_path, iterations):
+@pytest.mark.parametrize("iterations,simplify", [(0, 0.0), (3, 0.0), (2, 15.0)])
+def test_salt_and_pepper_mask_with_diagonal_contacts(qgis_app, tmp_path, iterations, simplify):
     """Single pixels and pixels touching only at corners: the hardest case for topology."""
     rng = np.random.default_rng(7)
     mask = ((rng.random((40, 50)) < 0.5) * rng.integers(1, 4, (40, 50))).astype(np.uint8)
     path = write_raster(tmp_path / "noise.tif", mask, pixel_size=PX, origin=ORIGIN)
     out = str(tmp_path / "noise.gpkg")
-    vz.vectorize(path, out, min_area_km2=0, hole_area_km2=0, smooth_iterations=iterations)
+    vz.vectorize(path, out, min_area_km2=0, hole_area_km2=0, smooth_iterations=iterations,
+                 simplify_tolerance_m=simplify)
     layer, feats = read_layer(out)
     assert len(feats) == len(expected_regions(mask))
     assert_clean_coverage([g for _, g in feats], mask)
