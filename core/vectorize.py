@@ -24,7 +24,7 @@ from .errors import InputError, ModelContractError
 from .io import atomic_output
 from .progress import SubProgress, check_cancel, ensure_progress
 
-BLOCK_PX = 8192  # polygonize window (pixels a side): bounds the raster memory per step
+BLOCK_PX = 4096  # polygonize window (pixels a side): bounds the raster memory per step
 BATCH_EDGES = 1_000_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
 NODATA_CODE = -(2**31)  # int32 code of no-data pixels while vectorizing (never a class value)
 PALETTE = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
@@ -79,20 +79,19 @@ def chaikin(points: np.ndarray, starts: np.ndarray, closed: np.ndarray, iteratio
     p = np.asarray(points, dtype=np.float64)
     starts = np.asarray(starts, dtype=np.int64)
     closed = np.asarray(closed, dtype=bool)
-    is_open = ~closed
     for _ in range(iterations if offset > 0 else 0):
-        inside = np.ones(len(p) - 1, bool)
-        inside[starts[1:-1] - 1] = False  # no segment from one line to the next
-        a, b = p[:-1][inside], p[1:][inside]
-        new = np.empty((2 * len(a), 2))
-        new[0::2] = a + offset * (b - a)
-        new[1::2] = b - offset * (b - a)
-        new_starts = 2 * (starts - np.arange(len(starts)))
-        new[new_starts[:-1][is_open]] = p[starts[:-1][is_open]]
-        new[new_starts[1:][is_open] - 1] = p[starts[1:][is_open] - 1]
-        if closed.any():
-            new = np.insert(new, new_starts[1:][closed], new[new_starts[:-1][closed]], axis=0)
-            new_starts = new_starts + np.concatenate([[0], np.cumsum(closed)])
+        lengths = 2 * (np.diff(starts) - 1) + closed  # a closed line repeats its first point at the end
+        new_starts = np.concatenate([[0], np.cumsum(lengths)])
+        # segment j of the whole array (also those joining two lines, unused) gives rows 2j and 2j + 1
+        step = offset * (p[1:] - p[:-1])
+        cut = np.empty((len(p) - 1, 2, 2))
+        np.add(p[:-1], step, out=cut[:, 0])
+        np.subtract(p[1:], step, out=cut[:, 1])
+        take = np.arange(new_starts[-1]) + np.repeat(2 * starts[:-1] - new_starts[:-1], lengths)
+        take[new_starts[1:][closed] - 1] = 2 * starts[:-1][closed]
+        new = cut.reshape(-1, 2)[take]
+        new[new_starts[:-1][~closed]] = p[starts[:-1][~closed]]
+        new[new_starts[1:][~closed] - 1] = p[starts[1:][~closed] - 1]
         p, starts = new, new_starts
     keep = np.ones(len(p), bool)
     d0, d1 = p[1:-1] - p[:-2], p[2:] - p[1:-1]
@@ -209,11 +208,7 @@ def _polygons(rings: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     """Polygons from rings grouped by ``owner`` (sorted; each polygon's exterior ring first)."""
     import shapely
 
-    out = np.empty(n, dtype=object)
-    bounds = np.searchsorted(owner, np.arange(n + 1))
-    for i in range(n):
-        out[i] = shapely.Polygon(rings[bounds[i]], rings[bounds[i] + 1 : bounds[i + 1]])
-    return out
+    return shapely.polygons(rings, indices=owner, out=np.empty(n, dtype=object))
 
 
 # ------------------------------------------------------------------------------ raster
@@ -312,12 +307,10 @@ def _class_codes(src, window, band_classes: Sequence[ClassInfo], order: Sequence
 def _polygonize(src, band_classes, order, background: int, progress):
     """Pieces (code, polygon in pixel coordinates) per block; pieces cut by block seams merged."""
     import shapely
-    from affine import Affine
-    from rasterio import features
     from rasterio.windows import Window
 
     width, height = src.width, src.height
-    whole, seam, nodes = [], {}, []
+    codes_out, geoms_out, seam, nodes = [], [], {}, []
     blocks = [(r, c) for r in range(0, height, BLOCK_PX) for c in range(0, width, BLOCK_PX)]
     for k, (r0, c0) in enumerate(blocks):
         check_cancel(progress)
@@ -328,23 +321,60 @@ def _polygonize(src, band_classes, order, background: int, progress):
         rows, cols = np.nonzero(_junctions(ext))
         nodes.append((rows + r0 + 1) * (width + 1) + cols + c0 + 1)
         codes = np.ascontiguousarray(ext[:h, :w])
-        inner = (c0 > 0, r0 > 0, c0 + w < width, r0 + h < height)  # seams: left, top, right, bottom
-        for geom, value in features.shapes(codes, mask=codes != background, connectivity=4,
-                                           transform=Affine.translation(c0, r0)):
-            rings = [np.asarray(r, dtype=np.float64) for r in geom["coordinates"]]
-            poly = shapely.Polygon(rings[0], rings[1:])
-            x0, y0, x1, y1 = poly.bounds
-            on_seam = (inner[0] and x0 == c0) or (inner[1] and y0 == r0) or \
-                      (inner[2] and x1 == c0 + w) or (inner[3] and y1 == r0 + h)
-            (seam.setdefault(int(value), []) if on_seam else whole).append(
-                poly if on_seam else (int(value), poly))
+        del ext
+        values, geoms = _gdal_polygonize(codes, codes != background, c0, r0)
+        del codes
+        x0, y0, x1, y1 = shapely.bounds(geoms).T
+        on_seam = ((c0 > 0) & (x0 == c0)) | ((r0 > 0) & (y0 == r0)) | \
+                  ((c0 + w < width) & (x1 == c0 + w)) | ((r0 + h < height) & (y1 == r0 + h))
+        codes_out.append(values[~on_seam])
+        geoms_out.append(geoms[~on_seam])
+        for value in np.unique(values[on_seam]):
+            seam.setdefault(int(value), []).append(geoms[on_seam & (values == value)])
         progress.set_progress(100.0 * (k + 1) / len(blocks))
     for value, polys in seam.items():
         check_cancel(progress)
-        whole.extend((value, p) for p in shapely.get_parts(shapely.union_all(polys)))
-    codes = np.array([v for v, _ in whole], dtype=np.int64)
-    geoms = np.array([p for _, p in whole], dtype=object)
-    return codes, geoms, np.sort(np.concatenate(nodes))
+        merged = _merge_touching(np.concatenate(polys))
+        codes_out.append(np.full(len(merged), value, np.int64))
+        geoms_out.append(merged)
+    return (np.concatenate(codes_out).astype(np.int64), np.concatenate(geoms_out),
+            np.sort(np.concatenate(nodes)))
+
+
+def _merge_touching(polys: np.ndarray) -> np.ndarray:
+    """Polygons of the union of ``polys``, one union per group of polygons with overlapping
+    boxes (cheaper than one union of all: a region is merged from its own pieces and few more)."""
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    i, j = shapely.STRtree(polys).query(polys)  # overlapping boxes: a group may hold a few more
+    n, group = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(len(polys), len(polys))))
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(n + 1))
+    return np.concatenate([shapely.get_parts(shapely.union_all(polys[order[a:b]])) if b - a > 1 else polys[order[a:b]]
+                           for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def _gdal_polygonize(codes: np.ndarray, mask: np.ndarray, c0: int, r0: int) -> Tuple[np.ndarray, np.ndarray]:
+    """GDAL polygonize (4-connectivity) of an int32 block whose top-left pixel is (c0, r0):
+    (codes, polygons in pixel coordinates) of the regions under ``mask``, read back as WKB."""
+    import shapely
+    from osgeo import gdal, gdal_array, ogr
+
+    gdal.UseExceptions()
+    ogr.UseExceptions()
+    data, valid = gdal_array.OpenArray(codes), gdal_array.OpenArray(mask.view(np.uint8))
+    data.SetGeoTransform((c0, 1, 0, r0, 0, 1))
+    out = ogr.GetDriverByName("Memory").CreateDataSource("")  # kept: its layer dies with it
+    layer = out.CreateLayer("regions", geom_type=ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("code", ogr.OFTInteger))
+    gdal.Polygonize(data.GetRasterBand(1), valid.GetRasterBand(1), layer, 0)
+    values, wkbs = [], []
+    for feat in layer:
+        values.append(feat.GetField(0))
+        wkbs.append(bytes(feat.GetGeometryRef().ExportToWkb()))
+    return np.array(values, dtype=np.int64), shapely.from_wkb(np.array(wkbs, dtype=object))
 
 
 def _junctions(codes: np.ndarray) -> np.ndarray:

@@ -14,8 +14,7 @@ from qgis.core import (
 
 from ..core.vectorize import load_class_table, vectorize
 from ..ui.styles import class_vector_renderer, style_on_load
-from .base import GlacierSegAlgorithm
-from .segment import raster_path
+from .base import GlacierSegAlgorithm, raster_path
 
 
 class VectorizeAlgorithm(GlacierSegAlgorithm):
