@@ -23,6 +23,18 @@ def plugin_path() -> str:
     return pkg
 
 
+def outline_areas(path: str) -> dict:
+    """class name -> (polygon count, total area in km²) of the outlines layer."""
+    from osgeo import ogr
+
+    totals: dict = {}
+    source = ogr.Open(path)  # keep the data source alive while its layer is read
+    for feature in source.GetLayer(0):
+        count, area = totals.get(feature.GetField("class_name"), (0, 0.0))
+        totals[feature.GetField("class_name")] = (count + 1, area + feature.GetField("area_km2"))
+    return totals
+
+
 def main(out_dir: str) -> None:
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -57,6 +69,9 @@ def main(out_dir: str) -> None:
     print("outputs:")
     for key, value in result["results"].items():
         print(f"  {key}: {value}")
+    print("mapped (outline polygons):")
+    for name, (count, area) in sorted(outline_areas(outputs["OUTPUT_OUTLINES"]).items()):
+        print(f"  {name}: {count} polygons, {area:.2f} km²")
     print(f"open them in QGIS: {out_dir}")
 
 
