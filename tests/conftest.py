@@ -117,6 +117,23 @@ def sample_model(tmp_path_factory):
     return export_sample_model(str(tmp_path_factory.mktemp("models") / "sample.onnx"), tile_size=64)
 
 
+class CancelAfter:
+    """A core ``progress`` that asks to cancel after ``calls`` polls (test helper)."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def set_progress(self, percent):
+        pass
+
+    def push_info(self, message):
+        pass
+
+    def is_canceled(self):
+        self.calls -= 1
+        return self.calls < 0
+
+
 def write_raster(path, array, *, crs="EPSG:32632", pixel_size=20.0, origin=(630000.0, 5190000.0),
                  nodata=None, descriptions=None):
     """Write a (bands, rows, cols) array as a GeoTIFF (test helper)."""

@@ -11,7 +11,7 @@ from glacierseg.core.runtime import available_providers, load_model
 from glacierseg.core.segment import resolve_band_map, segment_raster
 from glacierseg.models.sample import sample_contract
 
-from .conftest import write_raster
+from .conftest import CancelAfter, write_raster
 from .oracle import sample_expectation
 
 
@@ -165,21 +165,6 @@ def test_model_file_errors(tmp_path, sample_model):
     (tmp_path / "bare.json").write_text(json.dumps(contract))
     with pytest.raises(ModelContractError, match="'tile_size'"):
         load_model(str(tmp_path / "bare.onnx"))
-
-
-class CancelAfter:
-    def __init__(self, calls):
-        self.calls = calls
-
-    def set_progress(self, percent):
-        pass
-
-    def push_info(self, message):
-        pass
-
-    def is_canceled(self):
-        self.calls -= 1
-        return self.calls < 0
 
 
 def test_cancel_leaves_no_output(sample_scene, sample_model, tmp_path):

@@ -129,7 +129,7 @@ def tiny_config(**kw):
     return TrainConfig(**kw)
 
 
-class CancelAfter:
+class CancelOnMessage:
     """Progress that cancels once a message starting with ``text`` was pushed."""
 
     def __init__(self, text):
@@ -150,7 +150,7 @@ def test_checkpoint_resume_with_weights_only(tmp_path):
     ckpt = str(tmp_path / "run.pt")
     straight = train([scene], tiny_config(epochs=3), str(tmp_path / "straight.onnx"))
     with pytest.raises(CancelledError):  # interrupted during epoch 3
-        train([scene], tiny_config(epochs=3), str(tmp_path / "a.onnx"), checkpoint=ckpt, progress=CancelAfter("Epoch 2/3"))
+        train([scene], tiny_config(epochs=3), str(tmp_path / "a.onnx"), checkpoint=ckpt, progress=CancelOnMessage("Epoch 2/3"))
     assert not (tmp_path / "a.onnx").exists()
     state = torch.load(ckpt, map_location="cpu", weights_only=True)  # tensors and plain values only
     assert state["epoch"] == 2 and len(state["history"]) == 2
@@ -200,7 +200,7 @@ def test_contract_of_a_trained_model(tmp_path):
 def test_cancel_and_device_errors(tmp_path):
     out = tmp_path / "m.onnx"
     with pytest.raises(CancelledError):
-        train([small_scene()], tiny_config(), str(out), progress=CancelAfter("Training"))
+        train([small_scene()], tiny_config(), str(out), progress=CancelOnMessage("Training"))
     assert not out.exists()
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA"):

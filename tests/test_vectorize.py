@@ -11,7 +11,7 @@ from glacierseg.core import vectorize as vz
 from glacierseg.core.contract import ClassInfo, InputSpec, ModelContract
 from glacierseg.core.errors import CancelledError, InputError
 
-from .conftest import write_raster
+from .conftest import CancelAfter, write_raster
 
 PX = 20.0  # pixel size (m); 0.01 km² = 25 pixels
 PX_KM2 = PX * PX / 1e6
@@ -293,26 +293,11 @@ def test_qgis_process_run(qgis_process, shapes_tif, tmp_path):
     assert os.path.exists(out)
 
 
-class _CancelAfter:
-    def __init__(self, calls):
-        self.calls = calls
-
-    def set_progress(self, percent):
-        pass
-
-    def push_info(self, message):
-        pass
-
-    def is_canceled(self):
-        self.calls -= 1
-        return self.calls < 0
-
-
 @pytest.mark.parametrize("calls", [0, 2, 4])  # 4: the last check, after the file is written
 def test_cancel_leaves_no_output(qgis_app, shapes_tif, tmp_path, calls):
     out = tmp_path / "cancel" / "c.gpkg"
     with pytest.raises(CancelledError):
-        vz.vectorize(shapes_tif, str(out), min_area_km2=0, progress=_CancelAfter(calls))
+        vz.vectorize(shapes_tif, str(out), min_area_km2=0, progress=CancelAfter(calls))
     assert not out.exists()
     assert not out.parent.exists() or os.listdir(out.parent) == []
 
@@ -352,7 +337,7 @@ def test_onnx_model_as_class_table(qgis_app, sample_model, shapes_tif, tmp_path)
     assert contract == read_contract(sample_model)
     messages = []
 
-    class Progress(_CancelAfter):
+    class Progress(CancelAfter):
         def push_info(self, message):
             messages.append(message)
 
