@@ -1,7 +1,7 @@
 """Class raster -> clean outline polygons whose neighbours share one smoothed boundary.
 
-Regions are polygonized block by block (GDAL polygonize via rasterio, 4-connectivity) and
-pieces cut by block seams are merged; the pixel corners where three or more regions meet are
+Regions are polygonized block by block (GDAL polygonize, 4-connectivity) and pieces cut by
+block seams are merged; the pixel corners where three or more regions meet are
 found on the raster. Small regions are dropped and small background holes filled on the exact
 pixel geometry; then every ring is cut at those junctions into arcs, each arc is smoothed once
 with Chaikin's corner cutting (Chaikin 1974, "An algorithm for high-speed curve generation",
@@ -25,6 +25,7 @@ from .io import atomic_output
 from .progress import SubProgress, check_cancel, ensure_progress
 
 BLOCK_PX = 4096  # polygonize window (pixels a side): bounds the raster memory per step
+CHAIKIN_POINTS = 200_000  # points smoothed at once: bounds the temporary arrays of the passes
 BATCH_EDGES = 1_000_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
 NODATA_CODE = -(2**31)  # int32 code of no-data pixels while vectorizing (never a class value)
 PALETTE = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
@@ -75,21 +76,37 @@ def chaikin(points: np.ndarray, starts: np.ndarray, closed: np.ndarray, iteratio
     are cut all round. Each pass replaces segment (a, b) by a + t(b − a) and b − t(b − a):
     every new point lies on the previous line, so a line stays inside the triangles of the
     corners it cuts (what the topology guarantee rests on). Returns (points, starts) with
-    collinear and repeated points removed."""
+    collinear and repeated points removed. Lines are cut in chunks of about ``CHAIKIN_POINTS``
+    points, which bounds the temporary arrays (a pass doubles the points)."""
     p = np.asarray(points, dtype=np.float64)
     starts = np.asarray(starts, dtype=np.int64)
     closed = np.asarray(closed, dtype=bool)
+    first = np.unique(np.append(np.searchsorted(starts[:-1], np.arange(0, starts[-1], CHAIKIN_POINTS)), len(closed)))
+    out, out_starts = [], [np.zeros(1, np.int64)]
+    for a, b in zip(first[:-1], first[1:]):
+        q, q_starts = _chaikin_chunk(p[starts[a] : starts[b]], starts[a : b + 1] - starts[a], closed[a:b],
+                                     iterations, offset)
+        out.append(q)
+        out_starts.append(q_starts[1:] + out_starts[-1][-1])
+    return (np.concatenate(out) if out else np.zeros((0, 2))), np.concatenate(out_starts)
+
+
+def _chaikin_chunk(p: np.ndarray, starts: np.ndarray, closed: np.ndarray, iterations: int,
+                   offset: float) -> Tuple[np.ndarray, np.ndarray]:
+    """``chaikin`` of the lines of one chunk, all at once."""
     for _ in range(iterations if offset > 0 else 0):
         lengths = 2 * (np.diff(starts) - 1) + closed  # a closed line repeats its first point at the end
         new_starts = np.concatenate([[0], np.cumsum(lengths)])
         # segment j of the whole array (also those joining two lines, unused) gives rows 2j and 2j + 1
-        step = offset * (p[1:] - p[:-1])
         cut = np.empty((len(p) - 1, 2, 2))
-        np.add(p[:-1], step, out=cut[:, 0])
+        step = np.subtract(p[1:], p[:-1], out=cut[:, 0])
+        step *= offset
         np.subtract(p[1:], step, out=cut[:, 1])
+        step += p[:-1]
         take = np.arange(new_starts[-1]) + np.repeat(2 * starts[:-1] - new_starts[:-1], lengths)
         take[new_starts[1:][closed] - 1] = 2 * starts[:-1][closed]
         new = cut.reshape(-1, 2)[take]
+        del cut, step, take
         new[new_starts[:-1][~closed]] = p[starts[:-1][~closed]]
         new[new_starts[1:][~closed] - 1] = p[starts[1:][~closed] - 1]
         p, starts = new, new_starts
@@ -337,8 +354,7 @@ def _polygonize(src, band_classes, order, background: int, progress):
         merged = _merge_touching(np.concatenate(polys))
         codes_out.append(np.full(len(merged), value, np.int64))
         geoms_out.append(merged)
-    return (np.concatenate(codes_out).astype(np.int64), np.concatenate(geoms_out),
-            np.sort(np.concatenate(nodes)))
+    return np.concatenate(codes_out), np.concatenate(geoms_out), np.sort(np.concatenate(nodes))
 
 
 def _merge_touching(polys: np.ndarray) -> np.ndarray:
@@ -362,14 +378,14 @@ def _gdal_polygonize(codes: np.ndarray, mask: np.ndarray, c0: int, r0: int) -> T
     import shapely
     from osgeo import gdal, gdal_array, ogr
 
-    gdal.UseExceptions()
     ogr.UseExceptions()
     data, valid = gdal_array.OpenArray(codes), gdal_array.OpenArray(mask.view(np.uint8))
     data.SetGeoTransform((c0, 1, 0, r0, 0, 1))
     out = ogr.GetDriverByName("Memory").CreateDataSource("")  # kept: its layer dies with it
     layer = out.CreateLayer("regions", geom_type=ogr.wkbPolygon)
     layer.CreateField(ogr.FieldDefn("code", ogr.OFTInteger))
-    gdal.Polygonize(data.GetRasterBand(1), valid.GetRasterBand(1), layer, 0)
+    if gdal.Polygonize(data.GetRasterBand(1), valid.GetRasterBand(1), layer, 0) != 0:
+        raise RuntimeError(f"GDAL polygonize failed: {gdal.GetLastErrorMsg()}")
     values, wkbs = [], []
     for feat in layer:
         values.append(feat.GetField(0))
