@@ -15,17 +15,16 @@ optionally outlines (``core.vectorize``); a pixel that is nodata in any band use
 from __future__ import annotations
 
 import math
-import re
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .contract import ClassInfo
+from .contract import ClassInfo, canonical_band_name, class_colormap
 from .errors import InputError
 from .features import normalized_difference
-from .io import atomic_output, remove_dataset
+from .io import atomic_output, geotiff_profile, remove_dataset
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .vectorize import VectorizeResult, vectorize
 
@@ -60,13 +59,6 @@ class MappingResult:
 
 
 # ------------------------------------------------------------------ band mapping
-def _canonical(name: str) -> str:
-    """'S2:B04' / 'B04' / 'SR_B4' / 'b4' -> 'B4'; 'B8A' stays 'B8A'."""
-    name = name.strip().upper().split(":")[-1].replace(" ", "")
-    m = re.search(r"B(?:AND)?0*(\d+)(A?)$", name)
-    return f"B{m.group(1)}{m.group(2)}" if m else name
-
-
 def resolve_bands(descriptions: Sequence[Optional[str]], roles: Sequence[str], sensor: str = "",
                   bands: Optional[Mapping[str, int]] = None) -> Dict[str, int]:
     """Raster band number (1-based) for each role ('red', 'swir', ...): ``bands`` given by
@@ -75,7 +67,7 @@ def resolve_bands(descriptions: Sequence[Optional[str]], roles: Sequence[str], s
     count = len(descriptions)
     if sensor and sensor not in SENSORS:
         raise InputError(f"Unknown sensor {sensor!r}; choose one of {', '.join(SENSORS)} or give band numbers.")
-    by_name = {_canonical(d): i for i, d in reversed(list(enumerate(descriptions, start=1))) if d}
+    by_name = {canonical_band_name(d): i for i, d in reversed(list(enumerate(descriptions, start=1))) if d}
     out: Dict[str, int] = {}
     missing: List[str] = []
     for role in roles:
@@ -165,9 +157,7 @@ def _read(ds, bands: Mapping[str, int], rows: Tuple[int, int], scale: float, off
 
 
 def _profile(ds, dtype: str, nodata) -> dict:
-    return dict(driver="GTiff", width=ds.width, height=ds.height, count=1, dtype=dtype, crs=ds.crs,
-                transform=ds.transform, nodata=nodata, tiled=True, blockxsize=256, blockysize=256,
-                compress="deflate", BIGTIFF="IF_SAFER")
+    return geotiff_profile(ds.crs, ds.transform, ds.width, ds.height, 1, dtype, nodata)
 
 
 def _pixel_area_km2(ds) -> float:
@@ -182,9 +172,7 @@ def _write_classes(path: str, ds, classes: np.ndarray, valid: np.ndarray, class_
 
     with atomic_output(path) as tmp, rasterio.open(tmp, "w", **_profile(ds, "uint8", CLASS_NODATA)) as out:
         out.set_band_description(1, description)
-        colormap = {c.value: (*c.rgb(), 255) for c in class_info}
-        colormap[BACKGROUND.value] = (0, 0, 0, 0)
-        out.write_colormap(1, colormap)
+        out.write_colormap(1, class_colormap(class_info, BACKGROUND))
         for _, _, start, stop in _strips(ds.height, 0):
             block = np.where(valid[start:stop], classes[start:stop], CLASS_NODATA).astype(np.uint8)
             out.write(block, 1, window=Window(0, start, ds.width, stop - start))

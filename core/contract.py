@@ -11,7 +11,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -53,6 +53,21 @@ class ClassInfo:
 
     def rgb(self) -> Tuple[int, int, int]:
         return tuple(int(self.color[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def canonical_band_name(name: str) -> str:
+    """'S2:B04' / 'B04' / 'SR_B4' / 'band 4' / 'b4' -> 'B4' ('B8A' stays 'B8A'); other names
+    upper-cased without the sensor prefix (for matching raster band descriptions)."""
+    name = name.strip().upper().split(":")[-1].replace(" ", "")
+    m = re.search(r"B(?:AND)?0*(\d+)([A-Z]?)$", name)
+    return f"B{m.group(1)}{m.group(2)}" if m else name
+
+
+def class_colormap(classes: Sequence[ClassInfo], background: ClassInfo) -> Dict[int, Tuple[int, int, int, int]]:
+    """GDAL colour table of a class raster: class colours, background transparent."""
+    colormap = {c.value: (*c.rgb(), 255) for c in classes}
+    colormap.setdefault(background.value, (*background.rgb(), 0))
+    return colormap
 
 
 @dataclass(frozen=True)

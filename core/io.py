@@ -1,4 +1,4 @@
-"""Output files that appear whole or not at all."""
+"""Output files that appear whole or not at all, and the GeoTIFF profile they are written with."""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +6,13 @@ import glob
 import os
 import uuid
 from typing import Iterator
+
+
+def geotiff_profile(crs, transform, width: int, height: int, count: int, dtype: str, nodata) -> dict:
+    """rasterio creation profile of GlacierSeg's GeoTIFF outputs: tiled, deflate, BigTIFF when needed."""
+    return dict(driver="GTiff", width=int(width), height=int(height), count=count, dtype=dtype, crs=crs,
+                transform=transform, nodata=nodata, tiled=True, blockxsize=256, blockysize=256,
+                compress="deflate", BIGTIFF="IF_SAFER")
 
 
 def remove_dataset(path: str) -> None:

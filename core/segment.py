@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from . import features
-from .contract import ModelContract
+from .contract import ModelContract, canonical_band_name, class_colormap
 from .errors import InputError
-from .io import atomic_output
+from .io import atomic_output, geotiff_profile
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .runtime import LoadedModel, load_model
 from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index
@@ -54,13 +53,6 @@ class SegmentResult:
 
 
 # ------------------------------------------------------------------ band mapping
-def _canonical(name: str) -> str:
-    """'S2:B04' / 'B04' / 'b4' -> 'B4'; other names upper-cased without the sensor prefix."""
-    name = name.strip().upper().split(":")[-1].replace(" ", "")
-    m = re.fullmatch(r"B(?:AND)?0*(\d+)([A-Z]?)", name)
-    return f"B{m.group(1)}{m.group(2)}" if m else name
-
-
 def resolve_band_map(
     contract: ModelContract, descriptions: Sequence[Optional[str]], band_map: BandMap = None
 ) -> Dict[str, int]:
@@ -94,8 +86,8 @@ def resolve_band_map(
     for i, d in enumerate(descriptions, start=1):
         if d:
             by_name.setdefault(d.strip().upper(), i)
-            by_name.setdefault(_canonical(d), i)
-    found = {b: by_name.get(b.upper(), by_name.get(_canonical(b))) for b in wanted}
+            by_name.setdefault(canonical_band_name(d), i)
+    found = {b: by_name.get(b.upper(), by_name.get(canonical_band_name(b))) for b in wanted}
     if all(found.values()) and len(set(found.values())) == len(wanted):
         return found  # type: ignore[return-value]
     if count == len(wanted):
@@ -171,14 +163,29 @@ def classify(probs: np.ndarray, contract: ModelContract, thresholds: Mapping[str
     return out
 
 
+def model_tiling(contract: ModelContract, tile_size: Optional[int] = None,
+                 overlap: Optional[int] = None) -> Tuple[int, int, int]:
+    """(tile, overlap, half receptive field) in pixels for a model: the contract's tile size and
+    overlap unless overridden, both widened by the reach of its derived features."""
+    reach = features.feature_reach(contract)
+    tile = int(tile_size or contract.tile_size)
+    if overlap is None:
+        overlap = contract.default_overlap_px + 2 * reach
+    if contract.receptive_field_px is not None:
+        half_rf = contract.receptive_field_px // 2 + reach
+    else:
+        half_rf = contract.default_overlap_px // 4 + reach
+    return tile, overlap, half_rf
+
+
 # ------------------------------------------------------------------- geometry
 def _suggest_utm(src) -> str:
     from rasterio.warp import transform_bounds
 
+    from .geo import utm_epsg_for
+
     w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
-    lon, lat = (w + e) / 2, (s + n) / 2
-    zone = int((lon + 180) // 6) + 1
-    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+    return f"EPSG:{utm_epsg_for((w + e) / 2, (s + n) / 2)}"
 
 
 def _pixel_size_m(src) -> Tuple[float, float]:
@@ -280,11 +287,7 @@ class _TileReader:
 
 
 def _write_profile(ds, window, count: int, dtype: str, nodata) -> dict:
-    return dict(
-        driver="GTiff", width=int(window.width), height=int(window.height), count=count, dtype=dtype,
-        crs=ds.crs, transform=ds.window_transform(window), nodata=nodata, tiled=True,
-        blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER",
-    )
+    return geotiff_profile(ds.crs, ds.window_transform(window), window.width, window.height, count, dtype, nodata)
 
 
 def segment_raster(
@@ -350,14 +353,7 @@ def segment_raster(
         height, width = int(window.height), int(window.width)
         pixel_size = contract.resolution_m if resampled else _pixel_size_m(src)[0]
 
-        tile = int(tile_size or contract.tile_size)
-        reach = features.feature_reach(contract)
-        if overlap is None:
-            overlap = contract.default_overlap_px + 2 * reach
-        if contract.receptive_field_px is not None:
-            half_rf = contract.receptive_field_px // 2 + reach
-        else:
-            half_rf = contract.default_overlap_px // 4 + reach
+        tile, overlap, half_rf = model_tiling(contract, tile_size, overlap)
         if tile < 16:
             raise InputError(f"Tile size {tile} is too small; use at least 16 px (the model suggests {contract.tile_size}).")
         if overlap >= tile:
@@ -386,9 +382,7 @@ def segment_raster(
         for i, name in enumerate(contract.class_names, start=1):
             prob_ds.set_band_description(i, name)
         class_ds.set_band_description(1, "class")
-        colormap = {c.value: (*c.rgb(), 255) for c in contract.classes}
-        colormap.setdefault(contract.background.value, (*contract.background.rgb(), 0))
-        class_ds.write_colormap(1, colormap)
+        class_ds.write_colormap(1, class_colormap(contract.classes, contract.background))
 
         acc = np.zeros((n_classes, tile, width), np.float32)
         weight = np.zeros((tile, width), np.float32)

@@ -24,10 +24,10 @@ import numpy as np
 from ..core import features
 from ..core.contract import TASKS, ClassInfo, InputSpec, ModelContract
 from ..core.errors import DeviceError, InputError
-from ..core.io import atomic_output
+from ..core.io import atomic_output, geotiff_profile
 from ..core.metrics import binary_scores
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
-from ..core.segment import activate
+from ..core.segment import activate, model_tiling
 from ..core.tiling import TileGrid, reflect_index
 from .datasets import IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, window_origins
 from .export import export_onnx
@@ -221,15 +221,6 @@ def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, cutmix: floa
 
 
 # ------------------------------------------------------------------ prediction like core.segment
-def tiling(contract: ModelContract) -> Tuple[int, int, int]:
-    """(tile, overlap, half receptive field) exactly as ``core.segment`` derives them."""
-    reach = features.feature_reach(contract)
-    overlap = contract.default_overlap_px + 2 * reach
-    half_rf = (contract.receptive_field_px // 2 if contract.receptive_field_px is not None
-               else contract.default_overlap_px // 4) + reach
-    return contract.tile_size, overlap, half_rf
-
-
 def predict_region(model, x: np.ndarray, valid: np.ndarray, region: np.ndarray, contract: ModelContract,
                    device, batch_size: int = 8) -> np.ndarray:
     """Probabilities (C, H, W) on ``region`` (NaN elsewhere) by overlapping tiles blended with
@@ -237,7 +228,7 @@ def predict_region(model, x: np.ndarray, valid: np.ndarray, region: np.ndarray, 
     import torch
 
     h, w = valid.shape
-    tile, overlap, half_rf = tiling(contract)
+    tile, overlap, half_rf = model_tiling(contract)
     grid = TileGrid.plan(h, w, tile, overlap, half_rf)
     blend = grid.window()
     positive = blend > 0
@@ -583,10 +574,9 @@ def _write_validation(folder, model, xs, scenes, regions, contract) -> List[str]
             continue
         p = predict_region(model, x, scene.valid, region, contract, "cpu")
         path = os.path.join(folder, os.path.splitext(scene.name)[0] + "_validation.tif")
-        with atomic_output(path) as tmp, rasterio.open(
-            tmp, "w", driver="GTiff", width=p.shape[2], height=p.shape[1], count=p.shape[0], dtype="float32",
-            crs=scene.crs, transform=Affine(*scene.transform), nodata=float("nan"), compress="deflate",
-        ) as dst:
+        profile = geotiff_profile(scene.crs, Affine(*scene.transform), p.shape[2], p.shape[1], p.shape[0],
+                                  "float32", float("nan"))
+        with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             dst.write(p)
             for i, name in enumerate(contract.class_names, start=1):
                 dst.set_band_description(i, name)
