@@ -11,9 +11,11 @@ overlaps). See docs/vectorize.md.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -24,9 +26,10 @@ from .errors import InputError, ModelContractError
 from .io import atomic_output
 from .progress import SubProgress, check_cancel, ensure_progress
 
-BLOCK_PX = 4096  # polygonize window (pixels a side): bounds the raster memory per step
+BLOCK_PX = 2048  # polygonize window (pixels a side): bounds the raster memory per step
+POLYGONIZE_THREADS = max(1, min(4, os.cpu_count() or 1))  # blocks polygonized at once
 CHAIKIN_POINTS = 200_000  # points smoothed at once: bounds the temporary arrays of the passes
-BATCH_EDGES = 1_000_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
+BATCH_EDGES = 250_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
 NODATA_CODE = -(2**31)  # int32 code of no-data pixels while vectorizing (never a class value)
 PALETTE = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
            "#b2df8a", "#fdbf6f", "#cab2d6", "#ffff99")
@@ -93,30 +96,38 @@ def chaikin(points: np.ndarray, starts: np.ndarray, closed: np.ndarray, iteratio
 
 def _chaikin_chunk(p: np.ndarray, starts: np.ndarray, closed: np.ndarray, iterations: int,
                    offset: float) -> Tuple[np.ndarray, np.ndarray]:
-    """``chaikin`` of the lines of one chunk, all at once."""
+    """``chaikin`` of the lines of one chunk, all at once.
+
+    Each pass cuts every segment of the whole array, also those joining one line to the next;
+    their points stay in the array, unused, until the end."""
+    first, last = starts[:-1], starts[1:] - 1  # first and last point of each line in ``p``
     for _ in range(iterations if offset > 0 else 0):
-        lengths = 2 * (np.diff(starts) - 1) + closed  # a closed line repeats its first point at the end
-        new_starts = np.concatenate([[0], np.cumsum(lengths)])
-        # segment j of the whole array (also those joining two lines, unused) gives rows 2j and 2j + 1
-        cut = np.empty((len(p) - 1, 2, 2))
-        step = np.subtract(p[1:], p[:-1], out=cut[:, 0])
+        cut = np.empty((len(p), 2, 2))  # segment j: rows 2j (a + t(b − a)) and 2j + 1 (b − t(b − a))
+        cut[-1] = 0.0
+        step = np.subtract(p[1:], p[:-1])
         step *= offset
-        np.subtract(p[1:], step, out=cut[:, 1])
-        step += p[:-1]
-        take = np.arange(new_starts[-1]) + np.repeat(2 * starts[:-1] - new_starts[:-1], lengths)
-        take[new_starts[1:][closed] - 1] = 2 * starts[:-1][closed]
-        new = cut.reshape(-1, 2)[take]
-        del cut, step, take
-        new[new_starts[:-1][~closed]] = p[starts[:-1][~closed]]
-        new[new_starts[1:][~closed] - 1] = p[starts[1:][~closed] - 1]
-        p, starts = new, new_starts
-    keep = np.ones(len(p), bool)
-    d0, d1 = p[1:-1] - p[:-2], p[2:] - p[1:-1]
-    cross = d0[:, 0] * d1[:, 1] - d0[:, 1] * d1[:, 0]
-    keep[1:-1] = ~((np.abs(cross) <= 1e-12) & ((d0 * d1).sum(axis=1) >= 0))
-    keep[starts[:-1]] = True
-    keep[starts[1:] - 1] = True
-    return p[keep], np.concatenate([[0], np.cumsum(keep)])[starts]
+        np.add(p[:-1], step, out=cut[:-1, 0])
+        np.subtract(p[1:], step, out=cut[:-1, 1])
+        del step
+        rows = cut.reshape(-1, 2)
+        rows[2 * first[~closed]] = p[first[~closed]]  # open lines keep their end points
+        rows[2 * last[~closed] - 1] = p[last[~closed]]
+        rows[2 * last[closed]] = rows[2 * first[closed]]  # closed lines end where they start
+        p, first, last = rows, 2 * first, np.where(closed, 2 * last, 2 * last - 1)
+        del cut, rows
+    d = np.diff(p, axis=0)
+    straight = np.abs(d[:-1, 0] * d[1:, 1] - d[:-1, 1] * d[1:, 0]) <= 1e-12
+    straight &= d[:-1, 0] * d[1:, 0] + d[:-1, 1] * d[1:, 1] >= 0
+    del d
+    inside = np.zeros(len(p) + 1, np.int8)
+    np.add.at(inside, first, 1)
+    np.add.at(inside, last + 1, -1)
+    keep = np.cumsum(inside[:-1], dtype=np.int8) > 0  # points of the lines, not between them
+    keep[1:-1] &= ~straight
+    keep[first] = True
+    keep[last] = True
+    kept = np.concatenate([[0], np.cumsum(keep)])
+    return p[keep], np.append(kept[first], kept[last[-1] + 1] if len(last) else 0)
 
 
 def _arcs_of_rings(pts: np.ndarray, vid: np.ndarray, is_node: np.ndarray, ring_start: np.ndarray, n_vid: int):
@@ -160,7 +171,7 @@ def _arcs_of_rings(pts: np.ndarray, vid: np.ndarray, is_node: np.ndarray, ring_s
 
 
 def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: int, iterations: int,
-                     offset: float, simplify_px: float) -> np.ndarray:
+                     offset: float, simplify_px: float, map_xy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Smooth polygons (pixel coordinates, integer vertices) arc by arc so that neighbours keep
     one shared boundary.
 
@@ -170,7 +181,8 @@ def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: i
     nodes) is put in a canonical direction, smoothed once, optionally simplified with GEOS's
     topology-preserving Douglas–Peucker, and every ring is rebuilt from its arcs: a shared arc
     is the identical line in both polygons, also when they are smoothed in different calls
-    (without simplification, which needs all arcs in one call)."""
+    (without simplification, which needs all arcs in one call). Returns the polygons in the
+    coordinates ``map_xy`` maps pixel (column, row) coordinates to."""
     import shapely
 
     rings, owner = shapely.get_rings(polys, return_index=True)
@@ -211,7 +223,7 @@ def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: i
         simple[collapsed] = lines[collapsed]
         points, index = shapely.get_coordinates(simple, return_index=True)
         starts = np.searchsorted(index, np.arange(len(arcs) + 1))
-    smoothed = np.split(points, starts[1:-1])
+    smoothed = np.split(map_xy(points), starts[1:-1])
     ring_coords = []
     for ring in ring_arcs:
         parts = [smoothed[i][::-1] if rev else smoothed[i] for i, rev in ring]
@@ -248,20 +260,20 @@ class _Grid:
         and holes clockwise (OGC; pyproj's geodesic areas rely on it)."""
         import shapely
 
+        return shapely.transform(self.pixel_orientation(geoms), self.map_xy)
+
+    def map_xy(self, xy: np.ndarray) -> np.ndarray:
+        """Pixel (column, row) coordinates to map coordinates."""
         t = self.transform
-        rings, owner = shapely.get_rings(geoms, return_index=True)
-        xy, idx = shapely.get_coordinates(rings, return_index=True)
-        xy = np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f])
-        starts = np.searchsorted(idx, np.arange(len(rings) + 1))
-        rel = xy - xy[starts[:-1]][idx]  # shoelace on ring-relative coordinates (no cancellation)
-        same = idx[1:] == idx[:-1]
-        cross = (rel[:-1, 0] * rel[1:, 1] - rel[1:, 0] * rel[:-1, 1]) * same
-        twice_area = np.bincount(idx[:-1], weights=cross, minlength=len(rings))
-        exterior = np.r_[True, owner[1:] != owner[:-1]] if len(owner) else np.zeros(0, bool)
-        flip = np.where(exterior, twice_area < 0, twice_area > 0)[idx]
-        order = np.arange(len(xy))
-        order[flip] = starts[idx[flip]] + starts[idx[flip] + 1] - 1 - order[flip]
-        return _polygons(shapely.linearrings(xy[order], indices=idx), owner, len(geoms))
+        return np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f])
+
+    def pixel_orientation(self, geoms: np.ndarray) -> np.ndarray:
+        """Polygons in pixel coordinates oriented so that ``map_xy`` makes exterior rings
+        counter-clockwise and holes clockwise (OGC; pyproj's geodesic areas rely on it)."""
+        import shapely
+
+        t = self.transform
+        return shapely.orient_polygons(geoms, exterior_cw=t.a * t.e - t.b * t.d < 0)
 
     def area_m2(self, pixel_geoms: np.ndarray) -> np.ndarray:
         """Areas (m²) of polygons given in pixel coordinates."""
@@ -322,54 +334,146 @@ def _class_codes(src, window, band_classes: Sequence[ClassInfo], order: Sequence
 
 
 def _polygonize(src, band_classes, order, background: int, progress):
-    """Pieces (code, polygon in pixel coordinates) per block; pieces cut by block seams merged."""
-    import shapely
+    """Regions (code, polygon in pixel coordinates) block by block, pieces cut by block seams
+    joined, and the sorted ids of the pixel corners where arcs must end (see ``_junctions``).
+
+    Blocks are read in turn and polygonized on ``POLYGONIZE_THREADS`` threads (GDAL releases
+    Python's lock), at most that many blocks in memory at once."""
     from rasterio.windows import Window
 
     width, height = src.width, src.height
-    codes_out, geoms_out, seam, nodes = [], [], {}, []
+    parts = []  # per block: (values, polygons, on a seam?, node ids)
     blocks = [(r, c) for r in range(0, height, BLOCK_PX) for c in range(0, width, BLOCK_PX)]
-    for k, (r0, c0) in enumerate(blocks):
-        check_cancel(progress)
-        h, w = min(BLOCK_PX, height - r0), min(BLOCK_PX, width - c0)
-        # one more row and column (where the raster goes on) to see the corners on the seams
-        ext = _class_codes(src, Window(c0, r0, w + (c0 + w < width), h + (r0 + h < height)),
-                           band_classes, order, background)
-        rows, cols = np.nonzero(_junctions(ext))
-        nodes.append((rows + r0 + 1) * (width + 1) + cols + c0 + 1)
-        codes = np.ascontiguousarray(ext[:h, :w])
-        del ext
-        values, geoms = _gdal_polygonize(codes, codes != background, c0, r0)
-        del codes
-        x0, y0, x1, y1 = shapely.bounds(geoms).T
-        on_seam = ((c0 > 0) & (x0 == c0)) | ((r0 > 0) & (y0 == r0)) | \
-                  ((c0 + w < width) & (x1 == c0 + w)) | ((r0 + h < height) & (y1 == r0 + h))
-        codes_out.append(values[~on_seam])
-        geoms_out.append(geoms[~on_seam])
-        for value in np.unique(values[on_seam]):
-            seam.setdefault(int(value), []).append(geoms[on_seam & (values == value)])
-        progress.set_progress(100.0 * (k + 1) / len(blocks))
-    for value, polys in seam.items():
-        check_cancel(progress)
-        merged = _merge_touching(np.concatenate(polys))
-        codes_out.append(np.full(len(merged), value, np.int64))
-        geoms_out.append(merged)
-    return np.concatenate(codes_out), np.concatenate(geoms_out), np.sort(np.concatenate(nodes))
+    with ThreadPoolExecutor(POLYGONIZE_THREADS) as pool:
+        running = collections.deque()
+        for k, (r0, c0) in enumerate(blocks):
+            check_cancel(progress)
+            h, w = min(BLOCK_PX, height - r0), min(BLOCK_PX, width - c0)
+            # one more row and column (where the raster goes on) to see the corners on the seams
+            ext = _class_codes(src, Window(c0, r0, w + (c0 + w < width), h + (r0 + h < height)),
+                               band_classes, order, background)
+            running.append(pool.submit(_polygonize_block, ext, background, r0, c0, h, w, height, width))
+            del ext
+            while len(running) >= (POLYGONIZE_THREADS if k < len(blocks) - 1 else 1):
+                parts.append(running.popleft().result())
+                progress.set_progress(100.0 * len(parts) / len(blocks))
+    check_cancel(progress)
+    values, geoms, on_seam, nodes = (np.concatenate(x) for x in zip(*parts))
+    del parts
+    seam_values, seam_geoms = values[on_seam], geoms[on_seam]
+    if len(seam_geoms):
+        seam_values, seam_geoms = _join_across_seams(
+            seam_values, seam_geoms, np.arange(BLOCK_PX, width, BLOCK_PX), np.arange(BLOCK_PX, height, BLOCK_PX),
+            width + 1, (width + 1) * (height + 1))
+    return (np.concatenate([values[~on_seam], seam_values]), np.concatenate([geoms[~on_seam], seam_geoms]),
+            np.sort(nodes))
 
 
-def _merge_touching(polys: np.ndarray) -> np.ndarray:
-    """Polygons of the union of ``polys``, one union per group of polygons with overlapping
-    boxes (cheaper than one union of all: a region is merged from its own pieces and few more)."""
+def _polygonize_block(ext: np.ndarray, background: int, r0: int, c0: int, h: int, w: int, height: int,
+                      width: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block: (values, polygons, touches a seam?, node ids). ``ext`` holds the block's
+    ``h`` x ``w`` codes plus the next row and column where the raster goes on."""
+    import shapely
+
+    rows, cols = np.nonzero(_junctions(ext))
+    nodes = (rows + r0 + 1).astype(np.int64) * (width + 1) + cols + c0 + 1
+    codes = np.ascontiguousarray(ext[:h, :w])
+    values, geoms = _gdal_polygonize(codes, codes != background, c0, r0)
+    x0, y0, x1, y1 = shapely.bounds(geoms).T
+    on_seam = ((c0 > 0) & (x0 == c0)) | ((r0 > 0) & (y0 == r0)) | \
+              ((c0 + w < width) & (x1 == c0 + w)) | ((r0 + h < height) & (y1 == r0 + h))
+    return values, geoms, on_seam, nodes
+
+
+def _join_across_seams(values: np.ndarray, pieces: np.ndarray, seam_cols: np.ndarray, seam_rows: np.ndarray,
+                       row_len: int, n_corners: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(values, polygons) of whole regions from the pieces that block seams cut them into.
+
+    With every ring oriented so that its region lies on the left, an edge on a seam between
+    two pieces of one region appears once in each direction. Seam segments are cut into pixel
+    edges; opposite edges of equal value join their pieces (connected components) and cancel;
+    the remaining edges of each joined region are linked into rings and put in order by pointer
+    jumping (Wyllie's list ranking). Where a region touches itself at a corner, the two pixels
+    outside it there belong to different parts of the outside (planar topology), so the ring
+    turns right, around the outside pixel: each ring bounds one part of the outside and rings
+    meet at such corners without touching themselves (valid OGC polygons). A region's ring of
+    positive area is its exterior, the others are holes. Linear in the edges, unlike a GEOS union of the pieces."""
     import shapely
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    i, j = shapely.STRtree(polys).query(polys)  # overlapping boxes: a group may hold a few more
-    n, group = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(len(polys), len(polys))))
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(n + 1))
-    return np.concatenate([shapely.get_parts(shapely.union_all(polys[order[a:b]])) if b - a > 1 else polys[order[a:b]]
-                           for a, b in zip(bounds[:-1], bounds[1:])])
+    pieces = shapely.orient_polygons(pieces)  # exterior counter-clockwise, holes clockwise
+    rings, owner = shapely.get_rings(pieces, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    same = ring_of[1:] == ring_of[:-1]
+    a, b = xy[:-1][same].astype(np.int32), xy[1:][same].astype(np.int32)  # pixel corners: exact
+    seg_owner = owner[ring_of[:-1][same]]
+    del xy, ring_of, same
+    on_seam = ((a[:, 0] == b[:, 0]) & np.isin(a[:, 0], seam_cols)) | \
+              ((a[:, 1] == b[:, 1]) & np.isin(a[:, 1], seam_rows))
+    steps = np.where(on_seam, np.abs(b - a).sum(axis=1), 1)
+    k = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)).astype(np.int32)
+    step = np.repeat((b - a) // steps[:, None], steps, axis=0)
+    p0 = np.repeat(a, steps, axis=0) + step * k[:, None]
+    edge_owner, seam = np.repeat(seg_owner, steps), np.repeat(on_seam, steps)
+    del a, b, k, seg_owner, on_seam, steps
+    u = p0[:, 1].astype(np.int64) * row_len + p0[:, 0]
+    v = u + step[:, 1].astype(np.int64) * row_len + step[:, 0]
+
+    # opposite seam edges of one value: their pieces are one region and the edges cancel
+    s = np.flatnonzero(seam)
+    key, want = u[s] * n_corners + v[s], v[s] * n_corners + u[s]
+    order = np.argsort(key)
+    pos = order[np.minimum(np.searchsorted(key, want, sorter=order), max(len(s) - 1, 0))]
+    matched = (key[pos] == want) & (values[edge_owner[s]] == values[edge_owner[s[pos]]])
+    n = len(pieces)
+    joins = coo_matrix((np.ones(int(matched.sum())), (edge_owner[s[matched]], edge_owner[s[pos[matched]]])), shape=(n, n))
+    n_regions, region = connected_components(joins, directed=False)
+    whole = np.bincount(region, minlength=n_regions)[region] == 1  # pieces that are whole regions
+    rebuild = ~whole[edge_owner]
+    rebuild[s[matched]] = False
+    u, v, p0, step = u[rebuild], v[rebuild], p0[rebuild], step[rebuild]
+    reg = region[edge_owner[rebuild]].astype(np.int64)
+    del key, want, order, pos, joins, seam, edge_owner, rebuild, s, matched
+
+    # link each edge to the edge leaving its end corner in the same region
+    out_key, end_key = reg * n_corners + u, reg * n_corners + v
+    order = np.argsort(out_key)
+    lo = np.searchsorted(out_key, end_key, side="left", sorter=order)
+    count = np.searchsorted(out_key, end_key, side="right", sorter=order) - lo
+    if len(count) and (count.min() < 1 or count.max() > 2):
+        raise RuntimeError("joining regions across block seams met an open boundary; please report this raster.")
+    succ = order[np.minimum(lo, len(order) - 1)]
+    turns_right = step[:, 0] * step[succ, 1] - step[:, 1] * step[succ, 0] < 0
+    succ = np.where((count == 2) & ~turns_right, order[np.minimum(lo + 1, len(order) - 1)], succ)
+    del out_key, end_key, order, lo, count, u, v, step, turns_right
+    m = len(succ)
+    _, ring = connected_components(coo_matrix((np.ones(m), (np.arange(m), succ)), shape=(m, m)), directed=False)
+    _, first = np.unique(ring, return_index=True)  # a ring starts at its lowest edge
+    last = succ == first[ring]
+    rank, nxt = (~last).astype(np.int64), np.where(last, np.arange(m), succ)
+    for _ in range(int(m).bit_length()):  # rank: edges to the ring's last edge
+        rank += rank[nxt]
+        nxt = nxt[nxt]
+    del succ, last, nxt
+    ordered = np.lexsort((-rank, ring))
+    pts, ring, reg = p0[ordered], ring[ordered], reg[ordered]
+    del p0, rank, ordered
+    starts = np.searchsorted(ring, np.arange(len(first) + 1))
+    ring_reg = reg[starts[:-1]]
+    rel = pts - pts[starts[:-1]][ring]  # shoelace on ring-relative coordinates
+    nxt_rel = np.roll(rel, -1, axis=0)
+    nxt_rel[starts[1:] - 1] = 0
+    twice_area = np.bincount(ring, weights=rel[:, 0] * nxt_rel[:, 1] - nxt_rel[:, 0] * rel[:, 1], minlength=len(first))
+    del rel, nxt_rel, reg
+    closed = np.insert(pts, starts[1:], pts[starts[:-1]], axis=0)
+    ring_geoms = shapely.linearrings(closed, indices=np.repeat(np.arange(len(first)), np.diff(starts) + 1))
+    by = np.lexsort((twice_area < 0, ring_reg))  # per region its exterior, then its holes
+    joined_reg, owner = np.unique(ring_reg[by], return_inverse=True)
+    regions = _polygons(ring_geoms[by], owner, len(joined_reg))
+    _, one_piece = np.unique(region, return_index=True)
+    return (np.concatenate([values[whole], values[one_piece[joined_reg]]]),
+            np.concatenate([pieces[whole], regions]))
 
 
 def _gdal_polygonize(codes: np.ndarray, mask: np.ndarray, c0: int, r0: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -397,7 +501,9 @@ def _junctions(codes: np.ndarray) -> np.ndarray:
     """For each inner pixel corner of ``codes``: do three or more different values meet there,
     or two diagonally (a checkerboard)? Those corners are where boundary arcs end."""
     a, b, c, d = codes[:-1, :-1], codes[:-1, 1:], codes[1:, :-1], codes[1:, 1:]
-    distinct = 1 + (b != a) + ((c != a) & (c != b)) + ((d != a) & (d != b) & (d != c))
+    distinct = (b != a).view(np.uint8) + np.uint8(1)
+    distinct += (c != a) & (c != b)
+    distinct += (d != a) & (d != b) & (d != c)
     return (distinct >= 3) | ((a == d) & (b == c) & (a != b))
 
 
@@ -569,7 +675,7 @@ def vectorize(
     # arc comes out identical from any batch. Simplification needs all arcs in one batch.
     codes, pieces = codes[is_class], pieces[is_class]
     by = np.lexsort((-shapely.area(pieces), codes)) if len(pieces) else np.zeros(0, int)
-    codes, pieces = codes[by], pieces[by]
+    codes, pieces = codes[by], grid.pixel_orientation(pieces[by])
     simplify_px = simplify_tolerance_m / grid.pixel_size_m(width, height) if simplify_tolerance_m > 0 else 0.0
     edges = np.cumsum(shapely.length(pieces)) if len(pieces) else np.zeros(0)  # pixel edges of boundary
     cuts = [0] if simplify_px > 0 or not len(pieces) else \
@@ -579,8 +685,8 @@ def vectorize(
     with atomic_output(out_path) as tmp, _gpkg_writer(tmp, layer_name, crs_wkt) as write:
         for k, (i0, i1) in enumerate(zip(cuts[:-1], cuts[1:])):
             check_cancel(progress)
-            batch = _smooth_topology(pieces[i0:i1], nodes, width, height, smooth_iterations, smooth_offset, simplify_px)
-            geoms = grid.to_map(batch)
+            geoms = _smooth_topology(pieces[i0:i1], nodes, width, height, smooth_iterations, smooth_offset,
+                                     simplify_px, grid.map_xy)
             area, perimeter = grid.measure(geoms)
             write(geoms, [
                 {"class_name": table[int(v)].name, "class_value": int(v), "area_km2": float(a / 1e6),

@@ -242,9 +242,46 @@ def test_block_seams_and_batches_are_seamless(qgis_app, tmp_path, monkeypatch):
                 assert_clean_coverage([g for _, g in feats], mask)
 
 
-@pytest.mark.parametrize("iterations,simplify", [(0, 0.0), (3, 0.0), (2, 15.0)])
-def test_salt_and_pepper_mask_with_diagonal_contacts(qgis_app, tmp_path, iterations, simplify):
-    """Single pixels and pixels touching only at corners: the hardest case for topology."""
+def test_regions_joined_across_block_seams_equal_unblocked_polygons(tmp_path, monkeypatch):
+    """Seam joining (edge cancellation and ring linking) against GDAL polygonize of the whole
+    raster: same regions, identical point sets, valid, on masks full of holes, rings and
+    regions touching themselves at corners."""
+    import rasterio
+
+    from glacierseg.core.progress import ensure_progress
+
+    rng = np.random.default_rng(11)
+    masks = [((rng.random((37, 45)) < 0.55) * rng.integers(1, 4, (37, 45))).astype(np.uint8),
+             (rng.random((41, 33)) < 0.6).astype(np.uint8)]
+    blobs = ndimage.gaussian_filter(rng.standard_normal((50, 61)), 2)
+    masks.append(np.digitize(blobs, np.quantile(blobs, [0.3, 0.6, 0.8])).astype(np.uint8))
+
+    def polygons(path, block):
+        monkeypatch.setattr(vz, "BLOCK_PX", block)
+        with rasterio.open(path) as src:
+            values, geoms, nodes = vz._polygonize(src, [], [], 0, ensure_progress(None))
+        b = shapely.bounds(geoms)
+        by = np.lexsort((shapely.area(geoms), b[:, 1], b[:, 0], values))
+        return values[by], geoms[by], nodes
+
+    for i, mask in enumerate(masks):
+        path = write_raster(tmp_path / f"m{i}.tif", mask, pixel_size=PX, origin=ORIGIN)
+        want_values, want, want_nodes = polygons(path, 4096)
+        assert len(want) == len(expected_regions(mask))
+        for block in (3, 7, 16):
+            values, got, nodes = polygons(path, block)
+            assert shapely.is_valid(got).all()
+            np.testing.assert_array_equal(values, want_values)
+            np.testing.assert_array_equal(nodes, want_nodes)
+            assert shapely.area(shapely.symmetric_difference(got, want)).max() == 0
+            assert (shapely.get_num_interior_rings(got) == shapely.get_num_interior_rings(want)).all()
+
+
+@pytest.mark.parametrize("iterations,simplify,block", [(0, 0.0, 2048), (3, 0.0, 2048), (2, 15.0, 2048), (3, 0.0, 9)])
+def test_salt_and_pepper_mask_with_diagonal_contacts(qgis_app, tmp_path, monkeypatch, iterations, simplify, block):
+    """Single pixels and pixels touching only at corners: the hardest case for topology, also
+    with block seams every 9 pixels."""
+    monkeypatch.setattr(vz, "BLOCK_PX", block)
     rng = np.random.default_rng(7)
     mask = ((rng.random((40, 50)) < 0.5) * rng.integers(1, 4, (40, 50))).astype(np.uint8)
     path = write_raster(tmp_path / "noise.tif", mask, pixel_size=PX, origin=ORIGIN)
