@@ -163,6 +163,12 @@ class ModelContract:
     def threshold(self, name: str) -> float:
         return float(self.thresholds.get(name, 0.5))
 
+    def classify(self, probs: np.ndarray, thresholds: Optional[Mapping[str, float]] = None) -> np.ndarray:
+        """uint8 class values from (C, H, W) probabilities with this model's rule
+        (``decide_classes``) and its thresholds, or ``thresholds`` where given."""
+        chosen = self.thresholds if thresholds is None else thresholds
+        return decide_classes(probs, self.classes, self.background.value, self.precedence, chosen, np.uint8)
+
     # ------------------------------------------------------------ (de)serialise
     def to_metadata(self) -> Dict[str, str]:
         """Contract as ONNX ``metadata_props``: every value a JSON string."""
@@ -385,3 +391,29 @@ def write_contract(onnx_path: str, contract: ModelContract) -> None:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, onnx_path)
+
+
+def decide_classes(probs: np.ndarray, classes: Sequence[ClassInfo], background: int, precedence: Sequence[str],
+                   thresholds: Mapping[str, float], dtype=np.uint8) -> np.ndarray:
+    """Class values from (C, H, W) probabilities, band k for ``classes[k]``.
+
+    Exclusive classes (the class list includes the background) take the most probable
+    class, demoted to background when below an explicit threshold. Independent classes
+    (one channel per foreground class) take the first class in ``precedence`` order whose
+    probability reaches its threshold (default 0.5; e.g. debris-covered ice wins over clean ice).
+    """
+    values = [c.value for c in classes]
+    if background in values:
+        best = probs.argmax(axis=0)
+        out = np.asarray(values, dtype)[best]
+        for k, c in enumerate(classes):
+            if c.name in thresholds:
+                out[(best == k) & (probs[k] < thresholds[c.name])] = background
+        return out
+    out = np.full(probs.shape[1:], background, dtype)
+    index = {c.name: k for k, c in enumerate(classes)}
+    order = [n for n in precedence if n in index] + [c.name for c in classes if c.name not in precedence]
+    for name in reversed(order):
+        k = index[name]
+        out[probs[k] >= thresholds.get(name, 0.5)] = classes[k].value
+    return out

@@ -137,32 +137,6 @@ def activate(raw: np.ndarray, activation: str) -> np.ndarray:
     return raw
 
 
-def classify(probs: np.ndarray, contract: ModelContract, thresholds: Mapping[str, float]) -> np.ndarray:
-    """uint8 class values from (C, H, W) probabilities.
-
-    Exclusive classes (the class list includes the background) take the most probable
-    class, demoted to background when below an explicit threshold. Independent classes
-    (one channel per foreground class) take the first class in ``precedence`` order whose
-    probability reaches its threshold (e.g. debris-covered ice wins over clean ice).
-    """
-    values = [c.value for c in contract.classes]
-    background = contract.background.value
-    out = np.full(probs.shape[1:], background, np.uint8)
-    if background in values:
-        best = probs.argmax(axis=0)
-        lut = np.asarray(values, np.uint8)
-        out = lut[best]
-        for k, c in enumerate(contract.classes):
-            if c.name in thresholds:
-                out[(best == k) & (probs[k] < thresholds[c.name])] = background
-        return out
-    index = {c.name: k for k, c in enumerate(contract.classes)}
-    for c in reversed(contract.precedence_order()):
-        k = index[c.name]
-        out[probs[k] >= thresholds.get(c.name, 0.5)] = c.value
-    return out
-
-
 def model_tiling(contract: ModelContract, tile_size: Optional[int] = None,
                  overlap: Optional[int] = None) -> Tuple[int, int, int]:
     """(tile, overlap, half receptive field) in pixels for a model: the contract's tile size and
@@ -437,7 +411,7 @@ def segment_raster(
                 wsum = weight[r0 - row : r1 - row, c0:c1]
                 covered = wsum > 0
                 strip = acc[:, r0 - row : r1 - row, c0:c1] / np.where(covered, wsum, 1.0)
-                cls = classify(strip, contract, thresholds)
+                cls = contract.classify(strip, thresholds)
                 cls[~covered] = CLASS_NODATA
                 strip[:, ~covered] = PROBABILITY_NODATA
                 out = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)

@@ -17,11 +17,11 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .contract import ClassInfo, ModelContract, read_contract
+from .contract import ClassInfo, ModelContract, decide_classes, read_contract
 from .errors import InputError, ModelContractError
 from .io import atomic_output
 from .progress import SubProgress, check_cancel, ensure_progress
@@ -304,10 +304,10 @@ class _Grid:
         return float(np.sqrt(self.measure(self.to_map(np.array([px])))[0][0]))
 
 
-def _class_codes(src, window, band_classes: Sequence[ClassInfo], order: Sequence[ClassInfo],
-                 background: int) -> np.ndarray:
+def _class_codes(src, window, band_classes: Sequence[ClassInfo], precedence: Sequence[str],
+                 thresholds: Mapping[str, float], background: int) -> np.ndarray:
     """int32 class codes of one window: the raster's values (single band) or, for a multi-band
-    mask/probability raster, the first class in precedence order whose band is >= 0.5."""
+    mask/probability raster, the classes decided as the model does (``decide_classes``)."""
     valid = src.read_masks(1, window=window) != 0
     if src.count == 1:
         data = src.read(1, window=window)
@@ -324,16 +324,12 @@ def _class_codes(src, window, band_classes: Sequence[ClassInfo], order: Sequence
         codes = data.astype(np.int32)
         codes[~valid] = NODATA_CODE
         return codes
-    data = src.read(window=window)
-    codes = np.full(data.shape[1:], background, np.int32)
-    band_of = {c.value: i for i, c in enumerate(band_classes)}
-    for cls in reversed(list(order)):
-        codes[data[band_of[cls.value]] >= 0.5] = cls.value
+    codes = decide_classes(src.read(window=window), band_classes, background, precedence, thresholds, np.int32)
     codes[~valid] = NODATA_CODE
     return codes
 
 
-def _polygonize(src, band_classes, order, background: int, progress):
+def _polygonize(src, read_codes: Callable, background: int, progress):
     """Regions (code, polygon in pixel coordinates) block by block, pieces cut by block seams
     joined, and the sorted ids of the pixel corners where arcs must end (see ``_junctions``).
 
@@ -350,8 +346,7 @@ def _polygonize(src, band_classes, order, background: int, progress):
             check_cancel(progress)
             h, w = min(BLOCK_PX, height - r0), min(BLOCK_PX, width - c0)
             # one more row and column (where the raster goes on) to see the corners on the seams
-            ext = _class_codes(src, Window(c0, r0, w + (c0 + w < width), h + (r0 + h < height)),
-                               band_classes, order, background)
+            ext = read_codes(Window(c0, r0, w + (c0 + w < width), h + (r0 + h < height)))
             running.append(pool.submit(_polygonize_block, ext, background, r0, c0, h, w, height, width))
             del ext
             while len(running) >= (POLYGONIZE_THREADS if k < len(blocks) - 1 else 1):
@@ -579,6 +574,7 @@ def vectorize(
     classes: Optional[Sequence[ClassInfo]] = None,
     *,
     precedence: Sequence[str] = (),
+    thresholds: Optional[Mapping[str, float]] = None,
     min_area_km2: float = 0.01,
     hole_area_km2: float = 0.01,
     smooth_iterations: int = 3,
@@ -592,8 +588,10 @@ def vectorize(
     """Vectorize a class raster into one polygon per connected region (4-connectivity) and class.
 
     ``class_raster``: single-band integer classes (``background_value`` and no-data are not
-    vectorized), or a multi-band mask/probability raster with band k for ``classes[k]``
-    (a pixel takes the first class in ``precedence`` order whose band is >= 0.5). Regions
+    vectorized), or a multi-band mask/probability raster with band k for ``classes[k]``,
+    decided as the model does (``core.contract.decide_classes``: the most probable class when
+    the classes include ``background_value``, else the first class in ``precedence`` order
+    whose band reaches its threshold in ``thresholds``, default 0.5). Regions
     under ``min_area_km2`` are dropped, holes under ``hole_area_km2`` holding only background
     are filled (both on the exact pixel areas), then boundaries are smoothed with
     ``smooth_iterations`` Chaikin passes of ``smooth_offset`` on pixel-edge segments and
@@ -637,16 +635,17 @@ def vectorize(
                     "single-band class raster."
                 )
             by_name = {c.name: c for c in band_classes}
-            unknown = [n for n in precedence if n not in by_name]
+            unknown = [n for n in list(precedence) + list(thresholds or {}) if n not in by_name]
             if unknown:
-                raise InputError(f"precedence names unknown class(es) {unknown}; classes are {list(by_name)}.")
-            order = [by_name[n] for n in precedence] + [c for c in band_classes if c.name not in precedence]
-        else:
-            order = []
+                raise InputError(f"precedence or thresholds name unknown class(es) {unknown}; classes are {list(by_name)}.")
         grid = _Grid(src.crs, src.transform)
         crs_wkt = src.crs.to_wkt()
         width, height = src.width, src.height
-        codes, pieces, nodes = _polygonize(src, band_classes, order, background_value, SubProgress(progress, 0, 50))
+
+        def read_codes(window):
+            return _class_codes(src, window, band_classes, precedence, thresholds or {}, background_value)
+
+        codes, pieces, nodes = _polygonize(src, read_codes, background_value, SubProgress(progress, 0, 50))
 
     is_class = codes != NODATA_CODE
     found = sorted(set(codes[is_class].tolist()))

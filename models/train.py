@@ -262,7 +262,7 @@ def predict_region(model, x: np.ndarray, valid: np.ndarray, region: np.ndarray, 
 # ------------------------------------------------------------------ scores and thresholds
 def predicted_masks(probs: np.ndarray, thresholds: Dict[int, float]) -> Dict[int, np.ndarray]:
     """Class index (1-based) -> predicted mask from probabilities (C, N), decided as
-    ``core.segment.classify`` does: one channel is one class against a threshold; several
+    ``ModelContract.classify`` does: one channel is one class against a threshold; several
     channels (background first) take the most probable, demoted below its threshold."""
     if probs.shape[0] == 1:
         return {1: probs[0] >= thresholds.get(1, 0.5)}
@@ -283,7 +283,7 @@ def scores(probs: np.ndarray, targets: np.ndarray, classes: Sequence[ClassSpec],
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> Dict[int, float]:
     """Per class (1-based index), the threshold on the grid that maximises validation F1 (ties:
     the one nearest 0.5). With several channels a pixel counts for a class only where that
-    class is the most probable, as ``core.segment.classify`` decides."""
+    class is the most probable, as ``ModelContract.classify`` decides."""
     if probs.shape[0] == 1:
         candidates = {1: probs[0]}
     else:

@@ -30,8 +30,10 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
         "when the raster is in degrees) and <i>source</i> (raster and model name).<br><br>"
         "<b>Class raster</b>: single band of class values; the background value and no-data are not "
         "vectorized. A multi-band probability/mask raster (one band per class of the model, e.g. the "
-        "Probabilities output) is also accepted with a class table: a pixel belongs to the first class "
-        "in the model's precedence order whose band is ≥ 0.5, so each pixel is in at most one polygon.<br>"
+        "Probabilities output) is also accepted with a class table: each pixel takes the class the model "
+        "would give it (the most probable class when the model's classes include the background; "
+        "otherwise the first class in the model's precedence order whose band reaches the model's "
+        "threshold, 0.5 by default), so each pixel is in at most one polygon.<br>"
         "<b>Class table (optional)</b>: the model's .onnx file or its contract .json; gives class names "
         "and colours. Without it, classes are the distinct values, named class_&lt;value&gt;.<br>"
         "<b>Minimum area</b> (km², default 0.01 = the RGI minimum glacier size, 0 keeps all): smaller "
@@ -76,16 +78,16 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
     def process(self, parameters, context, feedback, progress):
         raster = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context))
         table_path = self.parameterAsFile(parameters, self.CLASS_TABLE, context)
-        classes, precedence, source = None, (), os.path.basename(raster)
+        classes, precedence, thresholds, source = None, (), {}, os.path.basename(raster)
         if table_path:
             contract = load_class_table(table_path)
-            classes = contract.classes
-            precedence = [c.name for c in contract.precedence_order()]
+            classes, precedence, thresholds = contract.classes, contract.precedence, contract.thresholds
             source += f"; model {contract.name or os.path.basename(table_path)}"
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         result = vectorize(
             raster, out_path, classes,
             precedence=precedence,
+            thresholds=thresholds,
             min_area_km2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
             hole_area_km2=self.parameterAsDouble(parameters, self.HOLE_AREA, context),
             smooth_iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),

@@ -221,6 +221,37 @@ def test_multiband_overlap_resolved_by_precedence(qgis_app, tmp_path):
         vz.vectorize(path, out, classes[:1])
 
 
+def test_multiband_probabilities_decided_with_the_models_thresholds(qgis_app, tmp_path):
+    glacier, lake = ClassInfo("glacier", 1, "#66ccff"), ClassInfo("glacial_lake", 2, "#0033cc")
+    probs = np.zeros((2, 30, 30), np.float32)
+    probs[0, 2:12, 2:12] = 0.9
+    probs[0, 15:25, 2:12] = 0.6  # below the glacier threshold of 0.7
+    probs[1, 2:12, 15:25] = 0.4  # above the lake threshold of 0.3
+    path = write_raster(tmp_path / "independent.tif", probs, pixel_size=PX, origin=ORIGIN)
+    out = str(tmp_path / "independent.gpkg")
+    vz.vectorize(path, out, [glacier, lake], thresholds={"glacier": 0.7, "glacial_lake": 0.3},
+                 min_area_km2=0, smooth_iterations=0)
+    layer, feats = read_layer(out)
+    assert len(feats) == 2
+    assert dict(zip(field(layer, feats, "class_name"), field(layer, feats, "area_km2"))) == pytest.approx(
+        {"glacial_lake": 100 * PX_KM2, "glacier": 100 * PX_KM2})
+    with pytest.raises(InputError, match="unknown class"):
+        vz.vectorize(path, out, [glacier, lake], thresholds={"debris": 0.5})
+
+    # exclusive classes (background band first): the most probable class, even under 0.5
+    soft = np.zeros((3, 20, 20), np.float32)
+    soft[0] = 1.0
+    soft[:, 3:13, 3:13] = np.array([0.25, 0.4, 0.35])[:, None, None]  # glacier most probable
+    soft[:, 3:13, 13:18] = np.array([0.3, 0.3, 0.4])[:, None, None]  # lake most probable
+    path = write_raster(tmp_path / "exclusive.tif", soft, pixel_size=PX, origin=ORIGIN)
+    out = str(tmp_path / "exclusive.gpkg")
+    vz.vectorize(path, out, [ClassInfo("background", 0, "#000000"), glacier, lake], min_area_km2=0, smooth_iterations=0)
+    layer, feats = read_layer(out)
+    assert len(feats) == 2
+    assert dict(zip(field(layer, feats, "class_name"), field(layer, feats, "area_km2"))) == pytest.approx(
+        {"glacial_lake": 50 * PX_KM2, "glacier": 100 * PX_KM2})
+
+
 def test_block_seams_and_batches_are_seamless(qgis_app, tmp_path, monkeypatch):
     rng = np.random.default_rng(3)
     field_ = ndimage.gaussian_filter(rng.standard_normal((90, 110)), 3)
@@ -259,7 +290,8 @@ def test_regions_joined_across_block_seams_equal_unblocked_polygons(tmp_path, mo
     def polygons(path, block):
         monkeypatch.setattr(vz, "BLOCK_PX", block)
         with rasterio.open(path) as src:
-            values, geoms, nodes = vz._polygonize(src, [], [], 0, ensure_progress(None))
+            values, geoms, nodes = vz._polygonize(src, lambda w: vz._class_codes(src, w, [], (), {}, 0), 0,
+                                                   ensure_progress(None))
         b = shapely.bounds(geoms)
         by = np.lexsort((shapely.area(geoms), b[:, 1], b[:, 0], values))
         return values[by], geoms[by], nodes
