@@ -1,4 +1,5 @@
-"""Output files that appear whole or not at all, and the GeoTIFF profile they are written with."""
+"""Output files that appear whole or not at all, the GeoTIFF profile they are written with, and
+the GDAL block cache that reading and writing them run under."""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +7,8 @@ import glob
 import os
 import uuid
 from typing import Iterator
+
+GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache defaults to 5 % of RAM; 128 MB holds a strip of a 16k-wide raster
 
 
 def geotiff_profile(crs, transform, width: int, height: int, count: int, dtype: str, nodata) -> dict:

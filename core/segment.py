@@ -21,7 +21,7 @@ import numpy as np
 from . import features
 from .contract import ModelContract, canonical_band_name, class_colormap
 from .errors import InputError
-from .io import atomic_output, geotiff_profile
+from .io import GDAL_CACHE_BYTES, atomic_output, geotiff_profile
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .runtime import LoadedModel, load_model
 from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index
@@ -29,7 +29,6 @@ from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_trans
 TTA_MODES = ("none", "flips", "d4")
 PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
-GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache defaults to 5 % of RAM; 128 MB holds a strip of a 16k-wide raster
 WRITE_CHUNK_PX = 2048  # finished strips are divided and written in column chunks of this width
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]

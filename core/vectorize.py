@@ -13,23 +13,25 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .contract import ClassInfo, ModelContract, decide_classes, read_contract
 from .errors import InputError, ModelContractError
-from .io import atomic_output
+from .io import GDAL_CACHE_BYTES, atomic_output
 from .progress import SubProgress, check_cancel, ensure_progress
 
 BLOCK_PX = 2048  # polygonize window (pixels a side): bounds the raster memory per step
-POLYGONIZE_THREADS = max(1, min(4, os.cpu_count() or 1))  # blocks polygonized at once
+THREADS = max(1, min(4, os.cpu_count() or 1))  # blocks polygonized / batches smoothed at once
 CHAIKIN_POINTS = 200_000  # points smoothed at once: bounds the temporary arrays of the passes
-BATCH_EDGES = 250_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
+BATCH_EDGES = 125_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
+JOIN_POINTS = 1_000_000  # vertices of seam pieces handled at once when joining regions across seams
 NODATA_CODE = -(2**31)  # int32 code of no-data pixels while vectorizing (never a class value)
 PALETTE = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
            "#b2df8a", "#fdbf6f", "#cab2d6", "#ffff99")
@@ -223,13 +225,22 @@ def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: i
         simple[collapsed] = lines[collapsed]
         points, index = shapely.get_coordinates(simple, return_index=True)
         starts = np.searchsorted(index, np.arange(len(arcs) + 1))
-    smoothed = np.split(map_xy(points), starts[1:-1])
-    ring_coords = []
-    for ring in ring_arcs:
-        parts = [smoothed[i][::-1] if rev else smoothed[i] for i, rev in ring]
-        ring_coords.append(np.concatenate([parts[0]] + [p[1:] for p in parts[1:]]))
-    ring_geoms = shapely.linearrings(np.concatenate(ring_coords),
-                                     indices=np.repeat(np.arange(len(ring_coords)), [len(c) for c in ring_coords]))
+    points = map_xy(points)
+    # every ring: its arcs in turn (reversed where marked), each arc after the first without
+    # its first point (the previous arc's last), gathered from ``points`` in one copy
+    arc = np.array([i for ring in ring_arcs for i, _ in ring], dtype=np.int64)
+    rev = np.array([r for ring in ring_arcs for _, r in ring], dtype=bool)
+    parts_per_ring = np.array([len(ring) for ring in ring_arcs], dtype=np.int64)
+    later = np.ones(len(arc), bool)
+    later[np.cumsum(parts_per_ring) - parts_per_ring] = False
+    count = np.diff(starts)[arc] - later
+    pos = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(later, count)
+    take = np.where(np.repeat(rev, count), np.repeat(starts[arc + 1] - 1, count) - pos, np.repeat(starts[arc], count) + pos)
+    del pos
+    coords = points[take]
+    del points, take
+    ring_geoms = shapely.linearrings(coords, indices=np.repeat(np.repeat(np.arange(len(ring_arcs)), parts_per_ring), count))
+    del coords
     return _polygons(ring_geoms, owner, len(polys))
 
 
@@ -333,25 +344,25 @@ def _polygonize(src, read_codes: Callable, background: int, progress):
     """Regions (code, polygon in pixel coordinates) block by block, pieces cut by block seams
     joined, and the sorted ids of the pixel corners where arcs must end (see ``_junctions``).
 
-    Blocks are read in turn and polygonized on ``POLYGONIZE_THREADS`` threads (GDAL releases
-    Python's lock), at most that many blocks in memory at once."""
+    Blocks are read in turn and polygonized on ``THREADS`` threads (GDAL releases Python's
+    lock)."""
     from rasterio.windows import Window
 
     width, height = src.width, src.height
-    parts = []  # per block: (values, polygons, on a seam?, node ids)
     blocks = [(r, c) for r in range(0, height, BLOCK_PX) for c in range(0, width, BLOCK_PX)]
-    with ThreadPoolExecutor(POLYGONIZE_THREADS) as pool:
-        running = collections.deque()
-        for k, (r0, c0) in enumerate(blocks):
+
+    def jobs():
+        for r0, c0 in blocks:
             check_cancel(progress)
             h, w = min(BLOCK_PX, height - r0), min(BLOCK_PX, width - c0)
             # one more row and column (where the raster goes on) to see the corners on the seams
             ext = read_codes(Window(c0, r0, w + (c0 + w < width), h + (r0 + h < height)))
-            running.append(pool.submit(_polygonize_block, ext, background, r0, c0, h, w, height, width))
-            del ext
-            while len(running) >= (POLYGONIZE_THREADS if k < len(blocks) - 1 else 1):
-                parts.append(running.popleft().result())
-                progress.set_progress(100.0 * len(parts) / len(blocks))
+            yield functools.partial(_polygonize_block, ext, background, r0, c0, h, w, height, width)
+
+    parts = []  # per block: (values, polygons, on a seam?, node ids)
+    for part in _in_order(jobs()):
+        parts.append(part)
+        progress.set_progress(100.0 * len(parts) / len(blocks))
     check_cancel(progress)
     values, geoms, on_seam, nodes = (np.concatenate(x) for x in zip(*parts))
     del parts
@@ -362,6 +373,19 @@ def _polygonize(src, read_codes: Callable, background: int, progress):
             width + 1, (width + 1) * (height + 1))
     return (np.concatenate([values[~on_seam], seam_values]), np.concatenate([geoms[~on_seam], seam_geoms]),
             np.sort(nodes))
+
+
+def _in_order(jobs: Iterable[Callable[[], Any]]) -> Iterator[Any]:
+    """Results of ``jobs`` (taken in this thread) run on ``THREADS`` threads, in order; at most
+    ``THREADS`` jobs wait or run at once, which bounds the memory they hold."""
+    with ThreadPoolExecutor(THREADS) as pool:
+        running: Deque[Future] = collections.deque()
+        for job in jobs:
+            running.append(pool.submit(job))
+            if len(running) >= THREADS:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
 
 
 def _polygonize_block(ext: np.ndarray, background: int, r0: int, c0: int, h: int, w: int, height: int,
@@ -385,51 +409,71 @@ def _join_across_seams(values: np.ndarray, pieces: np.ndarray, seam_cols: np.nda
     """(values, polygons) of whole regions from the pieces that block seams cut them into.
 
     With every ring oriented so that its region lies on the left, an edge on a seam between
-    two pieces of one region appears once in each direction. Seam segments are cut into pixel
-    edges; opposite edges of equal value join their pieces (connected components) and cancel;
-    the remaining edges of each joined region are linked into rings and put in order by pointer
-    jumping (Wyllie's list ranking). Where a region touches itself at a corner, the two pixels
-    outside it there belong to different parts of the outside (planar topology), so the ring
-    turns right, around the outside pixel: each ring bounds one part of the outside and rings
-    meet at such corners without touching themselves (valid OGC polygons). A region's ring of
-    positive area is its exterior, the others are holes. Linear in the edges, unlike a GEOS union of the pieces."""
+    two pieces of one region appears once in each direction: seam segments are cut into pixel
+    edges and opposite edges of equal value join their pieces (connected components). Joined
+    regions are then rebuilt, a batch of about ``JOIN_POINTS`` piece vertices at a time
+    (``_link_rings``). Linear in the edges, unlike a GEOS union of the pieces."""
     import shapely
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     pieces = shapely.orient_polygons(pieces)  # exterior counter-clockwise, holes clockwise
-    rings, owner = shapely.get_rings(pieces, return_index=True)
-    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-    same = ring_of[1:] == ring_of[:-1]
-    a, b = xy[:-1][same].astype(np.int32), xy[1:][same].astype(np.int32)  # pixel corners: exact
-    seg_owner = owner[ring_of[:-1][same]]
-    del xy, ring_of, same
-    on_seam = ((a[:, 0] == b[:, 0]) & np.isin(a[:, 0], seam_cols)) | \
-              ((a[:, 1] == b[:, 1]) & np.isin(a[:, 1], seam_rows))
-    steps = np.where(on_seam, np.abs(b - a).sum(axis=1), 1)
-    k = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)).astype(np.int32)
-    step = np.repeat((b - a) // steps[:, None], steps, axis=0)
-    p0 = np.repeat(a, steps, axis=0) + step * k[:, None]
-    edge_owner, seam = np.repeat(seg_owner, steps), np.repeat(on_seam, steps)
-    del a, b, k, seg_owner, on_seam, steps
-    u = p0[:, 1].astype(np.int64) * row_len + p0[:, 0]
-    v = u + step[:, 1].astype(np.int64) * row_len + step[:, 0]
+    size = shapely.get_num_coordinates(pieces)
+    chunks = np.unique(np.searchsorted(np.cumsum(size), np.arange(0, size.sum(), JOIN_POINTS), side="right"))
+    u, v, owner = [], [], []
+    for a, b in zip(chunks, np.append(chunks[1:], len(pieces))):
+        cu, cv, _, _, co, _ = _ring_edges(pieces[a:b], seam_cols, seam_rows, row_len, seam_only=True)
+        u.append(cu)
+        v.append(cv)
+        owner.append(co + a)
+    u, v, owner = np.concatenate(u), np.concatenate(v), np.concatenate(owner)
+    key, want = u * n_corners + v, v * n_corners + u
+    order = np.argsort(key)
+    twin = order[np.minimum(np.searchsorted(key, want, sorter=order), max(len(key) - 1, 0))]
+    matched = (key[twin] == want) & (values[owner] == values[owner[twin]])
+    n = len(pieces)
+    joins = coo_matrix((np.ones(int(matched.sum())), (owner[matched], owner[twin[matched]])), shape=(n, n))
+    _, region = connected_components(joins, directed=False)
+    del u, v, owner, key, want, order, twin, matched, joins
+    first_piece = np.unique(region, return_index=True)[1]
+    count = np.bincount(region)
+    whole = count[region] == 1  # pieces that are whole regions
+    cut = np.flatnonzero(~whole)
+    cut = cut[np.argsort(region[cut], kind="stable")]  # pieces of joined regions, region by region
+    starts = np.flatnonzero(np.r_[True, region[cut][1:] != region[cut][:-1]])  # first piece of each region
+    points = np.add.reduceat(size[cut], starts) if len(cut) else np.zeros(0, int)
+    batches = np.unique(np.searchsorted(np.cumsum(points), np.arange(0, points.sum(), JOIN_POINTS), side="right"))
+    bounds = np.append(starts, len(cut))[np.append(batches, len(starts))] if len(cut) else np.zeros(1, int)
+    joined = [_link_rings(pieces[cut[a:b]], region[cut[a:b]], seam_cols, seam_rows, row_len, n_corners)
+              for a, b in zip(bounds[:-1], bounds[1:])]
+    return (np.concatenate([values[whole], values[first_piece[region[cut[starts]]]]]),
+            np.concatenate([pieces[whole]] + joined))
 
-    # opposite seam edges of one value: their pieces are one region and the edges cancel
+
+def _link_rings(pieces: np.ndarray, region: np.ndarray, seam_cols: np.ndarray, seam_rows: np.ndarray,
+                row_len: int, n_corners: int) -> np.ndarray:
+    """One polygon per region (in region order) from its oriented pieces, ``region`` sorted.
+
+    Opposite seam edges within a region cancel; the remaining edges are linked into rings
+    and put in order by pointer jumping (Wyllie's list ranking). Where a region touches
+    itself at a corner, the two pixels outside it there belong to different parts of the
+    outside (planar topology), so the ring turns right, around the outside pixel: each ring
+    bounds one part of the outside and rings meet at such corners without touching themselves
+    (valid OGC polygons). A region's ring of positive area is its exterior, the others holes."""
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    u, v, p0, step, owner, seam = _ring_edges(pieces, seam_cols, seam_rows, row_len, seam_only=False)
+    reg = region[owner].astype(np.int64)
     s = np.flatnonzero(seam)
     key, want = u[s] * n_corners + v[s], v[s] * n_corners + u[s]
     order = np.argsort(key)
-    pos = order[np.minimum(np.searchsorted(key, want, sorter=order), max(len(s) - 1, 0))]
-    matched = (key[pos] == want) & (values[edge_owner[s]] == values[edge_owner[s[pos]]])
-    n = len(pieces)
-    joins = coo_matrix((np.ones(int(matched.sum())), (edge_owner[s[matched]], edge_owner[s[pos[matched]]])), shape=(n, n))
-    n_regions, region = connected_components(joins, directed=False)
-    whole = np.bincount(region, minlength=n_regions)[region] == 1  # pieces that are whole regions
-    rebuild = ~whole[edge_owner]
-    rebuild[s[matched]] = False
-    u, v, p0, step = u[rebuild], v[rebuild], p0[rebuild], step[rebuild]
-    reg = region[edge_owner[rebuild]].astype(np.int64)
-    del key, want, order, pos, joins, seam, edge_owner, rebuild, s, matched
+    twin = order[np.minimum(np.searchsorted(key, want, sorter=order), max(len(s) - 1, 0))]
+    keep = np.ones(len(u), bool)
+    keep[s[(key[twin] == want) & (reg[s] == reg[s[twin]])]] = False
+    u, v, p0, step, reg = u[keep], v[keep], p0[keep], step[keep], reg[keep]
+    del key, want, order, twin, keep, owner, seam, s
 
     # link each edge to the edge leaving its end corner in the same region
     out_key, end_key = reg * n_corners + u, reg * n_corners + v
@@ -464,11 +508,33 @@ def _join_across_seams(values: np.ndarray, pieces: np.ndarray, seam_cols: np.nda
     closed = np.insert(pts, starts[1:], pts[starts[:-1]], axis=0)
     ring_geoms = shapely.linearrings(closed, indices=np.repeat(np.arange(len(first)), np.diff(starts) + 1))
     by = np.lexsort((twice_area < 0, ring_reg))  # per region its exterior, then its holes
-    joined_reg, owner = np.unique(ring_reg[by], return_inverse=True)
-    regions = _polygons(ring_geoms[by], owner, len(joined_reg))
-    _, one_piece = np.unique(region, return_index=True)
-    return (np.concatenate([values[whole], values[one_piece[joined_reg]]]),
-            np.concatenate([pieces[whole], regions]))
+    regions, owner = np.unique(ring_reg[by], return_inverse=True)
+    return _polygons(ring_geoms[by], owner, len(regions))
+
+
+def _ring_edges(pieces: np.ndarray, seam_cols: np.ndarray, seam_rows: np.ndarray, row_len: int, seam_only: bool):
+    """Directed edges of the rings of ``pieces``: (start corner id, end corner id, start point,
+    step, piece index, on a seam?), ring segments lying on seams cut into pixel edges (only
+    those with ``seam_only``). Corner ids are ``row * row_len + column``."""
+    import shapely
+
+    rings, owner = shapely.get_rings(pieces, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    same = ring_of[1:] == ring_of[:-1]
+    a, b = xy[:-1][same].astype(np.int32), xy[1:][same].astype(np.int32)  # pixel corners: exact
+    seg_owner = owner[ring_of[:-1][same]]
+    del xy, ring_of, same
+    on_seam = ((a[:, 0] == b[:, 0]) & np.isin(a[:, 0], seam_cols)) | \
+              ((a[:, 1] == b[:, 1]) & np.isin(a[:, 1], seam_rows))
+    if seam_only:
+        a, b, seg_owner, on_seam = a[on_seam], b[on_seam], seg_owner[on_seam], on_seam[on_seam]
+    steps = np.where(on_seam, np.abs(b - a).sum(axis=1), 1)
+    k = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)).astype(np.int32)
+    step = np.repeat((b - a) // steps[:, None], steps, axis=0)
+    p0 = np.repeat(a, steps, axis=0) + step * k[:, None]
+    u = p0[:, 1].astype(np.int64) * row_len + p0[:, 0]
+    v = u + step[:, 1].astype(np.int64) * row_len + step[:, 0]
+    return u, v, p0, step, np.repeat(seg_owner, steps), np.repeat(on_seam, steps)
 
 
 def _gdal_polygonize(codes: np.ndarray, mask: np.ndarray, c0: int, r0: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -534,9 +600,8 @@ def _fill_small_holes(geoms: np.ndarray, owners: np.ndarray, context: np.ndarray
 # ------------------------------------------------------------------------------ output
 @contextlib.contextmanager
 def _gpkg_writer(path: str, layer_name: str, crs_wkt: str) -> Iterator[Callable]:
-    """A new GeoPackage polygon layer (GDAL/OGR); yields ``write(geoms, rows)`` to append
+    """A new GeoPackage polygon layer (GDAL/OGR); yields ``write(wkbs, rows)`` to append
     features in batches inside one transaction. The file is closed on exit, error or not."""
-    import shapely
     from osgeo import ogr, osr
 
     ogr.UseExceptions()
@@ -552,8 +617,8 @@ def _gpkg_writer(path: str, layer_name: str, crs_wkt: str) -> Iterator[Callable]
             layer.CreateField(ogr.FieldDefn(name, kind))
         defn = layer.GetLayerDefn()
 
-        def write(geoms, rows) -> None:
-            for wkb, row in zip(shapely.to_wkb(geoms, output_dimension=2), rows):
+        def write(wkbs, rows) -> None:
+            for wkb, row in zip(wkbs, rows):
                 feat = ogr.Feature(defn)
                 for name, value in row.items():
                     feat.SetField(name, value)
@@ -620,7 +685,7 @@ def vectorize(
         src = rasterio.open(class_raster)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open {class_raster!r} as a raster ({exc}); give a GeoTIFF or another GDAL raster.") from None
-    with src:
+    with src, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         if src.crs is None:
             raise InputError(
                 f"{os.path.basename(class_raster)} has no coordinate reference system, so areas cannot be "
@@ -681,17 +746,25 @@ def vectorize(
         np.unique(np.searchsorted(edges, np.arange(0, edges[-1], BATCH_EDGES), side="right")).tolist()
     cuts = sorted(set(cuts) | {0}) + [len(pieces)]
     src_text = source or os.path.basename(class_raster)
-    with atomic_output(out_path) as tmp, _gpkg_writer(tmp, layer_name, crs_wkt) as write:
-        for k, (i0, i1) in enumerate(zip(cuts[:-1], cuts[1:])):
+
+    def outlines(i0: int, i1: int):
+        geoms = _smooth_topology(pieces[i0:i1], nodes, width, height, smooth_iterations, smooth_offset,
+                                 simplify_px, grid.map_xy)
+        area, perimeter = grid.measure(geoms)
+        return shapely.to_wkb(geoms, output_dimension=2), [
+            {"class_name": table[int(v)].name, "class_value": int(v), "area_km2": float(a / 1e6),
+             "perimeter_m": float(p), "source": src_text}
+            for v, a, p in zip(codes[i0:i1], area, perimeter)
+        ]
+
+    def jobs():
+        for i0, i1 in zip(cuts[:-1], cuts[1:]):
             check_cancel(progress)
-            geoms = _smooth_topology(pieces[i0:i1], nodes, width, height, smooth_iterations, smooth_offset,
-                                     simplify_px, grid.map_xy)
-            area, perimeter = grid.measure(geoms)
-            write(geoms, [
-                {"class_name": table[int(v)].name, "class_value": int(v), "area_km2": float(a / 1e6),
-                 "perimeter_m": float(p), "source": src_text}
-                for v, a, p in zip(codes[i0:i1], area, perimeter)
-            ])
+            yield functools.partial(outlines, i0, i1)
+
+    with atomic_output(out_path) as tmp, _gpkg_writer(tmp, layer_name, crs_wkt) as write:
+        for k, (wkbs, rows) in enumerate(_in_order(jobs())):
+            write(wkbs, rows)
             progress.set_progress(55 + 45 * (k + 1) / (len(cuts) - 1))
         check_cancel(progress)
     progress.set_progress(100)
