@@ -3,11 +3,13 @@
 Generates one class mask (``--size`` pixels a side, six classes covering every pixel, a few
 thousand regions at 10000 px), runs each method in its own subprocess (wall time and peak
 memory: max RSS of the process and of the children it waited for, e.g. gdal_polygonize.py),
-then prints their ratio and the overlap and gap areas of both outputs: overlap = sum of
-areas − area of their union, gap = raster area − area of the union (the mask covers every
-pixel, so any uncovered area is a gap). The union takes minutes at 10000 px.
+then prints their ratio (of medians with ``--repeat``, the methods alternating) and the
+overlap and gap areas of both outputs: overlap = sum of areas − area of their union, gap =
+raster area − area of the union (the mask covers every pixel, so any uncovered area is a
+gap). The union takes minutes at 10000 px.
 
-    .venv/bin/python benchmarks/bench_vectorize.py --size 10000
+    .venv/bin/python benchmarks/bench_vectorize.py --size 10000 --repeat 3
+    .venv/bin/python benchmarks/bench_vectorize.py --size 20000 --no-coverage
 """
 from __future__ import annotations
 
@@ -106,6 +108,9 @@ def coverage_errors(path: str, size: int) -> dict:
 
 
 def child(method: str, mask: str, out: str) -> dict:
+    for stale in (out, out.replace(".gpkg", "_raw.gpkg")):
+        if os.path.exists(stale):
+            os.remove(stale)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", method, mask, out],
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -118,6 +123,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10000, help="mask side in pixels (default 10000)")
     parser.add_argument("--workdir", default=None, help="where to write the mask and outputs (default: a temp dir)")
     parser.add_argument("--no-coverage", action="store_true", help="skip the (slow) overlap/gap measurement")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each method, alternating; medians are compared (default 1)")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "MASK", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -139,12 +146,19 @@ def main() -> None:
     regions = sum(ndimage.label(data == v)[1] for v in np.unique(data))
     del data
     print(f"mask {args.size}x{args.size} px ({PIXEL:g} m), {regions} regions; smoothing {ITERATIONS} iterations, offset {OFFSET}")
-    ours = child("ours", mask, os.path.join(work, "ours.gpkg"))
-    chain = child("chain", mask, os.path.join(work, "chain.gpkg"))
-    print(f"glacierseg:vectorize (core)               : {ours['wall_s']:8.1f} s  peak {ours['peak_mb']:7.0f} MB  "
-          f"{ours['features']} features")
+    runs = {"ours": [], "chain": []}
+    for k in range(args.repeat):
+        for method in runs:
+            runs[method].append(child(method, mask, os.path.join(work, f"{method}.gpkg")))
+        if args.repeat > 1:
+            print(f"run {k + 1}: vectorize {runs['ours'][-1]['wall_s']:.1f} s, chain {runs['chain'][-1]['wall_s']:.1f} s")
+    ours = {key: float(np.median([r[key] for r in runs["ours"]])) for key in ("wall_s", "peak_mb", "features")}
+    chain = {key: float(np.median([r[key] for r in runs["chain"]])) for key in ("wall_s", "peak_mb", "polygonize_s")}
+    label = " (median)" if args.repeat > 1 else ""
+    print(f"glacierseg:vectorize (core){label:9s}      : {ours['wall_s']:8.1f} s  peak {ours['peak_mb']:7.0f} MB  "
+          f"{ours['features']:.0f} features")
     print(f"gdal:polygonize -> native:smoothgeometry  : {chain['wall_s']:8.1f} s  peak {chain['peak_mb']:7.0f} MB  "
-          f"(polygonize {chain['polygonize_s']:.1f} s)")
+          f"(polygonize {chain['polygonize_s']:.1f} s){label}")
     print(f"ratio vectorize / chain                   : {ours['wall_s'] / chain['wall_s']:8.2f} x time, "
           f"{ours['peak_mb'] / chain['peak_mb']:.2f} x memory")
     for name, path in (("vectorize", "ours.gpkg"), ("chain", "chain.gpkg")) if not args.no_coverage else ():
