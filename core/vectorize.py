@@ -187,16 +187,9 @@ def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: i
     coordinates ``map_xy`` maps pixel (column, row) coordinates to."""
     import shapely
 
-    rings, owner = shapely.get_rings(polys, return_index=True)
-    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-    same = ring_of[1:] == ring_of[:-1]
-    a, b, seg_ring = xy[:-1][same], xy[1:][same], ring_of[:-1][same]
-    steps = np.abs(b - a).sum(axis=1).astype(np.int64)  # pixel edges along each (axis-parallel) edge
-    k = np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)
-    pts = np.repeat(a, steps, axis=0) + np.repeat((b - a) / np.maximum(steps, 1)[:, None], steps, axis=0) * k[:, None]
-    ring_start = np.searchsorted(np.repeat(seg_ring, steps), np.arange(len(rings) + 1))
-    del a, b, k, xy, ring_of
-    vid = pts[:, 1].astype(np.int64) * (width + 1) + pts[:, 0].astype(np.int64)
+    pts, _, vid, _, ring, owner, _ = _ring_edges(polys, width + 1)  # ring edges cut into pixel edges
+    ring_start = np.searchsorted(ring, np.arange(len(owner) + 1))
+    del ring
     is_node = np.isin(vid, nodes)
     is_node |= (pts[:, 0] == 0) | (pts[:, 1] == 0) | (pts[:, 0] == width) | (pts[:, 1] == height)
     # Inside straight runs only the unit segments next to corners and nodes matter (Chaikin cuts
@@ -422,10 +415,11 @@ def _join_across_seams(values: np.ndarray, pieces: np.ndarray, seam_cols: np.nda
     chunks = np.unique(np.searchsorted(np.cumsum(size), np.arange(0, size.sum(), JOIN_POINTS), side="right"))
     u, v, owner = [], [], []
     for a, b in zip(chunks, np.append(chunks[1:], len(pieces))):
-        cu, cv, _, _, co, _ = _ring_edges(pieces[a:b], seam_cols, seam_rows, row_len, seam_only=True)
+        _, _, cu, cv, ring, ring_owner, _ = _ring_edges(pieces[a:b], row_len, _on_seams(seam_cols, seam_rows),
+                                                          only_split=True)
         u.append(cu)
         v.append(cv)
-        owner.append(co + a)
+        owner.append(ring_owner[ring] + a)
     u, v, owner = np.concatenate(u), np.concatenate(v), np.concatenate(owner)
     key, want = u * n_corners + v, v * n_corners + u
     order = np.argsort(key)
@@ -464,8 +458,9 @@ def _link_rings(pieces: np.ndarray, region: np.ndarray, seam_cols: np.ndarray, s
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    u, v, p0, step, owner, seam = _ring_edges(pieces, seam_cols, seam_rows, row_len, seam_only=False)
-    reg = region[owner].astype(np.int64)
+    p0, step, u, v, ring, ring_owner, seam = _ring_edges(pieces, row_len, _on_seams(seam_cols, seam_rows))
+    reg = region[ring_owner[ring]].astype(np.int64)
+    del ring, ring_owner
     s = np.flatnonzero(seam)
     key, want = u[s] * n_corners + v[s], v[s] * n_corners + u[s]
     order = np.argsort(key)
@@ -473,7 +468,7 @@ def _link_rings(pieces: np.ndarray, region: np.ndarray, seam_cols: np.ndarray, s
     keep = np.ones(len(u), bool)
     keep[s[(key[twin] == want) & (reg[s] == reg[s[twin]])]] = False
     u, v, p0, step, reg = u[keep], v[keep], p0[keep], step[keep], reg[keep]
-    del key, want, order, twin, keep, owner, seam, s
+    del key, want, order, twin, keep, seam, s
 
     # link each edge to the edge leaving its end corner in the same region
     out_key, end_key = reg * n_corners + u, reg * n_corners + v
@@ -512,29 +507,36 @@ def _link_rings(pieces: np.ndarray, region: np.ndarray, seam_cols: np.ndarray, s
     return _polygons(ring_geoms[by], owner, len(regions))
 
 
-def _ring_edges(pieces: np.ndarray, seam_cols: np.ndarray, seam_rows: np.ndarray, row_len: int, seam_only: bool):
-    """Directed edges of the rings of ``pieces``: (start corner id, end corner id, start point,
-    step, piece index, on a seam?), ring segments lying on seams cut into pixel edges (only
-    those with ``seam_only``). Corner ids are ``row * row_len + column``."""
+def _ring_edges(polys: np.ndarray, row_len: int, split: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
+                only_split: bool = False):
+    """Directed edges of the rings of ``polys`` (pixel coordinates, integer vertices), ring by
+    ring: (start points, steps, start corner ids, end corner ids, ring of each edge, polygon of
+    each ring, edge split?). The segments (a, b) that ``split(a, b)`` picks (all without it) are
+    cut into pixel edges; ``only_split`` drops the others. Corner ids are ``row * row_len + column``."""
     import shapely
 
-    rings, owner = shapely.get_rings(pieces, return_index=True)
+    rings, owner = shapely.get_rings(polys, return_index=True)
     xy, ring_of = shapely.get_coordinates(rings, return_index=True)
     same = ring_of[1:] == ring_of[:-1]
     a, b = xy[:-1][same].astype(np.int32), xy[1:][same].astype(np.int32)  # pixel corners: exact
-    seg_owner = owner[ring_of[:-1][same]]
+    seg_ring = ring_of[:-1][same]
     del xy, ring_of, same
-    on_seam = ((a[:, 0] == b[:, 0]) & np.isin(a[:, 0], seam_cols)) | \
-              ((a[:, 1] == b[:, 1]) & np.isin(a[:, 1], seam_rows))
-    if seam_only:
-        a, b, seg_owner, on_seam = a[on_seam], b[on_seam], seg_owner[on_seam], on_seam[on_seam]
-    steps = np.where(on_seam, np.abs(b - a).sum(axis=1), 1)
+    cut = np.ones(len(a), bool) if split is None else split(a, b)
+    if only_split:
+        a, b, seg_ring, cut = a[cut], b[cut], seg_ring[cut], cut[cut]
+    steps = np.where(cut, np.abs(b - a).sum(axis=1), 1)
     k = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)).astype(np.int32)
-    step = np.repeat((b - a) // steps[:, None], steps, axis=0)
+    step = np.repeat((b - a) // np.maximum(steps, 1)[:, None], steps, axis=0)
     p0 = np.repeat(a, steps, axis=0) + step * k[:, None]
     u = p0[:, 1].astype(np.int64) * row_len + p0[:, 0]
     v = u + step[:, 1].astype(np.int64) * row_len + step[:, 0]
-    return u, v, p0, step, np.repeat(seg_owner, steps), np.repeat(on_seam, steps)
+    return p0, step, u, v, np.repeat(seg_ring, steps), owner, np.repeat(cut, steps)
+
+
+def _on_seams(seam_cols: np.ndarray, seam_rows: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``split`` for ``_ring_edges``: the segments lying on a seam column or row."""
+    return lambda a, b: (((a[:, 0] == b[:, 0]) & np.isin(a[:, 0], seam_cols)) |
+                         ((a[:, 1] == b[:, 1]) & np.isin(a[:, 1], seam_rows)))
 
 
 def _gdal_polygonize(codes: np.ndarray, mask: np.ndarray, c0: int, r0: int) -> Tuple[np.ndarray, np.ndarray]:
