@@ -151,3 +151,40 @@ def write_raster(path, array, *, crs="EPSG:32632", pixel_size=20.0, origin=(6300
         for i, d in enumerate(descriptions or [], start=1):
             dst.set_band_description(i, d)
     return str(path)
+
+
+def write_vector(path, geoms, rows=None, *, crs="EPSG:32632", layer="features"):
+    """Write shapely polygons (or multipolygons) with attribute ``rows`` (dicts; field types from
+    the first row's values) as a GeoPackage layer, adding the layer when the file exists (test helper)."""
+    import shapely
+    from osgeo import ogr, osr
+
+    srs = osr.SpatialReference()
+    srs.SetFromUserInput(crs)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    path = str(path)
+    ds = ogr.Open(path, 1) if os.path.exists(path) else ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    multi = any(g.geom_type == "MultiPolygon" for g in geoms)
+    lyr = ds.CreateLayer(layer, srs, ogr.wkbMultiPolygon if multi else ogr.wkbPolygon)
+    rows = list(rows) if rows is not None else [{} for _ in geoms]
+    kinds = {int: ogr.OFTInteger, float: ogr.OFTReal}
+    for name, value in (rows[0] if rows else {}).items():
+        lyr.CreateField(ogr.FieldDefn(name, kinds.get(type(value), ogr.OFTString)))
+    for geom, row in zip(geoms, rows):
+        f = ogr.Feature(lyr.GetLayerDefn())
+        for name, value in row.items():
+            f.SetField(name, value)
+        f.SetGeometry(ogr.CreateGeometryFromWkb(shapely.to_wkb(geom)))
+        lyr.CreateFeature(f)
+    ds = None  # noqa: F841 (closes the file)
+    return path
+
+
+def reproject(geom, src, dst):
+    """A shapely geometry from CRS ``src`` to ``dst`` (x/y order; test helper)."""
+    import numpy as np
+    import shapely
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))

@@ -10,6 +10,8 @@ from scipy import ndimage
 from glacierseg.core.band_ratio import map_glaciers, map_lakes, resolve_bands
 from glacierseg.core.errors import InputError
 
+from .conftest import write_vector
+
 S2 = {"B02": 0, "B03": 1, "B04": 2, "B08": 3, "B11": 4}  # index into the scene's bands
 
 
@@ -161,7 +163,6 @@ def test_ndwi_maps_the_lakes(scene, tmp_path):
 
 def test_lakes_far_from_glaciers_are_dropped(scene, tmp_path):
     import shapely
-    from osgeo import ogr, osr
 
     s, _, _ = scene
     base = map_lakes(s.image, str(tmp_path / "i0.tif"), str(tmp_path / "c0.tif"))
@@ -173,15 +174,7 @@ def test_lakes_far_from_glaciers_are_dropped(scene, tmp_path):
         x_east, y_mid = ds.xy(int(rows.mean()), int(cols.max()))
         crs_wkt = ds.crs.to_wkt()
     glacier = shapely.box(x_east + 1000, y_mid - 100, x_east + 1200, y_mid + 100)
-    path = str(tmp_path / "glacier.gpkg")
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(crs_wkt)
-    out = ogr.GetDriverByName("GPKG").CreateDataSource(path)
-    layer = out.CreateLayer("glaciers", srs, ogr.wkbPolygon)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(glacier.wkt))
-    layer.CreateFeature(feature)
-    out = None
+    path = write_vector(tmp_path / "glacier.gpkg", [glacier], crs=crs_wkt, layer="glaciers")
     near = map_lakes(s.image, str(tmp_path / "i1.tif"), str(tmp_path / "c1.tif"), glaciers=path, max_distance_m=1500)
     assert np.array_equal(read(near.classes) == 1, labels == 1)
     none = map_lakes(s.image, str(tmp_path / "i2.tif"), str(tmp_path / "c2.tif"), glaciers=path, max_distance_m=500)

@@ -14,6 +14,8 @@ from glacierseg.core.band_ratio import map_glaciers, map_lakes
 from glacierseg.core.errors import InputError
 from glacierseg.core.evaluate import evaluate
 
+from .conftest import write_vector
+
 
 def read(path):
     with rasterio.open(path) as ds:
@@ -29,23 +31,12 @@ def counts(pred, ref, valid):
 def write_polygons(path, raster, crs, transform, field="kind"):
     """Polygons of the non-zero regions of ``raster`` (pixel-exact) with their value in ``field``."""
     import shapely
-    from osgeo import ogr, osr
     from rasterio.features import shapes
 
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(crs.to_wkt())
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    layer = ds.CreateLayer("reference", srs, ogr.wkbPolygon)
-    layer.CreateField(ogr.FieldDefn(field, ogr.OFTInteger))
-    n = 0
-    for geom, value in shapes(raster, mask=(raster > 0) & (raster < 255), transform=transform):
-        f = ogr.Feature(layer.GetLayerDefn())
-        f.SetField(field, int(value))
-        f.SetGeometry(ogr.CreateGeometryFromWkb(shapely.geometry.shape(geom).wkb))
-        layer.CreateFeature(f)
-        n += 1
-    ds = None
-    return str(path), n
+    found = [(shapely.geometry.shape(geom), {field: int(value)})
+             for geom, value in shapes(raster, mask=(raster > 0) & (raster < 255), transform=transform)]
+    write_vector(path, [g for g, _ in found], [row for _, row in found], crs=crs.to_wkt(), layer="reference")
+    return str(path), len(found)
 
 
 @pytest.fixture(scope="module")

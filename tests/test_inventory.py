@@ -11,6 +11,8 @@ import shapely
 from pyproj import Proj, Transformer
 from rasterio.transform import from_origin
 
+from .conftest import reproject, write_vector
+
 UTM = "EPSG:32632"
 X0, Y1, PX, N = 640000.0, 5190000.0, 10.0, 800  # DEM: 8 km square, 10 m cells
 # Two planes z = z0 + gx (x - xc) + gy (y - yc) (gy per metre northwards), one per half of the DEM.
@@ -20,33 +22,13 @@ PLANES = {
 }
 
 
-def _to(geom, src, dst):
-    tr = Transformer.from_crs(src, dst, always_xy=True)
-    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-
-
 def _rect(p):
     return shapely.box(p["xc"] - p["w"] / 2, p["yc"] - p["h"] / 2, p["xc"] + p["w"] / 2, p["yc"] + p["h"] / 2)
 
 
 def _write(path, geoms, ids):
-    from osgeo import ogr, osr
-
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(4326)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    lyr = ds.CreateLayer("glaciers", srs, ogr.wkbPolygon)
-    lyr.CreateField(ogr.FieldDefn("rgi_id", ogr.OFTString))
-    lyr.CreateField(ogr.FieldDefn("zmed_m", ogr.OFTString))  # a stale same-named field: replaced
-    for g, i in zip(geoms, ids):
-        f = ogr.Feature(lyr.GetLayerDefn())
-        f.SetField("rgi_id", i)
-        f.SetField("zmed_m", "stale")
-        f.SetGeometry(ogr.CreateGeometryFromWkb(shapely.to_wkb(g)))
-        lyr.CreateFeature(f)
-    ds = None
-    return str(path)
+    # a stale zmed_m field of the same name: replaced by the algorithm
+    return write_vector(path, geoms, [{"rgi_id": i, "zmed_m": "stale"} for i in ids], crs="EPSG:4326", layer="glaciers")
 
 
 def _read(path):
@@ -71,8 +53,8 @@ def planes(tmp_path_factory):
     with rasterio.open(path, "w", driver="GTiff", width=N, height=N, count=1, dtype="float32", crs=UTM,
                        transform=from_origin(X0, Y1, PX, PX), nodata=-9999) as dst:
         dst.write(dem.astype("float32"), 1)
-    geoms = [_to(_rect(p), UTM, "EPSG:4326") for p in PLANES.values()]
-    outside = _to(shapely.box(660000, 5185000, 661000, 5186000), UTM, "EPSG:4326")  # east of the DEM
+    geoms = [reproject(_rect(p), UTM, "EPSG:4326") for p in PLANES.values()]
+    outside = reproject(shapely.box(660000, 5185000, 661000, 5186000), UTM, "EPSG:4326")  # east of the DEM
     return {"dem": path, "outlines": _write(d / "glaciers.gpkg", geoms, list(PLANES)),
             "outside": _write(d / "outside.gpkg", [outside], ["G_OUT"])}
 
@@ -84,7 +66,7 @@ def _check_plane(attrs, p):
     areal_scale = Proj(UTM).get_factors(lon, lat).areal_scale  # UTM area / true area
     assert attrs["area_km2"] == pytest.approx(p["w"] * p["h"] / areal_scale / 1e6, rel=2e-4)
     assert attrs["utm_zone"] == 32
-    poly_ll = _to(_rect(p), UTM, "EPSG:4326")
+    poly_ll = reproject(_rect(p), UTM, "EPSG:4326")
     assert poly_ll.contains(shapely.Point(attrs["cenlon"], attrs["cenlat"]))
     corners = [p["z0"] + sx * p["gx"] * p["w"] / 2 + sy * p["gy"] * p["h"] / 2 for sx in (-1, 1) for sy in (-1, 1)]
     tol = grad * dx * 1.5

@@ -9,35 +9,14 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from pyproj import Geod, Transformer
+from pyproj import Geod
 from rasterio.features import shapes
 from rasterio.transform import from_origin
 
+from .conftest import reproject, write_vector
+
 SIZE, PIXEL = 256, 40.0  # a 10.24 km square
 GEOD = Geod(ellps="WGS84")
-
-
-def _to(geom, src, dst):
-    tr = Transformer.from_crs(src, dst, always_xy=True)
-    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-
-
-def _write_polygons(path, geoms, names, epsg):
-    from osgeo import ogr, osr
-
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    lyr = ds.CreateLayer("outlines", srs, ogr.wkbMultiPolygon)
-    lyr.CreateField(ogr.FieldDefn("name", ogr.OFTString))
-    for geom, name in zip(geoms, names):
-        f = ogr.Feature(lyr.GetLayerDefn())
-        f.SetField("name", name)
-        f.SetGeometry(ogr.CreateGeometryFromWkb(shapely.to_wkb(shapely.multipolygons([geom]))))
-        lyr.CreateFeature(f)
-    ds = None
-    return str(path)
 
 
 def _read(path):
@@ -71,11 +50,12 @@ def valley(tmp_path_factory):
     complex_utm = max(parts, key=lambda p: p.area)
     col_x = ORIGIN[0] + SIZE * PIXEL / 2  # the col: the valley floor is highest at the centre column
     west_utm = complex_utm.intersection(shapely.box(0, 0, col_x - 800.0, 1e8))
-    complex_ll = _to(complex_utm, CRS, "EPSG:4326")
+    complex_ll = reproject(complex_utm, CRS, "EPSG:4326")
     return {
         "dem": dem, "east_dem": east_dem, "crs": CRS, "col_x": col_x, "complex_utm": complex_utm,
         "west_utm": west_utm, "complex_ll": complex_ll,
-        "outlines": _write_polygons(d / "complex.gpkg", [complex_ll], ["valley"], 4326),
+        "outlines": write_vector(d / "complex.gpkg", [shapely.multipolygons([complex_ll])], [{"name": "valley"}], crs="EPSG:4326",
+                                 layer="outlines"),
     }
 
 
@@ -220,9 +200,9 @@ def test_hintereisferner_complex_against_rgi7(shared_data):
     cplx = read_features(str(hef / "rgi7c_hef.shp"))
     refs = read_features(str(hef / "rgi7g_hef_complex.shp"))
     res = split_complex(cplx.geoms[0], cplx.crs_wkt, str(hef / "srtm_oetztal.tif"), "hef")
-    whole = _to(cplx.geoms[0], "EPSG:4326", f"EPSG:{res.epsg}")
+    whole = reproject(cplx.geoms[0], "EPSG:4326", f"EPSG:{res.epsg}")
     _assert_partition(res.glaciers, whole)
-    ref_utm = [_to(g, "EPSG:4326", f"EPSG:{res.epsg}") for g in refs.geoms]
+    ref_utm = [reproject(g, "EPSG:4326", f"EPSG:{res.epsg}") for g in refs.geoms]
     ious = np.array([max(_iou(r, g) for g in res.glaciers) for r in ref_utm])
     areas = np.array([r.area for r in ref_utm])
     # Chance level: one glacier for the whole complex gives an area-weighted IoU of ~0.1.

@@ -23,7 +23,7 @@ from glacierseg.models.train import (
     tune_thresholds,
 )
 
-from .conftest import PKG_DIR, write_raster
+from .conftest import PKG_DIR, write_raster, write_vector
 
 GLACIER = [ClassSpec("glacier", ("1",), "#4fc3f7")]
 
@@ -215,25 +215,15 @@ def test_cancel_and_device_errors(tmp_path):
 
 # ------------------------------------------------------------------ rasters and readers
 def test_raster_scene_from_polygons(tmp_path):
-    from osgeo import ogr, osr
+    import shapely
 
     image = np.arange(2 * 10 * 12, dtype=np.uint16).reshape(2, 10, 12) + 1
     image[:, 0, 0] = 0  # nodata pixel
     path = write_raster(tmp_path / "img.tif", image, pixel_size=10.0, origin=(1000.0, 2000.0), nodata=0)
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32632)
     gpkg = str(tmp_path / "labels.gpkg")
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(gpkg)
     for name, polys in (("labels", [("clean", (1000, 2000, 1040, 1970)), ("debris", (1030, 1990, 1060, 1950)), ("rock", (1100, 2000, 1120, 1900))]),
                         ("val", [(None, (1080, 2000, 1120, 1900))])):
-        lyr = ds.CreateLayer(name, srs, ogr.wkbPolygon)
-        lyr.CreateField(ogr.FieldDefn("cls", ogr.OFTString))
-        for value, (x0, y0, x1, y1) in polys:
-            f = ogr.Feature(lyr.GetLayerDefn())
-            f.SetField("cls", value)
-            f.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"))
-            lyr.CreateFeature(f)
-    ds = None
+        write_vector(gpkg, [shapely.box(*box) for _, box in polys], [{"cls": value} for value, _ in polys], layer=name)
     classes = datasets.parse_classes("ice=clean; debris=debris")
     scene = datasets.load_raster_scene(path, classes, labels_vector=gpkg + "|layername=labels", class_field="cls",
                                        validation_vector=gpkg + "|layername=val", band_names=["S2:B03", "S2:B11"])
