@@ -14,6 +14,7 @@ optionally outlines (``core.vectorize``); a pixel that is nodata in any band use
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import numpy as np
 from .contract import ClassInfo, canonical_band_name, class_colormap
 from .errors import InputError
 from .features import normalized_difference
-from .io import atomic_output, geotiff_profile, remove_dataset
+from .io import atomic_outputs, geotiff_profile
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .vectorize import VectorizeResult, vectorize
 
@@ -170,7 +171,7 @@ def _write_classes(path: str, ds, classes: np.ndarray, valid: np.ndarray, class_
     import rasterio
     from rasterio.windows import Window
 
-    with atomic_output(path) as tmp, rasterio.open(tmp, "w", **_profile(ds, "uint8", CLASS_NODATA)) as out:
+    with rasterio.open(path, "w", **_profile(ds, "uint8", CLASS_NODATA)) as out:
         out.set_band_description(1, description)
         out.write_colormap(1, class_colormap(class_info, BACKGROUND))
         for _, _, start, stop in _strips(ds.height, 0):
@@ -178,21 +179,22 @@ def _write_classes(path: str, ds, classes: np.ndarray, valid: np.ndarray, class_
             out.write(block, 1, window=Window(0, start, ds.width, stop - start))
 
 
-def _finish(ds, index_path: str, classes_out: str, outlines_out: Optional[str], classes: np.ndarray,
+def _finish(ds, outputs: Sequence[Optional[str]], tmps: Sequence[Optional[str]], classes: np.ndarray,
             valid: np.ndarray, class_info: Tuple[ClassInfo, ...], bands: Dict[str, int], description: str,
             min_area_km2: float, source: str, progress: Progress) -> MappingResult:
-    """Write the class raster and outlines; on failure (a cancel included) remove the index
-    raster written before too, so a failed run leaves no outputs."""
+    """Write the class raster and outlines under the temporary names of the output group
+    (``outputs``: index, classes, outlines paths; ``tmps``: theirs); the group commits them
+    all together with the index raster once this returns."""
+    index_path, classes_out, outlines_out = outputs
     outlines = None
-    try:
-        _write_classes(classes_out, ds, classes, valid, class_info, description)
-        if outlines_out:
-            outlines = vectorize(classes_out, outlines_out, class_info, min_area_km2=min_area_km2, source=source,
-                                 progress=SubProgress(progress, 80, 100))
-    except BaseException:
-        remove_dataset(index_path)
-        remove_dataset(classes_out)
-        raise
+    _write_classes(tmps[1], ds, classes, valid, class_info, description)
+    if outlines_out:
+        outlines = vectorize(tmps[1], tmps[2], class_info, min_area_km2=min_area_km2, source=source,
+                             progress=SubProgress(progress, 80, 100))
+        outlines = dataclasses.replace(outlines, path=outlines_out)
+    if not classes[valid].any():
+        progress.push_info(f"No {', '.join(c.name for c in class_info)} pixel found: the class raster holds "
+                           "background only" + (" and the outlines layer is empty." if outlines_out else "."))
     area = _pixel_area_km2(ds)
     counts = {c.name: int(np.count_nonzero(classes[valid] == c.value)) for c in class_info}
     progress.set_progress(100)
@@ -250,65 +252,66 @@ def map_glaciers(
         roles += ["red", "nir"]
     roles = list(dict.fromkeys(roles))
 
-    with ExitStack() as stack:
-        ds = stack.enter_context(rasterio.open(image))
-        mapping = resolve_bands(list(ds.descriptions), roles, sensor, bands)
-        pixel = _pixel_size_m(ds)
-        dem_ds = _open_dem(dem, ds, stack) if dem else None
-        h, w = ds.height, ds.width
-        ice = np.zeros((h, w), bool)
-        candidate = np.zeros((h, w), bool)
-        valid = np.zeros((h, w), bool)
-        index_profile = _profile(ds, "float32", float("nan"))
-        index_tmp = stack.enter_context(atomic_output(index_out))
-        index_ds = stack.enter_context(rasterio.open(index_tmp, "w", **index_profile))
-        index_ds.set_band_description(1, "red/SWIR" if method == "ratio" else "NDSI")
-        progress.push_info(
-            f"Glacier mapping: {'red/SWIR ratio' if method == 'ratio' else 'NDSI'} > {threshold:g}; bands "
-            + ", ".join(f"{k}←{v}" for k, v in mapping.items())
-        )
-        halo = 1 if (median or dem) else 0
-        n_strips = math.ceil(h / STRIP_ROWS)
-        for i, (r0, r1, s0, s1) in enumerate(_strips(h, halo)):
-            check_cancel(progress)
-            x, ok = _read(ds, mapping, (r0, r1), scale, offset)
-            if method == "ratio":
-                index = x["red"] / np.maximum(x["swir"], RATIO_SWIR_FLOOR)
-            else:
-                index = normalized_difference(x["green"], x["swir"]).astype(np.float64)
-            clean = ok & (index > threshold)
-            if blue_min is not None:
-                clean &= x["blue"] > blue_min
-            water = np.zeros_like(ok)
-            if water_ndwi is not None:
-                water = ok & (normalized_difference(x["green"], x["nir"]) > water_ndwi)
-                clean &= ~water
-            if median:
-                clean = ndimage.median_filter(clean.astype(np.uint8), size=3, mode="nearest").astype(bool) & ok
-            inner = slice(s0 - r0, s1 - r0)
-            if dem_ds is not None:
-                z = dem_ds.read(1, window=Window(0, r0, w, r1 - r0)).astype(np.float64)
-                ok &= np.isfinite(z)
-                gentle = _slope_deg(z, pixel) < debris_slope_max
-                bare = normalized_difference(x["nir"], x["red"]) < debris_ndvi_max
-                candidate[s0:s1] = (ok & gentle & bare & ~clean & ~water)[inner]
-            ice[s0:s1] = clean[inner] & ok[inner]
-            valid[s0:s1] = ok[inner]
-            index_ds.write(np.where(ok, index, np.nan)[inner].astype(np.float32), 1,
-                           window=Window(0, s0, w, s1 - s0))
-            progress.set_progress(60.0 * (i + 1) / n_strips)
+    with atomic_outputs(index_out, classes_out, outlines_out, progress=progress) as tmps:
+        with ExitStack() as stack:
+            ds = stack.enter_context(rasterio.open(image))
+            mapping = resolve_bands(list(ds.descriptions), roles, sensor, bands)
+            pixel = _pixel_size_m(ds)
+            dem_ds = _open_dem(dem, ds, stack) if dem else None
+            h, w = ds.height, ds.width
+            ice = np.zeros((h, w), bool)
+            candidate = np.zeros((h, w), bool)
+            valid = np.zeros((h, w), bool)
+            index_profile = _profile(ds, "float32", float("nan"))
+            index_tmp = tmps[0]
+            index_ds = stack.enter_context(rasterio.open(index_tmp, "w", **index_profile))
+            index_ds.set_band_description(1, "red/SWIR" if method == "ratio" else "NDSI")
+            progress.push_info(
+                f"Glacier mapping: {'red/SWIR ratio' if method == 'ratio' else 'NDSI'} > {threshold:g}; bands "
+                + ", ".join(f"{k}←{v}" for k, v in mapping.items())
+            )
+            halo = 1 if (median or dem) else 0
+            n_strips = math.ceil(h / STRIP_ROWS)
+            for i, (r0, r1, s0, s1) in enumerate(_strips(h, halo)):
+                check_cancel(progress)
+                x, ok = _read(ds, mapping, (r0, r1), scale, offset)
+                if method == "ratio":
+                    index = x["red"] / np.maximum(x["swir"], RATIO_SWIR_FLOOR)
+                else:
+                    index = normalized_difference(x["green"], x["swir"]).astype(np.float64)
+                clean = ok & (index > threshold)
+                if blue_min is not None:
+                    clean &= x["blue"] > blue_min
+                water = np.zeros_like(ok)
+                if water_ndwi is not None:
+                    water = ok & (normalized_difference(x["green"], x["nir"]) > water_ndwi)
+                    clean &= ~water
+                if median:
+                    clean = ndimage.median_filter(clean.astype(np.uint8), size=3, mode="nearest").astype(bool) & ok
+                inner = slice(s0 - r0, s1 - r0)
+                if dem_ds is not None:
+                    z = dem_ds.read(1, window=Window(0, r0, w, r1 - r0)).astype(np.float64)
+                    ok &= np.isfinite(z)
+                    gentle = _slope_deg(z, pixel) < debris_slope_max
+                    bare = normalized_difference(x["nir"], x["red"]) < debris_ndvi_max
+                    candidate[s0:s1] = (ok & gentle & bare & ~clean & ~water)[inner]
+                ice[s0:s1] = clean[inner] & ok[inner]
+                valid[s0:s1] = ok[inner]
+                index_ds.write(np.where(ok, index, np.nan)[inner].astype(np.float32), 1,
+                               window=Window(0, s0, w, s1 - s0))
+                progress.set_progress(60.0 * (i + 1) / n_strips)
 
-    with rasterio.open(image) as ds:
-        classes = ice.astype(np.uint8)
-        if dem:
-            labels, _ = ndimage.label(ice | candidate, np.ones((3, 3)))
-            touching = np.zeros(labels.max() + 1, bool)
-            touching[np.unique(labels[ice])] = True
-            touching[0] = False
-            classes[candidate & touching[labels]] = 2
-        progress.set_progress(70)
-        return _finish(ds, index_out, classes_out, outlines_out, classes, valid, GLACIER_CLASSES, mapping,
-                       "glacier class", min_area_km2, f"band ratio ({method} > {threshold:g})", progress)
+        with rasterio.open(image) as ds:
+            classes = ice.astype(np.uint8)
+            if dem:
+                labels, _ = ndimage.label(ice | candidate, np.ones((3, 3)))
+                touching = np.zeros(labels.max() + 1, bool)
+                touching[np.unique(labels[ice])] = True
+                touching[0] = False
+                classes[candidate & touching[labels]] = 2
+            progress.set_progress(70)
+            return _finish(ds, (index_out, classes_out, outlines_out), tmps, classes, valid, GLACIER_CLASSES, mapping,
+                           "glacier class", min_area_km2, f"band ratio ({method} > {threshold:g})", progress)
 
 
 # ------------------------------------------------------------------ lakes
@@ -343,54 +346,55 @@ def map_lakes(
     progress = ensure_progress(progress)
     if not -1.0 < threshold < 1.0:
         raise InputError(f"NDWI threshold {threshold} is outside (−1, 1); glacial-lake studies use 0.2–0.55.")
-    with ExitStack() as stack:
-        ds = stack.enter_context(rasterio.open(image))
-        mapping = resolve_bands(list(ds.descriptions), ["green", "nir"], sensor, bands)
-        pixel = _pixel_size_m(ds)
-        dem_ds = _open_dem(dem, ds, stack) if dem else None
-        h, w = ds.height, ds.width
-        water = np.zeros((h, w), bool)
-        flat = np.ones((h, w), bool)
-        valid = np.zeros((h, w), bool)
-        index_tmp = stack.enter_context(atomic_output(index_out))
-        index_ds = stack.enter_context(rasterio.open(index_tmp, "w", **_profile(ds, "float32", float("nan"))))
-        index_ds.set_band_description(1, "NDWI")
-        progress.push_info(f"Lake mapping: NDWI > {threshold:g}; bands "
-                           + ", ".join(f"{k}←{v}" for k, v in mapping.items()))
-        n_strips = math.ceil(h / STRIP_ROWS)
-        for i, (r0, r1, s0, s1) in enumerate(_strips(h, 1 if dem else 0)):
-            check_cancel(progress)
-            x, ok = _read(ds, mapping, (r0, r1), scale, offset)
-            ndwi = normalized_difference(x["green"], x["nir"])
-            inner = slice(s0 - r0, s1 - r0)
-            if dem_ds is not None:
-                z = dem_ds.read(1, window=Window(0, r0, w, r1 - r0)).astype(np.float64)
-                ok &= np.isfinite(z)
-                flat[s0:s1] = (_slope_deg(z, pixel) <= slope_max)[inner]
-            water[s0:s1] = (ok & (ndwi > threshold))[inner]
-            valid[s0:s1] = ok[inner]
-            index_ds.write(np.where(ok, ndwi, np.nan)[inner].astype(np.float32), 1, window=Window(0, s0, w, s1 - s0))
-            progress.set_progress(50.0 * (i + 1) / n_strips)
+    with atomic_outputs(index_out, classes_out, outlines_out, progress=progress) as tmps:
+        with ExitStack() as stack:
+            ds = stack.enter_context(rasterio.open(image))
+            mapping = resolve_bands(list(ds.descriptions), ["green", "nir"], sensor, bands)
+            pixel = _pixel_size_m(ds)
+            dem_ds = _open_dem(dem, ds, stack) if dem else None
+            h, w = ds.height, ds.width
+            water = np.zeros((h, w), bool)
+            flat = np.ones((h, w), bool)
+            valid = np.zeros((h, w), bool)
+            index_tmp = tmps[0]
+            index_ds = stack.enter_context(rasterio.open(index_tmp, "w", **_profile(ds, "float32", float("nan"))))
+            index_ds.set_band_description(1, "NDWI")
+            progress.push_info(f"Lake mapping: NDWI > {threshold:g}; bands "
+                               + ", ".join(f"{k}←{v}" for k, v in mapping.items()))
+            n_strips = math.ceil(h / STRIP_ROWS)
+            for i, (r0, r1, s0, s1) in enumerate(_strips(h, 1 if dem else 0)):
+                check_cancel(progress)
+                x, ok = _read(ds, mapping, (r0, r1), scale, offset)
+                ndwi = normalized_difference(x["green"], x["nir"])
+                inner = slice(s0 - r0, s1 - r0)
+                if dem_ds is not None:
+                    z = dem_ds.read(1, window=Window(0, r0, w, r1 - r0)).astype(np.float64)
+                    ok &= np.isfinite(z)
+                    flat[s0:s1] = (_slope_deg(z, pixel) <= slope_max)[inner]
+                water[s0:s1] = (ok & (ndwi > threshold))[inner]
+                valid[s0:s1] = ok[inner]
+                index_ds.write(np.where(ok, ndwi, np.nan)[inner].astype(np.float32), 1, window=Window(0, s0, w, s1 - s0))
+                progress.set_progress(50.0 * (i + 1) / n_strips)
 
-    with rasterio.open(image) as ds:
-        labels, n = ndimage.label(water, np.ones((3, 3)))
-        keep = np.ones(n + 1, bool)
-        size = np.bincount(labels.ravel(), minlength=n + 1)
-        keep &= size >= min_area_km2 / _pixel_area_km2(ds)
-        if dem:  # median slope ≤ limit <=> at least half the body's pixels are flat
-            keep &= 2 * np.bincount(labels.ravel(), weights=flat.ravel(), minlength=n + 1) >= size
-        if glaciers:
-            near = glacier_zone(glaciers, ds, max_distance_m)
-            keep &= np.isin(np.arange(n + 1), np.unique(labels[near & water]))
-        keep[0] = False
-        classes = keep[labels].astype(np.uint8)
-        progress.push_info(f"{n} water bodies above the NDWI threshold, {int(keep.sum())} kept as glacial lakes.")
-        progress.set_progress(60)
-        return _finish(ds, index_out, classes_out, outlines_out, classes, valid, LAKE_CLASSES, mapping,
-                       "lake class", min_area_km2, f"NDWI > {threshold:g}", progress)
+        with rasterio.open(image) as ds:
+            labels, n = ndimage.label(water, np.ones((3, 3)))
+            keep = np.ones(n + 1, bool)
+            size = np.bincount(labels.ravel(), minlength=n + 1)
+            keep &= size >= min_area_km2 / _pixel_area_km2(ds)
+            if dem:  # median slope ≤ limit <=> at least half the body's pixels are flat
+                keep &= 2 * np.bincount(labels.ravel(), weights=flat.ravel(), minlength=n + 1) >= size
+            if glaciers:
+                near = glacier_zone(glaciers, ds, max_distance_m, progress)
+                keep &= np.isin(np.arange(n + 1), np.unique(labels[near & water]))
+            keep[0] = False
+            classes = keep[labels].astype(np.uint8)
+            progress.push_info(f"{n} water bodies above the NDWI threshold, {int(keep.sum())} kept as glacial lakes.")
+            progress.set_progress(60)
+            return _finish(ds, (index_out, classes_out, outlines_out), tmps, classes, valid, LAKE_CLASSES, mapping,
+                           "lake class", min_area_km2, f"NDWI > {threshold:g}", progress)
 
 
-def glacier_zone(glaciers: str, ds, distance_m: float) -> np.ndarray:
+def glacier_zone(glaciers: str, ds, distance_m: float, progress: Optional[Progress] = None) -> np.ndarray:
     """Boolean mask of ``ds``'s pixels within ``distance_m`` of the polygons in ``glaciers``
     (buffered in the UTM zone of their centre; GDAL/OGR geometry)."""
     from .geo import utm_epsg_for
@@ -400,7 +404,7 @@ def glacier_zone(glaciers: str, ds, distance_m: float) -> np.ndarray:
     from .evaluate import burn, polygon_features, spatial_reference
 
     union = ogr.Geometry(ogr.wkbMultiPolygon)
-    for g, _, _ in polygon_features(glaciers, "EPSG:4326"):
+    for g, _, _ in polygon_features(glaciers, "EPSG:4326", progress=progress):
         single = ogr.GT_Flatten(g.GetGeometryType()) == ogr.wkbPolygon
         for part in [g] if single else [g.GetGeometryRef(i) for i in range(g.GetGeometryCount())]:
             union.AddGeometry(part)

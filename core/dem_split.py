@@ -25,9 +25,9 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from .errors import InputError
-from .io import atomic_output
+from .io import atomic_outputs
 from .geo import (WGS84, grid_around, raster_cell_size_m, read_features, transform_geom,
-                  utm_epsg_for, warp_raster, write_features)
+                  utm_epsg_for, valid_polygon, warp_raster, write_features)
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .split_parameters import SplitParameters
 
@@ -58,10 +58,9 @@ def split_complex(
     the complex (their union is the complex, they do not overlap)."""
     progress = ensure_progress(progress)
     params.validate()
-    if polygon is None or polygon.is_empty or polygon.area == 0:
+    if polygon is None or polygon.is_empty:
         raise InputError(f"Glacier complex '{complex_id}' has an empty geometry. Remove it or repair the layer.")
-    if not polygon.is_valid:
-        polygon = shapely.make_valid(polygon)
+    polygon = valid_polygon(polygon, f"complex '{complex_id}'", "The glacier outlines", progress)  # area tested after repair
     polygon = shapely.union_all([p for p in shapely.get_parts(polygon) if p.geom_type == "Polygon"])
     centre = transform_geom(polygon, crs, WGS84).representative_point()
     epsg = utm_epsg_for(centre.x, centre.y)
@@ -283,7 +282,7 @@ def split_glaciers(
     Outputs are in the outlines' CRS; each glacier carries the id of its complex
     (``id_field``'s value, else the feature id). Returns counts and paths."""
     progress = ensure_progress(progress)
-    feats = read_features(outlines_path, outlines_layer)
+    feats = read_features(outlines_path, outlines_layer, progress)
     if id_field and feats.attributes and id_field not in feats.attributes[0]:
         raise InputError(f"The outlines have no field '{id_field}'. Pick one of: "
                          f"{', '.join(feats.attributes[0]) or '(no fields)'}.")
@@ -307,13 +306,12 @@ def split_glaciers(
                            "length_m": line.length})
         progress.push_info(f"Complex '{cid}': {len(result.glaciers)} glacier(s) on a {result.cell_size_m:.1f} m "
                            f"grid (EPSG:{result.epsg}).")
-    with atomic_output(glaciers_path) as tmp:
+    with atomic_outputs(glaciers_path, divides_path, progress=progress) as (tmp, tmp_div):
         write_features(tmp, glaciers, feats.crs_wkt, gattrs, _field_defns(GLACIER_FIELDS),
                        _layer_name(glaciers_path))
         if divides_path:
-            with atomic_output(divides_path) as tmp_div:
-                write_features(tmp_div, divides, feats.crs_wkt, dattrs, _field_defns(DIVIDE_FIELDS),
-                               _layer_name(divides_path), geometry="line")
+            write_features(tmp_div, divides, feats.crs_wkt, dattrs, _field_defns(DIVIDE_FIELDS),
+                           _layer_name(divides_path), geometry="line")
     return {"glaciers": glaciers_path, "divides": divides_path, "n_glaciers": len(glaciers),
             "n_divides": len(divides)}
 

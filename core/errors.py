@@ -22,4 +22,9 @@ class DeviceError(GlacierSegError):
 
 
 class CancelledError(GlacierSegError):
-    """The user cancelled the run; partial outputs have been removed."""
+    """The user cancelled the run; partial outputs have been removed. ``kept`` lists files
+    that stay on purpose (a training checkpoint to resume from) and the message says why."""
+
+    def __init__(self, message: str, kept=()):
+        super().__init__(message)
+        self.kept = tuple(kept)

@@ -23,7 +23,7 @@ from scipy import ndimage
 from .contract import ClassInfo
 from .errors import InputError
 from .geo import utm_epsg_for
-from .io import atomic_output
+from .io import atomic_outputs
 from .metrics import (
     BinaryScores,
     binary_scores,
@@ -189,30 +189,27 @@ def field_names(source: str) -> List[str]:
     return [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
 
 
-def polygon_features(source: str, crs, field_name: Optional[str] = None) -> Iterator[Tuple[object, object, int]]:
+def polygon_features(source: str, crs, field_name: Optional[str] = None,
+                     progress=None) -> Iterator[Tuple[object, object, int]]:
     """(OGR polygon geometry in ``crs``, value of ``field_name`` or None, feature id) for every
-    feature of a vector layer with a polygon geometry. GDAL/OGR only, so this works inside
-    QGIS whatever GEOS other Python packages carry."""
-    from osgeo import ogr, osr
+    feature of a polygon layer, read by ``geo.read_features`` (invalid outlines repaired or
+    refused by its rule, point/line layers refused)."""
+    import shapely
+    from osgeo import ogr
 
-    ds, layer = _open_layer(source)
+    from .geo import read_features, transform_geom
+
+    _open_layer(source)  # the clear "cannot open" / "no CRS" messages
     if field_name and field_name not in field_names(source):
         raise InputError(f"{source}: no field {field_name!r}; its fields are {', '.join(field_names(source)) or 'none'}. "
                          "Pick the field holding the class.")
-    src = layer.GetSpatialRef().Clone()
-    src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    dst = spatial_reference(crs)
-    transform = None if src.IsSame(dst) else osr.CoordinateTransformation(src, dst)
-    layer.ResetReading()
-    for feature in layer:
-        g = feature.GetGeometryRef()
-        if g is None or g.IsEmpty() or ogr.GT_Flatten(g.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
+    path, layer = split_source(source)
+    feats = read_features(path, layer, progress)
+    for g, attrs, fid in zip(feats.geoms, feats.attributes, feats.fids):
+        if g is None or g.is_empty:
             continue
-        g = g.Clone()
-        if transform is not None:
-            g.Transform(transform)
-        yield g, (feature.GetField(field_name) if field_name else None), int(feature.GetFID())
-    del ds
+        g = transform_geom(g, feats.crs_wkt, crs)
+        yield ogr.CreateGeometryFromWkb(shapely.to_wkb(g)), (attrs.get(field_name) if field_name else None), int(fid)
 
 
 def burn(items: Iterable[Tuple[object, int]], crs, transform, width: int, height: int) -> np.ndarray:
@@ -441,13 +438,14 @@ def evaluate(
     if objects_out or per_object:
         result.objects = match_objects(pred, ref, ref_ids, valid, foreground, names, pixel_km2)
     progress.set_progress(90)
-    if table_out:
-        _write_csv(table_out, TABLE_FIELDS, [r.as_dict() for r in rows]
-                   + [{"class": "all classes (multi-class)", "accuracy": result.accuracy, "kappa": result.kappa}])
-        result.table = table_out
-    if objects_out:
-        _write_csv(objects_out, OBJECT_FIELDS, [o.as_dict() for o in result.objects])
-        result.objects_table = objects_out
+    with atomic_outputs(table_out, objects_out, progress=progress) as (table_tmp, objects_tmp):
+        if table_out:
+            _write_csv(table_tmp, TABLE_FIELDS, [r.as_dict() for r in rows]
+                       + [{"class": "all classes (multi-class)", "accuracy": result.accuracy, "kappa": result.kappa}])
+            result.table = table_out
+        if objects_out:
+            _write_csv(objects_tmp, OBJECT_FIELDS, [o.as_dict() for o in result.objects])
+            result.objects_table = objects_out
     for line in result.summary():
         progress.push_info(line)
     progress.set_progress(100)
@@ -492,7 +490,7 @@ def _write_csv(path: str, fields: Sequence[str], rows: Sequence[Dict[str, object
         return x
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(fields))
         writer.writeheader()
         for r in rows:

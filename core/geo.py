@@ -73,8 +73,66 @@ def _ogr():
     return ogr, osr
 
 
-def read_features(path: str, layer: Optional[str] = None) -> Features:
-    """All features of a vector layer (OGR): 2-D shapely geometries, attributes, CRS."""
+# Invalid outlines are repaired by GEOS MakeValid (Pebesma 2021's rule: the faces the rings
+# enclose an odd number of times, ``shapely.make_valid``'s 'linework' method), keeping the
+# polygonal parts. The repair is refused when that reading and the one that keeps everything
+# the rings enclose (method 'structure') differ by more than this fraction of the area: then
+# the outline crosses itself around a real area and no rule can say which shape was meant.
+REPAIR_AREA_TOLERANCE = 0.01
+
+
+def feature_label(fid: int, attrs: Dict[str, Any]) -> str:
+    """How a message names a feature: its id and, where it has one, its RGI id or name."""
+    for key in ("rgi_id", "glac_id", "name", "glac_name"):
+        for k, v in attrs.items():
+            if k.lower() == key and v not in (None, ""):
+                return f"feature {fid} ({k} {v})"
+    return f"feature {fid}"
+
+
+def valid_polygon(geom: BaseGeometry, label: str, where: str, progress=None) -> BaseGeometry:
+    """``geom`` as a valid (multi)polygon: kept when valid, else repaired by the rule above with
+    a warning naming the feature, or refused (``InputError`` naming it) when the repair is
+    ambiguous or leaves no area. Point or line geometry is refused: the input needs polygons."""
+    kind = geom.geom_type
+    if kind not in ("Polygon", "MultiPolygon", "GeometryCollection"):
+        raise InputError(f"{where} holds {kind} geometry ({label}) but needs polygons. "
+                         "Give a polygon layer (e.g. glacier outlines, a mask drawn as polygons).")
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if kind == "GeometryCollection" and not parts:
+        raise InputError(f"{where}: {label} holds no polygon but needs polygons. Give a polygon layer.")
+    if geom.is_valid and kind != "GeometryCollection":
+        return geom
+    reason = shapely.is_valid_reason(geom)
+
+    def polygonal(g):
+        keep = [p for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon")]
+        return shapely.union_all(keep) if keep else shapely.Polygon()
+
+    repaired = polygonal(shapely.make_valid(geom))
+    if repaired.is_empty or repaired.area == 0:
+        raise InputError(f"{where}: {label} is invalid ({reason}) and has no area once repaired. "
+                         "Fix or remove it (e.g. Vector › Geometry Tools › Fix Geometries) and run again.")
+    enclosed = polygonal(shapely.make_valid(geom, method="structure")).area
+    change = abs(enclosed - repaired.area) / max(enclosed, repaired.area)
+    if change > REPAIR_AREA_TOLERANCE:
+        raise InputError(
+            f"{where}: {label} is invalid ({reason}) and crosses itself around a real area: repaired, its area "
+            f"is {repaired.area:.6g} or {enclosed:.6g} (layer units², {100 * change:.1f} % apart, more than the "
+            f"{100 * REPAIR_AREA_TOLERANCE:g} % tolerated), so its true shape is unknown. Redraw that outline and run again.")
+    if progress is not None:
+        progress.push_info(
+            f"Warning: {where}: {label} is invalid ({reason}); repaired with GEOS MakeValid, keeping its polygons "
+            f"(area as drawn {abs(geom.area):.6g}, repaired {repaired.area:.6g} layer units²).")
+    return repaired
+
+
+def read_features(path: str, layer: Optional[str] = None, progress=None, polygons: bool = True) -> Features:
+    """All features of a vector layer (OGR): 2-D shapely geometries, attributes, CRS.
+
+    With ``polygons`` (the default) every geometry passes ``valid_polygon``: invalid outlines
+    are repaired or refused by one stated rule, never used as they are, and a point or line
+    layer is refused as "needs polygons"; warnings go to ``progress``."""
     ogr, _ = _ogr()
     try:
         ds = ogr.Open(path)
@@ -95,8 +153,12 @@ def read_features(path: str, layer: Optional[str] = None) -> Features:
     for feat in lyr:
         g = feat.GetGeometryRef()
         geom = shapely.force_2d(shapely.from_wkb(bytes(g.ExportToIsoWkb()))) if g is not None else None
+        attrs = {f.GetName(): feat.GetField(f.GetName()) for f in fields}
+        if polygons and geom is not None and not geom.is_empty:
+            geom = valid_polygon(geom, feature_label(feat.GetFID(), attrs),
+                                 f"Layer '{lyr.GetName()}' of {os.path.basename(path)}", progress)
         out.geoms.append(geom)
-        out.attributes.append({f.GetName(): feat.GetField(f.GetName()) for f in fields})
+        out.attributes.append(attrs)
         out.fids.append(feat.GetFID())
     return out
 

@@ -120,7 +120,7 @@ def inventory_attributes(
     from osgeo import ogr
 
     progress = ensure_progress(progress)
-    feats = read_features(outlines_path, outlines_layer)
+    feats = read_features(outlines_path, outlines_layer, progress)
     if not feats.geoms:
         raise InputError(f"'{outlines_path}' holds no features. Give a layer of glacier outlines.")
     dem_source = dem_source or os.path.splitext(os.path.basename(dem_path))[0]
@@ -139,7 +139,7 @@ def inventory_attributes(
         row["src_date"] = src_date or _get(attrs, "src_date")
         rows.append(row)
         progress.set_progress(100.0 * (i + 1) / len(feats.geoms))
-    with atomic_output(output_path) as tmp:
+    with atomic_output(output_path, progress) as tmp:
         write_features(tmp, feats.geoms, feats.crs_wkt, rows, fields,
                        os.path.splitext(os.path.basename(output_path))[0])
     return {"output": output_path, "n_glaciers": len(rows)}

@@ -6,7 +6,7 @@ import contextlib
 import glob
 import os
 import uuid
-from typing import Iterator
+from typing import Dict, Iterator, List, Mapping, Optional
 
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache defaults to 5 % of RAM; 128 MB holds a strip of a 16k-wide raster
 
@@ -32,24 +32,131 @@ def _written(tmp: str) -> list:
     return [p for p in glob.glob(glob.escape(stem) + "*") if os.path.isfile(p)]
 
 
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; on success move it, with its sidecars, onto ``path``.
-
-    On any exception (a cancel included) everything written under the temporary name is
-    removed and ``path`` is left untouched, so a failed run never leaves a half-written output.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    root, ext = os.path.splitext(os.path.basename(path))
-    tmp = os.path.join(directory, f".{root}.partial-{uuid.uuid4().hex[:8]}{ext}")
-    tmp_stem = os.path.splitext(tmp)[0]
+def _alive(pid: int) -> bool:
     try:
-        yield tmp
-    except BaseException:
-        for p in _written(tmp):
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user holds that id
+        return True
+    return True
+
+
+def remove_stale_partials(path: str) -> List[str]:
+    """Remove the hidden temporary files of ``path`` (``.name.partial-<pid>-…``) that a run
+    killed before it could clean up left behind: those whose process no longer exists (and
+    those of the older ``.name.partial-<hex>`` form, which carry no process id). Returns them."""
+    directory = os.path.dirname(os.path.abspath(path))
+    root = os.path.splitext(os.path.basename(path))[0]
+    removed = []
+    for p in glob.glob(os.path.join(glob.escape(directory), glob.escape(f".{root}.partial-") + "*")):
+        tag = os.path.basename(p)[len(f".{root}.partial-"):].split(".")[0]
+        pid = tag.split("-")[0] if "-" in tag else ""
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
             os.remove(p)
+            removed.append(p)
+    return removed
+
+
+def _temporary_path(path: str) -> str:
+    directory = os.path.dirname(os.path.abspath(path))
+    root, ext = os.path.splitext(os.path.basename(path))
+    return os.path.join(directory, f".{root}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
+
+
+def _check_writable(path: str, tmp: str) -> None:
+    """Make the output's folder and prove a file can be created there, or raise an
+    ``InputError`` naming the user's path (not the hidden temporary one)."""
+    from .errors import InputError
+
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.close(fd)
+        os.remove(tmp)
+    except OSError as exc:
+        raise InputError(
+            f"Cannot write the output {path!r}: its folder {directory!r} cannot hold a new file "
+            f"({exc.strerror or exc}). Choose a folder you can write to."
+        ) from None
+    if os.path.isdir(path):
+        raise InputError(f"The output {path!r} is a folder; give a file name.")
+
+
+def check_output_paths(outputs: Mapping[str, Optional[str]], inputs: Mapping[str, Optional[str]]) -> None:
+    """Refuse outputs that would overwrite an input or each other (``{label: path}``; empty
+    paths are ignored): writing either would lose a file the user gave or another output."""
+    from .errors import InputError
+
+    def key(p: str) -> str:
+        return os.path.normcase(os.path.realpath(p.split("|")[0]))
+
+    seen: Dict[str, str] = {}
+    for label, p in inputs.items():
+        if p:
+            seen.setdefault(key(p), f"the input '{label}'")
+    outs: Dict[str, str] = {}
+    for label, p in outputs.items():
+        if not p:
+            continue
+        k = key(p)
+        if k in seen:
+            raise InputError(f"The output '{label}' ({p}) is the same file as {seen[k]}: it would be overwritten. "
+                             "Give the output another file name.")
+        if k in outs:
+            raise InputError(f"The outputs '{outs[k]}' and '{label}' are the same file ({p}): one would overwrite "
+                             "the other. Give each output its own file name.")
+        outs[k] = label
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: Optional[str], progress=None) -> Iterator[List[Optional[str]]]:
+    """Yield one temporary path beside each of ``paths`` (None stays None); when the block
+    succeeds, all of them are moved, with their sidecars, onto their paths together.
+
+    Before anything is written, every output's folder is checked (``InputError`` naming the
+    user's path when it cannot take a file) and the temporary files a killed earlier run left
+    for the same outputs are removed. On any exception (a cancel included) everything written
+    under the temporary names is removed and every existing output is left untouched, so a
+    failed run never leaves a half-written output and never removes an older one.
+    """
+    from .errors import InputError
+
+    given = [p for p in paths if p]
+    if len({os.path.abspath(p) for p in given}) != len(given):
+        raise InputError(f"Two outputs have the same path ({', '.join(given)}); give each output its own file name.")
+    tmps = [_temporary_path(p) if p else None for p in paths]
+    for p, tmp in zip(paths, tmps):
+        if p:
+            _check_writable(p, tmp)
+            stale = remove_stale_partials(p)
+            if stale and progress is not None:
+                progress.push_info(f"Removed {len(stale)} temporary file(s) of {os.path.basename(p)} left by an "
+                                   "interrupted earlier run.")
+    try:
+        yield tmps
+    except BaseException:
+        for tmp in tmps:
+            for f in _written(tmp) if tmp else ():
+                with contextlib.suppress(OSError):
+                    os.remove(f)
         raise
-    remove_dataset(path)
-    for p in _written(tmp):
-        os.replace(p, os.path.join(directory, root) + p[len(tmp_stem):])
+    for p, tmp in zip(paths, tmps):
+        if not p:
+            continue
+        directory = os.path.dirname(os.path.abspath(p))
+        root = os.path.splitext(os.path.basename(p))[0]
+        tmp_stem = os.path.splitext(tmp)[0]
+        remove_dataset(p)
+        for f in _written(tmp):
+            os.replace(f, os.path.join(directory, root) + f[len(tmp_stem):])
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, progress=None) -> Iterator[str]:
+    """``atomic_outputs`` of one path: yields its temporary path."""
+    with atomic_outputs(path, progress=progress) as (tmp,):
+        yield tmp

@@ -21,7 +21,7 @@ import numpy as np
 from . import features
 from .contract import ModelContract, canonical_band_name, class_colormap
 from .errors import InputError
-from .io import GDAL_CACHE_BYTES, atomic_output, geotiff_profile
+from .io import GDAL_CACHE_BYTES, atomic_outputs, geotiff_profile
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .runtime import LoadedModel, load_model
 from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index
@@ -348,8 +348,8 @@ def segment_raster(
             + (f"; resampled to the model's {contract.resolution_m:g} m" if resampled else "")
         )
 
-        prob_tmp = stack.enter_context(atomic_output(probabilities_out))
-        class_tmp = stack.enter_context(atomic_output(classes_out))
+        prob_tmp, class_tmp, outlines_tmp = stack.enter_context(  # all outputs commit together, on success
+            atomic_outputs(probabilities_out, classes_out, outlines_out or None, progress=outer))
         prob_ds = stack.enter_context(rasterio.open(prob_tmp, "w", **_write_profile(ds, window, n_classes, "float32", PROBABILITY_NODATA)))
         class_ds = stack.enter_context(rasterio.open(class_tmp, "w", **_write_profile(ds, window, 1, "uint8", CLASS_NODATA)))
         for i, name in enumerate(contract.class_names, start=1):
@@ -428,7 +428,7 @@ def segment_raster(
             from .vectorize import vectorize
 
             outline = vectorize(
-                class_tmp, outlines_out, contract.classes, precedence=contract.precedence,
+                class_tmp, outlines_tmp, contract.classes, precedence=contract.precedence,
                 background_value=contract.background.value, layer_name="outlines",
                 source=f"{os.path.basename(image)}; model {contract.name or os.path.basename(loaded.path)}",
                 progress=SubProgress(outer, 85.0, 100.0), **dict(outline_options or {}),

@@ -762,12 +762,18 @@ def vectorize(
     def jobs():
         for i0, i1 in zip(cuts[:-1], cuts[1:]):
             check_cancel(progress)
-            yield functools.partial(outlines, i0, i1)
+            if i1 > i0:
+                yield functools.partial(outlines, i0, i1)
 
-    with atomic_output(out_path) as tmp, _gpkg_writer(tmp, layer_name, crs_wkt) as write:
+    if not len(pieces):  # empty is a valid answer: an empty layer, with its fields
+        progress.push_info(
+            f"No class region{' of at least ' + format(min_area_km2, 'g') + ' km²' if min_area_km2 > 0 else ''} "
+            f"in {os.path.basename(class_raster)}: the outlines layer is empty.")
+
+    with atomic_output(out_path, progress) as tmp, _gpkg_writer(tmp, layer_name, crs_wkt) as write:
         for k, (wkbs, rows) in enumerate(_in_order(jobs())):
             write(wkbs, rows)
-            progress.set_progress(55 + 45 * (k + 1) / (len(cuts) - 1))
+            progress.set_progress(55 + 45 * (k + 1) / max(len(cuts) - 1, 1))
         check_cancel(progress)
     progress.set_progress(100)
     used = tuple(table[v] for v in sorted(table) if v in set(found))

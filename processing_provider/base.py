@@ -4,11 +4,24 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingDestinationParameter,
+    QgsProcessingException,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingParameterVectorLayer,
+)
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.deps import require
 from ..core.errors import CancelledError, GlacierSegError
+from ..core.io import check_output_paths
 from ..core.progress import FeedbackProgress
 
 ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", "glacierseg.svg")
@@ -92,11 +105,38 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
         try:
             require(*self.REQUIRES)
+            self.check_paths(parameters, context)
             return self.process(parameters, context, feedback, FeedbackProgress(feedback))
         except CancelledError as exc:
-            raise QgsProcessingException(f"{exc} No output was written.") from None
+            raise QgsProcessingException(str(exc) if exc.kept else f"{exc} No output was written.") from None
         except GlacierSegError as exc:
             raise QgsProcessingException(str(exc)) from None
+
+    def check_paths(self, parameters, context) -> None:
+        """Refuse (``InputError``) outputs that are the same file as an input or as another
+        output, for every algorithm: outputs are replaced whole, so either would be lost."""
+        inputs, outputs = {}, {}
+        for p in self.parameterDefinitions():
+            name, label = p.name(), p.description()
+            if not parameters.get(name):
+                continue
+            if isinstance(p, QgsProcessingDestinationParameter):
+                layer_output = isinstance(p, (QgsProcessingParameterRasterDestination, QgsProcessingParameterVectorDestination))
+                path = (self.parameterAsOutputLayer if layer_output else self.parameterAsFileOutput)(parameters, name, context)
+                if path and path != QgsProcessing.TEMPORARY_OUTPUT and not os.path.isdir(path):
+                    outputs[label] = path
+            elif isinstance(p, QgsProcessingParameterRasterLayer):
+                layer = self.parameterAsRasterLayer(parameters, name, context)
+                inputs[label] = layer.source() if layer is not None else None
+            elif isinstance(p, (QgsProcessingParameterFeatureSource, QgsProcessingParameterVectorLayer)):
+                layer = self.parameterAsVectorLayer(parameters, name, context)
+                inputs[label] = layer.source() if layer is not None else None
+            elif isinstance(p, QgsProcessingParameterMultipleLayers):
+                for i, layer in enumerate(self.parameterAsLayerList(parameters, name, context), start=1):
+                    inputs[f"{label} {i}"] = layer.source()
+            elif isinstance(p, QgsProcessingParameterFile):
+                inputs[label] = self.parameterAsFile(parameters, name, context)
+        check_output_paths(outputs, inputs)
 
     def process(self, parameters, context, feedback, progress) -> Dict[str, Any]:
         raise NotImplementedError

@@ -1,11 +1,9 @@
 """glacierseg:segment — run a GlacierSeg ONNX model over a raster layer."""
 from __future__ import annotations
 
-import json
 import os
 
 from qgis.core import (
-    QgsCoordinateTransform,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -25,7 +23,7 @@ from qgis.core import (
 from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
 from ..core.runtime import load_model
 from ..ui.styles import class_raster_renderer, class_vector_renderer, probability_renderer, style_on_load
-from .base import GlacierSegAlgorithm, geotiff_output, raster_path
+from .base import GlacierSegAlgorithm, geotiff_output, raster_path, vector_source
 
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
 DEVICES = ["auto", "cpu", "cuda"]
@@ -115,16 +113,15 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
             bounds = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
         shapes = None
-        source = self.parameterAsSource(parameters, self.MASK, context)
-        if source is not None:
-            to_raster = QgsCoordinateTransform(source.sourceCrs(), layer.crs(), context.transformContext())
-            shapes = []
-            for f in source.getFeatures():
-                g = f.geometry()
-                if g.isEmpty():
-                    continue
-                g.transform(to_raster)
-                shapes.append(json.loads(g.asJson()))
+        mask_path, mask_layer = vector_source(self, parameters, self.MASK, context, feedback)
+        if mask_path:  # read by the core's polygon reader: invalid outlines repaired or refused, points refused
+            from shapely.geometry import mapping
+
+            from ..core.geo import read_features, transform_geom
+
+            mask = read_features(mask_path, mask_layer or None, progress)
+            shapes = [mapping(transform_geom(g, mask.crs_wkt, layer.crs().toWkt()))
+                      for g in mask.geoms if g is not None and not g.is_empty]
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         prob_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context), "probabilities")
