@@ -81,6 +81,7 @@ class InputSpec:
     offset: float = 0.0
     mean: Optional[float] = None
     std: Optional[float] = None
+    training_range: Optional[Tuple[float, float]] = None  # 1st–99th percentile of the scaled training pixels
 
     @property
     def feature(self) -> Optional[Tuple[str, Tuple[str, ...]]]:
@@ -108,6 +109,8 @@ class InputSpec:
             d.update(mean=self.mean, std=self.std)
         else:
             d.update(scale=self.scale, offset=self.offset)
+        if self.training_range is not None:
+            d["range"] = [float(self.training_range[0]), float(self.training_range[1])]
         return d
 
 
@@ -335,13 +338,54 @@ class _Parser:
     def input_spec(self, b: Any, key: str) -> InputSpec:
         if not isinstance(b, dict) or "name" not in b:
             raise self.fail(key, "must be an object with 'name' and a scaling ('scale'/'offset' or 'mean'/'std')")
+        r = b.get("range")
+        if r is not None:
+            ok = isinstance(r, list) and len(r) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)
+            if not ok or r[0] > r[1]:
+                raise self.fail(key, f"'range' must be [low, high], two finite numbers with low <= high, got {r!r}")
+            r = (float(r[0]), float(r[1]))
         if "mean" in b or "std" in b:
             if not {"mean", "std"} <= set(b) or not b["std"]:
                 raise self.fail(key, "needs both 'mean' and a non-zero 'std'")
-            return InputSpec(str(b["name"]), mean=float(b["mean"]), std=float(b["std"]))
+            return InputSpec(str(b["name"]), mean=float(b["mean"]), std=float(b["std"]), training_range=r)
         if "scale" not in b:
             raise self.fail(key, "needs a scaling: 'scale' (and optional 'offset') or 'mean' and 'std'")
-        return InputSpec(str(b["name"]), scale=float(b["scale"]), offset=float(b.get("offset", 0.0)))
+        return InputSpec(str(b["name"]), scale=float(b["scale"]), offset=float(b.get("offset", 0.0)), training_range=r)
+
+
+# ------------------------------------------------------------------ input ranges
+RANGE_PERCENTILES = (1.0, 99.0)  # the 'range' of an input: these percentiles of its scaled values
+RANGE_SPREAD_FACTOR = 20.0  # a spread this many times smaller or larger than in training is "far"
+
+
+def scaled_range(values: np.ndarray) -> Tuple[float, float]:
+    """The ``RANGE_PERCENTILES`` of scaled input values (what the contract's 'range' records)."""
+    lo, hi = np.percentile(values, RANGE_PERCENTILES)
+    return float(lo), float(hi)
+
+
+def input_range_warnings(bands: Sequence[InputSpec], samples: Sequence[np.ndarray]) -> List[str]:
+    """One warning per input whose scaled values (``samples[k]``, valid pixels of input k) lie
+    far from the range recorded at training: their median outside the training range widened
+    by its own width on each side, or a spread ``RANGE_SPREAD_FACTOR`` times smaller or larger.
+    Typical cause: reflectance 0–1 given to a model trained on digital numbers ×10⁴, or the reverse."""
+    out = []
+    for spec, v in zip(bands, samples):
+        if spec.training_range is None or v.size == 0:
+            continue
+        lo, hi = spec.training_range
+        width = max(hi - lo, 1e-12)
+        p_lo, p_hi = scaled_range(v)
+        median = float(np.median(v))
+        spread = max(p_hi - p_lo, 1e-12)
+        if not lo - width <= median <= hi + width or not 1 / RANGE_SPREAD_FACTOR <= spread / width <= RANGE_SPREAD_FACTOR:
+            out.append(
+                f"Warning: input {spec.name} scaled by the model spans {p_lo:.4g}…{p_hi:.4g} (median {median:.4g}) "
+                f"but the model was trained on {lo:.4g}…{hi:.4g}: the raster's values are probably in other units "
+                "(e.g. reflectance 0–1 instead of digital numbers ×10000). Check the raster's scaling; the result "
+                "is likely wrong.")
+    return out
 
 
 # ------------------------------------------------------------------ model files

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from . import features
-from .contract import ModelContract, canonical_band_name, class_colormap
+from .contract import ModelContract, canonical_band_name, class_colormap, input_range_warnings
 from .errors import InputError
 from .io import GDAL_CACHE_BYTES, atomic_outputs, geotiff_profile
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
@@ -30,6 +31,7 @@ TTA_MODES = ("none", "flips", "d4")
 PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
 WRITE_CHUNK_PX = 2048  # finished strips are divided and written in column chunks of this width
+RANGE_SAMPLE_TILES, RANGE_SAMPLE_STEP = 64, 7  # input values compared with the training range: every 7th valid pixel of the first 64 tiles
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]
 
@@ -90,6 +92,14 @@ def resolve_band_map(
     if all(found.values()) and len(set(found.values())) == len(wanted):
         return found  # type: ignore[return-value]
     if count == len(wanted):
+        clash = [f"band {i} is described '{d}' but would be fed as {b}"
+                 for i, (d, b) in enumerate(zip(descriptions, wanted), start=1) if _contradicts(d, b, i, wanted)]
+        if clash:
+            raise InputError(
+                "The raster's band descriptions contradict the model's bands: " + "; ".join(clash)
+                + f". The model reads {', '.join(wanted)}. Give a raster with those bands, or set the band "
+                "mapping to the raster band numbers for them, in that order, if the descriptions are wrong."
+            )
         return {b: i for i, b in enumerate(wanted, start=1)}
     named = ", ".join(f"{i}:{d or '?'}" for i, d in enumerate(descriptions, start=1))
     raise InputError(
@@ -97,6 +107,21 @@ def resolve_band_map(
         f"({named}) and their descriptions do not name them all. Set the band mapping to the raster "
         f"band numbers for {', '.join(wanted)}, in that order (e.g. '{','.join(str(i + 1) for i in range(len(wanted)))}')."
     )
+
+
+def _contradicts(description: Optional[str], band: str, number: int, wanted: Sequence[str]) -> bool:
+    """Whether the description of raster band ``number`` names a band other than ``band``
+    (a sensor band 'B<n>' or another band the model reads). Empty descriptions and GDAL's
+    generic 'Band <number>' name nothing."""
+    if not description or not description.strip():
+        return False
+    generic = re.fullmatch(r"(?i)\s*band[\s_]*0*(\d+)\s*", description)
+    if generic and int(generic.group(1)) == number:
+        return False
+    name = canonical_band_name(description)
+    if name == canonical_band_name(band):
+        return False
+    return re.fullmatch(r"B\d+[A-Z]?", name) is not None or name in {canonical_band_name(w) for w in wanted}
 
 
 def parse_thresholds(text: str, contract: ModelContract) -> Dict[str, float]:
@@ -384,6 +409,7 @@ def segment_raster(
             stats["run"] += len(batch)
 
         done = 0
+        samples: List[np.ndarray] = []  # scaled inputs of valid pixels, to compare with the training range
         for k, row in enumerate(rows):
             batch: List[Tuple[int, np.ndarray, np.ndarray]] = []
             for col in cols:
@@ -393,6 +419,8 @@ def segment_raster(
                     stats["skipped"] += 1
                 else:
                     x = features.model_inputs(contract, bands, pixel_size)
+                    if len(samples) < RANGE_SAMPLE_TILES:
+                        samples.append(x[:, valid][:, ::RANGE_SAMPLE_STEP])
                     x[:, ~valid] = 0.0
                     batch.append((col, x, valid))
                     if len(batch) == batch_size:
@@ -423,6 +451,9 @@ def segment_raster(
             weight[keep:] = 0.0
         prob_ds.close()
         class_ds.close()
+        if samples:
+            for warning in input_range_warnings(contract.bands, list(np.concatenate(samples, axis=1))):
+                progress.push_info(warning)
         outline_count = 0
         if outlines_out:
             from .vectorize import vectorize

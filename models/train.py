@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -22,9 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core import features
-from ..core.contract import TASKS, ClassInfo, InputSpec, ModelContract
-from ..core.errors import DeviceError, InputError
-from ..core.io import atomic_output, geotiff_profile
+from ..core.contract import TASKS, ClassInfo, InputSpec, ModelContract, scaled_range
+from ..core.errors import CancelledError, DeviceError, InputError
+from ..core.io import atomic_output, atomic_outputs, geotiff_profile
 from ..core.metrics import binary_scores
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
 from ..core.segment import activate, model_tiling
@@ -37,6 +38,7 @@ from .registry import build_model, head_logits
 CHECKPOINT_FORMAT = "glacierseg-train-1"
 DEVICES = ("auto", "cpu", "cuda")
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+RANGE_SAMPLE = 200_000  # training pixels per raster the input range is measured on
 
 
 @dataclass
@@ -134,21 +136,28 @@ def input_arrays(scene: Scene, specs: Sequence[InputSpec]) -> np.ndarray:
 
 
 def input_statistics(raws: Sequence[np.ndarray], scenes: Sequence[Scene], names: Sequence[str]) -> List[InputSpec]:
-    """Mean and standard deviation of each input over the labelled training pixels."""
+    """Mean and standard deviation of each input over the labelled training pixels, and the
+    range of the scaled values (``core.contract.scaled_range`` of a subsample), which
+    ``glacierseg:segment`` compares its inputs with."""
     count = 0
     total = np.zeros(len(names))
     squares = np.zeros(len(names))
+    subsample = []
     for raw, scene in zip(raws, scenes):
         mask = (scene.split == TRAIN) & (scene.targets != IGNORE)
         vals = raw[:, mask].astype(np.float64)
         count += vals.shape[1]
         total += vals.sum(1)
         squares += (vals**2).sum(1)
+        subsample.append(vals[:, :: max(1, vals.shape[1] // RANGE_SAMPLE)])
     if count == 0:
         raise InputError("No labelled training pixels: the labels do not cover the training part of the rasters.")
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    return [InputSpec(n, mean=float(m), std=float(s) if s > 1e-12 else 1.0) for n, m, s in zip(names, mean, std)]
+    std = np.where(std > 1e-12, std, 1.0)
+    sub = np.concatenate(subsample, axis=1)
+    return [InputSpec(n, mean=float(m), std=float(s), training_range=scaled_range((v - m) / s))
+            for n, m, s, v in zip(names, mean, std, sub)]
 
 
 def scaled_inputs(raw: np.ndarray, specs: Sequence[InputSpec], valid: np.ndarray) -> np.ndarray:
@@ -349,8 +358,14 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise InputError(f"Checkpoint {path!r} not found.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError / RuntimeError for foreign files
-        raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint ({str(exc).splitlines()[0][:160]}).") from None
+    except pickle.UnpicklingError:  # objects beyond tensors and plain values
+        raise InputError(
+            f"{os.path.basename(path)} holds pickled Python objects, not only tensors and plain values; "
+            "GlacierSeg refuses to load it, for safety (unpickling a file can run any code in it). "
+            "Give a checkpoint written by glacierseg:train.") from None
+    except Exception:  # not a torch file at all (RuntimeError, EOFError, ...)
+        raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (not a PyTorch file "
+                         "written by glacierseg:train).") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (format {CHECKPOINT_FORMAT}).")
     return ckpt
@@ -369,7 +384,28 @@ def cosine_lr(base: float, step: int, total: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
 
 
-def train(
+def train(scenes: Sequence[Scene], config: TrainConfig, model_out: str, *, checkpoint: Optional[str] = None,
+          **kwargs) -> TrainResult:
+    """Train ``config.network`` on ``scenes``, export the best epoch (by mean validation IoU)
+    to ``model_out`` (ONNX + contract) and write the report (JSON, and CSV beside it).
+    Keywords: ``report_out``, ``checkpoint``, ``resume``, ``finetune``, ``validation_dir``,
+    ``progress`` (see ``_train``).
+
+    Model, report and validation rasters appear together, only on success. A cancel leaves
+    them unwritten and says what stays: the checkpoint of the last finished epoch, kept on
+    purpose so that the run can be resumed."""
+    try:
+        return _train(scenes, config, model_out, checkpoint=checkpoint, **kwargs)
+    except CancelledError:
+        if checkpoint and os.path.isfile(checkpoint):
+            raise CancelledError(
+                f"Training cancelled: no model, report or validation raster was written. The checkpoint "
+                f"{checkpoint} (saved after the last finished epoch) stays, on purpose: run again with "
+                "'Resume from the checkpoint' to continue, or delete it.", kept=[checkpoint]) from None
+        raise
+
+
+def _train(
     scenes: Sequence[Scene],
     config: TrainConfig,
     model_out: str,
@@ -381,12 +417,8 @@ def train(
     validation_dir: Optional[str] = None,
     progress: Optional[Progress] = None,
 ) -> TrainResult:
-    """Train ``config.network`` on ``scenes``, export the best epoch (by mean validation IoU)
-    to ``model_out`` (ONNX + contract) and write the report (JSON, and CSV beside it).
-
-    ``checkpoint`` is written after every epoch; with ``resume`` an existing one is continued.
-    ``finetune`` starts from the weights (and input scaling) of another training checkpoint.
-    """
+    """``train``: ``checkpoint`` is written after every epoch; with ``resume`` an existing one is
+    continued. ``finetune`` starts from the weights (and input scaling) of another training checkpoint."""
     import torch
 
     progress = ensure_progress(progress)
@@ -406,6 +438,7 @@ def train(
         raise InputError(f"Unknown derived feature in {', '.join(unknown)}; known features: {', '.join(sorted(features.FEATURES))}.")
     if not any((s.split == VALIDATION).any() and (s.targets[s.split == VALIDATION] != IGNORE).any() for s in scenes):
         raise InputError("The validation part holds no labelled pixels; move the validation area over labelled ground.")
+    _check_class_pixels(scenes, config, progress, finetuning=bool(finetune) and not resume)
 
     state: Optional[Dict[str, Any]] = None
     if resume and checkpoint and os.path.exists(checkpoint):
@@ -425,7 +458,8 @@ def train(
 
     raws = [input_arrays(s, probe) for s in scenes]
     source = state or base
-    specs = ([InputSpec(d["name"], mean=d["mean"], std=d["std"]) for d in source["inputs"]]
+    specs = ([InputSpec(d["name"], mean=d["mean"], std=d["std"],
+                        training_range=tuple(d["range"]) if d.get("range") else None) for d in source["inputs"]]
              if source else input_statistics(raws, scenes, names))
     xs = [scaled_inputs(r, specs, s.valid) for r, s in zip(raws, scenes)]
     del raws
@@ -534,13 +568,41 @@ def train(
     })
     progress.set_progress(96)
     model.eval().cpu()
-    export_onnx(model, contract, model_out)
-    validation_rasters = _write_validation(validation_dir, model, xs, scenes, val_regions, contract) if validation_dir else []
-    if report_out:
-        _write_report(report_out, config, history, best["epoch"], thresholds, final, throughput, device.type, contract)
+    validation = _validation_paths(validation_dir, scenes, val_regions) if validation_dir else {}
+    with atomic_outputs(model_out, report_out, *validation.values(), progress=progress) as tmps:
+        export_onnx(model, contract, tmps[0])
+        _write_validation(dict(zip(validation, tmps[2:])), model, xs, scenes, val_regions, contract)
+        if report_out:
+            _write_report(tmps[1], config, history, best["epoch"], thresholds, final, throughput, device.type, contract)
+    validation_rasters = list(validation.values())
     progress.set_progress(100)
     return TrainResult(model_out, report_out, checkpoint, contract, history, best["epoch"], thresholds, final,
                        throughput, device.type, validation_rasters)
+
+
+def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: Progress, finetuning: bool) -> None:
+    """Report labelled pixels per class in the training and validation parts; refuse a class
+    without any in either (it cannot be learnt or scored: validation IoU 0), or warn loudly
+    when fine-tuning (the base model may know it already)."""
+    names = ["background"] + [c.name for c in config.classes]
+    counts = np.zeros((2, len(names)), np.int64)
+    for s in scenes:
+        for row, part in enumerate((TRAIN, VALIDATION)):
+            t = s.targets[s.split == part]
+            counts[row] += np.bincount(t[t < len(names)].astype(np.int64), minlength=len(names))[: len(names)]
+    progress.push_info("Labelled pixels per class (training / validation): "
+                       + ", ".join(f"{n} {counts[0, k]} / {counts[1, k]}" for k, n in enumerate(names)))
+    empty = [f"{n} (no {' and no '.join(p for p, c in zip(('training', 'validation'), counts[:, k]) if c == 0)} pixel)"
+             for k, n in enumerate(names) if k > 0 and counts[:, k].min() == 0]
+    if not empty:
+        return
+    what = (f"Class(es) without labelled pixels: {'; '.join(empty)}. The model cannot learn or be scored on "
+            "such a class (its validation IoU would be 0).")
+    if finetuning:
+        progress.push_info(f"WARNING: {what} Fine-tuning goes on; the class keeps what the base model learnt, unchecked.")
+        return
+    raise InputError(f"{what} Label that class in both the training and the validation area (check the class "
+                     "values and the label field), or remove it from the class list.")
 
 
 def _class_infos(config: TrainConfig) -> Tuple[ClassInfo, ...]:
@@ -562,40 +624,41 @@ def _validation_pixels(model, xs, scenes, regions, contract, device, batch_size)
     return np.concatenate(probs, 1), np.concatenate(targets)
 
 
-def _write_validation(folder, model, xs, scenes, regions, contract) -> List[str]:
-    """``<raster>_validation.tif``: class probabilities on the validation pixels (NaN elsewhere)."""
+def _validation_paths(folder, scenes, regions) -> Dict[int, str]:
+    """Scene index -> ``<folder>/<raster>_validation.tif`` for the scenes with validation pixels."""
+    return {i: os.path.join(folder, os.path.splitext(scene.name)[0] + "_validation.tif")
+            for i, (scene, region) in enumerate(zip(scenes, regions)) if scene.transform is not None and region.any()}
+
+
+def _write_validation(paths: Dict[int, str], model, xs, scenes, regions, contract) -> None:
+    """Class probabilities on the validation pixels (NaN elsewhere) of scene i to ``paths[i]``."""
     import rasterio
     from rasterio.transform import Affine
 
-    os.makedirs(folder, exist_ok=True)
-    paths = []
-    for x, scene, region in zip(xs, scenes, regions):
-        if scene.transform is None or not region.any():
-            continue
-        p = predict_region(model, x, scene.valid, region, contract, "cpu")
-        path = os.path.join(folder, os.path.splitext(scene.name)[0] + "_validation.tif")
+    for i, path in paths.items():
+        scene = scenes[i]
+        p = predict_region(model, xs[i], scene.valid, regions[i], contract, "cpu")
         profile = geotiff_profile(scene.crs, Affine(*scene.transform), p.shape[2], p.shape[1], p.shape[0],
                                   "float32", float("nan"))
-        with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        with rasterio.open(path, "w", **profile) as dst:
             dst.write(p)
-            for i, name in enumerate(contract.class_names, start=1):
-                dst.set_band_description(i, name)
-        paths.append(path)
-    return paths
+            for k, name in enumerate(contract.class_names, start=1):
+                dst.set_band_description(k, name)
 
 
 def _write_report(path, config, history, best_epoch, thresholds, final, throughput, device, contract) -> None:
-    """JSON report and a CSV (one row per epoch and class) beside it."""
+    """JSON report and a CSV (one row per epoch and class) beside it (a sidecar of the
+    report's temporary file, so the two are committed together)."""
     report = {
         "config": config.to_dict(), "device": device, "samples_per_second": throughput,
         "best_epoch": best_epoch, "thresholds": thresholds, "validation_at_thresholds": final,
         "receptive_field_px": contract.receptive_field_px, "overlap_px": contract.overlap_px,
         "inputs": [b.to_json() for b in contract.bands], "epochs": history,
     }
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+    with open(path, "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2, default=float)
     csv_path = os.path.splitext(path)[0] + ".csv"
-    with atomic_output(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["epoch", "train_loss", "class", "iou", "f1", "precision", "recall"])
         for h in history:
