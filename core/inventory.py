@@ -120,6 +120,8 @@ def inventory_attributes(
     from osgeo import ogr
 
     progress = ensure_progress(progress)
+    if src_date:
+        src_date = outline_date(src_date)
     feats = read_features(outlines_path, outlines_layer, progress)
     if not feats.geoms:
         raise InputError(f"'{outlines_path}' holds no features. Give a layer of glacier outlines.")
@@ -143,6 +145,23 @@ def inventory_attributes(
         write_features(tmp, feats.geoms, feats.crs_wkt, rows, fields,
                        os.path.splitext(os.path.basename(output_path))[0])
     return {"output": output_path, "n_glaciers": len(rows)}
+
+
+def outline_date(text: str) -> str:
+    """``text`` checked as the date of the outlines (RGI ``src_date``): an ISO 8601 date
+    YYYY-MM-DD (a time after it is accepted and dropped), not in the future; else ``InputError``."""
+    import datetime
+
+    try:
+        day = datetime.date.fromisoformat(text.strip()[:10])
+        if len(text.strip()) > 10:
+            datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"Outline date {text!r} is not an ISO 8601 date; write it as YYYY-MM-DD, e.g. 2003-08-29 "
+                         "(the date of the image the outlines were drawn on).") from None
+    if day > datetime.date.today():
+        raise InputError(f"Outline date {text!r} lies in the future; give the date of the image the outlines were drawn on.")
+    return day.isoformat()
 
 
 def _get(attrs: Dict[str, Any], key: str) -> Optional[str]:

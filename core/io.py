@@ -72,6 +72,12 @@ def _check_writable(path: str, tmp: str) -> None:
     from .errors import InputError
 
     directory = os.path.dirname(os.path.abspath(path))
+    parent = directory
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InputError(f"Cannot write the output {path!r}: {parent!r} is a file, not a folder. "
+                         "Choose a folder you can write to.")
     try:
         os.makedirs(directory, exist_ok=True)
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

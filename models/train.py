@@ -17,6 +17,7 @@ import math
 import os
 import pickle
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -358,7 +359,10 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise InputError(f"Checkpoint {path!r} not found.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # objects beyond tensors and plain values
+    except pickle.UnpicklingError:  # torch refuses objects beyond tensors and plain values
+        if not zipfile.is_zipfile(path):  # torch files are zip archives; anything else is no checkpoint
+            raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (not a PyTorch file "
+                             "written by glacierseg:train).") from None
         raise InputError(
             f"{os.path.basename(path)} holds pickled Python objects, not only tensors and plain values; "
             "GlacierSeg refuses to load it, for safety (unpickling a file can run any code in it). "

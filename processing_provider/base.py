@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
     QgsProcessingParameterVectorLayer,
+    QgsWkbTypes,
 )
 from qgis.PyQt.QtGui import QIcon
 
@@ -52,6 +53,14 @@ def vector_source(alg, parameters, name, context, feedback) -> Tuple[Optional[st
     not a file (memory layers, selections) — or (None, None) for an empty optional parameter."""
     if not parameters.get(name):
         return None, None
+    definition = alg.parameterDefinition(name)
+    source = alg.parameterAsSource(parameters, name, context)
+    if source is not None and list(definition.dataTypes()) == [QgsProcessing.TypeVectorPolygon] \
+            and QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+        # qgis_process and processing.run do not enforce the layer type
+        raise QgsProcessingException(
+            f"'{definition.description()}' holds {QgsWkbTypes.displayString(source.wkbType())} geometry but needs "
+            "polygons. Give a polygon layer.")
     return alg.parameterAsCompatibleSourceLayerPathAndLayerName(
         parameters, name, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
 

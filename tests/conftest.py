@@ -154,7 +154,7 @@ def write_raster(path, array, *, crs="EPSG:32632", pixel_size=20.0, origin=(6300
 
 
 def write_vector(path, geoms, rows=None, *, crs="EPSG:32632", layer="features"):
-    """Write shapely polygons (or multipolygons) with attribute ``rows`` (dicts; field types from
+    """Write shapely polygons (or multipolygons, or points) with attribute ``rows`` (dicts; field types from
     the first row's values) as a GeoPackage layer, adding the layer when the file exists (test helper)."""
     import shapely
     from osgeo import ogr, osr
@@ -165,7 +165,8 @@ def write_vector(path, geoms, rows=None, *, crs="EPSG:32632", layer="features"):
     path = str(path)
     ds = ogr.Open(path, 1) if os.path.exists(path) else ogr.GetDriverByName("GPKG").CreateDataSource(path)
     multi = any(g.geom_type == "MultiPolygon" for g in geoms)
-    lyr = ds.CreateLayer(layer, srs, ogr.wkbMultiPolygon if multi else ogr.wkbPolygon)
+    points = bool(geoms) and all(g.geom_type == "Point" for g in geoms)  # a point layer (bad-input tests)
+    lyr = ds.CreateLayer(layer, srs, ogr.wkbPoint if points else ogr.wkbMultiPolygon if multi else ogr.wkbPolygon)
     rows = list(rows) if rows is not None else [{} for _ in geoms]
     kinds = {int: ogr.OFTInteger, float: ogr.OFTReal}
     for name, value in (rows[0] if rows else {}).items():

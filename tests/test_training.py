@@ -173,7 +173,7 @@ def test_finetune_keeps_scaling_and_refuses_arbitrary_pickles(tmp_path):
     assert tuned.contract.bands == base.contract.bands  # input scaling of the base model
     evil = str(tmp_path / "evil.pt")
     torch.save({"format": "glacierseg-train-1", "payload": InputError("not a tensor")}, evil)
-    with pytest.raises(InputError, match="not a GlacierSeg training checkpoint"):
+    with pytest.raises(InputError, match="refuses to load it, for safety"):
         load_checkpoint(evil)
 
 
