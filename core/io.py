@@ -94,12 +94,16 @@ def _check_writable(path: str, tmp: str) -> None:
 
 def check_output_paths(outputs: Mapping[str, Optional[str]], inputs: Mapping[str, Optional[str]]) -> None:
     """Refuse outputs that would overwrite an input or each other (``{label: path}``; empty
-    paths are ignored): writing either would lose a file the user gave or another output."""
+    paths are ignored): writing either would lose a file the user gave or another output; and
+    outputs whose folder cannot take a file (checked before any work, message naming the path)."""
     from .errors import InputError
 
     def key(p: str) -> str:
         return os.path.normcase(os.path.realpath(p.split("|")[0]))
 
+    for p in outputs.values():
+        if p:
+            _check_writable(p.split("|")[0], _temporary_path(p.split("|")[0]))
     seen: Dict[str, str] = {}
     for label, p in inputs.items():
         if p:

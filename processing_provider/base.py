@@ -132,7 +132,8 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
             if isinstance(p, QgsProcessingDestinationParameter):
                 layer_output = isinstance(p, (QgsProcessingParameterRasterDestination, QgsProcessingParameterVectorDestination))
                 path = (self.parameterAsOutputLayer if layer_output else self.parameterAsFileOutput)(parameters, name, context)
-                if path and path != QgsProcessing.TEMPORARY_OUTPUT and not os.path.isdir(path):
+                if path and path != QgsProcessing.TEMPORARY_OUTPUT and ":" not in path.split("/")[0] \
+                        and not os.path.isdir(path):  # files only: no 'memory:', no database URIs
                     outputs[label] = path
             elif isinstance(p, QgsProcessingParameterRasterLayer):
                 layer = self.parameterAsRasterLayer(parameters, name, context)

@@ -244,7 +244,8 @@ def test_d4_unwritable_folder_through_qgis_process(qgis_process, algorithm, imag
     blocker.write_text("a file, not a folder")
     target = str(blocker / "out.tif")
     params = {
-        "vectorize": dict(INPUT=image, OUTPUT=str(blocker / "out.gpkg")),
+        "vectorize": dict(INPUT=write_raster(tmp_path / "in" / "classes.tif", np.eye(64, dtype=np.uint8)),
+                          OUTPUT=str(blocker / "out.gpkg")),
         "map_glaciers_band_ratio": dict(INPUT=image, OUTPUT_INDEX=str(tmp_path / "i.tif"), OUTPUT_CLASSES=target,
                                         OUTPUT_OUTLINES=str(tmp_path / "o.gpkg")),
         "segment": dict(INPUT=image, MODEL=sample_model, OUTPUT_PROBABILITIES=str(tmp_path / "p.tif"),
@@ -352,7 +353,9 @@ def test_d5_split_glaciers_twisted_ring_and_bowtie(hef, tmp_path):
 
     rows = read_features(str(tmp_path / "out" / "glaciers.gpkg")).attributes
     hef_rows = [r for r in rows if r["complex_id"] == "twisted"]
-    assert len(hef_rows) == len(straight.glaciers)
+    # the repaired ring differs from the true outline by slivers at the two crossings, so one sliver
+    # glacier may come or go; the defect gave 44 glaciers instead of 31 and 5 % more area
+    assert abs(len(hef_rows) - len(straight.glaciers)) <= 1
     assert sum(r["area_km2"] for r in hef_rows) == pytest.approx(sum(g.area for g in straight.glaciers) / 1e6, rel=2e-3)
     assert [r for r in rows if r["complex_id"] == "bowtie"]
     assert "feature 2 (rgi_id bowtie) is invalid" in log.text
