@@ -139,37 +139,30 @@ def pixel_size_m(src, path: str) -> float:
 
 
 def read_vector(path: str, field_name: Optional[str] = None) -> Tuple[str, List[Tuple[dict, str]]]:
-    """(CRS WKT, [(GeoJSON geometry, field value as text)]) of an OGR-readable polygon file.
-    ``path`` may carry a QGIS-style ``|layername=...`` suffix."""
-    import json
+    """(CRS WKT, [(GeoJSON geometry, field value as text)]) of an OGR-readable polygon file, read
+    by ``core.geo.read_features`` (its one validity rule: invalid outlines repaired or refused,
+    point and line layers refused). ``path`` may carry a QGIS-style ``|layername=...`` suffix."""
+    from shapely.geometry import mapping
 
-    from osgeo import ogr
+    from ..core.geo import read_features
 
     layer_name = None
     if "|layername=" in path:
         path, layer_name = path.split("|layername=", 1)
         layer_name = layer_name.split("|")[0]
-    ds = ogr.Open(path)
-    if ds is None:
-        raise InputError(f"Cannot open vector file {path!r}; choose a GeoPackage, shapefile or other OGR-readable file.")
-    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
-    srs = layer.GetSpatialRef()
-    if srs is None:
-        raise InputError(f"{os.path.basename(path)} has no CRS; assign one to the layer first.")
-    defn = layer.GetLayerDefn()
-    if field_name and defn.GetFieldIndex(field_name) < 0:
-        fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+    feats = read_features(path, layer_name)
+    fields = [f.GetName() for f in feats.fields]
+    if field_name and field_name not in fields:
         raise InputError(f"{os.path.basename(path)} has no field {field_name!r}; its fields are {fields}.")
     shapes = []
-    for feat in layer:
-        geom = feat.GetGeometryRef()
-        if geom is None or geom.IsEmpty():
+    for geom, attrs in zip(feats.geoms, feats.attributes):
+        if geom is None or geom.is_empty:
             continue
-        value = feat.GetField(field_name) if field_name else None
+        value = attrs.get(field_name) if field_name else None
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        shapes.append((json.loads(geom.ExportToJson()), "" if value is None else str(value)))
-    return srs.ExportToWkt(), shapes
+        shapes.append((mapping(geom), "" if value is None else str(value)))
+    return feats.crs_wkt, shapes
 
 
 def _rasterize(shapes_crs: str, shapes: Sequence[Tuple[dict, int]], src, shape) -> np.ndarray:

@@ -181,6 +181,7 @@ def test_contract_of_a_trained_model(tmp_path):
     from glacierseg.core.contract import read_contract
 
     scene = small_scene()
+    scene.targets[2:6, 2:6] = scene.targets[2:6, 58:62] = 2  # a few 'other' pixels in training and validation
     classes = [ClassSpec("bright", ("1",), "#ff0000"), ClassSpec("other", ("7",), "#00ff00")]
     result = train([scene], tiny_config(classes=classes, epochs=1), str(tmp_path / "m.onnx"), report_out=str(tmp_path / "r.json"))
     c = read_contract(result.model)
