@@ -73,9 +73,8 @@ def _ogr():
     return ogr, osr
 
 
-# Invalid outlines are repaired by GEOS MakeValid (Pebesma 2021's rule: the faces the rings
-# enclose an odd number of times, ``shapely.make_valid``'s 'linework' method), keeping the
-# polygonal parts. The repair is refused when that reading and the one that keeps everything
+# Invalid outlines are repaired by GEOS MakeValid ('linework' method, the PostGIS ST_MakeValid
+# algorithm: the faces the rings enclose an odd number of times), keeping the polygonal parts. The repair is refused when that reading and the one that keeps everything
 # the rings enclose (method 'structure') differ by more than this fraction of the area: then
 # the outline crosses itself around a real area and no rule can say which shape was meant.
 REPAIR_AREA_TOLERANCE = 0.01

@@ -1,4 +1,4 @@
-"""What every GlacierSeg algorithm shares: group, icon, dependency check, error mapping."""
+"""What every GlacierSeg algorithm shares: group, icon, dependency check, output path checks, error mapping."""
 from __future__ import annotations
 
 import os
@@ -11,6 +11,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
+    QgsProcessingParameterMapLayer,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -140,6 +141,9 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
                 inputs[label] = layer.source() if layer is not None else None
             elif isinstance(p, (QgsProcessingParameterFeatureSource, QgsProcessingParameterVectorLayer)):
                 layer = self.parameterAsVectorLayer(parameters, name, context)
+                inputs[label] = layer.source() if layer is not None else None
+            elif isinstance(p, QgsProcessingParameterMapLayer):
+                layer = self.parameterAsLayer(parameters, name, context)
                 inputs[label] = layer.source() if layer is not None else None
             elif isinstance(p, QgsProcessingParameterMultipleLayers):
                 for i, layer in enumerate(self.parameterAsLayerList(parameters, name, context), start=1):
