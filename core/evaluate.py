@@ -341,11 +341,12 @@ def raster_on_grid(path: str, grid: Grid) -> np.ndarray:
     return out
 
 
-def polygons_on_grid(source: str, grid: Grid, field_name: Optional[str], codes: Dict[str, int]) -> Tuple[np.ndarray, np.ndarray]:
+def polygons_on_grid(source: str, grid: Grid, field_name: Optional[str], codes: Dict[str, int],
+                     progress: Optional[Progress] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(class values, feature ids) of a polygon layer burnt onto ``grid``: the class field's
     value (a number, or a class name looked up in ``codes``), or 1 without a class field."""
     values, ids = [], []
-    for geom, value, fid in polygon_features(source, grid.crs, field_name):
+    for geom, value, fid in polygon_features(source, grid.crs, field_name, progress):  # repair warnings go to the log
         if value is None or not field_name:
             v = 1
         else:
@@ -399,7 +400,7 @@ def evaluate(
             return raster_on_grid(source, grid), None
         if not field_name and DEFAULT_FIELD in field_names(source):
             field_name = DEFAULT_FIELD
-        return polygons_on_grid(source, grid, field_name, codes)
+        return polygons_on_grid(source, grid, field_name, codes, progress)
 
     pred, _ = load(prediction, prediction_field)
     check_cancel(progress)
@@ -407,7 +408,7 @@ def evaluate(
     progress.set_progress(25)
     valid = (pred != NODATA) & (ref != NODATA)
     if aoi:
-        shapes = [(g, 1) for g, _, _ in polygon_features(aoi, grid.crs)]
+        shapes = [(g, 1) for g, _, _ in polygon_features(aoi, grid.crs, progress=progress)]
         if not shapes:
             raise InputError(f"{aoi}: the area of interest holds no polygons.")
         valid &= burn(shapes, grid.crs, grid.affine, grid.width, grid.height) > 0

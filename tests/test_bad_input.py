@@ -335,6 +335,26 @@ def test_d5_self_intersecting_outlines_in_inventory_attributes(hef, tmp_path):
     assert {p: digest(p) for p in inputs} == inputs
 
 
+def test_d5_evaluate_scores_a_repaired_bowtie_reference(tmp_path):
+    """D5, same rule in evaluate: the bow-tie reference is scored as its two triangles, with a warning."""
+    from glacierseg.core.evaluate import evaluate
+
+    classes = np.zeros((100, 100), np.uint8)
+    rows, cols = np.mgrid[0:100, 0:100]
+    classes[(cols < 50) & (abs(rows + 0.5 - 50) <= 50 - cols - 0.5)] = 1  # the left triangle of the bow-tie, 20 m pixels
+    raster = write_raster(tmp_path / "pred.tif", classes)
+    x0, y1 = 630000.0, 5190000.0
+    tie = shapely.Polygon([(x0, y1), (x0 + 2000, y1 - 2000), (x0 + 2000, y1), (x0, y1 - 2000)])
+    reference = write_vector(tmp_path / "ref.gpkg", [tie], [{"name": "tie"}])
+    before = {p: digest(p) for p in (raster, reference)}
+    log = Messages()
+    result = evaluate(raster, reference, str(tmp_path / "scores.csv"), progress=log)
+    assert "feature 1 (name tie) is invalid (Self-intersection" in log.text
+    row = result.row("class 1")
+    assert 0.4 < row.scores.iou < 0.6  # the prediction holds one of the two triangles
+    assert {p: digest(p) for p in before} == before
+
+
 @pytest.mark.slow
 def test_d5_split_glaciers_twisted_ring_and_bowtie(hef, tmp_path):
     """D5: split_glaciers splits the twisted ring as it splits the true outline (same glaciers, same
