@@ -33,6 +33,17 @@ def _written(tmp: str) -> list:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 on POSIX; OpenProcess on Windows, where
+    os.kill(pid, 0) would send Ctrl-C)."""
+    if os.name == "nt":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if handle:
+            kernel32.CloseHandle(handle)
+            return True
+        return kernel32.GetLastError() == 5  # ERROR_ACCESS_DENIED: it exists
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Dict, Optional, Tuple
 
 from qgis.core import (
@@ -133,8 +134,8 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
             if isinstance(p, QgsProcessingDestinationParameter):
                 layer_output = isinstance(p, (QgsProcessingParameterRasterDestination, QgsProcessingParameterVectorDestination))
                 path = (self.parameterAsOutputLayer if layer_output else self.parameterAsFileOutput)(parameters, name, context)
-                if path and path != QgsProcessing.TEMPORARY_OUTPUT and ":" not in path.split("/")[0] \
-                        and not os.path.isdir(path):  # files only: no 'memory:', no database URIs
+                if path and path != QgsProcessing.TEMPORARY_OUTPUT and not re.match(r"[A-Za-z][\w+.-]+:", path) \
+                        and not os.path.isdir(path):  # files only: no 'memory:' or database URIs (a drive letter is fine)
                     outputs[label] = path
             elif isinstance(p, QgsProcessingParameterRasterLayer):
                 layer = self.parameterAsRasterLayer(parameters, name, context)
