@@ -31,7 +31,7 @@ TTA_MODES = ("none", "flips", "d4")
 PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
 WRITE_CHUNK_PX = 2048  # finished strips are divided and written in column chunks of this width
-RANGE_SAMPLE_TILES, RANGE_SAMPLE_STEP = 64, 7  # input values compared with the training range: every 7th valid pixel of the first 64 tiles
+RANGE_SAMPLE_TILES, RANGE_SAMPLE_PX = 64, 4096  # compared with the training range: up to 4096 valid pixels (evenly strided) of each of the first 64 tiles
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]
 
@@ -420,7 +420,8 @@ def segment_raster(
                 else:
                     x = features.model_inputs(contract, bands, pixel_size)
                     if len(samples) < RANGE_SAMPLE_TILES:
-                        samples.append(x[:, valid][:, ::RANGE_SAMPLE_STEP])
+                        values = x[:, valid]
+                        samples.append(values[:, :: max(1, values.shape[1] // RANGE_SAMPLE_PX)])
                     x[:, ~valid] = 0.0
                     batch.append((col, x, valid))
                     if len(batch) == batch_size:

@@ -767,8 +767,8 @@ def vectorize(
 
     if not len(pieces):  # empty is a valid answer: an empty layer, with its fields
         progress.push_info(
-            f"No class region{' of at least ' + format(min_area_km2, 'g') + ' km²' if min_area_km2 > 0 else ''} "
-            f"in {os.path.basename(class_raster)}: the outlines layer is empty.")
+            f"No class region{' of at least ' + format(min_area_km2, 'g') + ' km²' if min_area_km2 > 0 else ''}: "
+            "the outlines layer is empty.")
 
     with atomic_output(out_path, progress) as tmp, _gpkg_writer(tmp, layer_name, crs_wkt) as write:
         for k, (wkbs, rows) in enumerate(_in_order(jobs())):

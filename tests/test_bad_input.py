@@ -163,7 +163,7 @@ def test_d1_segment_and_band_ratio_without_a_class_pixel(rock, sample_model, tmp
     res = segment_raster(rock, sample_model, str(tmp_path / "p.tif"), str(tmp_path / "c.tif"),
                          outlines_out=str(tmp_path / "o.gpkg"), progress=log)
     assert res.outline_count == 0 and feature_count(tmp_path / "o.gpkg") == 0
-    assert "the outlines layer is empty" in log.text
+    assert "the outlines layer is empty" in log.text and ".partial" not in log.text  # the user's names only
     log = Messages()
     res = map_glaciers(rock, str(tmp_path / "i.tif"), str(tmp_path / "g.tif"), str(tmp_path / "g.gpkg"),
                        bands={"red": 1, "swir": 3, "green": 1, "nir": 2}, sensor="", progress=log)
