@@ -24,8 +24,9 @@ class GlacierSegPlugin:
 
     def initGui(self):  # noqa: N802
         self.initProcessing()
-        self.build_menu()
-        self.check_dependencies()
+        if self.iface is not None:  # None when a script starts the plugin without a QGIS window
+            self.build_menu()
+            self.check_dependencies()
 
     def build_menu(self):
         """The plugin menu (Plugins › GlacierSeg): one entry per (title, slot) here."""

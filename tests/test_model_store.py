@@ -160,3 +160,58 @@ def test_install_and_list_algorithms(glacierseg_provider, sample_model, bare_mod
     rows = {f["name"]: f for f in out["OUTPUT"].getFeatures()}
     assert rows["alps"]["task"] == "custom" and rows["alps"]["classes"] == "glacier, glacial_lake"
     assert rows["alps"]["resolution_m"] == 20.0 and rows["alps"]["bundled"] is False
+
+
+@pytest.fixture()
+def home_with_sample(sample_model, tmp_path, monkeypatch):
+    """GLACIERSEG_HOME with the sample model installed as 'alps'."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("GLACIERSEG_HOME", str(home))
+    ModelStore(str(home / "models")).install(sample_model, name="alps")
+    return home
+
+
+def test_segment_by_name_then_evaluate_adds_score_to_card(glacierseg_provider, home_with_sample, sample_scene,
+                                                          sample_model, tmp_path):
+    from qgis.core import QgsProcessingException
+    import processing
+    import rasterio
+
+    by_name = processing.run("glacierseg:segment", {
+        "INPUT": sample_scene.image, "MODEL": "alps", "OUTPUT_OUTLINES": None,
+        "OUTPUT_PROBABILITIES": str(tmp_path / "p.tif"), "OUTPUT_CLASSES": str(tmp_path / "c.tif")})
+    by_path = processing.run("glacierseg:segment", {
+        "INPUT": sample_scene.image, "MODEL": sample_model, "OUTPUT_OUTLINES": None,
+        "OUTPUT_PROBABILITIES": str(tmp_path / "p2.tif"), "OUTPUT_CLASSES": str(tmp_path / "c2.tif")})
+    with rasterio.open(by_name["OUTPUT_CLASSES"]) as a, rasterio.open(by_path["OUTPUT_CLASSES"]) as b:
+        assert (a.read() == b.read()).all() and (a.read(1) == 1).any()
+    with pytest.raises(QgsProcessingException, match="No installed model is called 'alpz'.*alps"):
+        processing.run("glacierseg:segment", {"INPUT": sample_scene.image, "MODEL": "alpz",
+                                              "OUTPUT_PROBABILITIES": str(tmp_path / "p3.tif"),
+                                              "OUTPUT_CLASSES": str(tmp_path / "c3.tif")})
+    out = processing.run("glacierseg:evaluate", {
+        "PREDICTION": by_name["OUTPUT_CLASSES"], "REFERENCE": sample_scene.lake_truth,
+        "OUTPUT_TABLE": str(tmp_path / "scores.csv"), "SCORE_MODEL": "alps",
+        "SCORE_DATASET": "generated scene lakes", "SCORE_REGION": "synthetic Alps"})
+    card = ModelStore(str(home_with_sample / "models")).get("alps").contract.scores
+    assert len(card) == 1 and card[0]["dataset"] == "generated scene lakes" and card[0]["region"] == "synthetic Alps"
+    assert card[0]["metrics"]["iou"] == pytest.approx(out["IOU"]) and card[0]["metrics"]["f1"] == pytest.approx(out["F1"])
+    with pytest.raises(QgsProcessingException, match="Name the reference dataset"):
+        processing.run("glacierseg:evaluate", {"PREDICTION": by_name["OUTPUT_CLASSES"], "REFERENCE": sample_scene.lake_truth,
+                                               "OUTPUT_TABLE": str(tmp_path / "s2.csv"), "SCORE_MODEL": "alps"})
+
+
+@pytest.mark.slow
+def test_qgis_process_takes_a_model_name(qgis_process, home_with_sample, sample_scene, tmp_path):
+    qgis_process.env["GLACIERSEG_HOME"] = str(home_with_sample)
+    try:
+        rc, result, output = qgis_process.run("glacierseg:segment", INPUT=sample_scene.image, MODEL="alps",
+                                              OUTPUT_PROBABILITIES=str(tmp_path / "p.tif"),
+                                              OUTPUT_CLASSES=str(tmp_path / "c.tif"), OUTPUT_OUTLINES="")
+        assert rc == 0, output
+        assert os.path.exists(tmp_path / "c.tif")
+        rc, result, output = qgis_process.run("glacierseg:list_models", OUTPUT=str(tmp_path / "models.csv"))
+        assert rc == 0 and result["results"]["COUNT"] == 1, output
+        assert "alps" in (tmp_path / "models.csv").read_text()
+    finally:
+        del qgis_process.env["GLACIERSEG_HOME"]
