@@ -67,7 +67,7 @@ class InstallDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("glacierseg_install_dialog")
         self.setWindowTitle("GlacierSeg — install Python packages")
-        self.resize(760, 620)
+        self.resize(780, 760)
         self.prefix = prefix
         self.platform = platform or deps.platform_id()
         self.process = None
@@ -81,6 +81,7 @@ class InstallDialog(QDialog):
         self.table.setHorizontalHeaderLabels(["Package", "Installed", "Needs", "Comes from"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(30 * (len(deps.RUNTIME) + 1))
         layout.addWidget(self.table)
         self.gpu = QCheckBox("CUDA GPU: install onnxruntime-gpu instead of onnxruntime (needs an NVIDIA driver and CUDA 12)")
         self.gpu.toggled.connect(self.refresh)
