@@ -19,20 +19,22 @@ DRIVERS = Path(__file__).parent / "drivers"
 HIDDEN = ("onnxruntime",)
 
 
-class ZipInstalledQgis(DesktopQgis):
-    """The harness's QGIS, but with the plugin unpacked from the zip (not the linked checkout) and
-    the ``HIDDEN`` packages left out of the venv's site-packages that QGIS's Python sees."""
+class TweakedQgis(DesktopQgis):
+    """The harness's QGIS, with the plugin unpacked from the zip (``plugin_dir``; else the linked
+    checkout), the ``HIDDEN`` packages left out of the venv's site-packages that QGIS's Python
+    sees (``site_view``) and ``extra_env``."""
 
-    def __init__(self, base: DesktopQgis, plugin_dir: Path, site_view: Path):
+    def __init__(self, base: DesktopQgis, site_view: Path, plugin_dir: Path = None, extra_env=None):
         super().__init__(base.display, base.work_dir, base.artifacts)
-        self.plugin_dir, self.site_view = plugin_dir, site_view
+        self.plugin_dir, self.site_view, self.extra_env = plugin_dir, site_view, extra_env or {}
 
     def _profile(self) -> Path:
         profiles = super()._profile()
-        link = profiles / "profiles" / "default" / "python" / "plugins" / "glacierseg"
-        link.unlink()
-        link.symlink_to(self.plugin_dir, target_is_directory=True)
         self.profile = profiles / "profiles" / "default"
+        if self.plugin_dir is not None:
+            link = self.profile / "python" / "plugins" / "glacierseg"
+            link.unlink()
+            link.symlink_to(self.plugin_dir, target_is_directory=True)
         return profiles
 
     def env(self):
@@ -40,6 +42,7 @@ class ZipInstalledQgis(DesktopQgis):
         venv_site = next((ROOT / ".venv" / "lib").glob("python3*/site-packages"))
         env["PYTHONPATH"] = env["PYTHONPATH"].replace(str(venv_site), str(self.site_view))
         env.pop("GLACIERSEG_HOME", None)
+        env.update(self.extra_env)
         return env
 
 
@@ -63,7 +66,7 @@ def test_zip_install_dependencies_and_segment_by_name(desktop_qgis, sample_scene
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(tmp_path / "unzipped")
     view = site_packages_without(HIDDEN, tmp_path / "site-view")
-    qgis = ZipInstalledQgis(desktop_qgis, tmp_path / "unzipped" / "glacierseg", view)
+    qgis = TweakedQgis(desktop_qgis, view, plugin_dir=tmp_path / "unzipped" / "glacierseg")
     out = tmp_path / "out"
     out.mkdir()
     run = qgis.run(DRIVERS / "install_and_segment.py", inputs={"image": sample_scene.image, "out": str(out)},
@@ -95,5 +98,37 @@ def test_zip_install_dependencies_and_segment_by_name(desktop_qgis, sample_scene
     names = [p.name for p in run.screenshots]
     assert names == ["1_message_bar.png", "2_install_dialog.png", "3_installing.png", "4_installed.png",
                      "5_segment_dialog.png", "6_segment_log.png", "7_result.png"]
+    for png in run.screenshots:
+        assert_not_blank(png)
+
+
+def test_model_manager_and_install_failure_and_cancel(desktop_qgis, sample_model, tmp_path):
+    """Model manager: lists the installed model with its card (scores included) and removes it.
+    Install dialog: Cancel stops pip; a failed pip run says what failed and what to do (here the
+    package index is unreachable: a closed port on 127.0.0.1, no pip configuration)."""
+    from glacierseg.core.store import ModelStore
+
+    home = tmp_path / "home"
+    store = ModelStore(str(home / "models"))
+    store.install(sample_model, name="alps")
+    store.add_score("alps", {"dataset": "RGI 7.0", "region": "Ötztal", "date": "2003",
+                             "metrics": {"iou": 0.8125}, "method": "glacierseg:evaluate"})
+    view = site_packages_without(HIDDEN, tmp_path / "site-view")
+    qgis = TweakedQgis(desktop_qgis, view, extra_env={
+        "GLACIERSEG_HOME": str(home), "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_FIND_LINKS": "", "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "3"})
+    run = qgis.run(DRIVERS / "manager_and_failures.py", timeout=240)
+    data = run.data
+    assert data["models"] == ["alps"]
+    for text in ("custom", "glacier", "S2:B03", "20 m", "64 px", "7 px", "RGI 7.0 (Ötztal, 2003): iou 0.812"):
+        assert text in data["card"], text
+    assert data["models_after_remove"] == [] and not (home / "models" / "alps").exists()
+    assert "Cancelled" in data["cancel_log"] and not data["cancel_ok"]
+    assert not data["fail_ok"]
+    assert "FAILED: pip exited with code 1 while installing onnxruntime==1.31.1" in data["fail_log"]
+    assert "What to do: pip found no matching package" in data["fail_log"] and "network" in data["fail_log"]
+    assert not os.path.exists(home / "python" / "local" / "lib")  # nothing was installed
+    assert [p.name for p in run.screenshots] == ["1_model_manager.png", "2_after_remove.png", "3_cancelled.png",
+                                                 "4_failed.png"]
     for png in run.screenshots:
         assert_not_blank(png)
