@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .contract import ModelContract, read_contract, sidecar_paths, with_score
 from .errors import GlacierSegError, InputError, ModelContractError
-from .progress import Progress, check_cancel, ensure_progress
+from .progress import NullProgress, Progress, check_cancel, ensure_progress
 
 MODEL_FILE = "model.onnx"
 CONTRACT_FILE = "model.json"  # the contract as JSON; doubles as the ONNX file's sidecar
@@ -297,9 +297,11 @@ def _download(url: str, target: str, progress: Progress, timeout: float) -> None
 
 
 def _try_download(url: str, target: str, timeout: float) -> bool:
+    """``_download`` that answers False (and keeps nothing) where the file cannot be fetched."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
-            shutil.copyfileobj(response, out)
+        _download(url, target, NullProgress(), timeout)
         return True
-    except OSError:
+    except InputError:
+        if os.path.exists(target):
+            os.remove(target)
         return False

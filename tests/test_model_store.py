@@ -136,6 +136,12 @@ def test_url_install_checks_sha256_and_leaves_nothing_on_failure(sample_model, b
     model = store.install_url(f"{base}/glacier.onnx", hashlib.sha256(data).hexdigest())
     assert model.name == "glacier" and _visible(store.folder) == ["glacier"]
     assert open(model.path, "rb").read() == data
+    # an ONNX file made elsewhere, published with its sidecar contract beside it
+    sidecar = {k: json.loads(v) for k, v in sample_contract(tile_size=64).to_metadata().items()}
+    (www / "bare.json").write_text(json.dumps(sidecar))
+    model = store.install_url(f"{base}/bare.onnx", hashlib.sha256((www / "bare.onnx").read_bytes()).hexdigest())
+    assert model.name == "bare" and model.contract == sample_contract(tile_size=64)
+    assert _visible(store.folder) == ["bare", "glacier"]
 
 
 def test_install_and_list_algorithms(glacierseg_provider, sample_model, bare_model, http_folder, tmp_path, monkeypatch):
