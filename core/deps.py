@@ -83,6 +83,16 @@ BUILD_PACKAGES = {  # what a source build of shapely needs (GEOS headers, Python
 PIP_SYSTEM_PACKAGE = {"debian12": "python3-pip", "ubuntu2404": "python3-pip"}
 
 
+def requirement_range(req: Requirement, pins: Dict[str, str]) -> str:
+    """What pip installs for ``req``: from its oldest usable version up to the tested pin, so pip
+    takes the pin where QGIS's numpy allows it and the newest older release that fits otherwise
+    (Debian 12's QGIS Python has numpy 1.24; shapely 2.2 needs numpy ≥ 1.26)."""
+    pin = pins.get(req.distribution, "")
+    name = pin.split("==")[0] if "==" in pin else req.distribution
+    upper = f",<={pin.split('==', 1)[1]}" if "==" in pin else ""
+    return f"{name}>={req.minimum}{upper}"
+
+
 def pinned_requirements(gpu: bool = False) -> Dict[str, str]:
     """Distribution name -> tested pin from requirements.txt (``onnxruntime`` -> the GPU build's
     pin from requirements-gpu.txt when ``gpu``). The file ships in the plugin zip."""
@@ -272,9 +282,9 @@ def install_plan(statuses: Sequence[Status], prefix: str, platform: Optional[str
             continue
         source = SOURCES.get(req.module, {}).get(platform, "pip")
         if source == "pip":
-            plan.pip.append(pins.get(req.distribution, req.distribution))
+            plan.pip.append(requirement_range(req, pins))
         elif source == "source":
-            plan.pip.append(pins.get(req.distribution, req.distribution))
+            plan.pip.append(requirement_range(req, pins))
             plan.source_builds.append(req.distribution)
             plan.build.extend(b for b in BUILD_PACKAGES.get(platform, BUILD_PACKAGES["linux"]) if b not in plan.build)
         else:
@@ -307,12 +317,18 @@ def _which(name: str) -> bool:
 
 
 def require(*modules: str) -> None:
-    """Raise ``DependencyError`` naming every missing module and how to install it."""
+    """Raise ``DependencyError`` naming every module that is missing (or, by its metadata, older
+    than GlacierSeg needs) and how to install it."""
     gone = missing(modules)
-    if not gone:
+    old = [s for s in check_runtime(m for m in modules if m not in gone) if s.version is not None and not s.ok]
+    if not gone and not old:
         return
-    statuses = [Status(_BY_MODULE[m], None) for m in gone if m in _BY_MODULE]
-    lines = [f"GlacierSeg needs the Python package(s) {', '.join(repr(m) for m in gone)}, missing from QGIS's Python."]
+    statuses = [Status(_BY_MODULE[m], None) for m in gone if m in _BY_MODULE] + old
+    lines = []
+    if gone:
+        lines.append(f"GlacierSeg needs the Python package(s) {', '.join(repr(m) for m in gone)}, missing from QGIS's Python.")
+    if old:
+        lines.append(f"GlacierSeg needs newer Python package(s): {'; '.join(s.describe() for s in old)}.")
     lines.append("Install them from QGIS: Plugins › GlacierSeg › Install dependencies… (no restart needed).")
     try:
         plan = install_plan(statuses, _PREFIX or "<QGIS profile>/glacierseg/python")

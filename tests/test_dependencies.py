@@ -59,7 +59,7 @@ def test_provider_loads_and_algorithms_name_the_missing_package():
         message = out["errors"][alg_id]
         assert "missing from QGIS's Python" in message and "Install dependencies" in message, (alg_id, message)
     segment = out["errors"]["glacierseg:segment"]
-    assert "'onnxruntime'" in segment and "onnxruntime==1.31.1" in segment
+    assert "'onnxruntime'" in segment and "'onnxruntime>=1.16,<=1.31.1'" in segment
     # the command: this interpreter, pip into GlacierSeg's folder (--prefix: no sudo, no PEP 668 refusal)
     assert f"{sys.executable} -m pip install --prefix" in segment
 
@@ -97,9 +97,10 @@ def test_runtime_check_reads_versions_without_importing():
 
 
 @pytest.mark.parametrize("platform, pip, source, system", [
-    ("debian12", ["shapely==2.2.0", "onnxruntime==1.31.1"], ["shapely"], ["python3-rasterio", "libgeos-dev", "python3-dev", "build-essential"]),
-    ("ubuntu2404", ["onnxruntime==1.31.1"], [], ["python3-rasterio", "python3-shapely"]),
-    ("windows", ["onnxruntime==1.31.1"], [], ["python3-rasterio", "python3-shapely"]),
+    ("debian12", ["shapely>=2.0,<=2.2.0", "onnxruntime>=1.16,<=1.31.1"], ["shapely"],
+     ["python3-rasterio", "libgeos-dev", "python3-dev", "build-essential"]),
+    ("ubuntu2404", ["onnxruntime>=1.16,<=1.31.1"], [], ["python3-rasterio", "python3-shapely"]),
+    ("windows", ["onnxruntime>=1.16,<=1.31.1"], [], ["python3-rasterio", "python3-shapely"]),
 ])
 def test_install_plan_keeps_one_gdal_and_one_geos(platform, pip, source, system):
     missing = [deps.Status(r, None) for r in deps.RUNTIME if r.module in ("onnxruntime", "shapely", "rasterio")]
@@ -111,7 +112,7 @@ def test_install_plan_keeps_one_gdal_and_one_geos(platform, pip, source, system)
     if source:
         assert args[args.index("--no-binary") + 1] == "shapely"
     gpu = deps.install_plan([], "/p", platform, gpu=True, python="/usr/bin/python3.11")
-    assert gpu.pip == ["onnxruntime-gpu==1.31.1"]
+    assert gpu.pip == ["onnxruntime-gpu>=1.16,<=1.31.1"]  # oldest usable .. tested pin
 
 
 @pytest.mark.slow
@@ -130,3 +131,11 @@ def test_pip_installs_into_glacierseg_prefix_under_pep668(tmp_path):
             f"deps.activate({plan.prefix!r}); import geojson; print(geojson.__file__)")
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip().startswith(plan.prefix), out.stderr
+
+
+def test_too_old_package_is_named_by_the_algorithms(monkeypatch):
+    real = deps.installed_version
+    monkeypatch.setattr(deps, "installed_version",
+                        lambda r: "1.8.5" if r.module == "shapely" else real(r))  # Debian 12's python3-shapely
+    with pytest.raises(DependencyError, match=r"newer Python package\(s\): shapely 1.8.5: too old \(needs ≥ 2.0\)"):
+        require("numpy", "shapely")

@@ -80,7 +80,7 @@ def test_zip_install_dependencies_and_segment_by_name(desktop_qgis, sample_scene
     assert table["onnxruntime"][1] == "missing" and table["numpy"][3] == "ok"
     home = data["home"]
     assert home == str(qgis.profile / "glacierseg")
-    assert "onnxruntime==1.31.1" in data["plan"] and os.path.join(home, "python") in data["plan"]
+    assert "onnxruntime&gt;=1.16,&lt;=1.31.1" in data["plan"] and os.path.join(home, "python") in data["plan"]
     # pip ran with QGIS's Python (not the QGIS binary) into GlacierSeg's folder, from the registry
     assert data["install_ok"], data["log"]
     # (inside Debian's QGIS sys.executable is /usr/bin/python3; core/deps.python_interpreter checks it)
@@ -104,6 +104,7 @@ def test_zip_install_dependencies_and_segment_by_name(desktop_qgis, sample_scene
 
 def test_model_manager_and_install_failure_and_cancel(desktop_qgis, sample_model, tmp_path):
     """Model manager: lists the installed model with its card (scores included) and removes it.
+    Segment's batch dialog: the MODEL cell is the editable model drop-down (takes a path too).
     Install dialog: Cancel stops pip; a failed pip run says what failed and what to do (here the
     package index is unreachable: a closed port on 127.0.0.1, no pip configuration)."""
     from glacierseg.core.store import ModelStore
@@ -117,18 +118,19 @@ def test_model_manager_and_install_failure_and_cancel(desktop_qgis, sample_model
     qgis = TweakedQgis(desktop_qgis, view, extra_env={
         "GLACIERSEG_HOME": str(home), "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
         "PIP_FIND_LINKS": "", "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "3"})
-    run = qgis.run(DRIVERS / "manager_and_failures.py", timeout=240)
+    run = qgis.run(DRIVERS / "manager_and_failures.py", inputs={"model_path": sample_model}, timeout=240)
     data = run.data
     assert data["models"] == ["alps"]
     for text in ("custom", "glacier", "S2:B03", "20 m", "64 px", "7 px", "RGI 7.0 (Ötztal, 2003): iou 0.812"):
         assert text in data["card"], text
     assert data["models_after_remove"] == [] and not (home / "models" / "alps").exists()
+    assert data["batch_model_widgets"] == 1 and data["batch_model_value"] == sample_model
     assert "Cancelled" in data["cancel_log"] and not data["cancel_ok"]
     assert not data["fail_ok"]
-    assert "FAILED: pip exited with code 1 while installing onnxruntime==1.31.1" in data["fail_log"]
+    assert "FAILED: pip exited with code 1 while installing onnxruntime>=1.16,<=1.31.1" in data["fail_log"]
     assert "What to do: pip found no matching package" in data["fail_log"] and "network" in data["fail_log"]
     assert not os.path.exists(home / "python" / "local" / "lib")  # nothing was installed
-    assert [p.name for p in run.screenshots] == ["1_model_manager.png", "2_after_remove.png", "3_cancelled.png",
-                                                 "4_failed.png"]
+    assert [p.name for p in run.screenshots] == ["1_model_manager.png", "2_after_remove.png", "3_batch_dialog.png",
+                                                 "4_cancelled.png", "5_failed.png"]
     for png in run.screenshots:
         assert_not_blank(png)

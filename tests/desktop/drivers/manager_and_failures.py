@@ -44,6 +44,24 @@ def main(job):
     job.screenshot(manager, "2_after_remove")
     manager.close()
 
+    job.step = "segment batch dialog: MODEL takes a name or a path"
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtWidgets import QComboBox
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("glacierseg:segment")
+    batch = BatchAlgorithmDialog(alg, job.iface.mainWindow())
+    batch.resize(1300, 400)
+    batch.show()
+    yield 500
+    combos = batch.findChildren(QComboBox, "glacierseg_model_combo")
+    job.result["batch_model_widgets"] = len(combos)
+    combos[0].setEditText(job.inputs["model_path"])
+    yield 200
+    job.result["batch_model_value"] = combos[0].currentText()
+    job.screenshot(batch, "3_batch_dialog")
+    batch.close()
+
     job.step = "install dialog: cancel"
     _menu_action(job, "glacierseg_install").trigger()
     yield job.until(lambda: _top("glacierseg_install_dialog") is not None, 20, "install dialog")
@@ -57,7 +75,7 @@ def main(job):
     yield job.until(lambda: finished, 30, "pip to stop")
     job.result["cancel_ok"] = finished[0]
     job.result["cancel_log"] = log.toPlainText()
-    job.screenshot(dialog, "3_cancelled")
+    job.screenshot(dialog, "4_cancelled")
 
     job.step = "install dialog: failure"
     finished.clear()
@@ -66,7 +84,7 @@ def main(job):
     yield job.until(lambda: finished, 120, "pip to fail")
     job.result["fail_ok"] = finished[0]
     job.result["fail_log"] = log.toPlainText()
-    job.screenshot(dialog, "4_failed")
+    job.screenshot(dialog, "5_failed")
 
 
 run_job(main)
