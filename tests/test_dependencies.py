@@ -139,3 +139,16 @@ def test_too_old_package_is_named_by_the_algorithms(monkeypatch):
                         lambda r: "1.8.5" if r.module == "shapely" else real(r))  # Debian 12's python3-shapely
     with pytest.raises(DependencyError, match=r"newer Python package\(s\): shapely 1.8.5: too old \(needs ≥ 2.0\)"):
         require("numpy", "shapely")
+
+
+def test_cuda_report_says_when_cuda_does_not_load(qgis_app, monkeypatch, tmp_path):
+    """The GPU option's report on a machine whose onnxruntime offers no CUDA provider (this one)."""
+    from glacierseg.core.runtime import available_providers
+    from glacierseg.ui.install_dialog import cuda_report
+
+    monkeypatch.setenv("GLACIERSEG_HOME", str(tmp_path))
+    if "CUDAExecutionProvider" in available_providers():
+        pytest.skip("this machine's onnxruntime offers CUDA")
+    report = cuda_report()
+    assert report.startswith("CUDA check: this onnxruntime offers ") and "CPUExecutionProvider" in report
+    assert "not CUDA" in report and "restart QGIS" in report
