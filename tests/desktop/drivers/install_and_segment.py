@@ -57,7 +57,7 @@ def main(job):
     _find(dialog, QPushButton, "glacierseg_install").click()
     yield 1500
     job.screenshot(dialog, "3_installing")
-    yield job.until(lambda: finished, 240, "pip to finish")
+    yield job.until(lambda: finished, job.inputs.get("pip_timeout", 240), "pip to finish")
     job.result["install_ok"] = finished[0]
     job.result["log"] = _find(dialog, QPlainTextEdit, "glacierseg_install_log").toPlainText()
     job.result["onnxruntime_origin"] = getattr(importlib.util.find_spec("onnxruntime"), "origin", None)
