@@ -123,7 +123,7 @@ class InstallDialog(QDialog):
             source = deps.SOURCES.get(s.requirement.module, {}).get(self.platform, "pip")
             if s.requirement.module == "numpy":
                 source = "QGIS"
-            where = {"pip": "pip (GlacierSeg folder)", "source": "pip, built on the system GEOS"}.get(source, f"system: {source}")
+            where = {"pip": "pip (GlacierSeg folder)", "source": "pip (built on system GEOS)"}.get(source, f"system: {source}")
             cells = [s.requirement.distribution, s.version or "missing", f"≥ {s.requirement.minimum}",
                      "ok" if s.ok else where]
             for col, text in enumerate(cells):
