@@ -199,11 +199,14 @@ def has_pip(python: str) -> bool:
 
 # ------------------------------------------------------------------ GlacierSeg's package folder
 def package_paths(prefix: str) -> List[str]:
-    """Where ``pip install --prefix <prefix>`` puts packages for this interpreter (purelib and
-    platlib of the default install scheme; Debian's is ``<prefix>/local/lib/python3.X/dist-packages``)."""
+    """Where ``pip install --prefix <prefix>`` puts packages for this interpreter: purelib and
+    platlib of the scheme pip picks for a prefix (Debian: ``<prefix>/local/lib/python3.X/dist-packages``;
+    a macOS framework Python: ``posix_prefix``, not its framework scheme; Windows ``<prefix>\\Lib\\site-packages``)."""
+    preferred = getattr(sysconfig, "get_preferred_scheme", None)  # Python >= 3.10
+    scheme = preferred("prefix") if preferred else ("nt" if os.name == "nt" else "posix_prefix")  # Python 3.9
     paths = []
     for key in ("purelib", "platlib"):
-        path = sysconfig.get_path(key, vars={"base": prefix, "platbase": prefix})
+        path = sysconfig.get_path(key, scheme, vars={"base": prefix, "platbase": prefix})
         if path not in paths:
             paths.append(path)
     return paths
