@@ -87,6 +87,10 @@ class GlacierSegPlugin:
         return dialog
 
     def unload(self):
+        for dialog in self.dialogs.values():
+            dialog.close()
+        self.dialogs = {}
+        self._dependencies_installed(True)  # the notice goes with the plugin
         for action in self.actions:
             self.iface.removePluginMenu(MENU, action)
         self.actions = []

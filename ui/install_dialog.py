@@ -191,6 +191,11 @@ class InstallDialog(QDialog):
         self.gpu.setEnabled(False)
         self.process.start(plan.python, plan.arguments())
 
+    def reject(self):
+        """Closing the dialog stops a running pip (as Cancel does)."""
+        self.cancel()
+        super().reject()
+
     def cancel(self):
         if self.process is not None:
             self._append("\nCancelling: pip is stopped.\n")
