@@ -106,7 +106,19 @@ def band_matching(contract, layer):
 
 
 class ModelWidgetWrapper(WidgetWrapper):
-    """Processing widget wrapper for segment's MODEL parameter (a string: name or path)."""
+    """Processing widget wrapper for segment's MODEL parameter (a string: name or path). In the
+    graphical modeler it hands over to the modeler's own widget, which takes a static name or
+    path as well as a model input or another algorithm's output."""
+
+    def __new__(cls, param, dialog, row=0, col=0, **kwargs):
+        if dialog.__class__.__name__ == "ModelerParametersDialog":
+            from qgis.gui import QgsGui
+
+            widget = QgsGui.processingGuiRegistry().createModelerParameterWidget(
+                dialog.model, dialog.childId, param, dialog.context)
+            widget.setDialog(dialog)
+            return widget
+        return super().__new__(cls)
 
     def createWidget(self, **kwargs):  # noqa: N802
         self.chooser = ModelChooser(with_card=self.dialogType == DIALOG_STANDARD)

@@ -104,7 +104,8 @@ def test_zip_install_dependencies_and_segment_by_name(desktop_qgis, sample_scene
 
 def test_model_manager_and_install_failure_and_cancel(desktop_qgis, sample_model, tmp_path):
     """Model manager: lists the installed model with its card (scores included) and removes it.
-    Segment's batch dialog: the MODEL cell is the editable model drop-down (takes a path too).
+    Segment's batch dialog: the MODEL cell is the editable model drop-down (takes a path too); in the
+    modeler MODEL keeps the modeler's widget (a static name/path or a model input).
     Install dialog: Cancel stops pip; a failed pip run says what failed and what to do (here the
     package index is unreachable: a closed port on 127.0.0.1, no pip configuration)."""
     from glacierseg.core.store import ModelStore
@@ -125,12 +126,13 @@ def test_model_manager_and_install_failure_and_cancel(desktop_qgis, sample_model
         assert text in data["card"], text
     assert data["models_after_remove"] == [] and not (home / "models" / "alps").exists()
     assert data["batch_model_widgets"] == 1 and data["batch_model_value"] == sample_model
+    assert data["modeler_model_widget"] == "QgsProcessingModelerParameterWidget"  # static value or model input
     assert "Cancelled" in data["cancel_log"] and not data["cancel_ok"]
     assert not data["fail_ok"]
     assert "FAILED: pip exited with code 1 while installing onnxruntime>=1.16,<=1.31.1" in data["fail_log"]
     assert "What to do: pip found no matching package" in data["fail_log"] and "network" in data["fail_log"]
     assert not os.path.exists(home / "python" / "local" / "lib")  # nothing was installed
     assert [p.name for p in run.screenshots] == ["1_model_manager.png", "2_after_remove.png", "3_batch_dialog.png",
-                                                 "4_cancelled.png", "5_failed.png"]
+                                                 "3b_modeler_dialog.png", "4_cancelled.png", "5_failed.png"]
     for png in run.screenshots:
         assert_not_blank(png)

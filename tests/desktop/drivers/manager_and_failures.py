@@ -62,6 +62,18 @@ def main(job):
     job.screenshot(batch, "3_batch_dialog")
     batch.close()
 
+    job.step = "segment in the graphical modeler: MODEL keeps the modeler's own widget"
+    from processing.modeler.ModelerParametersDialog import ModelerParametersDialog
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    modeler = ModelerParametersDialog(alg, QgsProcessingModelAlgorithm())
+    modeler.resize(700, 650)
+    modeler.show()
+    yield 500
+    job.result["modeler_model_widget"] = type(modeler.widget.widget.wrappers["MODEL"]).__name__
+    job.screenshot(modeler, "3b_modeler_dialog")
+    modeler.close()
+
     job.step = "install dialog: cancel"
     _menu_action(job, "glacierseg_install").trigger()
     yield job.until(lambda: _top("glacierseg_install_dialog") is not None, 20, "install dialog")
