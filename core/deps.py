@@ -263,9 +263,11 @@ class InstallPlan:
         return "install " + ", ".join(packages)
 
 
-def _quote(arg: str) -> str:
-    if os.name == "nt":
-        return f'"{arg}"' if " " in arg else arg
+def _quote(arg: str, windows: bool = os.name == "nt") -> str:
+    """``arg`` as typed in a terminal: POSIX shell quoting, or double quotes in the OSGeo4W Shell
+    (cmd.exe) around spaces and the redirection characters of version ranges (``<``, ``>``)."""
+    if windows:
+        return f'"{arg}"' if any(c in arg for c in ' <>&|^') else arg
     return shlex.quote(arg)
 
 

@@ -152,3 +152,15 @@ def test_cuda_report_says_when_cuda_does_not_load(qgis_app, monkeypatch, tmp_pat
     report = cuda_report()
     assert report.startswith("CUDA check: this onnxruntime offers ") and "CPUExecutionProvider" in report
     assert "not CUDA" in report and "restart QGIS" in report
+
+
+def test_printed_command_quotes_version_ranges_for_the_shell():
+    plan = deps.InstallPlan("windows", r"C:\OSGeo4W\apps\Python39\python.exe", r"C:\Users\me\AppData\glacierseg\python",
+                            pip=["onnxruntime>=1.16,<=1.31.1"])
+    args = plan.arguments()
+    assert " ".join(deps._quote(a, windows=True) for a in args[-2:-1]) == '"onnxruntime>=1.16,<=1.31.1"'
+    assert deps._quote("onnxruntime>=1.16,<=1.31.1", windows=False) == "'onnxruntime>=1.16,<=1.31.1'"
+    # the POSIX command runs as printed: the shell hands pip the range unchanged
+    line = deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["onnxruntime>=1.16,<=1.31.1"]).command()
+    out = subprocess.run(["sh", "-c", f"printf '%s\\n' {line.split(' ', 1)[1]}"], capture_output=True, text=True).stdout
+    assert "onnxruntime>=1.16,<=1.31.1" in out.splitlines()
