@@ -83,6 +83,11 @@ BUILD_PACKAGES = {  # what a source build of shapely needs (GEOS headers, Python
 PIP_SYSTEM_PACKAGE = {"debian12": "python3-pip", "ubuntu2404": "python3-pip"}
 
 
+def distribution_name(spec: str) -> str:
+    """'onnxruntime>=1.16,<=1.31.1' -> 'onnxruntime' (lower case)."""
+    return re.split(r"[<>=!~ \[]", spec.strip(), 1)[0].lower()
+
+
 def requirement_range(req: Requirement, pins: Dict[str, str]) -> str:
     """What pip installs for ``req``: from its oldest usable version up to the tested pin, so pip
     takes the pin where QGIS's numpy allows it and the newest older release that fits otherwise
@@ -102,7 +107,7 @@ def pinned_requirements(gpu: bool = False) -> Dict[str, str]:
             for line in fh:
                 line = line.split("#", 1)[0].strip()
                 if line and not line.startswith("-"):
-                    pins[re.split(r"[<>=!~ \[]", line, 1)[0].lower()] = line
+                    pins[distribution_name(line)] = line
     if gpu:
         pins["onnxruntime"] = pins.pop("onnxruntime-gpu")
     return pins
@@ -261,6 +266,13 @@ class InstallPlan:
         if self.platform == "windows":
             return "OSGeo4W Setup (Advanced install) › select " + ", ".join(packages)
         return "install " + ", ".join(packages)
+
+
+def loaded_before(plan: InstallPlan) -> List[str]:
+    """Modules that ``plan`` installed but this Python had already imported (an older or other
+    build is in use until QGIS restarts)."""
+    installed = {distribution_name(p) for p in plan.pip}
+    return [r.module for r in RUNTIME if r.module in sys.modules and installed & set(r.distributions)]
 
 
 def _quote(arg: str, windows: bool = os.name == "nt") -> str:

@@ -164,3 +164,12 @@ def test_printed_command_quotes_version_ranges_for_the_shell():
     line = deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["onnxruntime>=1.16,<=1.31.1"]).command()
     out = subprocess.run(["sh", "-c", f"printf '%s\\n' {line.split(' ', 1)[1]}"], capture_output=True, text=True).stdout
     assert "onnxruntime>=1.16,<=1.31.1" in out.splitlines()
+
+
+def test_restart_needed_only_for_packages_already_loaded():
+    import numpy  # noqa: F401  (loaded in this process)
+
+    plan = deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["onnxruntime-gpu>=1.16,<=1.31.1", "numpy==1.26.4"])
+    assert deps.loaded_before(plan) == ["numpy"] + (["onnxruntime"] if "onnxruntime" in sys.modules else [])
+    assert deps.loaded_before(deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["pysheds>=0.3,<=0.5"])) == \
+        (["pysheds"] if "pysheds" in sys.modules else [])

@@ -232,8 +232,7 @@ class InstallDialog(QDialog):
             return
         deps.activate(self.plan.prefix)
         still = deps.problems()
-        stale = [s.requirement.module for s in deps.check_runtime() if s.requirement.module in sys.modules
-                 and any(p.split("=")[0].lower() == s.requirement.distribution for p in self.plan.pip)]
+        stale = deps.loaded_before(self.plan)
         self.progress.setValue(100)
         if stale:
             self._append(f"\nInstalled, but {', '.join(stale)} was already loaded in this QGIS session: "
