@@ -83,7 +83,7 @@ class InstallDialog(QDialog):
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(30 * (len(deps.RUNTIME) + 1))
         layout.addWidget(self.table)
-        self.gpu = QCheckBox("CUDA GPU: install onnxruntime-gpu instead of onnxruntime (needs an NVIDIA driver and CUDA 12)")
+        self.gpu = QCheckBox("CUDA GPU: install onnxruntime-gpu instead of onnxruntime (needs an NVIDIA driver, CUDA 12 and cuDNN 9)")
         self.gpu.toggled.connect(self.refresh)
         layout.addWidget(self.gpu)
         self.plan_label = QLabel()
