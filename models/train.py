@@ -569,7 +569,7 @@ def _train(
         "network": config.network, "network_kwargs": config.network_kwargs, "loss": config.loss,
         "epochs": config.epochs, "best_epoch": best["epoch"], "tile_size": config.tile_size,
         "validation": final, "rasters": [s.name for s in scenes],
-    })
+    }, scores=(validation_score(final, [s.name for s in scenes], best["epoch"]),))
     progress.set_progress(96)
     model.eval().cpu()
     validation = _validation_paths(validation_dir, scenes, val_regions) if validation_dir else {}
@@ -607,6 +607,19 @@ def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: 
         return
     raise InputError(f"{what} Label that class in both the training and the validation area (check the class "
                      "values and the label field), or remove it from the class list.")
+
+
+def validation_score(final: Dict[str, Dict[str, float]], rasters: Sequence[str], best_epoch: int) -> Dict[str, Any]:
+    """The contract ``scores`` entry of a training run: the measured validation figures per class."""
+    metrics = {f"{name}_{k}": float(v) for name, figures in final.items() for k, v in figures.items()
+               if v is not None and math.isfinite(v)}
+    return {
+        "dataset": f"validation part of {', '.join(rasters)}",
+        "date": time.strftime("%Y-%m-%d"),
+        "metrics": metrics,
+        "method": (f"glacierseg:train, best epoch {best_epoch}: pixels of the validation part (spatially disjoint "
+                   "from the training tiles) at the thresholds tuned on them (optimistic for unseen data)"),
+    }
 
 
 def _class_infos(config: TrainConfig) -> Tuple[ClassInfo, ...]:

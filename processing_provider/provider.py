@@ -8,7 +8,9 @@ from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
 from .map_lakes import MapLakesAlgorithm
 from .segment import SegmentAlgorithm
 from .split_glaciers import SplitGlaciersAlgorithm
+from .install_model import InstallModelAlgorithm
 from .inventory_attributes import InventoryAttributesAlgorithm
+from .list_models import ListModelsAlgorithm
 from .train import TrainAlgorithm
 from .vectorize import VectorizeAlgorithm
 
@@ -22,6 +24,8 @@ ALGORITHMS = [
     EvaluateAlgorithm,
     SplitGlaciersAlgorithm,
     InventoryAttributesAlgorithm,
+    InstallModelAlgorithm,
+    ListModelsAlgorithm,
 ]
 
 
