@@ -14,7 +14,8 @@ Matching rule (docs/compare-outlines.md), per class:
 
 Areas are planar in one UTM zone (the zone of the centre of all outlines, ``core.geo``):
 outlines already in that zone are measured as given. Per object: area at each date, change
-(km² and %), rate per year between the object's dates; gained and lost areas are the
+(km² and %), rate per year between the object's dates (where they are at least
+``MIN_RATE_YEARS`` apart); gained and lost areas are the
 differences of the object's later and earlier outlines (their areas add up to the change).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ import shapely
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from .compare_parameters import DEFAULT_MIN_OVERLAP, MIN_PIECE_M2
+from .compare_parameters import DEFAULT_MIN_OVERLAP, MIN_PIECE_M2, MIN_RATE_YEARS
 from .errors import InputError
 from .geo import WGS84, Features, read_features, transform_geom, utm_epsg_for, write_features
 from .io import atomic_output
@@ -167,6 +169,8 @@ def _polygonal(geom: Optional[BaseGeometry]) -> Optional[BaseGeometry]:
 
 def _read(path: str, layer: Optional[str], id_field: Optional[str], date_field: Optional[str], date: Optional[float],
           class_field: Optional[str]):
+    if not os.path.isfile(path):
+        raise InputError(f"Outline layer {path!r} not found; choose an existing GeoPackage or shapefile.")
     feats = read_features(path, layer)
     id_name = _field(feats, id_field, ID_FIELDS, "ID", path)
     date_name = None if date is not None else _field(feats, date_field, DATE_FIELDS, "date", path)
@@ -321,13 +325,14 @@ def compare_outlines(
         a1, a2 = o.area_1_m2 / 1e6, o.area_2_m2 / 1e6
         change = a2 - a1
         pct = 100.0 * change / a1 if a1 > 0 else None
-        rate = change / years if years and years > 0 else None
+        dated = years is not None and years >= MIN_RATE_YEARS
+        rate = change / years if dated else None
         object_geoms.append(new if new is not None else old)
         object_rows.append({
             "object_id": o.object_id, "class": o.cls, "match_type": o.match_type, "matched_by": o.matched_by,
             "ids_1": _join_ids(o.before), "ids_2": _join_ids(o.after), "count_1": len(o.before), "count_2": len(o.after),
             "date_1": t1, "date_2": t2, "years": years, "area_1_km2": a1, "area_2_km2": a2, "change_km2": change,
-            "change_pct": pct, "rate_km2_a": rate, "rate_pct_a": (pct / years if pct is not None and years and years > 0 else None),
+            "change_pct": pct, "rate_km2_a": rate, "rate_pct_a": (pct / years if pct is not None and dated else None),
         })
     summary = _summary(objects, object_rows, gained, lost)
     progress.set_progress(80)

@@ -9,3 +9,8 @@ DEFAULT_MIN_OVERLAP = 0.5
 # Gained / lost pieces smaller than this (m²) are not written as features (numerical slivers
 # of identical boundaries); they still count in the areas.
 MIN_PIECE_M2 = 1.0
+
+# Rates per year are given only where the two dates of an object are at least this many years
+# apart: over shorter intervals (e.g. two inventories of the same summer) the change is
+# digitising difference, and dividing it by weeks would report it as a fast rate.
+MIN_RATE_YEARS = 1.0
