@@ -11,31 +11,19 @@ import json
 import os
 import queue
 import re
-import shutil
 import subprocess
 import sys
 import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
-from .errors import CancelledError, DependencyError, GlacierSegError
+from .deps import python_command
+from .errors import CancelledError, GlacierSegError
 from .progress import Progress, ensure_progress
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?) %$")
 PACKAGE = __name__.split(".")[0]  # 'glacierseg' when installed as a plugin
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def python_executable() -> str:
-    """A Python interpreter for the child: this one, unless it is an application embedding
-    Python (QGIS reports its own binary), then ``python3`` on the PATH."""
-    exe = sys.executable or ""
-    if os.path.basename(exe).lower().startswith("python"):
-        return exe
-    found = shutil.which("python3") or shutil.which("python")
-    if not found:
-        raise DependencyError("No python3 found on the PATH to run GlacierSeg's torch tools in; install Python 3.")
-    return found
 
 
 def child_environment() -> Dict[str, str]:
@@ -51,7 +39,7 @@ def run_models_cli(args: Sequence[str], progress: Optional[Progress] = None, pol
     """Run ``python -m <package>.models.cli *args``; returns its JSON summary or raises the
     error it reported (``GlacierSegError``), ``CancelledError`` when cancelled."""
     progress = ensure_progress(progress)
-    cmd = [python_executable(), "-m", f"{PACKAGE}.models.cli", *args]
+    cmd = [python_command(), "-m", f"{PACKAGE}.models.cli", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=child_environment(), cwd=PACKAGE_PARENT)
     lines: "queue.Queue[str]" = queue.Queue()

@@ -35,6 +35,7 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from .compare_parameters import DEFAULT_MIN_OVERLAP, MIN_PIECE_M2, MIN_RATE_YEARS
+from .contract import ClassInfo
 from .errors import InputError
 from .geo import WGS84, Features, read_features, transform_geom, utm_epsg_for, write_features
 from .io import atomic_output
@@ -54,7 +55,8 @@ OBJECT_FIELDS = (
     ("area_1_km2", "real"), ("area_2_km2", "real"), ("change_km2", "real"), ("change_pct", "real"),
     ("rate_km2_a", "real"), ("rate_pct_a", "real"),
 )
-CHANGE_FIELDS = (("object_id", "int"), ("class", "str"), ("change", "str"), ("area_km2", "real"))
+CHANGE_FIELDS = (("object_id", "int"), ("class", "str"), ("change", "str"), ("change_value", "int"), ("area_km2", "real"))
+CHANGE_CLASSES = (ClassInfo("gain", 1, "#2e7d32"), ClassInfo("loss", 2, "#c62828"))  # change_value, colour
 SUMMARY_FIELDS = ("class", "objects", "count_1", "count_2", *MATCH_TYPES, "area_1_km2", "area_2_km2",
                   "change_km2", "change_pct", "gained_km2", "lost_km2")
 
@@ -256,7 +258,8 @@ def compare_outlines(
     after_layer: Optional[str] = None,
     date_before: Any = None,
     date_after: Any = None,
-    date_field: Optional[str] = None,
+    date_field_before: Optional[str] = None,
+    date_field_after: Optional[str] = None,
     id_field: Optional[str] = None,
     match_by_id: bool = True,
     class_field: Optional[str] = None,
@@ -267,8 +270,8 @@ def compare_outlines(
     """Compare the outlines of ``before_path`` (earlier date) with ``after_path`` (later date).
 
     Dates: ``date_before`` / ``date_after`` (year, ISO date or RGI date) where given, else each
-    outline's ``date_field`` (default: the first of RGI 7 ``src_date``, RGI 5/6 ``BgnDate``,
-    ``date``). ``class_field`` (e.g. segment outlines' ``class``) compares per class, limited to
+    outline's date in ``date_field_before`` / ``date_field_after`` (default: the first of RGI 7
+    ``src_date``, RGI 5/6 ``BgnDate``, ``date`` the layer has). ``class_field`` (e.g. segment outlines' ``class_name``) compares per class, limited to
     ``classes`` when given. Writes the per-object layer, the gained/lost areas layer (GeoPackage
     or shapefile), the per-class summary (CSV) and an HTML report with area change against size.
     """
@@ -276,8 +279,8 @@ def compare_outlines(
     if not 0.0 < min_overlap <= 1.0:
         raise InputError(f"Minimum overlap {min_overlap} must lie in (0, 1], e.g. 0.5 (half of the smaller outline).")
     d1, d2 = decimal_year(date_before), decimal_year(date_after)
-    crs1, rows1, id1, df1 = _read(before_path, before_layer, id_field, date_field, d1, class_field)
-    crs2, rows2, id2, df2 = _read(after_path, after_layer, id_field, date_field, d2, class_field)
+    crs1, rows1, id1, df1 = _read(before_path, before_layer, id_field, date_field_before, d1, class_field)
+    crs2, rows2, id2, df2 = _read(after_path, after_layer, id_field, date_field_after, d2, class_field)
     if classes:
         wanted = {str(c).strip() for c in classes if str(c).strip()}
         found = {r[1] for r in rows1 + rows2}
@@ -319,7 +322,8 @@ def compare_outlines(
         for kind, geom in (("gain", gain), ("loss", loss)):
             if geom is not None and geom.area >= MIN_PIECE_M2:
                 change_geoms.append(geom)
-                change_rows.append({"object_id": o.object_id, "class": o.cls, "change": kind, "area_km2": geom.area / 1e6})
+                change_rows.append({"object_id": o.object_id, "class": o.cls, "change": kind,
+                                    "change_value": 1 if kind == "gain" else 2, "area_km2": geom.area / 1e6})
         t1, t2 = _mean_date(o.before, fallback1), _mean_date(o.after, fallback2)
         years = (t2 - t1) if t1 is not None and t2 is not None else None
         a1, a2 = o.area_1_m2 / 1e6, o.area_2_m2 / 1e6

@@ -1,11 +1,9 @@
 """glacierseg:segment — run a GlacierSeg ONNX model over a raster layer."""
 from __future__ import annotations
 
-import json
 import os
 
 from qgis.core import (
-    QgsCoordinateTransform,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -26,6 +24,7 @@ from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
 from ..core.runtime import load_model
 from ..ui.styles import class_raster_renderer, class_vector_renderer, probability_renderer, style_on_load
 from .base import GlacierSegAlgorithm, geotiff_output, raster_path
+from .raster_inputs import band_mapping, extent_bounds, mask_shapes
 
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
 DEVICES = ["auto", "cpu", "cuda"]
@@ -105,26 +104,9 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         model = load_model(self.parameterAsFile(parameters, self.MODEL, context),
                            DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)])
         contract = model.contract
-        band_text = self.parameterAsString(parameters, self.BAND_MAPPING, context).strip()
-        try:
-            band_map = [int(b) for b in band_text.replace(";", ",").split(",") if b.strip()] or None
-        except ValueError:
-            raise QgsProcessingException(f"Band mapping {band_text!r} must list band numbers, e.g. '3,8,11'.") from None
-        bounds = None
-        if parameters.get(self.EXTENT):
-            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
-            bounds = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
-        shapes = None
-        source = self.parameterAsSource(parameters, self.MASK, context)
-        if source is not None:
-            to_raster = QgsCoordinateTransform(source.sourceCrs(), layer.crs(), context.transformContext())
-            shapes = []
-            for f in source.getFeatures():
-                g = f.geometry()
-                if g.isEmpty():
-                    continue
-                g.transform(to_raster)
-                shapes.append(json.loads(g.asJson()))
+        band_map = band_mapping(self, parameters, self.BAND_MAPPING, context)
+        bounds = extent_bounds(self, parameters, self.EXTENT, context, layer)
+        shapes = mask_shapes(self, parameters, self.MASK, context, layer)
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         prob_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context), "probabilities")
