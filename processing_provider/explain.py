@@ -23,9 +23,7 @@ from qgis.core import (
 
 from .base import GlacierSegAlgorithm, docs_url, raster_path
 from .raster_inputs import band_mapping, extent_bounds, mask_shapes
-
-DEVICES = ["auto", "cpu", "cuda"]
-DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
+from .segment import DEVICE_LABELS, DEVICES
 
 
 class ExplainAlgorithm(GlacierSegAlgorithm):
