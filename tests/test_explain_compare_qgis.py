@@ -62,16 +62,28 @@ def test_explain_from_the_toolbox(glacierseg_provider, sample_scene, sample_mode
 
 
 def test_explain_checkpoint_from_the_toolbox(glacierseg_provider, trained, tmp_path):
+    """The checkpoint path with an extent and a mask, which travel to the child process."""
+    import numpy as np
     import processing
+    from shapely.geometry import box
+
+    from .conftest import write_vector
 
     scene, model, checkpoint = trained
+    mask = write_vector(tmp_path / "mask.gpkg", [box(630400.0, 5188400.0, 631000.0, 5189600.0)])
     result = processing.run(EXPLAIN, {
         "INPUT": scene.image, "MODEL": model, "CHECKPOINT": checkpoint, "DEVICE": 1,
+        "EXTENT": "630400,631600,5188400,5189600 [EPSG:32632]", "MASK": mask,
         "OUTPUT_FOLDER": str(tmp_path / "sal"), "OUTPUT_TABLE": str(tmp_path / "sal.csv"),
         "OUTPUT_REPORT": str(tmp_path / "sal.html"),
     }, feedback=QgsProcessingFeedback())
     assert result["METHOD"] == "saliency"
-    assert (tmp_path / "sal" / "saliency_glacier.tif").exists() and (tmp_path / "sal" / "gradcam_glacier.tif").exists()
+    for name in ("saliency_glacier.tif", "gradcam_glacier.tif"):
+        with rasterio.open(tmp_path / "sal" / name) as ds:
+            data = ds.read()
+            # the extent and the mask bounds intersect in 30 × 60 px (20 m) from (630400, 5189600)
+            assert data.shape[1:] == (60, 30) and (ds.transform.c, ds.transform.f) == (630400.0, 5189600.0)
+            assert np.isfinite(data).any()
 
 
 def test_compare_from_the_toolbox(glacierseg_provider, tmp_path):
