@@ -3,7 +3,6 @@ exact areas, ID matching, classes, dates; the real RGI 5 vs RGI 7 comparison."""
 import csv
 
 import pytest
-from osgeo import ogr
 from shapely.geometry import box
 
 from glacierseg.core.compare import compare_outlines, decimal_year
