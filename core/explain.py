@@ -35,8 +35,8 @@ from .errors import InputError
 from .io import atomic_output
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .report import figure_html, new_figure, table_html, write_html
-from .runtime import LoadedModel, load_model
-from .segment import BandMap, TiledSource, activate, blend_tiles, open_tiled
+from .runtime import LoadedModel
+from .segment import BandMap, TiledSource, activate, blend_tiles, open_tiled, prepare_run
 
 OCCLUSION = "occlusion"
 SALIENCY = "saliency"  # gradient saliency with Grad-CAM (torch checkpoint)
@@ -262,16 +262,8 @@ def explain_raster(
     mean |Δp| over the class's pixels, pixel count) and ``report_out`` (HTML with a bar
     chart). Extent, mask, band mapping and tiling work as in ``segment_raster``."""
     progress = ensure_progress(progress)
-    if batch_size < 1:
-        raise InputError("Batch size must be at least 1.")
-    if not os.path.isfile(image):
-        raise InputError(f"Raster not found: {image!r}.")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded, shapes = prepare_run(image, model, device, batch_size, mask_shapes)
     contract = loaded.contract
-    features.validate_features(contract)
-    shapes = list(mask_shapes) if mask_shapes is not None else None
-    if shapes is not None and not shapes:
-        raise InputError("The mask layer has no polygons; choose a layer with at least one polygon or no mask.")
     channels = [s.name for s in contract.bands]
     n_classes, n_channels = len(contract.classes), len(channels)
     with ExitStack() as stack:

@@ -391,6 +391,22 @@ def blend_tiles(src: TiledSource, contract: ModelContract, channels: int,
     return stats["run"], stats["skipped"]
 
 
+def prepare_run(image: str, model: Union[str, LoadedModel], device: str, batch_size: int,
+                mask_shapes: Optional[Iterable[dict]]) -> Tuple[LoadedModel, Optional[list]]:
+    """Checks shared by the tiled model runs (segment, explain): batch size, raster present,
+    model loaded with known derived features, mask with polygons. Returns (model, mask shapes)."""
+    if batch_size < 1:
+        raise InputError("Batch size must be at least 1.")
+    if not os.path.isfile(image):
+        raise InputError(f"Raster not found: {image!r}.")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    features.validate_features(loaded.contract)
+    shapes = list(mask_shapes) if mask_shapes is not None else None
+    if shapes is not None and not shapes:
+        raise InputError("The mask layer has no polygons; choose a layer with at least one polygon or no mask.")
+    return loaded, shapes
+
+
 def segment_raster(
     image: str,
     model: Union[str, LoadedModel],
@@ -430,17 +446,9 @@ def segment_raster(
         progress = SubProgress(outer, 0.0, 85.0)
     if tta not in TTA_MODES:
         raise InputError(f"Unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}.")
-    if batch_size < 1:
-        raise InputError("Batch size must be at least 1.")
-    if not os.path.isfile(image):
-        raise InputError(f"Raster not found: {image!r}.")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded, shapes = prepare_run(image, model, device, batch_size, mask_shapes)
     contract = loaded.contract
-    features.validate_features(contract)
     thresholds = dict(contract.thresholds, **(thresholds or {}))
-    shapes = list(mask_shapes) if mask_shapes is not None else None
-    if shapes is not None and not shapes:
-        raise InputError("The mask layer has no polygons; choose a layer with at least one polygon or no mask.")
 
     with ExitStack() as stack:
         src = open_tiled(image, contract, stack, band_map=band_map, bounds=bounds, shapes=shapes,
