@@ -117,18 +117,17 @@ class CompareResult:
 def decimal_year(value: Any) -> Optional[float]:
     """Decimal year of a date: a number (year), a date/datetime, ISO text ('2003-07-30',
     '2003-07-30T00:00:00') or RGI 5/6 'YYYYMMDD' with 99 for an unknown month/day (taken as
-    mid-year / mid-month); None for empty or unknown (-9999999) dates."""
+    mid-year / mid-month), OGR date fields ('2003/07/30'); None for empty or unknown (-9999999) dates."""
     if value is None:
         return None
-    if isinstance(value, (dt.date, dt.datetime)):
-        d = value if isinstance(value, dt.date) else value.date()
-        return _fraction(d.year, d.month, d.day)
+    if isinstance(value, dt.date):  # datetimes included
+        return _fraction(value.year, value.month, value.day)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return None if value <= 0 or math.isnan(value) else float(value)
     text = str(value).strip()
     if not text or text.startswith("-"):
         return None
-    m = re.match(r"^(\d{4})-(\d{1,2})-(\d{1,2})", text)
+    m = re.match(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})", text)  # ISO, or OGR's date fields (2003/07/30)
     if m:
         return _fraction(*(int(g) for g in m.groups()))
     m = re.match(r"^(\d{4})(\d{2})(\d{2})$", text)
@@ -338,7 +337,7 @@ def compare_outlines(
             "date_1": t1, "date_2": t2, "years": years, "area_1_km2": a1, "area_2_km2": a2, "change_km2": change,
             "change_pct": pct, "rate_km2_a": rate, "rate_pct_a": (pct / years if pct is not None and dated else None),
         })
-    summary = _summary(objects, object_rows, gained, lost)
+    summary = _summary(objects, gained, lost)
     progress.set_progress(80)
     wkt = work.to_wkt()
     with atomic_output(objects_out) as tmp_objects, atomic_output(changes_out) as tmp_changes, \
@@ -363,7 +362,8 @@ def _fields(spec):
     return [ogr.FieldDefn(name, types[kind]) for name, kind in spec]
 
 
-def _summary(objects, rows, gained, lost) -> Dict[str, Dict[str, Any]]:
+def _summary(objects, gained, lost) -> Dict[str, Dict[str, Any]]:
+    """Per class: objects, outlines per date, objects per match type, areas, change, gains and losses."""
     out: Dict[str, Dict[str, Any]] = {}
     for cls in sorted({o.cls for o in objects}):
         mine = [o for o in objects if o.cls == cls]

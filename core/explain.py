@@ -98,7 +98,6 @@ class ExplainOutputs:
         import rasterio
 
         self.contract, self.channels, self.method = contract, list(channels), method
-        self.table_out, self.report_out = table_out, report_out
         self.thresholds = dict(contract.thresholds, **(thresholds or {}))
         self.classes = list(contract.classes)
         n, b = len(self.classes), len(self.channels)

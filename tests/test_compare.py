@@ -1,6 +1,7 @@
 """glacierseg:compare_outlines core: constructed outline pairs covering every match type with
 exact areas, ID matching, classes, dates; the real RGI 5 vs RGI 7 comparison."""
 import csv
+import datetime
 
 import pytest
 from shapely.geometry import box
@@ -143,6 +144,7 @@ def test_dates_from_fields_and_rgi_formats(tmp_path):
     assert decimal_year("-9999999") is None and decimal_year("") is None
     assert decimal_year("2003-07-30T00:00:00") == pytest.approx(2003 + 210 / 365)
     assert decimal_year(1985) == 1985.0
+    assert decimal_year("2003/07/30") == decimal_year("2003-07-30") == decimal_year(datetime.date(2003, 7, 30))
     with pytest.raises(InputError, match="not a year"):
         decimal_year("July")
     before = write_vector(tmp_path / "b.gpkg", [sq(0, 1000)], [{"src_date": "1990-01-01T00:00:00"}])
