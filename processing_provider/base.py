@@ -174,3 +174,10 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
 
     def process(self, parameters, context, feedback, progress) -> Dict[str, Any]:
         raise NotImplementedError
+
+
+def docs_url(page: str) -> str:
+    """file:// URL of a page shipped in the plugin's docs/ folder (an algorithm's helpUrl)."""
+    from qgis.PyQt.QtCore import QUrl
+
+    return QUrl.fromLocalFile(os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", page)).toString()

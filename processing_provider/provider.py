@@ -3,7 +3,9 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .base import ICON_PATH
+from .compare_outlines import CompareOutlinesAlgorithm
 from .evaluate import EvaluateAlgorithm
+from .explain import ExplainAlgorithm
 from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
 from .map_lakes import MapLakesAlgorithm
 from .segment import SegmentAlgorithm
@@ -26,6 +28,8 @@ ALGORITHMS = [
     InventoryAttributesAlgorithm,
     InstallModelAlgorithm,
     ListModelsAlgorithm,
+    ExplainAlgorithm,
+    CompareOutlinesAlgorithm,
 ]
 
 

@@ -22,7 +22,8 @@ from qgis.core import (
 from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
 from ..core.runtime import load_model
 from ..ui.styles import class_raster_renderer, class_vector_renderer, probability_renderer, style_on_load
-from .base import GlacierSegAlgorithm, geotiff_output, model_store, raster_path, vector_source
+from .base import GlacierSegAlgorithm, geotiff_output, model_store, raster_path
+from .raster_inputs import band_mapping, extent_bounds, mask_shapes
 
 # The MODEL parameter's widget in Processing dialogs (imported by Processing when a dialog opens).
 MODEL_WIDGET = __name__.rsplit(".", 2)[0] + ".ui.model_widget.ModelWidgetWrapper"
@@ -116,25 +117,9 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         model = load_model(resolve_model_path(self.parameterAsString(parameters, self.MODEL, context)),
                            DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)])
         contract = model.contract
-        band_text = self.parameterAsString(parameters, self.BAND_MAPPING, context).strip()
-        try:
-            band_map = [int(b) for b in band_text.replace(";", ",").split(",") if b.strip()] or None
-        except ValueError:
-            raise QgsProcessingException(f"Band mapping {band_text!r} must list band numbers, e.g. '3,8,11'.") from None
-        bounds = None
-        if parameters.get(self.EXTENT):
-            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
-            bounds = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
-        shapes = None
-        mask_path, mask_layer = vector_source(self, parameters, self.MASK, context, feedback)
-        if mask_path:  # read by the core's polygon reader: invalid outlines repaired or refused, points refused
-            from shapely.geometry import mapping
-
-            from ..core.geo import read_features, transform_geom
-
-            mask = read_features(mask_path, mask_layer or None, progress)
-            shapes = [mapping(transform_geom(g, mask.crs_wkt, layer.crs().toWkt()))
-                      for g in mask.geoms if g is not None and not g.is_empty]
+        band_map = band_mapping(self, parameters, self.BAND_MAPPING, context)
+        bounds = extent_bounds(self, parameters, self.EXTENT, context, layer)
+        shapes = mask_shapes(self, parameters, self.MASK, context, feedback, layer, progress)
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         prob_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context), "probabilities")
