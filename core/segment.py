@@ -52,6 +52,21 @@ class SegmentResult:
 
 
 # ------------------------------------------------------------------ band mapping
+def _band_number(token, descriptions: Sequence[Optional[str]]) -> int:
+    """A band-mapping entry as a raster band number: a number, or a band name ('B03', 'S2:B03',
+    'B3') matched against the raster's band descriptions."""
+    text = str(token).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    wanted = canonical_band_name(text)
+    matches = [i for i, d in enumerate(descriptions, start=1) if d and canonical_band_name(d) == wanted]
+    if len(matches) != 1:
+        named = ", ".join(f"{i}:{d or '?'}" for i, d in enumerate(descriptions, start=1))
+        raise InputError(f"Band mapping names band {text!r}, but {'no' if not matches else 'more than one'} raster "
+                         f"band is described so ({named}). Use raster band numbers instead, e.g. '3,8,11'.")
+    return matches[0]
+
+
 def resolve_band_map(
     contract: ModelContract, descriptions: Sequence[Optional[str]], band_map: BandMap = None
 ) -> Dict[str, int]:
@@ -70,7 +85,7 @@ def resolve_band_map(
                 raise InputError(f"Band mapping does not say which raster band is {', '.join(missing)}.")
             mapping = {b: int(band_map[b]) for b in wanted}
         else:
-            numbers = [int(b) for b in band_map]
+            numbers = [_band_number(b, descriptions) for b in band_map]
             if len(numbers) != len(wanted):
                 raise InputError(
                     f"Band mapping lists {len(numbers)} band(s) but the model reads {len(wanted)}: "

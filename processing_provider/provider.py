@@ -9,6 +9,7 @@ from .map_lakes import MapLakesAlgorithm
 from .segment import SegmentAlgorithm
 from .split_glaciers import SplitGlaciersAlgorithm
 from .inventory_attributes import InventoryAttributesAlgorithm
+from .prepare_correction import PrepareCorrectionAlgorithm
 from .train import TrainAlgorithm
 from .vectorize import VectorizeAlgorithm
 
@@ -22,6 +23,7 @@ ALGORITHMS = [
     EvaluateAlgorithm,
     SplitGlaciersAlgorithm,
     InventoryAttributesAlgorithm,
+    PrepareCorrectionAlgorithm,
 ]
 
 

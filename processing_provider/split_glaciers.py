@@ -12,19 +12,21 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
+    QgsProcessingUtils,
     QgsSingleSymbolRenderer,
 )
 
 from ..core.split_parameters import SplitParameters
 from ..ui.styles import style_on_load
-from .base import GlacierSegAlgorithm, raster_path, vector_source
+from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
 
 _D = SplitParameters()
 
 
 def style_glaciers(layer) -> None:
+    """Light blue glaciers with a thin outline, so the red ice divides above them stay visible."""
     layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
-        {"color": "166,206,227,120", "outline_color": "31,120,180", "outline_width": "0.4"})))
+        {"color": "166,206,227,90", "outline_color": "31,120,180", "outline_width": "0.26"})))
 
 
 def style_divides(layer) -> None:
@@ -33,8 +35,12 @@ def style_divides(layer) -> None:
 
 class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
     NAME = "split_glaciers"
-    DISPLAY_NAME = "Split glacier complexes with a DEM"
-    GROUP = "Glacier inventory"
+    DISPLAY_NAME = "Split glacier complexes (DEM)"
+    GROUP = INVENTORY
+    SHORT = "Splits glacier complexes into glaciers along ice divides from a DEM (Kienholz et al. 2013)."
+    TAGS = ("ice divide", "drainage basin", "watershed", "flowshed", "rgi", "inventory", "dem", "kienholz",
+            "complex", "split")
+    MANUAL_SECTION = "split"
     REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj", "pysheds")
     HELP = (
         "Splits glacier complexes (ice bodies that meet at ice divides) into individual glaciers with a "
@@ -47,6 +53,9 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "the neighbour with the longest shared boundary. The glaciers partition each complex exactly "
         "(cut by its own outline) and are written in the outlines' CRS.<br><br>"
         "<b>Glacier complexes</b>: polygon layer, any CRS.<br>"
+        "<b>Classes to use</b>: for layers with a <i>class_name</i> field (segment's outlines) only the "
+        "glacier classes are split by default (not glacial lakes); tick others, or give * in scripts for "
+        "every polygon.<br>"
         "<b>Complex id field</b>: field copied to each glacier as <i>complex_id</i> (default: feature id).<br>"
         "<b>DEM</b>: elevation raster in metres, any CRS and resolution; it must cover every complex with "
         "a margin (the error names a complex it does not cover).<br>"
@@ -70,13 +79,16 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "CELL_SIZE", "BUFFER", "GUTTER_OFFSET", "GUTTER_WIDTH", "GUTTER_DEPTH", "SMOOTHING")
     A, B, C, SLIVER_AREA, SLIVER_AREA2, SLIVER_COMPACTNESS = (
         "A", "B", "C", "SLIVER_AREA", "SLIVER_AREA2", "SLIVER_COMPACTNESS")
-    OUTPUT, DIVIDES = "OUTPUT", "DIVIDES"
+    OUTPUT, DIVIDES, CLASSES = "OUTPUT", "DIVIDES", "CLASSES"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.INPUT, "Glacier complexes", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterField(
-            self.ID_FIELD, "Complex id field", parentLayerParameterName=self.INPUT, optional=True))
+        add_class_filter(self, self.CLASSES, self.INPUT)
+        id_field = QgsProcessingParameterField(
+            self.ID_FIELD, "Complex id field", parentLayerParameterName=self.INPUT, optional=True)
+        id_field.setMetadata(widget_metadata("VectorFieldWidgetWrapper"))
+        self.addParameter(id_field)
         self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "DEM"))
         dbl, integer = QgsProcessingParameterNumber.Double, QgsProcessingParameterNumber.Integer
         advanced = [
@@ -96,13 +108,16 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Glaciers", QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterVectorDestination(self.DIVIDES, "Ice divides", QgsProcessing.TypeVectorLine))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, "Glaciers", QgsProcessing.TypeVectorPolygon, defaultValue=QgsProcessing.TEMPORARY_OUTPUT))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.DIVIDES, "Ice divides", QgsProcessing.TypeVectorLine, optional=True, createByDefault=True))
         self.addOutput(QgsProcessingOutputNumber("N_GLACIERS", "Number of glaciers"))
 
     def process(self, parameters, context, feedback, progress):
         from ..core.dem_split import split_glaciers  # here, not at load: the provider loads without its dependencies
-        path, layer_name = vector_source(self, parameters, self.INPUT, context, feedback)
+        path, layer_name = class_filtered_source(self, parameters, self.INPUT, self.CLASSES, context, feedback)
+        source_name = self.parameterAsSource(parameters, self.INPUT, context).sourceName()
         dem = raster_path(self.parameterAsRasterLayer(parameters, self.DEM, context))
         number = lambda name: self.parameterAsDouble(parameters, name, context)  # noqa: E731
         params = SplitParameters(
@@ -114,9 +129,14 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             sliver_area2_km2=number(self.SLIVER_AREA2), sliver_compactness=number(self.SLIVER_COMPACTNESS))
         id_field = (self.parameterAsFields(parameters, self.ID_FIELD, context) or [None])[0]
         glaciers = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        divides = self.parameterAsOutputLayer(parameters, self.DIVIDES, context)
+        divides = (self.parameterAsOutputLayer(parameters, self.DIVIDES, context) if parameters.get(self.DIVIDES)
+                   else None)
+        divides = divides or QgsProcessingUtils.generateTempFilename("ice_divides.gpkg")  # the core writes both
         result = split_glaciers(path, dem, glaciers, divides, id_field=id_field, params=params,
                                 outlines_layer=layer_name or None, progress=progress)
-        style_on_load(context, glaciers, style_glaciers)
-        style_on_load(context, divides, style_divides)
-        return {self.OUTPUT: glaciers, self.DIVIDES: divides, "N_GLACIERS": result["n_glaciers"]}
+        style_on_load(context, glaciers, style_glaciers, source_name)
+        style_on_load(context, divides, style_divides, source_name)
+        outputs = {self.OUTPUT: glaciers, "N_GLACIERS": result["n_glaciers"]}
+        if parameters.get(self.DIVIDES):
+            outputs[self.DIVIDES] = divides
+        return outputs
