@@ -128,7 +128,9 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
             if fields.indexOf("class_name") < 0 or wanted == "*":
                 return True
             name = feature["class_name"]
-            return name in wanted_names if wanted_names else bool(name) and is_glacier_class(str(name))
+            if name is None or name == NULL or name == "":
+                return True  # drawn by hand and not classified yet
+            return name in wanted_names if wanted_names else is_glacier_class(str(name))
 
         def changed(feature) -> bool:
             status = feature[REVIEW_FIELD] if fields.indexOf(REVIEW_FIELD) >= 0 else None

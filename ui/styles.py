@@ -126,11 +126,10 @@ def stack_run_outputs(context, layer) -> None:
             all(children.index(b) - children.index(a) == 1 for a, b in zip(ordered, ordered[1:])):
         return
     top = min(children.index(n) for n in nodes)
-    clones = [n.clone() for n in ordered]
-    for n in nodes:
-        parent.removeChildNode(n)
-    for offset, clone in enumerate(clones):
-        parent.insertChildNode(top + offset, clone)
+    for offset, node in enumerate(ordered):  # clones in first: a layer whose last node goes leaves the project
+        parent.insertChildNode(top + offset, node.clone())
+    for node in nodes:
+        parent.removeChildNode(node)
 
 
 class ApplyStyle(QgsProcessingLayerPostProcessorInterface):
