@@ -98,7 +98,8 @@ def finish(alg, parameters, context, feedback, result) -> dict:
             class_raster_beneath_outlines(lyr)
 
     style_on_load(context, result.classes, style_classes, source_name)
-    style_on_load(context, result.index, lambda lyr: None, source_name)
+    style_on_load(context, result.index,  # the grey index would hide the image: off when outlines show the result
+                  class_raster_beneath_outlines if result.outlines is not None else (lambda lyr: None), source_name)
     out = {"OUTPUT_INDEX": result.index, "OUTPUT_CLASSES": result.classes}
     if result.outlines is not None:
         feedback.pushInfo(f"{result.outlines.feature_count} outlines written.")

@@ -77,7 +77,7 @@ def field_precision(layer) -> None:
 
 
 def class_raster_beneath_outlines(layer) -> None:
-    """A class raster that outlines are drawn over: half transparent, hidden until wanted."""
+    """A class (or index) raster whose result the outlines show: half transparent, hidden until wanted."""
     layer.setOpacity(0.5)
     _tree_node(layer, lambda node: node.setItemVisibilityChecked(False))
 
@@ -104,10 +104,11 @@ def _rank(layer) -> int:
 def stack_run_outputs(context, layer) -> None:
     """Order the loaded outputs of one run in the layer tree: lines (ice divides) over polygons
     (outlines, glaciers) over rasters, as one block where QGIS put the first of them, so a run's
-    outlines are never hidden by its own rasters."""
+    outlines are never hidden by its own rasters; line layers right below that block (the ice
+    divides a later run's glaciers were inserted over) are lifted above it."""
     import time
 
-    from qgis.core import QgsProject
+    from qgis.core import QgsLayerTreeLayer, QgsProject
 
     now = time.monotonic()
     for key in [k for k, (t, _) in _RUN_LAYERS.items() if now - t > 120]:
@@ -118,14 +119,20 @@ def stack_run_outputs(context, layer) -> None:
     nodes = [n for n in (root.findLayer(i) for i in ids) if n is not None and n.layer() is not None]
     parent = nodes[0].parent() if nodes else None
     nodes = [n for n in nodes if n.parent() is parent]
-    if len(nodes) < 2:
+    if not nodes:
         return
     children = parent.children()
     ordered = sorted(nodes, key=lambda n: (_rank(n.layer()), children.index(n)))
-    if [children.index(n) for n in ordered] == sorted(children.index(n) for n in nodes) and \
-            all(children.index(b) - children.index(a) == 1 for a, b in zip(ordered, ordered[1:])):
-        return
     top = min(children.index(n) for n in nodes)
+    # lines right below the block (e.g. the ice divides of the run that made these glaciers) go above it
+    below = max(children.index(n) for n in nodes) + 1
+    while (below < len(children) and isinstance(children[below], QgsLayerTreeLayer)
+           and children[below].layer() is not None and _rank(children[below].layer()) < _rank(ordered[0].layer())):
+        nodes.append(children[below])
+        ordered.insert(0, children[below])
+        below += 1
+    if [children.index(n) for n in ordered] == list(range(top, top + len(ordered))):
+        return
     for offset, node in enumerate(ordered):  # clones in first: a layer whose last node goes leaves the project
         parent.insertChildNode(top + offset, node.clone())
     for node in nodes:

@@ -39,7 +39,17 @@ def main(job):
     reference = QgsVectorLayer(inputs["reference"], "reference outlines")
     for lyr in (image, dem, reference):
         assert lyr.isValid(), lyr.source()
+    from qgis.core import QgsFillSymbol, QgsSingleSymbolRenderer
+
+    reference.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+        {"color": "0,0,0,0", "outline_color": "40,40,40", "outline_width": "0.3", "outline_style": "dot"})))
     QgsProject.instance().addMapLayers([dem, image, reference])
+    root = QgsProject.instance().layerTreeRoot()
+    root.findLayer(dem.id()).setItemVisibilityChecked(False)
+    for lyr in (image, dem):  # the usual stack: the image, below it the DEM (off)
+        node = root.findLayer(lyr.id())
+        root.insertChildNode(len(root.children()), node.clone())
+        root.removeChildNode(node)
     job.iface.setActiveLayer(image)  # a raster active: what aborted evaluate's dialog
     job.iface.mapCanvas().setExtent(image.extent())
     yield job.canvas_idle()

@@ -1,0 +1,83 @@
+"""Parameters as scripts and qgis_process see them (the dialog widgets are tested in tests/desktop)."""
+import pytest
+from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer
+
+
+def _alg(name):
+    return QgsApplication.processingRegistry().algorithmById(f"glacierseg:{name}")
+
+
+def test_groups_tags_help_and_names_fit(glacierseg_provider):
+    algs = glacierseg_provider.algorithms()
+    assert {a.group() for a in algs} == {"Mapping", "Glacier inventory", "Models and training", "Evaluation"}
+    for alg in algs:
+        assert len(alg.displayName()) <= 31, alg.displayName()  # fits the toolbox at its default width
+        assert alg.shortDescription() and alg.tags() and alg.helpUrl().startswith("file://")
+        assert alg.helpUrl().split("#")[0].endswith("docs/manual.md")
+    searchable = " ".join(" ".join(a.tags()) for a in algs).lower()
+    for word in ("onnx", "ndsi", "deep learning", "landslide"):
+        assert word in searchable
+    assert "Vectorize segmentation" not in _alg("segment").shortHelpString()
+
+
+def test_widgets_are_attached_only_as_metadata(glacierseg_provider):
+    assert _alg("segment").parameterDefinition("BAND_MAPPING").metadata()["widget_wrapper"]["class"].endswith(
+        "ui.widgets.BandMappingWidgetWrapper")
+    for alg, field in (("evaluate", "PREDICTION_FIELD"), ("evaluate", "REFERENCE_FIELD"),
+                       ("split_glaciers", "ID_FIELD"), ("train", "CLASS_FIELD")):
+        assert _alg(alg).parameterDefinition(field).metadata()["widget_wrapper"]["class"].endswith(
+            "VectorFieldWidgetWrapper")
+    train = _alg("train")
+    assert "attention_deeplabv3plus" in train.parameterDefinition("NETWORK").options()
+    assert train.parameterDefinition("LOSS").usesStaticStrings()
+    assert _alg("inventory_attributes").parameterDefinition("SRC_DATE").type() == "datetime"
+
+
+def test_band_names_in_band_mapping(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    import processing
+    import rasterio
+
+    by_name = processing.run("glacierseg:segment", {
+        "INPUT": sample_scene.image, "MODEL": sample_model, "BAND_MAPPING": "B03,B08,B11",
+        "OUTPUT_PROBABILITIES": str(tmp_path / "p1.tif"), "OUTPUT_CLASSES": str(tmp_path / "c1.tif")})
+    by_number = processing.run("glacierseg:segment", {
+        "INPUT": sample_scene.image, "MODEL": sample_model, "BAND_MAPPING": "2,4,5",
+        "OUTPUT_PROBABILITIES": str(tmp_path / "p2.tif"), "OUTPUT_CLASSES": str(tmp_path / "c2.tif")})
+    with rasterio.open(by_name["OUTPUT_CLASSES"]) as a, rasterio.open(by_number["OUTPUT_CLASSES"]) as b:
+        assert (a.read() == b.read()).all()
+    with pytest.raises(QgsProcessingException, match="B12"):
+        processing.run("glacierseg:segment", {
+            "INPUT": sample_scene.image, "MODEL": sample_model, "BAND_MAPPING": "B03,B08,B12",
+            "OUTPUT_PROBABILITIES": str(tmp_path / "p3.tif"), "OUTPUT_CLASSES": str(tmp_path / "c3.tif")})
+
+
+def test_any_gdal_raster_is_read_and_web_layers_are_refused(glacierseg_provider, sample_scene, sample_model,
+                                                            tmp_path):
+    import zipfile
+
+    import processing
+    from osgeo import gdal
+
+    from glacierseg.processing_provider.base import raster_path
+
+    vrt = str(tmp_path / "scene.vrt")
+    gdal.BuildVRT(vrt, [sample_scene.image])
+    gpkg = str(tmp_path / "scene.gpkg")
+    gdal.Translate(gpkg, sample_scene.image, format="GPKG", creationOptions=["RASTER_TABLE=scene"])
+    zipped = tmp_path / "scene.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.write(sample_scene.image, "scene.tif")
+    sources = {"tif": sample_scene.image, "vrt": vrt, "gpkg": gpkg, "vsizip": f"/vsizip/{zipped}/scene.tif"}
+    classes = {}
+    for name, source in sources.items():
+        layer = QgsRasterLayer(source, name)
+        assert layer.isValid(), source
+        out = processing.run("glacierseg:segment", {
+            "INPUT": layer, "MODEL": sample_model, "BAND_MAPPING": "2,4,5",
+            "OUTPUT_PROBABILITIES": str(tmp_path / f"p_{name}.tif"), "OUTPUT_CLASSES": str(tmp_path / f"c_{name}.tif")})
+        classes[name] = gdal.Open(out["OUTPUT_CLASSES"]).ReadAsArray()
+    for name in ("vrt", "gpkg", "vsizip"):
+        assert (classes[name] == classes["tif"]).all(), name
+    wms = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/{z}/{x}/{y}.png&zmax=19&zmin=0", "tiles", "wms")
+    with pytest.raises(QgsProcessingException, match="Export"):
+        raster_path(wms)
