@@ -23,6 +23,8 @@ class GlacierSegPlugin:
         from .processing_provider.base import ICON_PATH
 
         self.initProcessing()
+        if self.iface is None:  # loaded without a desktop (e.g. a script): no menu
+            return
         action = QAction(QIcon(ICON_PATH), "Prepare outlines for correction…", self.iface.mainWindow())
         action.setObjectName("glacierseg_prepare_correction")
         action.triggered.connect(self.prepare_correction)

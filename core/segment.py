@@ -21,6 +21,7 @@ import numpy as np
 from . import features
 from .contract import ModelContract, canonical_band_name, class_colormap
 from .errors import InputError
+from .geo import raster_exists
 from .io import GDAL_CACHE_BYTES, atomic_output, geotiff_profile
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .runtime import LoadedModel, load_model
@@ -319,8 +320,8 @@ def segment_raster(
         raise InputError(f"Unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}.")
     if batch_size < 1:
         raise InputError("Batch size must be at least 1.")
-    if not os.path.isfile(image):
-        raise InputError(f"Raster not found: {image!r}.")
+    if not raster_exists(image):
+        raise InputError(f"Raster not found (or not readable by GDAL): {image!r}.")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     contract = loaded.contract
     features.validate_features(contract)

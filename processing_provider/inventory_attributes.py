@@ -49,7 +49,8 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         "<b>Update in place</b>: after manual corrections, recomputes the attributes of the changed features "
         "only — those whose <i>review_status</i> is <i>corrected</i> or that have no attributes yet (drawn "
         "by hand) — directly in the outlines layer (save your edits first); IDs, review status and all other "
-        "features are kept as they are. The output is then not written.<br><br>"
+        "features are kept as they are; a hand-drawn glacier gets the next <i>glacier_id</i>. The output is then "
+        "not written.<br><br>"
         "<b>Fields</b>: area_km2 (geodesic, WGS 84 ellipsoid); cenlon/cenlat (representative point, inside the "
         "outline); utm_zone; zmin_m, zmax_m, zmed_m, zmean_m; slope_deg (mean of the cells' slopes); aspect_deg "
         "(azimuth of the mean downslope gradient); aspect_sec (1 = N … 8 = NW, 9 = not assigned); termlon/termlat "
@@ -105,6 +106,7 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         import shapely
 
         from ..core.contract import is_glacier_class
+        from ..core.glacier_ids import ID_FIELD, glacier_id, id_prefix, next_number
         from ..core.inventory import ATTRIBUTE_FIELDS, glacier_attributes
 
         layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
@@ -150,6 +152,14 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
                 values["src_date"] = src_date
             updates[feature.id()] = {fields.indexOf(k): v for k, v in values.items() if fields.indexOf(k) >= 0}
             feedback.setProgress(100.0 * (i + 1) / len(todo))
+        id_index = fields.indexOf(ID_FIELD)
+        if id_index >= 0:  # hand-drawn glaciers get the next number of the layer's IDs; others keep theirs
+            existing = [f[ID_FIELD] for f in layer.getFeatures() if f[ID_FIELD] not in (None, NULL, "")]
+            prefix, number = id_prefix(existing), None
+            for feature in todo:
+                if feature[ID_FIELD] in (None, NULL, ""):
+                    number = number + 1 if number else next_number(existing, prefix)
+                    updates.setdefault(feature.id(), {})[id_index] = glacier_id(prefix, number)
         if updates and not provider.changeAttributeValues(updates):
             raise QgsProcessingException(f"Could not write the attributes into '{layer.name()}'.")
         layer.reload()

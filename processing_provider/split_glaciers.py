@@ -11,11 +11,13 @@ from qgis.core import (
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
     QgsProcessingUtils,
     QgsSingleSymbolRenderer,
 )
 
+from ..core.glacier_ids import assign_ids
 from ..core.split_parameters import SplitParameters
 from ..ui.styles import style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
@@ -69,7 +71,10 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         f"a is scaled by (dx/{_D.a_cell_m:g})<sup>2b</sup> so r depends on drainage area, not on dx.<br>"
         f"<b>Sliver thresholds</b> (defaults {_D.sliver_area_km2:g} km², or {_D.sliver_area2_km2:g} km² "
         f"when compactness 2√(πA)/P &lt; {_D.sliver_compactness:g}).<br><br>"
-        "<b>Outputs</b>: <i>Glaciers</i> (glac_id, complex_id, area_km2 on the UTM grid) and <i>Ice divides</i> "
+        "<b>Glacier ID prefix</b> (default G-): each glacier gets <i>glacier_id</i> = prefix + a five-digit "
+        "number, numbered west to east by its representative point, so a rerun on the same input gives the "
+        "same IDs.<br>"
+        "<b>Outputs</b>: <i>Glaciers</i> (glacier_id, glac_id, complex_id, area_km2 on the UTM grid) and <i>Ice divides</i> "
         "(lines between adjacent glaciers: complex_id, glac_id_1, glac_id_2, length_m). "
         "See docs/glacier-split.md."
     )
@@ -79,7 +84,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "CELL_SIZE", "BUFFER", "GUTTER_OFFSET", "GUTTER_WIDTH", "GUTTER_DEPTH", "SMOOTHING")
     A, B, C, SLIVER_AREA, SLIVER_AREA2, SLIVER_COMPACTNESS = (
         "A", "B", "C", "SLIVER_AREA", "SLIVER_AREA2", "SLIVER_COMPACTNESS")
-    OUTPUT, DIVIDES, CLASSES = "OUTPUT", "DIVIDES", "CLASSES"
+    OUTPUT, DIVIDES, CLASSES, ID_PREFIX = "OUTPUT", "DIVIDES", "CLASSES", "ID_PREFIX"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFeatureSource(
@@ -90,6 +95,8 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         id_field.setMetadata(widget_metadata("VectorFieldWidgetWrapper"))
         self.addParameter(id_field)
         self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "DEM"))
+        self.addParameter(QgsProcessingParameterString(
+            self.ID_PREFIX, "Glacier ID prefix (IDs: prefix + running number, west to east)", defaultValue="G-"))
         dbl, integer = QgsProcessingParameterNumber.Double, QgsProcessingParameterNumber.Integer
         advanced = [
             QgsProcessingParameterNumber(self.CELL_SIZE, "Working cell size (m; 0 = the DEM's)", dbl, 0.0, minValue=0.0),
@@ -134,6 +141,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         divides = divides or QgsProcessingUtils.generateTempFilename("ice_divides.gpkg")  # the core writes both
         result = split_glaciers(path, dem, glaciers, divides, id_field=id_field, params=params,
                                 outlines_layer=layer_name or None, progress=progress)
+        assign_ids(glaciers, self.parameterAsString(parameters, self.ID_PREFIX, context))
         style_on_load(context, glaciers, style_glaciers, source_name)
         style_on_load(context, divides, style_divides, source_name)
         outputs = {self.OUTPUT: glaciers, "N_GLACIERS": result["n_glaciers"]}

@@ -127,6 +127,8 @@ class DesktopQgis:
         env = dict(os.environ, DISPLAY=self.display, LIBGL_ALWAYS_SOFTWARE="1",
                    XDG_RUNTIME_DIR=str(self.work_dir), PYTHONUNBUFFERED="1")
         env.pop("QT_QPA_PLATFORM", None)
+        # Mesa's softpipe has no LLVM: llvmpipe's LLVM beside numba's (pysheds) or torch's kills QGIS
+        env.setdefault("GALLIUM_DRIVER", "softpipe")
         env.pop("PYTHONHOME", None)
         # QGIS's embedded Python finds its prefix through the first python3 on PATH: Debian's
         env["PATH"] = os.pathsep.join(["/usr/bin", "/bin", env.get("PATH", "")])

@@ -155,6 +155,7 @@ def main(job):
     yield 300
     setv(dlg, "INPUT", outlines.id())
     setv(dlg, "DEM", dem.id())
+    setv(dlg, "ID_PREFIX", "HEF-")
     yield 500
     filt = dlg.mainWidget().wrappers["CLASSES"].widget
     job.result["split_class_items"] = {filt.item(i).text(): int(filt.item(i).checkState()) for i in range(filt.count())}
@@ -163,6 +164,7 @@ def main(job):
     record(dlg, alg)
     dlg.close()
     glaciers = next((l for l in QgsProject.instance().mapLayers().values() if l.name().startswith("Glaciers")), None)
+    job.result["glacier_ids"] = sorted(str(f["glacier_id"]) for f in glaciers.getFeatures()) if glaciers else []
 
     alg = "glacierseg:inventory_attributes"
     job.step = f"open {alg}"
