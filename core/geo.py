@@ -65,20 +65,6 @@ class Features:
     fids: List[int] = field(default_factory=list)
 
 
-def raster_exists(name: str) -> bool:
-    """Whether GDAL opens ``name`` as a raster: a file, or a GDAL dataset name such as a VRT,
-    'GPKG:file.gpkg:table', '/vsizip/archive.zip/image.tif' or '/vsicurl/https://…/cog.tif'."""
-    if os.path.isfile(name):
-        return True
-    from osgeo import gdal
-
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        return gdal.OpenEx(name, gdal.OF_RASTER) is not None
-    finally:
-        gdal.PopErrorHandler()
-
-
 def _ogr():
     from osgeo import ogr, osr
 

@@ -53,3 +53,17 @@ def atomic_output(path: str) -> Iterator[str]:
     remove_dataset(path)
     for p in _written(tmp):
         os.replace(p, os.path.join(directory, root) + p[len(tmp_stem):])
+
+
+def raster_exists(name: str) -> bool:
+    """Whether GDAL opens ``name`` as a raster: a file, or a GDAL dataset name such as a VRT,
+    'GPKG:file.gpkg:table', '/vsizip/archive.zip/image.tif' or '/vsicurl/https://…/cog.tif'."""
+    if os.path.isfile(name):
+        return True
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        return gdal.OpenEx(name, gdal.OF_RASTER) is not None
+    finally:
+        gdal.PopErrorHandler()

@@ -21,8 +21,7 @@ import numpy as np
 from . import features
 from .contract import ModelContract, canonical_band_name, class_colormap
 from .errors import InputError
-from .geo import raster_exists
-from .io import GDAL_CACHE_BYTES, atomic_output, geotiff_profile
+from .io import GDAL_CACHE_BYTES, atomic_output, geotiff_profile, raster_exists
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .runtime import LoadedModel, load_model
 from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index

@@ -24,8 +24,7 @@ import numpy as np
 
 from .contract import ClassInfo, ModelContract, decide_classes, read_contract
 from .errors import InputError, ModelContractError
-from .geo import raster_exists
-from .io import GDAL_CACHE_BYTES, atomic_output
+from .io import GDAL_CACHE_BYTES, atomic_output, raster_exists
 from .progress import SubProgress, check_cancel, ensure_progress
 
 BLOCK_PX = 2048  # polygonize window (pixels a side): bounds the raster memory per step

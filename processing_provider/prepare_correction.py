@@ -70,7 +70,7 @@ class PrepareCorrectionAlgorithm(GlacierSegAlgorithm):
     SHORT = "Sets an outlines layer up for manual editing: class drop-down, live area, review status, snapping."
     TAGS = ("edit", "correction", "manual", "digitize", "topology", "snapping", "review", "outlines")
     MANUAL_SECTION = "correct"
-    REQUIRES = ()
+    REQUIRES = ("numpy", "rasterio", "shapely", "pyproj")  # class tables and the UTM zone of degree layers
     HELP = (
         "Gets an outlines layer (e.g. segment's <i>Outlines</i>) ready for manual correction:<br>"
         "• a temporary layer is first saved to the <b>folder for corrected outlines</b> (remembered for the "

@@ -198,6 +198,19 @@ def main(job):
     job.screenshot(dlg, "dialog_train")
     dlg.close()
 
+    job.step = "segment as a batch: band mapping is a text field there"
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtWidgets import QLineEdit
+
+    batch = BatchAlgorithmDialog(QgsApplication.processingRegistry().algorithmById("glacierseg:segment").create())
+    batch.show()
+    yield 500
+    job.result["batch_band_mapping_fields"] = [e.placeholderText() for e in batch.findChildren(QLineEdit)
+                                               if "3,8,11" in e.placeholderText()]
+    job.screenshot(batch, "dialog_segment_batch")
+    batch.close()
+
     alg = "glacierseg:prepare_correction"
     job.step = f"open {alg}"
     dlg = open_dialog(alg)
