@@ -19,7 +19,7 @@ from qgis.PyQt.QtCore import QVariant
 from ..ui.correction import REVIEW_FIELD
 from ..ui.styles import style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path
-from .split_glaciers import style_glaciers
+from .split_glaciers import editable_style, input_file, style_glaciers
 
 _QT_TYPES = {"int": QVariant.Int, "str": QVariant.String, "real": QVariant.Double}
 
@@ -96,7 +96,8 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         result = inventory_attributes(path, dem, output, dem_source=dem_source, src_date=src_date,
                                       outlines_layer=layer_name or None, progress=progress)
         source_name = self.parameterAsSource(parameters, self.INPUT, context).sourceName()
-        style_on_load(context, output, style_glaciers, source_name)
+        style_on_load(context, output, editable_style(style_glaciers, input_file(self, parameters, context)),
+                      source_name)
         return {self.OUTPUT: output, "N_UPDATED": result["n_glaciers"]}
 
     def update_in_place(self, parameters, context, feedback, progress, dem, dem_source, src_date):

@@ -90,7 +90,8 @@ def finish(alg, parameters, context, feedback, result) -> dict:
     """Log the mapped areas, style and name the outputs and return them."""
     for c in result.class_info:
         feedback.pushInfo(f"{c.name}: {result.pixel_counts[c.name]} pixels, {result.area_km2[c.name]:.4f} km²")
-    source_name = alg.parameterAsRasterLayer(parameters, "INPUT", context).name()
+    source = alg.parameterAsRasterLayer(parameters, "INPUT", context)
+    source_name, image = source.name(), raster_path(source)
 
     def style_classes(lyr):
         lyr.setRenderer(class_raster_renderer(lyr, result.class_info))
@@ -103,7 +104,8 @@ def finish(alg, parameters, context, feedback, result) -> dict:
     out = {"OUTPUT_INDEX": result.index, "OUTPUT_CLASSES": result.classes}
     if result.outlines is not None:
         feedback.pushInfo(f"{result.outlines.feature_count} outlines written.")
-        style_on_load(context, result.outlines.path, lambda lyr: prepare_outlines(lyr, result.class_info), source_name)
+        style_on_load(context, result.outlines.path, lambda lyr: prepare_outlines(lyr, result.class_info, input_path=image),
+                      source_name)
         out["OUTPUT_OUTLINES"] = result.outlines.path
     for c in result.class_info:
         out[f"AREA_{c.name.upper()}"] = result.area_km2[c.name]

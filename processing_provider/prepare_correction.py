@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -11,34 +10,11 @@ from qgis.core import (
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterVectorLayer,
     QgsProcessing,
-    QgsProcessingUtils,
-    QgsProject,
 )
 
 from ..core.contract import ClassInfo
-from ..ui.correction import enable_topological_editing, prepare_outlines
+from ..ui.correction import correction_folder, enable_topological_editing, persist_layer, prepare_outlines, remember_folder
 from .base import INVENTORY, GlacierSegAlgorithm
-
-SETTINGS_SCOPE, FOLDER_KEY = "glacierseg", "correction_folder"
-
-
-def correction_folder(layer=None) -> str:
-    """Where outlines to correct are kept: the folder chosen last in this project, else a
-    'glacierseg' folder beside the project file, else beside the layer's input file."""
-    project = QgsProject.instance()
-    folder, ok = project.readEntry(SETTINGS_SCOPE, FOLDER_KEY, "")
-    if ok and folder:
-        return folder
-    if project.fileName():
-        return os.path.join(os.path.dirname(project.fileName()), "glacierseg")
-    source = layer.source().split("|")[0] if layer is not None else ""
-    if source and os.path.isfile(source) and not _is_temporary(source):
-        return os.path.dirname(source)
-    return os.path.join(os.path.expanduser("~"), "glacierseg")
-
-
-def _is_temporary(path: str) -> bool:
-    return os.path.abspath(path).startswith(os.path.abspath(QgsProcessingUtils.tempFolder()) + os.sep)
 
 
 def classes_of(layer, table_path: str = ""):
@@ -111,18 +87,11 @@ class PrepareCorrectionAlgorithm(GlacierSegAlgorithm):
         if layer.providerType() != "ogr" or not os.path.isfile(path):
             raise QgsProcessingException(f"Layer '{layer.name()}' is not a GeoPackage or shapefile: save it as a "
                                          "GeoPackage first (right-click › Export › Save Features As…).")
-        folder = self.parameterAsString(parameters, self.FOLDER, context) or correction_folder(layer)
-        if _is_temporary(path):
-            os.makedirs(folder, exist_ok=True)
-            target = os.path.join(folder, f"{layer.name().split(' — ')[-1].replace(os.sep, '_')}_outlines.gpkg")
-            base, n = target[:-5], 1
-            while os.path.exists(target):
-                n += 1
-                target = f"{base}_{n}.gpkg"
-            shutil.copyfile(path, target)
-            layer.setDataSource(target + layer.source()[len(path):], layer.name(), "ogr")
+        folder = self.parameterAsString(parameters, self.FOLDER, context) or correction_folder()
+        target = persist_layer(layer, folder=folder)
+        if target:
             feedback.pushInfo(f"Saved the temporary layer to {target} so your corrections are kept.")
-        QgsProject.instance().writeEntry(SETTINGS_SCOPE, FOLDER_KEY, folder)
+        remember_folder(folder)
         classes = classes_of(layer, self.parameterAsFile(parameters, self.CLASS_TABLE, context))
         prepare_outlines(layer, classes)
         enable_topological_editing(layer)

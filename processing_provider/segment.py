@@ -178,7 +178,8 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
             probability_renderer(lyr, 1, first.color)), layer.name())
         outputs = {}
         if outlines_path:
-            style_on_load(context, outlines_path, lambda lyr: prepare_outlines(lyr, contract.classes), layer.name())
+            style_on_load(context, outlines_path, lambda lyr: prepare_outlines(lyr, contract.classes, input_path=image),
+                          layer.name())
             outputs[self.OUTPUT_OUTLINES] = outlines_path
             feedback.pushInfo(f"{result.outline_count} outline polygons.")
         return {

@@ -19,6 +19,7 @@ from qgis.core import (
 
 from ..core.glacier_ids import assign_ids
 from ..core.split_parameters import SplitParameters
+from ..ui.correction import persist_layer
 from ..ui.styles import style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
 
@@ -29,6 +30,20 @@ def style_glaciers(layer) -> None:
     """Light blue glaciers with a thin outline, so the red ice divides above them stay visible."""
     layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
         {"color": "166,206,227,90", "outline_color": "31,120,180", "outline_width": "0.26"})))
+
+
+def input_file(alg, parameters, context, name: str = "INPUT") -> str:
+    """The file behind a vector input parameter ('' for other sources): where to keep edited outputs."""
+    layer = alg.parameterAsVectorLayer(parameters, name, context)
+    return layer.source().split("|")[0] if layer is not None else ""
+
+
+def editable_style(styler, input_path: str):
+    """``styler`` for an output the user will edit: a temporary file is first kept (``persist_layer``)."""
+    def style(layer):
+        persist_layer(layer, input_path)
+        styler(layer)
+    return style
 
 
 def style_divides(layer) -> None:
@@ -142,7 +157,8 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         result = split_glaciers(path, dem, glaciers, divides, id_field=id_field, params=params,
                                 outlines_layer=layer_name or None, progress=progress)
         assign_ids(glaciers, self.parameterAsString(parameters, self.ID_PREFIX, context))
-        style_on_load(context, glaciers, style_glaciers, source_name)
+        style_on_load(context, glaciers, editable_style(style_glaciers, input_file(self, parameters, context)),
+                      source_name)
         style_on_load(context, divides, style_divides, source_name)
         outputs = {self.OUTPUT: glaciers, "N_GLACIERS": result["n_glaciers"]}
         if parameters.get(self.DIVIDES):

@@ -105,6 +105,6 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
             f"Wrote {result.feature_count} outlines ({result.removed_small} regions under the minimum area "
             f"dropped, {result.filled_holes} holes filled)."
         )
-        style_on_load(context, out_path, lambda lyr: prepare_outlines(lyr, result.classes),
+        style_on_load(context, out_path, lambda lyr: prepare_outlines(lyr, result.classes, input_path=raster),
                       self.parameterAsRasterLayer(parameters, self.INPUT, context).name())
         return {self.OUTPUT: out_path, "FEATURE_COUNT": result.feature_count}

@@ -9,7 +9,10 @@ that layer so shared boundaries move together.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import os
+import re
+import shutil
+from typing import Optional, Sequence
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -28,6 +31,56 @@ from .styles import class_vector_renderer, field_precision
 
 REVIEW_FIELD = "review_status"
 REVIEW_STATES = ("auto", "corrected", "rejected")
+SETTINGS_SCOPE, FOLDER_KEY = "glacierseg", "correction_folder"
+
+
+def correction_folder(input_path: str = "") -> str:
+    """Where layers the user will edit are kept: the folder chosen last in this project, else a
+    'glacierseg' folder beside the project file, else the folder of the algorithm's input file,
+    else ~/glacierseg."""
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    folder, ok = project.readEntry(SETTINGS_SCOPE, FOLDER_KEY, "")
+    if ok and folder:
+        return folder
+    if project.fileName():
+        return os.path.join(os.path.dirname(project.fileName()), "glacierseg")
+    if input_path and os.path.isfile(input_path) and not is_temporary(input_path):
+        return os.path.dirname(os.path.abspath(input_path))
+    return os.path.join(os.path.expanduser("~"), "glacierseg")
+
+
+def remember_folder(folder: str) -> None:
+    from qgis.core import QgsProject
+
+    QgsProject.instance().writeEntry(SETTINGS_SCOPE, FOLDER_KEY, folder)
+
+
+def is_temporary(path: str) -> bool:
+    """Whether ``path`` lies in Processing's temporary folder (deleted when QGIS exits)."""
+    from qgis.core import QgsProcessingUtils
+
+    return os.path.abspath(path).startswith(os.path.abspath(QgsProcessingUtils.tempFolder()) + os.sep)
+
+
+def persist_layer(layer, input_path: str = "", folder: str = "") -> Optional[str]:
+    """Copy a GeoPackage layer that lives in Processing's temporary folder to ``folder`` (default
+    ``correction_folder(input_path)``) and point the layer at the copy, so edits survive QGIS;
+    returns the new path, or None when the layer was not temporary."""
+    path = layer.source().split("|")[0]
+    if layer.providerType() != "ogr" or not os.path.isfile(path) or not is_temporary(path):
+        return None
+    folder = folder or correction_folder(input_path)
+    os.makedirs(folder, exist_ok=True)
+    stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("_") or "outlines"
+    target, n = os.path.join(folder, f"{stem}.gpkg"), 1
+    while os.path.exists(target):
+        n += 1
+        target = os.path.join(folder, f"{stem}_{n}.gpkg")
+    shutil.copyfile(path, target)
+    layer.setDataSource(target + layer.source()[len(path):], layer.name(), "ogr")
+    return target
 
 
 def metric_geometry_expression(layer) -> str:
@@ -65,8 +118,10 @@ def add_review_field(layer) -> None:
     provider.changeAttributeValues({f.id(): {index: "auto"} for f in layer.getFeatures()})
 
 
-def prepare_outlines(layer, classes: Sequence[ClassInfo], field: str = "class_value") -> None:
-    """Style an outlines layer and set up its editing (see module docstring)."""
+def prepare_outlines(layer, classes: Sequence[ClassInfo], field: str = "class_value", input_path: str = "") -> None:
+    """Style an outlines layer and set up its editing (see module docstring); a temporary output
+    is first kept in ``correction_folder(input_path)`` (``persist_layer``)."""
+    persist_layer(layer, input_path)
     layer.setRenderer(class_vector_renderer(field, classes))
     fields = layer.fields()
     if fields.indexOf(field) >= 0:

@@ -77,6 +77,10 @@ def test_every_dialog_opens_fills_runs_and_styles(desktop_qgis, sample_scene, sa
     assert names_in_order.index("S2A_sample_scene") > max(i for i, n in enumerate(names_in_order) if "—" in n)
     outlines = next(layer for layer in layers if layer["name"] == "Outlines — S2A_sample_scene")
     assert outlines["renderer"] == "QgsCategorizedSymbolRenderer" and "" in outlines["categories"]
+    # outlines to be corrected are kept beside the input, not in Processing's temporary folder
+    assert Path(outlines["source"]).parent == Path(sample_scene.image).parent
+    glaciers = next(layer for layer in layers if layer["name"].startswith("Glaciers with attributes"))
+    assert Path(glaciers["source"]).parent == Path(sample_scene.image).parent
     assert outlines["widgets"]["class_value"] == "ValueMap" and outlines["widgets"]["review_status"] == "ValueMap"
     assert outlines["widgets"]["area_km2"] == "Range"
     assert "area(" in outlines["defaults"]["area_km2"] and "perimeter(" in outlines["defaults"]["perimeter_m"]

@@ -14,6 +14,7 @@ def layer_tree(job):
                 "visible": node.isVisible(), "renderer": type(layer.renderer()).__name__ if layer.renderer() else None,
                 "opacity": layer.opacity() if layer.type() == 1 else None}
         if layer.type() == 0:
+            info["source"] = layer.source().split("|")[0]
             info["geometry"] = layer.geometryType()
             info["widgets"] = {f.name(): layer.editorWidgetSetup(i).type() for i, f in enumerate(layer.fields())}
             info["defaults"] = {f.name(): layer.defaultValueDefinition(i).expression()
