@@ -27,6 +27,16 @@ from ..core.contract import TASKS
 from ..core.network_names import LOSSES, NETWORKS
 from .base import MODELS, GlacierSegAlgorithm, raster_path, widget_metadata
 
+def hide_triton() -> None:
+    """Let torch import without triton inside QGIS: importing torch loads triton's bundled LLVM
+    (torch._dynamo), which segfaults the QGIS desktop (reproduced under Xvfb with llvmpipe and
+    softpipe alike); GlacierSeg never compiles kernels (no torch.compile), so torch works without it."""
+    import sys
+
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None
+
+
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 
@@ -133,6 +143,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         return self.parameterAsCompatibleSourceLayerPath(parameters, name, context, ["gpkg", "shp"], "gpkg", feedback)
 
     def process(self, parameters, context, feedback, progress):
+        hide_triton()
         from ..models.datasets import parse_classes, split_inputs
         from ..models.train import TrainConfig, train_rasters
 

@@ -71,7 +71,9 @@ def persist_layer(layer, input_path: str = "", folder: str = "") -> Optional[str
     path = layer.source().split("|")[0]
     if layer.providerType() != "ogr" or not os.path.isfile(path) or not is_temporary(path):
         return None
-    folder = folder or correction_folder(input_path)
+    if not folder:
+        folder = correction_folder(input_path)
+        remember_folder(folder)  # the project's later outputs go to the same place
     os.makedirs(folder, exist_ok=True)
     stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("_") or "outlines"
     target, n = os.path.join(folder, f"{stem}.gpkg"), 1

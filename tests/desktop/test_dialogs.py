@@ -39,7 +39,7 @@ def test_every_dialog_opens_fills_runs_and_styles(desktop_qgis, sample_scene, sa
     bands = [mapping[b] for b in contract.source_bands]
     run = desktop_qgis.run(DRIVERS / "dialogs.py", timeout=560, inputs={
         "image": sample_scene.image, "dem": sample_scene.dem, "reference": reference_outlines,
-        "model": sample_model, "model_bands": bands})
+        "model": sample_model, "model_bands": bands, "trained_model": str(tmp_path / "trained.onnx")})
     data = run.data
 
     # every dialog screenshot, and the canvas, is there and not blank
@@ -53,6 +53,7 @@ def test_every_dialog_opens_fills_runs_and_styles(desktop_qgis, sample_scene, sa
     assert data["segment_band_combos"] == bands
     assert data["segment_band_value"] == ",".join(map(str, bands))
     assert len(data["batch_band_mapping_fields"]) == 1  # batch keeps a text form ("3,8,11 or B03,B08,B11")
+    assert "glacierseg:train" in data["dialogs"] and (tmp_path / "trained.onnx").is_file()
     for alg, info in data["dialogs"].items():
         assert info["results"], f"{alg} did not finish through its dialog:\n{info['log_tail']}"
 

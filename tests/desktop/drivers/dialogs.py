@@ -197,6 +197,14 @@ def main(job):
     params = dlg.mainWidget().createProcessingParameters()
     job.result["train_parameters"] = {k: str(v) for k, v in params.items() if k in ("NETWORK", "LOSS", "CLASS_FIELD")}
     job.screenshot(dlg, "dialog_train")
+    # a tiny run through the dialog: one epoch of eight 64 px tiles of a small U-Net
+    for name, value in (("NETWORK", "unet"), ("LOSS", "ce_dice"), ("NETWORK_OPTIONS", '{"widths": [8, 16, 32]}'),
+                        ("EPOCHS", 1), ("TILE_SIZE", 64), ("TILES_PER_EPOCH", 8), ("CELL_SIZE", 128),
+                        ("DEVICE", 1), ("OUTPUT_MODEL", inputs["trained_model"]),
+                        ("OUTPUT_REPORT", inputs["trained_model"] + ".json")):
+        setv(dlg, name, value)
+    yield run(dlg, alg, timeout=240)
+    record(dlg, alg)
     dlg.close()
 
     job.step = "segment as a batch: band mapping is a text field there"
