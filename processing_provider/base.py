@@ -70,7 +70,7 @@ def add_class_filter(alg, name: str = "CLASSES", parent: str = "INPUT") -> None:
     from qgis.core import QgsProcessingParameterString
 
     param = QgsProcessingParameterString(
-        name, "Classes to use (class_name values; empty: glacier classes, *: all polygons)", optional=True)
+        name, "Classes to use (class_name; empty: glacier classes, *: all)", optional=True)
     param.setMetadata(widget_metadata("ClassFilterWidgetWrapper"))
     alg.addParameter(param)
 

@@ -53,6 +53,7 @@ def test_every_dialog_opens_fills_runs_and_styles(desktop_qgis, sample_scene, sa
     assert data["segment_band_combos"] == bands
     assert data["segment_band_value"] == ",".join(map(str, bands))
     assert len(data["batch_band_mapping_fields"]) == 1  # batch keeps a text form ("3,8,11 or B03,B08,B11")
+    assert data["modeler_band_mapping_fields"] == 1 and data["modeler_band_mapping"] == ["B03,B08,B11"]  # modeler too
     assert "glacierseg:train" in data["dialogs"] and (tmp_path / "trained.onnx").is_file()
     for alg, info in data["dialogs"].items():
         assert info["results"], f"{alg} did not finish through its dialog:\n{info['log_tail']}"

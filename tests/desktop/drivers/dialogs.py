@@ -220,6 +220,23 @@ def main(job):
     job.screenshot(batch, "dialog_segment_batch")
     batch.close()
 
+    job.step = "segment in the modeler: band mapping is a text field there too"
+    from processing.modeler.ModelerParametersDialog import ModelerParametersDialog
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    modeler = ModelerParametersDialog(QgsApplication.processingRegistry().algorithmById("glacierseg:segment"),
+                                      QgsProcessingModelAlgorithm("glaciers", "test"))
+    modeler.show()
+    yield 400
+    edits = [e for e in modeler.findChildren(QLineEdit) if "3,8,11" in e.placeholderText()]
+    job.result["modeler_band_mapping_fields"] = len(edits)
+    if edits:
+        edits[0].setText("B03,B08,B11")
+    child = modeler.createAlgorithm()
+    job.result["modeler_band_mapping"] = [s.staticValue() for s in child.parameterSources()["BAND_MAPPING"]]
+    job.screenshot(modeler, "dialog_segment_modeler")
+    modeler.close()
+
     alg = "glacierseg:prepare_correction"
     job.step = f"open {alg}"
     dlg = open_dialog(alg)
