@@ -27,7 +27,6 @@ from ..core.runtime import load_model
 from ..ui.styles import (
     class_raster_beneath_outlines,
     class_raster_renderer,
-    class_vector_renderer,
     probability_renderer,
     style_on_load,
 )

@@ -89,3 +89,59 @@ def test_any_gdal_raster_is_read_and_web_layers_are_refused(glacierseg_provider,
     wms = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/{z}/{x}/{y}.png&zmax=19&zmin=0", "tiles", "wms")
     with pytest.raises(QgsProcessingException, match="Export"):
         raster_path(wms)
+
+
+def _range_server(directory):
+    """A local HTTP server that answers byte-range requests (what GDAL's /vsicurl/ needs)."""
+    import functools
+    import http.server
+    import os
+    import re
+    import threading
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            path = self.translate_path(self.path)
+            if not match or not os.path.isfile(path):
+                return super().do_GET()
+            size = os.path.getsize(path)
+            start, end = int(match.group(1)), min(int(match.group(2) or size - 1), size - 1)
+            with open(path, "rb") as f:
+                f.seek(start)
+                body = f.read(end - start + 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_cloud_optimized_geotiff_over_vsicurl(glacierseg_provider, sample_scene, sample_model, tmp_path):
+    import processing
+    from osgeo import gdal
+
+    www = tmp_path / "www"
+    www.mkdir()
+    gdal.Translate(str(www / "scene_cog.tif"), sample_scene.image, format="COG")
+    server = _range_server(www)
+    try:
+        layer = QgsRasterLayer(f"/vsicurl/http://127.0.0.1:{server.server_address[1]}/scene_cog.tif", "cog")
+        assert layer.isValid()
+        remote = processing.run("glacierseg:segment", {
+            "INPUT": layer, "MODEL": sample_model, "OUTPUT_PROBABILITIES": str(tmp_path / "p.tif"),
+            "OUTPUT_CLASSES": str(tmp_path / "c.tif")})
+    finally:
+        server.shutdown()
+    local = processing.run("glacierseg:segment", {
+        "INPUT": sample_scene.image, "MODEL": sample_model, "OUTPUT_PROBABILITIES": str(tmp_path / "p2.tif"),
+        "OUTPUT_CLASSES": str(tmp_path / "c2.tif")})
+    assert (gdal.Open(remote["OUTPUT_CLASSES"]).ReadAsArray() == gdal.Open(local["OUTPUT_CLASSES"]).ReadAsArray()).all()
