@@ -44,8 +44,8 @@ def main(job):
     dlg = plugins["glacierseg"]._dialog
     dlg.resize(700, 600)
     job.screenshot(dlg, "dialog_prepare_correction_from_menu")
-    dlg.runAlgorithm()
-    yield job.until(lambda: bool(dlg.results()), 60, "prepare_correction to finish")
+    yield job.run_dialog(dlg, 60)
+    assert dlg.results(), job.dialog_log(dlg)
     dlg.close()
     project = QgsProject.instance()
     job.result["topological_editing"] = project.topologicalEditing()

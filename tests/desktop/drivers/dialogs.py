@@ -28,10 +28,8 @@ def layer_tree(job):
 
 
 def main(job):
-    import processing
     from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
     from qgis.gui import QgsRasterBandComboBox
-    from qgis.PyQt.QtWidgets import QTextEdit
 
     inputs = job.inputs
     job.step = "load layers"
@@ -56,24 +54,11 @@ def main(job):
     yield job.canvas_idle()
     job.result["dialogs"] = {}
 
-    def open_dialog(alg_id):
-        dlg = processing.createAlgorithmDialog(alg_id)
-        dlg.resize(720, 820)
-        dlg.show()
-        return dlg
-
-    def setv(dlg, name, value):
-        panel = dlg.mainWidget()
-        panel.wrappers[name].setParameterValue(value, panel.processing_context)
+    open_dialog, setv, log_text = job.open_dialog, job.set_value, job.dialog_log
 
     def run(dlg, alg_id, timeout=240):
         job.step = f"run {alg_id}"
-        dlg.runAlgorithm()
-        return job.until(lambda: bool(dlg.results()) or "Execution failed" in log_text(dlg), timeout,
-                         f"{alg_id} to finish")
-
-    def log_text(dlg):
-        return "\n".join(w.toPlainText() for w in dlg.findChildren(QTextEdit) if w.objectName() == "txtLog")
+        return job.run_dialog(dlg, timeout)
 
     def record(dlg, alg_id, ran=True):
         job.result["dialogs"][alg_id] = {"results": {k: str(v) for k, v in (dlg.results() or {}).items()},
@@ -93,7 +78,6 @@ def main(job):
         for combo, band in zip(combos, inputs["model_bands"]):
             combo.setBand(band)
     job.result["segment_band_value"] = dlg.mainWidget().wrappers["BAND_MAPPING"].parameterValue()
-    job.result["text_widgets"] = [w.objectName() for w in dlg.findChildren(QTextEdit)]
     job.screenshot(dlg, "dialog_segment")
     yield run(dlg, alg)
     record(dlg, alg)
