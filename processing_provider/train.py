@@ -24,7 +24,18 @@ from qgis.core import (
 )
 
 from ..core.contract import TASKS
-from .base import GlacierSegAlgorithm, raster_path
+from ..core.network_names import LOSSES, NETWORKS
+from .base import MODELS, GlacierSegAlgorithm, raster_path, widget_metadata
+
+def hide_triton() -> None:
+    """Let torch import without triton inside QGIS: importing torch loads triton's bundled LLVM
+    (torch._dynamo), which segfaults the QGIS desktop (reproduced under Xvfb with llvmpipe and
+    softpipe alike); GlacierSeg never compiles kernels (no torch.compile), so torch works without it."""
+    import sys
+
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None
+
 
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
@@ -33,7 +44,11 @@ DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 class TrainAlgorithm(GlacierSegAlgorithm):
     NAME = "train"
     DISPLAY_NAME = "Train segmentation model"
-    GROUP = "Training"
+    GROUP = MODELS
+    SHORT = "Trains a deep-learning segmentation network on your rasters and labels and exports a GlacierSeg ONNX model."
+    TAGS = ("deep learning", "training", "onnx", "pytorch", "u-net", "deeplab", "cnn", "labels", "fine-tune",
+            "landslide", "glacial lake", "segmentation")
+    MANUAL_SECTION = "train"
     REQUIRES = ("numpy", "rasterio", "torch", "onnx", "scipy")
     HELP = (
         "Trains a segmentation network on one or more rasters with labels and exports it as a GlacierSeg "
@@ -50,8 +65,8 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "<b>Validation</b>: pixels inside the <i>Validation area</i> polygons; without it, whole cells of a "
         "fishnet (cell size in pixels, fraction of cells). Training tiles lie wholly outside the validation "
         "pixels, so the split is spatially disjoint.<br>"
-        "<b>Network / loss</b>: registry names (unet, boundary_unet, deeplabv3plus, attention_deeplabv3plus, "
-        "rau_net, unet_resnet34, ...; ce, dice, focal, iou, tversky, focal_iou, ce_dice, slba). <i>Network "
+        "<b>Network / loss</b>: chosen from the lists (in scripts by name, e.g. <i>unet</i>, <i>ce_dice</i>; "
+        "see docs/networks.md). <i>Network "
         "options</i> is JSON, e.g. <i>{\"widths\": [16, 32, 64]}</i>.<br>"
         "<b>Augmentation</b>: random 90° rotations and flips; CutMix pastes the box around another tile's "
         "labelled pixels with the given probability.<br>"
@@ -78,13 +93,18 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         number = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Training rasters", QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, "Label polygons", polygons, optional=True))
-        self.addParameter(QgsProcessingParameterField(self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABELS, optional=True))
+        class_field = QgsProcessingParameterField(
+            self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABELS, optional=True)
+        class_field.setMetadata(widget_metadata("VectorFieldWidgetWrapper"))
+        self.addParameter(class_field)
         self.addParameter(QgsProcessingParameterRasterLayer(self.LABEL_RASTER, "Label raster (class values)", optional=True))
         self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"))
         self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = all bands)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet split)", polygons, optional=True))
-        self.addParameter(QgsProcessingParameterString(self.NETWORK, "Network", defaultValue="unet"))
-        self.addParameter(QgsProcessingParameterString(self.LOSS, "Loss", defaultValue="ce_dice"))
+        self.addParameter(QgsProcessingParameterEnum(self.NETWORK, "Network", list(NETWORKS), defaultValue="unet",
+                                                     usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterEnum(self.LOSS, "Loss", list(LOSSES), defaultValue="ce_dice",
+                                                     usesStaticStrings=True))
         self.addParameter(number(self.EPOCHS, "Epochs", number.Integer, 20, minValue=1))
         self.addParameter(number(self.BATCH_SIZE, "Batch size", number.Integer, 8, minValue=1, maxValue=1024))
         self.addParameter(number(self.LEARNING_RATE, "Learning rate", number.Double, 0.001, minValue=1e-7, maxValue=1.0))
@@ -123,6 +143,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         return self.parameterAsCompatibleSourceLayerPath(parameters, name, context, ["gpkg", "shp"], "gpkg", feedback)
 
     def process(self, parameters, context, feedback, progress):
+        hide_triton()
         from ..models.datasets import parse_classes, split_inputs
         from ..models.train import TrainConfig, train_rasters
 
@@ -136,9 +157,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         config = TrainConfig(
             classes=parse_classes(self.parameterAsString(parameters, self.CLASSES, context)),
             inputs=split_inputs(self.parameterAsString(parameters, self.MODEL_INPUTS, context)),
-            network=self.parameterAsString(parameters, self.NETWORK, context).strip(),
+            network=self.parameterAsEnumString(parameters, self.NETWORK, context),
             network_kwargs=network_kwargs,
-            loss=self.parameterAsString(parameters, self.LOSS, context).strip(),
+            loss=self.parameterAsEnumString(parameters, self.LOSS, context),
             epochs=self.parameterAsInt(parameters, self.EPOCHS, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
