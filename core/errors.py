@@ -23,3 +23,7 @@ class DeviceError(GlacierSegError):
 
 class CancelledError(GlacierSegError):
     """The user cancelled the run; partial outputs have been removed."""
+
+
+class NoDemError(InputError):
+    """A glacier or complex has too little elevation data (off the DEM, or voids too large to fill)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .dem import MAX_VOID_FRACTION
 from .errors import InputError
 
 
@@ -11,7 +12,7 @@ from .errors import InputError
 class SplitParameters:
     """Parameters of the split; defaults are Kienholz et al. (2013)'s (see docs/glacier-split.md)."""
 
-    cell_size_m: float = 0.0  # working grid; 0: the DEM's own cell size
+    cell_size_m: float = 40.0  # working grid (the method's, see a_cell_m); 0: the DEM's own cell size
     buffer_cells: int = 4  # DEM used within this many cells of the outline (buffer 1)
     gutter_offset_cells: float = 1.0  # the gutter starts this far outside the outline ...
     gutter_cells: float = 2.0  # ... and is this wide
@@ -24,6 +25,9 @@ class SplitParameters:
     sliver_area_km2: float = 0.1  # pieces smaller than this are slivers
     sliver_area2_km2: float = 0.2  # ... and those smaller than this that are not compact
     sliver_compactness: float = 0.5  # compactness 2·sqrt(pi·A)/P below which a piece is elongated
+    interior_area_km2: float = 1.0  # pieces smaller than this ...
+    interior_rim_share: float = 0.5  # ... with less of their perimeter on the complex outline are merged
+    max_void_fraction: float = MAX_VOID_FRACTION  # more of a complex without elevation: left unsplit
 
     def validate(self) -> None:
         checks = {
@@ -32,6 +36,8 @@ class SplitParameters:
             "smoothing_cells": self.smoothing_cells >= 1, "a": self.a > 0, "b": self.b > 0, "c_m": self.c_m > 0,
             "a_cell_m": self.a_cell_m > 0, "sliver_area_km2": self.sliver_area_km2 >= 0,
             "sliver_area2_km2": self.sliver_area2_km2 >= 0, "sliver_compactness": self.sliver_compactness >= 0,
+            "interior_area_km2": self.interior_area_km2 >= 0, "interior_rim_share": 0 <= self.interior_rim_share <= 1,
+            "max_void_fraction": 0 <= self.max_void_fraction < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

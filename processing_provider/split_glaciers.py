@@ -18,6 +18,7 @@ from qgis.core import (
 from ..core.split_parameters import SplitParameters
 from ..ui.styles import style_on_load
 from .base import GlacierSegAlgorithm, raster_path, vector_source
+from .dem_parameters import HELP as DEM_HELP, FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
 
 _D = SplitParameters()
 
@@ -48,9 +49,12 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "(cut by its own outline) and are written in the outlines' CRS.<br><br>"
         "<b>Glacier complexes</b>: polygon layer, any CRS.<br>"
         "<b>Complex id field</b>: field copied to each glacier as <i>complex_id</i> (default: feature id).<br>"
-        "<b>DEM</b>: elevation raster in metres, any CRS and resolution; it must cover every complex with "
-        "a margin (the error names a complex it does not cover).<br>"
-        f"<b>Working cell size</b> (default 0 = the DEM's own cell size, in metres).<br>"
+        "<b>DEM</b>: elevation raster in metres, any CRS and resolution. DEM voids are filled; a complex the DEM "
+        "does not cover, or that fails, is written unsplit with a warning and <i>split_status</i> "
+        "unsplit_no_dem / unsplit_error: message (split otherwise).<br>"
+        + DEM_HELP + FILL_HELP +
+        f"<b>Working cell size</b> (default {_D.cell_size_m:g} m, the grid the merge constants refer to, whatever "
+        "the DEM's resolution; 0 = the DEM's own cell size).<br>"
         f"<b>Buffer</b> (default {_D.buffer_cells} cells): DEM used within this distance of the outline.<br>"
         f"<b>Gutter offset / width / depth</b> (defaults {_D.gutter_offset_cells:g} cell, "
         f"{_D.gutter_cells:g} cells, {_D.gutter_depth_m:g} m).<br>"
@@ -59,8 +63,12 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         f"r = min(a·F<sup>b</sup>, c) with F in cells of {_D.a_cell_m:g} m; on a grid of cell size dx, "
         f"a is scaled by (dx/{_D.a_cell_m:g})<sup>2b</sup> so r depends on drainage area, not on dx.<br>"
         f"<b>Sliver thresholds</b> (defaults {_D.sliver_area_km2:g} km², or {_D.sliver_area2_km2:g} km² "
-        f"when compactness 2√(πA)/P &lt; {_D.sliver_compactness:g}).<br><br>"
-        "<b>Outputs</b>: <i>Glaciers</i> (glac_id, complex_id, area_km2 on the UTM grid) and <i>Ice divides</i> "
+        f"when compactness 2√(πA)/P &lt; {_D.sliver_compactness:g}).<br>"
+        f"<b>Interior pieces</b> (defaults {_D.interior_area_km2:g} km², {100 * _D.interior_rim_share:g} %): pieces "
+        "smaller than this with less than this share of their perimeter on the complex outline are merged into the "
+        "neighbour with the longest shared boundary.<br><br>"
+        "<b>Outputs</b>: <i>Glaciers</i> (glac_id, complex_id, area_km2 on the UTM grid, split_status, filled_pct: "
+        "share of the glacier's DEM cells that were filled voids) and <i>Ice divides</i> "
         "(lines between adjacent glaciers: complex_id, glac_id_1, glac_id_2, length_m). "
         "See docs/glacier-split.md."
     )
@@ -70,6 +78,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "CELL_SIZE", "BUFFER", "GUTTER_OFFSET", "GUTTER_WIDTH", "GUTTER_DEPTH", "SMOOTHING")
     A, B, C, SLIVER_AREA, SLIVER_AREA2, SLIVER_COMPACTNESS = (
         "A", "B", "C", "SLIVER_AREA", "SLIVER_AREA2", "SLIVER_COMPACTNESS")
+    INTERIOR_AREA, INTERIOR_SHARE = "INTERIOR_AREA", "INTERIOR_RIM_SHARE"
     OUTPUT, DIVIDES = "OUTPUT", "DIVIDES"
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -80,7 +89,8 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "DEM"))
         dbl, integer = QgsProcessingParameterNumber.Double, QgsProcessingParameterNumber.Integer
         advanced = [
-            QgsProcessingParameterNumber(self.CELL_SIZE, "Working cell size (m; 0 = the DEM's)", dbl, 0.0, minValue=0.0),
+            QgsProcessingParameterNumber(self.CELL_SIZE, "Working cell size (m; 0 = the DEM's)", dbl, _D.cell_size_m,
+                                         minValue=0.0),
             QgsProcessingParameterNumber(self.BUFFER, "Buffer (cells)", integer, _D.buffer_cells, minValue=2),
             QgsProcessingParameterNumber(self.GUTTER_OFFSET, "Gutter offset (cells)", dbl, _D.gutter_offset_cells, minValue=0.0),
             QgsProcessingParameterNumber(self.GUTTER_WIDTH, "Gutter width (cells)", dbl, _D.gutter_cells, minValue=1.0),
@@ -92,13 +102,18 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             QgsProcessingParameterNumber(self.SLIVER_AREA, "Sliver area (km²)", dbl, _D.sliver_area_km2, minValue=0.0),
             QgsProcessingParameterNumber(self.SLIVER_AREA2, "Elongated sliver area (km²)", dbl, _D.sliver_area2_km2, minValue=0.0),
             QgsProcessingParameterNumber(self.SLIVER_COMPACTNESS, "Elongated sliver compactness", dbl, _D.sliver_compactness, minValue=0.0),
+            QgsProcessingParameterNumber(self.INTERIOR_AREA, "Interior piece area (km²)", dbl, _D.interior_area_km2, minValue=0.0),
+            QgsProcessingParameterNumber(self.INTERIOR_SHARE, "Interior piece: largest share of perimeter on the outline (%)",
+                                         dbl, 100 * _D.interior_rim_share, minValue=0.0, maxValue=100.0),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
+        add_dem_void_parameters(self, with_fill=True)
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Glaciers", QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterVectorDestination(self.DIVIDES, "Ice divides", QgsProcessing.TypeVectorLine))
         self.addOutput(QgsProcessingOutputNumber("N_GLACIERS", "Number of glaciers"))
+        self.addOutput(QgsProcessingOutputNumber("N_UNSPLIT", "Number of complexes left unsplit"))
 
     def process(self, parameters, context, feedback, progress):
         from ..core.dem_split import split_glaciers  # here, not at load: the provider loads without its dependencies
@@ -111,12 +126,16 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             gutter_depth_m=number(self.GUTTER_DEPTH),
             smoothing_cells=self.parameterAsInt(parameters, self.SMOOTHING, context),
             a=number(self.A), b=number(self.B), c_m=number(self.C), sliver_area_km2=number(self.SLIVER_AREA),
-            sliver_area2_km2=number(self.SLIVER_AREA2), sliver_compactness=number(self.SLIVER_COMPACTNESS))
+            sliver_area2_km2=number(self.SLIVER_AREA2), sliver_compactness=number(self.SLIVER_COMPACTNESS),
+            interior_area_km2=number(self.INTERIOR_AREA), interior_rim_share=number(self.INTERIOR_SHARE) / 100.0,
+            max_void_fraction=max_void_fraction(self, parameters, context))
         id_field = (self.parameterAsFields(parameters, self.ID_FIELD, context) or [None])[0]
         glaciers = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         divides = self.parameterAsOutputLayer(parameters, self.DIVIDES, context)
         result = split_glaciers(path, dem, glaciers, divides, id_field=id_field, params=params,
-                                outlines_layer=layer_name or None, progress=progress)
+                                outlines_layer=layer_name or None,
+                                plausible_elevation=plausible_elevation(self, parameters, context), progress=progress)
         style_on_load(context, glaciers, style_glaciers)
         style_on_load(context, divides, style_divides)
-        return {self.OUTPUT: glaciers, self.DIVIDES: divides, "N_GLACIERS": result["n_glaciers"]}
+        return {self.OUTPUT: glaciers, self.DIVIDES: divides, "N_GLACIERS": result["n_glaciers"],
+                "N_UNSPLIT": result["n_unsplit_no_dem"] + result["n_unsplit_error"]}
