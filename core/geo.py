@@ -194,12 +194,13 @@ def write_features(
     for f in fields:
         lyr.CreateField(f)
     defn = lyr.GetLayerDefn()
+    index = {f.GetName(): i for i, f in enumerate(fields)}  # by position: shapefiles cut names to 10 characters
     lyr.StartTransaction()
     for geom, attrs in zip(geoms, attributes):
         feat = ogr.Feature(defn)
         for key, value in attrs.items():
             if value is not None:
-                feat.SetField(key, value)
+                feat.SetField(index[key], value)
         multi = shapely.multipolygons(shapely.get_parts(geom)) if geometry == "polygon" else \
             shapely.multilinestrings(shapely.get_parts(geom))
         feat.SetGeometry(ogr.CreateGeometryFromWkb(shapely.to_wkb(multi)))
