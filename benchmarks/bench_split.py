@@ -14,6 +14,12 @@ matched to the output it overlaps most, weighted by reference area), the same fo
 share of the area, the share of output divide length within 60 m of a reference divide
 (precision) and of reference divide length within 60 m of an output divide (recall), and the
 run time. Then the 30 m vs 90 m IoU difference per case.
+
+With --attributes it also compares our inventory attributes (core.inventory, RGI 7
+definitions) of the reference outlines with the inventories' own (HEF: RGI 7 from COPDEM30;
+Ötztal: RGI 5 from its own DEM) and measures the aspect definitions against each other:
+RGI 7's azimuth of the mean gradient vector (OGGM) and the circular mean of the cells'
+aspects (each cell weighted equally, the usual GIS "mean aspect").
 """
 from __future__ import annotations
 
@@ -34,7 +40,9 @@ if not (ROOT / ".build" / "pkg" / "glacierseg").exists():
     (ROOT / ".build" / "pkg" / "glacierseg").symlink_to(ROOT, target_is_directory=True)
 
 from glacierseg.core.dem_split import SplitParameters, ice_divides, split_complex  # noqa: E402
-from glacierseg.core.geo import WGS84, read_features, transform_geom, utm_epsg_for  # noqa: E402
+from glacierseg.core.dem import Dem, fill_voids  # noqa: E402
+from glacierseg.core.geo import WGS84, geodesic_area_m2, grid_around, read_features, transform_geom, utm_epsg_for  # noqa: E402
+from glacierseg.core.inventory import GRID_BORDER_CELLS, _rasterize, inventory_attributes, topo_cell_size_m  # noqa: E402
 
 DIVIDE_TOLERANCE_M = 60.0
 TOUCH_TOLERANCE_M = 1.0  # reference outlines closer than this share a divide (RGI edges are not exact)
@@ -126,11 +134,53 @@ def run_case(name, complexes, crs, refs, ref_crs, dem, params):
     }
 
 
+def angle_diff(a, b):
+    return np.abs((np.asarray(a, float) - np.asarray(b, float) + 180.0) % 360.0 - 180.0)
+
+
+def cell_mean_aspect(geom, crs, dem: Dem) -> float:
+    """Circular mean of the cells' aspects on the same grid as core.inventory (bench-only comparison)."""
+    lonlat = transform_geom(geom, crs, WGS84).representative_point()
+    epsg = utm_epsg_for(lonlat.x, lonlat.y)
+    utm = transform_geom(geom, crs, epsg)
+    dx = topo_cell_size_m(geodesic_area_m2(geom, crs) / 1e6)
+    transform, shape = grid_around(utm.bounds, dx, GRID_BORDER_CELLS)
+    z, _ = fill_voids(dem.read(epsg, transform, shape))
+    mask = _rasterize(utm, transform, shape)
+    sy, sx = np.gradient(z, dx)
+    cells = np.arctan2(-sx[mask], sy[mask])
+    return float(np.degrees(np.arctan2(np.sin(cells).mean(), np.cos(cells).mean())) % 360.0)
+
+
+def compare_attributes(outlines: str, dem: str, keys, tmp: str) -> None:
+    """Median |ours - inventory| per attribute; aspect under both definitions."""
+    refs = read_features(outlines)
+    out = os.path.join(tmp, os.path.basename(outlines) + ".gpkg")
+    inventory_attributes(outlines, dem, out)
+    ours = read_features(out).attributes
+    print(f"\n{os.path.basename(outlines)}: {len(ours)} outlines, median |ours - inventory| (max)")
+    for mine, theirs in keys:
+        a = np.array([o[mine] for o in ours], float)
+        b = np.array([r[theirs] for r in refs.attributes], float)
+        d = angle_diff(a, b) if mine == "aspect_deg" else np.abs(a - b)
+        print(f"  {mine:<11} {np.median(d):8.2f}  ({d.max():.2f})")
+    aspect_ref = np.array([r[dict(keys)["aspect_deg"]] for r in refs.attributes], float)
+    with Dem(dem) as opened:
+        cell_mean = np.array([cell_mean_aspect(g, refs.crs_wkt, opened) for g in refs.geoms])
+    ours_aspect = np.array([o["aspect_deg"] for o in ours], float)
+    d_cell = angle_diff(cell_mean, aspect_ref)
+    print(f"  aspect as circular mean of cell aspects: median |diff| to the inventory {np.median(d_cell):.2f} "
+          f"(max {d_cell.max():.2f}); to RGI 7's mean-gradient aspect: median {np.median(angle_diff(cell_mean, ours_aspect)):.2f}"
+          f" (max {angle_diff(cell_mean, ours_aspect).max():.2f}); glaciers over 10 deg from the inventory: "
+          f"mean-gradient {int((angle_diff(ours_aspect, aspect_ref) > 10).sum())}, cell mean {int((d_cell > 10).sum())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", nargs="?", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--cell-size", type=float, default=None, help="working grid (m); default: the method's")
     parser.add_argument("--case", action="append", help="run only these cases (hef, hef_30m, oetztal, oetztal_30m)")
+    parser.add_argument("--attributes", action="store_true", help="also compare inventory attributes (90 m DEM)")
     args = parser.parse_args()
     data = Path(args.data)
     hef, oetz = data / "hintereisferner", data / "oetztal"
@@ -171,6 +221,14 @@ def main() -> None:
         print(f"| {r['case']:<12} | {r['refs']:>3} | {r['out']:>3} | {r['iou']:.3f} | {r['iou_none']:>12.3f} | "
               f"{r['extra']:>12} | {r['extra_pct']:>12.1f} | {r['div_prec']:>22.0f} | {r['div_rec']:>19.0f} | "
               f"{r['seconds']:>4.0f} |")
+    if args.attributes:
+        with tempfile.TemporaryDirectory() as tmp:
+            rgi7 = [(k, k) for k in ("zmin_m", "zmed_m", "zmax_m", "slope_deg", "aspect_deg")]
+            compare_attributes(str(hef / "rgi7g_hef_complex.shp"), dem90, rgi7, tmp)
+            if (oetz / "rgi_oetztal.shp").exists():
+                rgi5 = [("zmin_m", "Zmin"), ("zmed_m", "Zmed"), ("zmax_m", "Zmax"), ("slope_deg", "Slope"),
+                        ("aspect_deg", "Aspect")]
+                compare_attributes(str(oetz / "rgi_oetztal.shp"), dem90, rgi5, tmp)
     by = {r["case"]: r for r in rows}
     for base in ("hef", "oetztal"):
         if base in by and base + "_30m" in by:
