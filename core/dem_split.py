@@ -4,12 +4,15 @@ Kienholz, C., Hock, R. and Arendt, A. A. (2013): A new semi-automatic approach f
 dividing glacier complexes into individual glaciers. J. Glaciol. 59(217), 925–937,
 doi:10.3189/2013JoG12J138.
 
-Per complex, on a local UTM grid: the DEM is smoothed and sink-filled inside a buffer of
-the outline, a "gutter" just outside the outline is lowered, D8 flow routing and flow
+Per complex, on a local UTM grid of the method's cell size (40 m, whatever the DEM's): DEM
+voids are filled (core.dem), the DEM is smoothed and sink-filled inside a buffer of the
+outline, a "gutter" just outside the outline is lowered, D8 flow routing and flow
 accumulation are computed (pysheds), pour points are where flow from the complex ends (the
-gutter's low points), each gets its flowshed, flowsheds are merged when they meet inside the circle of
-radius r = min(a·F^b, c) around a pour point (F: its flow accumulation), and slivers are
-merged into the neighbour with the longest shared boundary. See docs/glacier-split.md.
+gutter's low points), each gets its flowshed, flowsheds are merged when they meet inside the
+circle of radius r = min(a·F^b, c) around a pour point (F: its flow accumulation), and slivers
+and interior pieces are merged into the neighbour with the longest shared boundary. A complex
+that cannot be split is written unsplit with its ``split_status``. See docs/glacier-split.md
+(with the deviations from the paper).
 """
 from __future__ import annotations
 
