@@ -145,20 +145,25 @@ def _flowshed_glaciers(dem, mask, transform, epsg, dx, params: SplitParameters, 
     wall = np.nanmax(lowered) + params.gutter_depth_m  # a raised rim: flow ends inside the grid,
     lowered[[0, -1], :] = wall  # where pysheds can trace catchments
     lowered[:, [0, -1]] = wall
-    fdir = grid.flowdir(Raster(lowered, viewfinder=vf))
-    acc = np.asarray(grid.accumulation(fdir, weights=Raster(buffer1.astype(np.float64), viewfinder=vf)))
+    fdir = grid.flowdir(Raster(lowered, viewfinder=vf), routing=params.routing)
+    acc = np.asarray(grid.accumulation(fdir, weights=Raster(buffer1.astype(np.float64), viewfinder=vf),
+                                        routing=params.routing))
     progress.set_progress(30)
 
     # Pour points: where flow from the complex ends (the gutter's low points, in practice),
     # largest flow accumulation first; each gets its flowshed.
-    from_complex = np.asarray(grid.accumulation(fdir, weights=Raster(mask.astype(np.float64), viewfinder=vf)))
-    rows, cols = np.nonzero((np.asarray(fdir) <= 0) & (from_complex > 0))
+    from_complex = np.asarray(grid.accumulation(fdir, weights=Raster(mask.astype(np.float64), viewfinder=vf),
+                                               routing=params.routing))
+    direction = np.asarray(fdir, dtype=np.float64)  # D8: 0 nodata, -1 flat, -2 pit; D-inf: angle >= 0, else flat/pit
+    ends = ~(direction >= 0) if params.routing == "dinf" else direction <= 0
+    rows, cols = np.nonzero(ends & (from_complex > 0))
     order = np.argsort(-acc[rows, cols], kind="stable")
     flowsheds = np.zeros(dem.shape, np.int32)
     pour_points: List[Tuple[int, int, float]] = []
     for n, k in enumerate(order):
         r, c = int(rows[k]), int(cols[k])
-        catchment = np.asarray(grid.catchment(x=c, y=r, fdir=fdir, xytype="index")) & (flowsheds == 0)
+        catchment = np.asarray(grid.catchment(x=c, y=r, fdir=fdir, xytype="index",
+                                               routing=params.routing)) & (flowsheds == 0)
         pour_points.append((r, c, float(acc[r, c])))
         flowsheds[catchment] = len(pour_points)
         if n % 20 == 0:

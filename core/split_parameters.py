@@ -5,7 +5,8 @@ adapter can show them.
 The merge radius r = min(a·F^b, c) with a = 14.3, b = 0.5, c = 3500 m on a 40 m grid, the
 100 m gutter, the 4-cell buffer and the sliver thresholds are the paper's values as kept by
 OGGM/partitioning and MASSIVE's kienholz.py (the paper's text, and so its equation and table
-numbers, could not be consulted here). Ours, not the paper's: the 3×3 median (OGGM: 5×5), the
+numbers, could not be consulted here). Flow routing is D-infinity (Tarboton 1997) as in
+OGGM/partitioning (pygeoprocessing's flow_direction_d_inf) and MASSIVE's default. Ours, not the paper's: the 3×3 median (OGGM: 5×5), the
 2-cell gutter (OGGM: 1), the interior-piece rule and the void limit. docs/glacier-split.md
 lists every deviation."""
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 
 from .dem import MAX_VOID_FRACTION
 from .errors import InputError
+
+
+ROUTINGS = ("dinf", "d8")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class SplitParameters:
     gutter_cells: float = 2.0  # ... and is this wide
     gutter_depth_m: float = 100.0  # how far the gutter is lowered
     smoothing_cells: int = 3  # median-filter window of the DEM smoothing (1: none)
+    routing: str = "dinf"  # flow routing: "dinf" (D-infinity, Tarboton 1997, as OGGM/partitioning) or "d8"
     a: float = 14.3  # r = min(a·F^b, c), F in cells of a_cell_m (scaled to the grid)
     b: float = 0.5
     c_m: float = 3500.0
@@ -45,7 +50,7 @@ class SplitParameters:
             "a_cell_m": self.a_cell_m > 0, "sliver_area_km2": self.sliver_area_km2 >= 0,
             "sliver_area2_km2": self.sliver_area2_km2 >= 0, "sliver_compactness": self.sliver_compactness >= 0,
             "interior_area_km2": self.interior_area_km2 >= 0, "interior_rim_share": 0 <= self.interior_rim_share <= 1,
-            "max_void_fraction": 0 <= self.max_void_fraction < 1,
+            "max_void_fraction": 0 <= self.max_void_fraction < 1, "routing": self.routing in ROUTINGS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

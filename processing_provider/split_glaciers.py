@@ -7,6 +7,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
@@ -15,7 +16,7 @@ from qgis.core import (
     QgsSingleSymbolRenderer,
 )
 
-from ..core.split_parameters import SplitParameters
+from ..core.split_parameters import ROUTINGS, SplitParameters
 from ..ui.styles import style_on_load
 from .base import GlacierSegAlgorithm, raster_path, vector_source
 from .dem_parameters import HELP as DEM_HELP, FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
@@ -42,7 +43,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "DEM, following Kienholz, Hock &amp; Arendt (2013), J. Glaciol. 59(217), 925–937, "
         "doi:10.3189/2013JoG12J138. Each complex is processed on a grid in its own UTM zone; the DEM is "
         "resampled onto it bilinearly, smoothed (median filter) and sink-filled; a gutter just outside the "
-        "outline is lowered; D8 flow routing and flow accumulation (pysheds) give one flowshed per pour "
+        "outline is lowered; D-infinity flow routing and flow accumulation (pysheds) give one flowshed per pour "
         "point (where flow from the complex ends, in the gutter); flowsheds that meet within "
         "r = min(a·F<sup>b</sup>, c) of a pour point (F: its flow accumulation) are merged; slivers join "
         "the neighbour with the longest shared boundary. The glaciers partition each complex exactly "
@@ -59,6 +60,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         f"<b>Gutter offset / width / depth</b> (defaults {_D.gutter_offset_cells:g} cell, "
         f"{_D.gutter_cells:g} cells, {_D.gutter_depth_m:g} m).<br>"
         f"<b>Smoothing window</b> (default {_D.smoothing_cells} cells; 1 = none).<br>"
+        "<b>Flow routing</b> (default D-infinity, as the OGGM implementation of the method; D8 available).<br>"
         f"<b>a, b, c</b> (defaults {_D.a:g}, {_D.b:g}, {_D.c_m:g} m, Kienholz et al. 2013): merge radius "
         f"r = min(a·F<sup>b</sup>, c) with F in cells of {_D.a_cell_m:g} m; on a grid of cell size dx, "
         f"a is scaled by (dx/{_D.a_cell_m:g})<sup>2b</sup> so r depends on drainage area, not on dx.<br>"
@@ -78,7 +80,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "CELL_SIZE", "BUFFER", "GUTTER_OFFSET", "GUTTER_WIDTH", "GUTTER_DEPTH", "SMOOTHING")
     A, B, C, SLIVER_AREA, SLIVER_AREA2, SLIVER_COMPACTNESS = (
         "A", "B", "C", "SLIVER_AREA", "SLIVER_AREA2", "SLIVER_COMPACTNESS")
-    INTERIOR_AREA, INTERIOR_SHARE = "INTERIOR_AREA", "INTERIOR_RIM_SHARE"
+    INTERIOR_AREA, INTERIOR_SHARE, ROUTING = "INTERIOR_AREA", "INTERIOR_RIM_SHARE", "ROUTING"
     OUTPUT, DIVIDES = "OUTPUT", "DIVIDES"
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -96,6 +98,8 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             QgsProcessingParameterNumber(self.GUTTER_WIDTH, "Gutter width (cells)", dbl, _D.gutter_cells, minValue=1.0),
             QgsProcessingParameterNumber(self.GUTTER_DEPTH, "Gutter depth (m)", dbl, _D.gutter_depth_m, minValue=1.0),
             QgsProcessingParameterNumber(self.SMOOTHING, "Smoothing window (cells, 1 = none)", integer, _D.smoothing_cells, minValue=1),
+            QgsProcessingParameterEnum(self.ROUTING, "Flow routing", ["D-infinity (Tarboton 1997)", "D8"],
+                                       defaultValue=ROUTINGS.index(_D.routing)),
             QgsProcessingParameterNumber(self.A, f"a (for {_D.a_cell_m:g} m cells)", dbl, _D.a, minValue=0.0),
             QgsProcessingParameterNumber(self.B, "b", dbl, _D.b, minValue=0.01),
             QgsProcessingParameterNumber(self.C, "c: largest merge radius (m)", dbl, _D.c_m, minValue=0.0),
@@ -125,6 +129,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             gutter_offset_cells=number(self.GUTTER_OFFSET), gutter_cells=number(self.GUTTER_WIDTH),
             gutter_depth_m=number(self.GUTTER_DEPTH),
             smoothing_cells=self.parameterAsInt(parameters, self.SMOOTHING, context),
+            routing=ROUTINGS[self.parameterAsEnum(parameters, self.ROUTING, context)],
             a=number(self.A), b=number(self.B), c_m=number(self.C), sliver_area_km2=number(self.SLIVER_AREA),
             sliver_area2_km2=number(self.SLIVER_AREA2), sliver_compactness=number(self.SLIVER_COMPACTNESS),
             interior_area_km2=number(self.INTERIOR_AREA), interior_rim_share=number(self.INTERIOR_SHARE) / 100.0,
