@@ -51,6 +51,8 @@ class SegmentResult:
     height: int
     outlines: Optional[str] = None
     outline_count: int = 0
+    model_calls: int = 0
+    session: str = ""  # the session's settings (``LoadedModel.describe``)
 
 
 # ------------------------------------------------------------------ band mapping
@@ -537,14 +539,14 @@ def blend_tiles(src: TiledSource, contract: ModelContract, channels: int,
 
 
 def prepare_run(image: str, model: Union[str, LoadedModel], device: str, batch_size: int,
-                mask_shapes: Optional[Iterable[dict]]) -> Tuple[LoadedModel, Optional[list]]:
+                mask_shapes: Optional[Iterable[dict]], threads: Optional[int] = None) -> Tuple[LoadedModel, Optional[list]]:
     """Checks shared by the tiled model runs (segment, explain): batch size, raster present,
     model loaded with known derived features, mask with polygons. Returns (model, mask shapes)."""
     if batch_size < 1:
         raise InputError("Batch size must be at least 1.")
     if not os.path.isfile(image):
         raise InputError(f"Raster not found: {image!r}.")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, threads=threads)
     features.validate_features(loaded.contract)
     shapes = list(mask_shapes) if mask_shapes is not None else None
     if shapes is not None and not shapes:
@@ -566,6 +568,7 @@ def segment_raster(
     tta: str = "none",
     device: str = "auto",
     batch_size: int = 4,
+    threads: Optional[int] = None,
     thresholds: Optional[Mapping[str, float]] = None,
     outlines_out: Optional[str] = None,
     outline_options: Optional[Mapping[str, float]] = None,
@@ -579,7 +582,8 @@ def segment_raster(
     differs from the model's ``resolution_m`` by more than 1 % — on a grid with the model's
     pixel size, the input's CRS and its upper-left corner.
 
-    ``outlines_out`` (a GeoPackage path) adds smoothed class outlines made by
+    ``threads`` sets onnxruntime's intra-op threads (default: the cores this process may use);
+    the session's settings are logged. ``outlines_out`` (a GeoPackage path) adds smoothed class outlines made by
     ``core.vectorize.vectorize`` with ``outline_options`` (its keyword arguments); all
     outputs appear together only when every step succeeded.
     """
@@ -591,7 +595,7 @@ def segment_raster(
         progress = SubProgress(outer, 0.0, 85.0)
     if tta not in TTA_MODES:
         raise InputError(f"Unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}.")
-    loaded, shapes = prepare_run(image, model, device, batch_size, mask_shapes)
+    loaded, shapes = prepare_run(image, model, device, batch_size, mask_shapes, threads)
     contract = loaded.contract
     thresholds = dict(contract.thresholds, **(thresholds or {}))
 
@@ -602,7 +606,7 @@ def segment_raster(
         transforms = dihedral_transforms(tta)
         n_classes = len(contract.classes)
         progress.push_info(
-            f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.provider}; "
+            f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.describe()}; batch {batch_size}; "
             f"{src.width}×{src.height} px in {len(grid)} tiles of {grid.tile} px, overlap {grid.overlap} px, TTA {tta}; "
             f"bands {', '.join(f'{k}←{v}' for k, v in src.mapping.items())}"
             + (f"; resampled to the model's {contract.resolution_m:g} m" if src.resampled else "")
@@ -647,7 +651,9 @@ def segment_raster(
             prob_ds.write(strip, window=out)
             class_ds.write(cls, 1, window=out)
 
-        run, skipped = blend_tiles(src, contract, n_classes, predict, write, batch_size=batch_size, progress=progress)
+        loop: Dict[str, float] = {}
+        run, skipped = blend_tiles(src, contract, n_classes, predict, write, batch_size=batch_size,
+                                   progress=progress, stats=loop)
         prob_ds.close()
         class_ds.close()
         if samples:
@@ -670,4 +676,5 @@ def segment_raster(
         tiles_run=run, tiles_skipped=skipped, inference_seconds=seconds[0],
         band_map=src.mapping, resampled=src.resampled, width=src.width, height=src.height,
         outlines=outlines_out or None, outline_count=outline_count,
+        model_calls=int(loop["calls"]), session=loaded.describe(),
     )
