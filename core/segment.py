@@ -420,12 +420,17 @@ class _TilePrefetcher:
         self.thread.join()
 
 
+def batch_span(grid: TileGrid, batch_size: int) -> int:
+    """Tile rows a batch may reach below its first tile's row: ``batch_size`` consecutive tiles
+    span ``(batch_size - 1) // columns + 1`` more rows (a batch that would reach further, past
+    rows of wholly nodata tiles, is run early)."""
+    return min((batch_size - 1) // len(grid.col_origins) + 1, len(grid.row_origins) - 1)
+
+
 def strip_rows(grid: TileGrid, batch_size: int) -> int:
-    """Rows the strip accumulator holds: a batch blended at once spans up to
-    ``(batch_size - 1) // columns + 2`` tile rows (its first tile's row still open), so the
-    strip covers those rows' origins plus one tile."""
-    rows, columns = grid.row_origins, len(grid.col_origins)
-    span = min((batch_size - 1) // columns + 1, len(rows) - 1)
+    """Rows the strip accumulator holds: those of the tile rows one batch spans (its first
+    tile's row still open, ``batch_span`` more), plus one tile."""
+    rows, span = grid.row_origins, batch_span(grid, batch_size)
     return max(rows[k + span] - rows[k] for k in range(len(rows) - span)) + grid.tile
 
 
@@ -439,7 +444,8 @@ def blend_tiles(src: TiledSource, contract: ModelContract, channels: int,
     ``predict`` maps a float32 (N, inputs, tile, tile) batch of model inputs (0 at invalid
     pixels) and its (N, tile, tile) valid mask to (N, channels, tile, tile) values, which are
     blended with the grid's window weighted by the valid mask. Batches fill across tile rows and
-    the raster's end, so every call but the last has ``batch_size`` tiles. Finished rows go to
+    the raster's end, so every call but the last has ``batch_size`` tiles (unless rows of wholly
+    nodata tiles lie between a batch's tiles: it is run before it would outgrow the strip). Finished rows go to
     ``write(strip, covered, window)`` strip by strip (``strip`` (channels, h, w) blended values,
     ``covered`` where any valid tile pixel contributed, ``window`` the rasterio Window in the
     output); the strip holds the tile rows a batch spans (``strip_rows``), whatever the raster's size.
@@ -458,7 +464,7 @@ def blend_tiles(src: TiledSource, contract: ModelContract, channels: int,
     tile, width, height = grid.tile, src.width, src.height
     blend = grid.window()
     rows, cols = grid.row_origins, grid.col_origins
-    depth = strip_rows(grid, batch_size)
+    depth, span = strip_rows(grid, batch_size), batch_span(grid, batch_size)
     acc = np.zeros((channels, depth, width), np.float32)
     weight = np.zeros((depth, width), np.float32)
     state = {"top": 0, "run": 0, "skipped": 0, "calls": 0}  # top: the first tile row not yet written
@@ -520,6 +526,10 @@ def blend_tiles(src: TiledSource, contract: ModelContract, channels: int,
                     state["skipped"] += 1
                     remaining[t.k] -= 1
                 else:
+                    if batch and t.k - batch[0].k > span:  # past rows of nodata tiles: beyond the strip
+                        following = submit(batch)
+                        finish(pending)
+                        pending, batch = following, []
                     batch.append(t)
                 done += 1
                 progress.set_progress(100.0 * done / len(grid))

@@ -13,13 +13,18 @@ from .conftest import CONV_BANDS as BANDS
 from .conftest import write_raster
 
 
-@pytest.fixture(scope="module")
-def holey_raster(tmp_path_factory):
-    """5 tile rows × 6 tile columns of 64-px tiles, with a wholly nodata block in the middle so
-    that skipped tiles sit between run ones."""
+@pytest.fixture(scope="module", params=["hole", "nodata_rows"])
+def holey_raster(tmp_path_factory, request):
+    """5 tile rows × 6 tile columns of 64-px tiles with wholly nodata tiles: a block in the middle
+    (skipped tiles between run ones), or whole rows of them (a batch would outgrow the strip)."""
     img = np.random.default_rng(7).uniform(500, 9000, (3, 230, 290)).astype(np.float32)
-    img[:, 80:170, 100:220] = np.nan
-    return write_raster(tmp_path_factory.mktemp("holey") / "img.tif", img, nodata=-9999.0, descriptions=list(BANDS))
+    if request.param == "hole":
+        img[:, 80:170, 100:220] = np.nan
+    else:
+        img[:, 60:200, :] = np.nan
+        img[:, 60:200, 270:] = 1000.0
+    return request.param, write_raster(tmp_path_factory.mktemp("holey") / "img.tif", img, nodata=-9999.0,
+                                       descriptions=list(BANDS))
 
 
 def probabilities(image, model, tmp_path, name, **kw):
@@ -30,6 +35,7 @@ def probabilities(image, model, tmp_path, name, **kw):
 
 @pytest.mark.parametrize("tta", ["none", "flips"])
 def test_output_identical_whatever_batch_size_and_threads(holey_raster, conv_model, tmp_path, tta):
+    kind, holey_raster = holey_raster
     base, want = probabilities(holey_raster, conv_model, tmp_path, "base", batch_size=1, threads=1, tta=tta)
     assert base.tiles_skipped > 0 and base.tiles_run > 8
     for batch, threads in [(3, 1), (8, 2), (7, usable_cores()), (1000, 2)]:
@@ -38,7 +44,10 @@ def test_output_identical_whatever_batch_size_and_threads(holey_raster, conv_mod
         assert np.array_equal(np.isnan(got), np.isnan(want))
         assert np.nanmax(np.abs(got - want)) <= 1e-6, (batch, threads)
         assert r.tiles_run == base.tiles_run
-        assert r.model_calls == -(-r.tiles_run // batch)  # every call but the last is full
+        if kind == "hole":
+            assert r.model_calls == -(-r.tiles_run // batch)  # every call but the last is full
+        else:  # batches are cut where rows of nodata tiles would take them beyond the strip
+            assert -(-r.tiles_run // batch) <= r.model_calls <= -(-r.tiles_run // batch) + 2
         assert f"{threads} intra-op thread(s)" in r.session
 
 
