@@ -32,6 +32,7 @@ PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
 WRITE_CHUNK_PX = 2048  # finished strips are divided and written in column chunks of this width
 RANGE_SAMPLE_TILES, RANGE_SAMPLE_PX = 64, 4096  # compared with the training range: up to 4096 valid pixels (evenly strided) of each of the first 64 tiles
+TTA_CALL_TILES = 32  # the transforms of a batch share model calls of up to this many tiles (flips of batch 8: one call)
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]
 
@@ -638,19 +639,26 @@ def segment_raster(
                 if len(samples) < RANGE_SAMPLE_TILES:
                     values = xi[:, vi]
                     samples.append(values[:, :: max(1, values.shape[1] // RANGE_SAMPLE_PX)])
-            n = len(x)  # the flips of a batch run as one batch of len(transforms) * n tiles
-            xt = np.concatenate([apply_transform(x, turns, flip) for turns, flip in transforms]) if len(transforms) > 1 else x
-            t0 = time.perf_counter()
-            raw = loaded.run(np.ascontiguousarray(xt, dtype=np.float32))
-            seconds[0] += time.perf_counter() - t0
-            if raw.shape[1] != n_classes:
-                raise InputError(
-                    f"The model returned {raw.shape[1]} channels but its contract lists {n_classes} classes."
-                )
-            raw = activate(raw, contract.activation)
-            probs = invert_transform(raw[:n], *transforms[0]).copy()
-            for i, (turns, flip) in enumerate(transforms[1:], start=1):
-                probs += invert_transform(raw[i * n : (i + 1) * n], turns, flip)
+            n = len(x)  # the flips of a batch run as one batch, up to TTA_CALL_TILES tiles per call
+            group = max(1, TTA_CALL_TILES // n)
+            probs = None
+            for g in range(0, len(transforms), group):
+                chosen = transforms[g : g + group]
+                xt = np.concatenate([apply_transform(x, turns, flip) for turns, flip in chosen])
+                t0 = time.perf_counter()
+                raw = loaded.run(np.ascontiguousarray(xt, dtype=np.float32))
+                seconds[0] += time.perf_counter() - t0
+                if raw.shape[1] != n_classes:
+                    raise InputError(
+                        f"The model returned {raw.shape[1]} channels but its contract lists {n_classes} classes."
+                    )
+                raw = activate(raw, contract.activation)
+                for i, (turns, flip) in enumerate(chosen):
+                    p = invert_transform(raw[i * n : (i + 1) * n], turns, flip)
+                    if probs is None:
+                        probs = p.copy()
+                    else:
+                        probs += p
             probs /= len(transforms)
             return probs
 
