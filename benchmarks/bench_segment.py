@@ -105,8 +105,10 @@ def compression(probabilities: str, classes: str, workdir: str) -> None:
     options = {
         "deflate (level 6)": dict(compress="deflate"),
         "deflate level 1": dict(compress="deflate", zlevel=1),
-        "deflate + predictor 3 / 2": dict(compress="deflate", predictor="float"),
+        "deflate + predictor 3 / 2": dict(compress="deflate", predictor=3),
         "deflate, 2 threads": dict(compress="deflate", num_threads="ALL_CPUS"),
+        "deflate level 1, 2 threads": dict(compress="deflate", zlevel=1, num_threads="ALL_CPUS"),
+        "deflate l1 + predictor, 2 threads": dict(compress="deflate", zlevel=1, predictor=3, num_threads="ALL_CPUS"),
         "zstd level 1, 2 threads": dict(compress="zstd", zstd_level=1, num_threads="ALL_CPUS"),
         "lzw": dict(compress="lzw"),
         "none": dict(compress="none"),
@@ -118,7 +120,7 @@ def compression(probabilities: str, classes: str, workdir: str) -> None:
             profile = geotiff_profile(prof["crs"], prof["transform"], prof["width"], prof["height"], array.shape[0],
                                       dtype, nodata)
             profile.update(extra)
-            if dtype == "uint8" and profile.get("predictor") == "float":
+            if dtype == "uint8" and profile.get("predictor") == 3:
                 profile["predictor"] = 2
             path = os.path.join(workdir, f"compress_{name}.tif")
             with rasterio.open(path, "w", **profile) as dst:
@@ -177,6 +179,9 @@ def main() -> None:
                 print(f"{batch:>5} {tta:<6} {r['tiles']:>5}  {r['calls']:>5}  {r['minimum']:>7}  {r['wall']:6.1f}  "
                       f"{r['floor']:10.1f}  {r['mpx_s']:5.2f}  {r['ratio']:13.3f}")
         print(f"session: {r['session']}")
+    if last is None and os.path.exists(os.path.join(args.workdir, "out_none_8_p.tif")):  # outputs of an earlier run
+        last = dict(batch=8, probabilities=os.path.join(args.workdir, "out_none_8_p.tif"),
+                    classes=os.path.join(args.workdir, "out_none_8_c.tif"))
     if last and not args.skip_compression:
         print(f"# output compression: the {args.size}² outputs of the batch-{last['batch']} run rewritten in strips")
         compression(last["probabilities"], last["classes"], args.workdir)
