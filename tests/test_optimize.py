@@ -50,7 +50,7 @@ def test_static_int8_variant_is_measured_and_carded(int8_model, conv_model, scen
     score = contract.scores[-1]
     assert score["dataset"] == os.path.basename(truth) and METRICS <= set(score["metrics"])
     m = score["metrics"]
-    assert m["speedup"] > 0 and m["seconds"] > 0
+    assert m["speedup"] > 0 and m["seconds"] > 0 and m["original_seconds"] > 0
     assert m["iou_change"] == pytest.approx(m["iou"] - m["original_iou"])
     loaded = load_model(int8_model.path, "cpu")
     assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(int8_model.path).graph.node)
