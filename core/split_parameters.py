@@ -4,8 +4,9 @@ adapter can show them.
 
 The merge radius r = min(a·F^b, c) with a = 14.3, b = 0.5, c = 3500 m on a 40 m grid, the
 100 m gutter, the 4-cell buffer and the sliver thresholds are the paper's values as kept by
-OGGM/partitioning and MASSIVE's kienholz.py (the paper's text, and so its equation and table
-numbers, could not be consulted here). Flow routing is D-infinity (Tarboton 1997) as in
+OGGM/partitioning and MASSIVE's kienholz.py. The paper's methods, equations and tables could
+not be consulted: the stored copies of its text end inside Section 1 (Introduction), so no
+equation or table number is cited here; see docs/glacier-split.md, "Checked against the paper". Flow routing is D-infinity (Tarboton 1997) as in
 OGGM/partitioning (pygeoprocessing's flow_direction_d_inf) and MASSIVE's default. Ours, not the paper's: the 3×3 median (OGGM: 5×5), the
 2-cell gutter (OGGM: 1), the interior-piece rule and the void limit. docs/glacier-split.md
 lists every deviation."""
