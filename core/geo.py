@@ -200,6 +200,9 @@ def read_features(path: str, layer: Optional[str] = None, progress=None, polygon
             ds = ogr.Open(path)
         except RuntimeError as exc:
             raise InputError(f"Cannot open vector file '{path}' ({exc}). Give a GeoPackage or shapefile.") from None
+        if ds is None:
+            raise InputError(f"Cannot open vector file '{path}' (missing, or not a vector format OGR reads). "
+                             "Give a GeoPackage or shapefile.")
         lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
         if lyr is None:
             raise InputError(f"'{path}' has no layer '{layer}'. Pick one of its layers.")

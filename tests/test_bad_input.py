@@ -634,3 +634,12 @@ def test_d14_cancelled_training_says_what_stays(tmp_path):
     assert f"The checkpoint {ckpt} (saved after the last finished epoch) stays" in str(err.value)
     assert "no model, report or validation raster was written" in str(err.value)
     assert sorted(os.listdir(tmp_path)) == ["run.pt"]
+
+
+def test_missing_vector_file_is_named(tmp_path):
+    """The one polygon reader names a missing file instead of failing inside OGR."""
+    from glacierseg.core.errors import InputError
+    from glacierseg.core.geo import read_features
+
+    with pytest.raises(InputError, match="Cannot open vector file .*nowhere.gpkg"):
+        read_features(str(tmp_path / "nowhere.gpkg"))
