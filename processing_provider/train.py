@@ -1,12 +1,25 @@
 """glacierseg:train — train a segmentation network on labelled rasters and export it as a
-GlacierSeg ONNX model."""
+GlacierSeg ONNX model.
+
+Training runs in a child Python process (``python -m glacierseg.models.cli train --progress
+json``): torch never enters the QGIS process (in QGIS desktop, torch's triton LLVM clashes with
+Mesa's and kills QGIS), its memory is returned when training ends, and progress and messages
+stream back as JSON lines. ``training_python`` says which interpreter runs it.
+"""
 from __future__ import annotations
 
 import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -21,25 +34,121 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsSettings,
 )
 
 from ..core.contract import TASKS
-from .base import GlacierSegAlgorithm, raster_path
+from ..core.deps import python_command
+from ..core.errors import CancelledError, GlacierSegError
+from .base import GlacierSegAlgorithm, raster_path, vector_source_uri
 
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
+PYTHON_ENV = "GLACIERSEG_PYTHON"
+PYTHON_SETTING = "glacierseg/training_python"
+CANCEL_GRACE_S = 60.0  # a cancelled child stops after its current batch; killed if it takes longer
+
+
+def training_python() -> str:
+    """The Python interpreter that trains (it needs torch; QGIS's own Python does not):
+    the environment variable GLACIERSEG_PYTHON, else the QGIS setting
+    ``glacierseg/training_python``, else the Python running this code when it is a Python
+    executable (tests, a venv), else the active virtual environment's, else the Python of
+    the QGIS installation (``core.deps.python_command``)."""
+    configured = os.environ.get(PYTHON_ENV) or QgsSettings().value(PYTHON_SETTING, "", type=str)
+    if configured:
+        return configured
+    if os.path.basename(sys.executable or "").lower().startswith("python"):
+        return sys.executable
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv:
+        candidate = os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python.exe" if os.name == "nt" else "python")
+        if os.path.exists(candidate):
+            return candidate
+    return python_command()
+
+
+def _package_root() -> str:
+    """(folder to put on PYTHONPATH, package name) so that the child imports this plugin."""
+    package = __package__.split(".")[0]
+    return os.path.dirname(os.path.abspath(sys.modules[package].__path__[0])), package
+
+
+def run_training(argv: List[str], progress, python: Optional[str] = None) -> Dict:
+    """Run ``models.cli train`` with ``argv`` in a child process; relay its progress and
+    messages to ``progress``; on cancel ask it to stop (it writes no model; its checkpoint
+    stays) and end it. Returns its result summary; raises ``CancelledError`` or
+    ``GlacierSegError`` with the child's message."""
+    python = python or training_python()
+    root, package = _package_root()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+               PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+    with tempfile.TemporaryDirectory(prefix="glacierseg-train-") as tmp:
+        cancel_file = os.path.join(tmp, "cancel")
+        cmd = [python, "-m", f"{package}.models.cli", "train", *argv, "--progress", "json", "--cancel-file", cancel_file]
+        try:
+            child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, cwd=tmp, text=True, encoding="utf-8", errors="replace", bufsize=1)
+        except OSError as exc:
+            raise GlacierSegError(f"Cannot start the training Python {python!r} ({exc}). Set the environment variable "
+                                  f"{PYTHON_ENV} or the QGIS setting {PYTHON_SETTING} to a Python that has torch.") from None
+        lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        reader = threading.Thread(target=lambda: ([lines.put(line) for line in child.stdout], lines.put(None)), daemon=True)
+        reader.start()
+        result, error, other, cancel_asked = None, None, [], None
+        while True:
+            if cancel_asked is None and progress.is_canceled():
+                open(cancel_file, "w").close()
+                cancel_asked = time.monotonic()
+                progress.push_info("Cancelling: training stops after the current batch…")
+            if cancel_asked is not None and time.monotonic() - cancel_asked > CANCEL_GRACE_S and child.poll() is None:
+                child.kill()
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                message = None
+            if not isinstance(message, dict):
+                if line.strip():
+                    other.append(line.rstrip())
+                    progress.push_info(line.rstrip())
+                continue
+            if "progress" in message:
+                progress.set_progress(float(message["progress"]))
+            if "info" in message:
+                progress.push_info(str(message["info"]))
+            if "result" in message:
+                result = message["result"]
+            if "error" in message:
+                error = message
+        code = child.wait()
+    if error is not None:
+        if error.get("cancelled"):
+            raise CancelledError(error["error"], kept=error.get("kept") or ())
+        raise GlacierSegError(error["error"])
+    if cancel_asked is not None:
+        raise CancelledError("Training cancelled (the training process was ended): no model or report was written.")
+    if code != 0 or result is None:
+        tail = "\n".join(other[-15:])
+        raise GlacierSegError(f"The training process ({python}) ended with exit code {code} without a result:\n{tail}")
+    return result
 
 
 class TrainAlgorithm(GlacierSegAlgorithm):
     NAME = "train"
     DISPLAY_NAME = "Train segmentation model"
     GROUP = "Training"
-    REQUIRES = ("numpy", "rasterio", "torch", "onnx", "scipy")
+    REQUIRES = ("numpy", "rasterio")  # torch and onnx: in the training Python (training_python), checked there
     HELP = (
         "Trains a segmentation network on one or more rasters with labels and exports it as a GlacierSeg "
         "ONNX model (its contract holds the bands and their scaling, resolution, classes and colours, tile "
         "size, receptive field and the tuned thresholds), ready for <i>Segment raster with model</i>.<br><br>"
-        "<b>Labels</b>: polygons with a class field (e.g. corrected outlines) or a class raster. Pixels outside "
+        "<b>Labels</b>: polygons with a class field (e.g. corrected outlines), polygons without one (all of them the one class, as RGI outlines come) or a class raster; labels in another CRS are reprojected. Pixels outside "
         "the polygons are background; nodata of the class raster or of the image is not scored.<br>"
         "<b>Classes</b>: <i>name=label values [#colour]</i> separated by ';', e.g. <i>glacier=1,2</i> "
         "(one class: sigmoid output) or <i>clean_ice=1; debris_ice=2 #8d6e63</i> (several: softmax with background).<br>"
@@ -48,9 +157,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "Features (NDSI, NDWI, NDVI, NDMI, NBR, GRAY, GAUSS, MEDIAN, SOBEL, SOBELX, SOBELY, SLOPE, ASPECT, "
         "NORTHNESS, EASTNESS) are computed by GlacierSeg in training and inference alike.<br>"
         "<b>Validation</b>: pixels inside the <i>Validation area</i> polygons; without it, whole cells of a "
-        "fishnet (cell size in pixels, fraction of cells). Training tiles lie wholly outside the validation "
+        "fishnet (cell size in pixels, 0 = sized from the raster for about 8 validation cells; fraction of cells). Training tiles lie wholly outside the validation "
         "pixels, so the split is spatially disjoint.<br>"
-        "<b>Network / loss</b>: registry names (unet, boundary_unet, deeplabv3plus, attention_deeplabv3plus, "
+        "<b>Network / loss</b>: registry names (default unet_efficientnet_b0, fast on a CPU; unet, boundary_unet, deeplabv3plus, attention_deeplabv3plus, "
         "rau_net, unet_resnet34, ...; ce, dice, focal, iou, tversky, focal_iou, ce_dice, slba). <i>Network "
         "options</i> is JSON, e.g. <i>{\"widths\": [16, 32, 64]}</i>.<br>"
         "<b>Augmentation</b>: random 90° rotations and flips; CutMix pastes the box around another tile's "
@@ -58,20 +167,28 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "<b>Checkpoint</b>: saved after every epoch; tick <i>Resume</i> to continue it. <i>Fine-tune from</i> "
         "starts from another GlacierSeg checkpoint (same inputs and classes).<br><br>"
         "Input scaling comes from the training pixels; the exported weights are those of the epoch with the "
-        "best mean validation IoU and the thresholds maximise validation F1. The report (JSON, with a CSV "
-        "beside it) holds the loss curve and validation IoU/F1/precision/recall per class and epoch. "
-        "Progress is reported per batch and Cancel stops after the current batch; the algorithm runs in "
-        "the background, so QGIS stays usable while it trains."
+        "best mean validation IoU. Thresholds maximise validation F1 where the validation area holds the class "
+        "in enough cells and pixels; else they stay at 0.5 (or the fine-tuned model's), with a warning. "
+        "The HTML report (opened in the results viewer) shows loss and validation curves, per-class pixel counts, "
+        "the thresholds and why, and the final scores with their spread over validation cells; the JSON report "
+        "(with a CSV beside it) holds the same per epoch.<br>"
+        "<b>Time budget</b>: minutes for the whole run (0 = train the given epochs); the learning-rate schedule "
+        "is fitted to it. <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
+        "Training runs in a separate Python process (torch never loads into QGIS): the environment variable "
+        "GLACIERSEG_PYTHON or the setting glacierseg/training_python names it, else QGIS's Python is used. "
+        "Progress is reported per batch and Cancel stops after the current batch: no model is written; the "
+        "checkpoint of the last finished epoch stays, to resume from."
     )
 
     (INPUT, BAND_NAMES, MODEL_INPUTS, LABELS, CLASS_FIELD, LABEL_RASTER, CLASSES, VALIDATION_AREA,
      CELL_SIZE, VAL_FRACTION, NETWORK, NETWORK_OPTIONS, LOSS, EPOCHS, BATCH_SIZE, LEARNING_RATE, TILE_SIZE,
      TILES_PER_EPOCH, AUGMENT, CUTMIX, DEVICE, TASK, SEED, FINETUNE, CHECKPOINT, RESUME, OUTPUT_MODEL,
-     OUTPUT_REPORT, VALIDATION_FOLDER) = (
+     OUTPUT_REPORT, VALIDATION_FOLDER, MINUTES, PATIENCE, OUTPUT_HTML) = (
         "INPUT", "BAND_NAMES", "MODEL_INPUTS", "LABELS", "CLASS_FIELD", "LABEL_RASTER", "CLASSES",
         "VALIDATION_AREA", "CELL_SIZE", "VAL_FRACTION", "NETWORK", "NETWORK_OPTIONS", "LOSS", "EPOCHS",
         "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "TILES_PER_EPOCH", "AUGMENT", "CUTMIX", "DEVICE", "TASK",
-        "SEED", "FINETUNE", "CHECKPOINT", "RESUME", "OUTPUT_MODEL", "OUTPUT_REPORT", "VALIDATION_FOLDER")
+        "SEED", "FINETUNE", "CHECKPOINT", "RESUME", "OUTPUT_MODEL", "OUTPUT_REPORT", "VALIDATION_FOLDER",
+        "MINUTES", "PATIENCE", "OUTPUT_HTML")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         polygons = [QgsProcessing.TypeVectorPolygon]
@@ -83,9 +200,11 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"))
         self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = all bands)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet split)", polygons, optional=True))
-        self.addParameter(QgsProcessingParameterString(self.NETWORK, "Network", defaultValue="unet"))
+        self.addParameter(QgsProcessingParameterString(self.NETWORK, "Network", defaultValue="unet_efficientnet_b0"))
         self.addParameter(QgsProcessingParameterString(self.LOSS, "Loss", defaultValue="ce_dice"))
-        self.addParameter(number(self.EPOCHS, "Epochs", number.Integer, 20, minValue=1))
+        self.addParameter(number(self.EPOCHS, "Epochs (the most, with a time budget)", number.Integer, 20, minValue=1))
+        self.addParameter(number(self.MINUTES, "Time budget (minutes, 0 = train the epochs)", number.Double, 0.0, minValue=0.0))
+        self.addParameter(number(self.PATIENCE, "Stop after epochs without a better validation score (0 = never)", number.Integer, 5, minValue=0))
         self.addParameter(number(self.BATCH_SIZE, "Batch size", number.Integer, 8, minValue=1, maxValue=1024))
         self.addParameter(number(self.LEARNING_RATE, "Learning rate", number.Double, 0.001, minValue=1e-7, maxValue=1.0))
         self.addParameter(QgsProcessingParameterBoolean(self.AUGMENT, "Augment with 90° rotations and flips", defaultValue=True))
@@ -97,7 +216,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             QgsProcessingParameterString(self.NETWORK_OPTIONS, "Network options (JSON)", optional=True),
             number(self.TILE_SIZE, "Tile size (px, multiple of 32)", number.Integer, 256, minValue=32),
             number(self.TILES_PER_EPOCH, "Training tiles per epoch", number.Integer, 256, minValue=1),
-            number(self.CELL_SIZE, "Fishnet cell size (px)", number.Integer, 512, minValue=32),
+            number(self.CELL_SIZE, "Fishnet cell size (px, 0 = sized from the raster)", number.Integer, 0, minValue=0),
             number(self.VAL_FRACTION, "Fishnet validation fraction", number.Double, 0.2, minValue=0.01, maxValue=0.9),
             QgsProcessingParameterEnum(self.TASK, "Task", list(TASKS), defaultValue=0),
             number(self.SEED, "Random seed", number.Integer, 0, minValue=0),
@@ -107,7 +226,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model", "ONNX model (*.onnx)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report", "JSON (*.json)"))
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report (JSON)", "JSON (*.json)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, "Training report (HTML)", "HTML files (*.html)", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.CHECKPOINT, "Checkpoint", "Torch checkpoint (*.pt)", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterFolderDestination(
@@ -117,62 +238,52 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addOutput(QgsProcessingOutputString("THRESHOLDS", "Tuned thresholds (JSON)"))
         self.addOutput(QgsProcessingOutputNumber("SAMPLES_PER_SECOND", "Training throughput (tiles per second)"))
 
-    def _vector_path(self, parameters, name, context, feedback):
-        if not parameters.get(name):
-            return None
-        return self.parameterAsCompatibleSourceLayerPath(parameters, name, context, ["gpkg", "shp"], "gpkg", feedback)
-
     def process(self, parameters, context, feedback, progress):
-        from ..models.datasets import parse_classes, split_inputs
-        from ..models.train import TrainConfig, train_rasters
-
         rasters = [raster_path(layer) for layer in self.parameterAsLayerList(parameters, self.INPUT, context)]
         label_layer = self.parameterAsRasterLayer(parameters, self.LABEL_RASTER, context)
-        options = self.parameterAsString(parameters, self.NETWORK_OPTIONS, context).strip()
-        try:
-            network_kwargs = json.loads(options) if options else {}
-        except json.JSONDecodeError as exc:
-            raise QgsProcessingException(f"Network options must be JSON, e.g. {{\"widths\": [16, 32, 64]}}: {exc.msg}.") from None
-        config = TrainConfig(
-            classes=parse_classes(self.parameterAsString(parameters, self.CLASSES, context)),
-            inputs=split_inputs(self.parameterAsString(parameters, self.MODEL_INPUTS, context)),
-            network=self.parameterAsString(parameters, self.NETWORK, context).strip(),
-            network_kwargs=network_kwargs,
-            loss=self.parameterAsString(parameters, self.LOSS, context).strip(),
-            epochs=self.parameterAsInt(parameters, self.EPOCHS, context),
-            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
-            learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
-            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
-            tiles_per_epoch=self.parameterAsInt(parameters, self.TILES_PER_EPOCH, context),
-            augment=self.parameterAsBool(parameters, self.AUGMENT, context),
-            cutmix=self.parameterAsDouble(parameters, self.CUTMIX, context),
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            task=TASKS[self.parameterAsEnum(parameters, self.TASK, context)],
-            seed=self.parameterAsInt(parameters, self.SEED, context),
-        )
-        band_names = split_inputs(self.parameterAsString(parameters, self.BAND_NAMES, context)) or None
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context) or None
         checkpoint = self.parameterAsFileOutput(parameters, self.CHECKPOINT, context) or None
         validation_dir = self.parameterAsFileOutput(parameters, self.VALIDATION_FOLDER, context) or None
-        result = train_rasters(
-            rasters, config, model_path,
-            labels_raster=raster_path(label_layer) if label_layer is not None else None,
-            labels_vector=self._vector_path(parameters, self.LABELS, context, feedback),
-            class_field=self.parameterAsString(parameters, self.CLASS_FIELD, context) or None,
-            validation_vector=self._vector_path(parameters, self.VALIDATION_AREA, context, feedback),
-            band_names=band_names,
-            cell_px=self.parameterAsInt(parameters, self.CELL_SIZE, context),
-            val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
-            report_out=report_path, checkpoint=checkpoint,
-            resume=self.parameterAsBool(parameters, self.RESUME, context),
-            finetune=self.parameterAsFile(parameters, self.FINETUNE, context) or None,
-            validation_dir=validation_dir, progress=progress,
-        )
-        ious = [v["iou"] for v in result.validation.values()]
+        text = lambda name: self.parameterAsString(parameters, name, context).strip()  # noqa: E731
+        argv: List[str] = [a for r in rasters for a in ("--raster", r)]
+        options = {
+            "--label-raster": raster_path(label_layer) if label_layer is not None else None,
+            "--label-vector": vector_source_uri(self, parameters, self.LABELS, context, feedback),
+            "--class-field": text(self.CLASS_FIELD) or None,
+            "--validation-vector": vector_source_uri(self, parameters, self.VALIDATION_AREA, context, feedback),
+            "--band-names": text(self.BAND_NAMES) or None,
+            "--classes": text(self.CLASSES), "--inputs": text(self.MODEL_INPUTS),
+            "--network": text(self.NETWORK), "--network-options": text(self.NETWORK_OPTIONS) or "{}",
+            "--loss": text(self.LOSS),
+            "--epochs": self.parameterAsInt(parameters, self.EPOCHS, context),
+            "--minutes": self.parameterAsDouble(parameters, self.MINUTES, context),
+            "--patience": self.parameterAsInt(parameters, self.PATIENCE, context),
+            "--batch-size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            "--lr": self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+            "--tile-size": self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            "--tiles-per-epoch": self.parameterAsInt(parameters, self.TILES_PER_EPOCH, context),
+            "--cutmix": self.parameterAsDouble(parameters, self.CUTMIX, context),
+            "--device": DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            "--task": TASKS[self.parameterAsEnum(parameters, self.TASK, context)],
+            "--seed": self.parameterAsInt(parameters, self.SEED, context),
+            "--cell-size": self.parameterAsInt(parameters, self.CELL_SIZE, context),
+            "--val-fraction": self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
+            "--finetune": self.parameterAsFile(parameters, self.FINETUNE, context) or None,
+            "--checkpoint": checkpoint, "--validation-dir": validation_dir,
+            "--out": model_path, "--report": report_path, "--report-html": html_path,
+        }
+        argv += [a for key, value in options.items() if value is not None for a in (key, str(value))]
+        if not self.parameterAsBool(parameters, self.AUGMENT, context):
+            argv.append("--no-augment")
+        if self.parameterAsBool(parameters, self.RESUME, context):
+            argv.append("--resume")
+        result = run_training(argv, progress)
+        ious = [v["iou"] for v in result["validation"].values()]
         return {
-            self.OUTPUT_MODEL: model_path, self.OUTPUT_REPORT: report_path, self.CHECKPOINT: checkpoint,
-            self.VALIDATION_FOLDER: validation_dir, "BEST_EPOCH": result.best_epoch,
-            "VALIDATION_IOU": sum(ious) / len(ious), "THRESHOLDS": json.dumps(result.thresholds),
-            "SAMPLES_PER_SECOND": result.samples_per_second,
+            self.OUTPUT_MODEL: model_path, self.OUTPUT_REPORT: report_path, self.OUTPUT_HTML: html_path,
+            self.CHECKPOINT: checkpoint, self.VALIDATION_FOLDER: validation_dir, "BEST_EPOCH": result["best_epoch"],
+            "VALIDATION_IOU": sum(ious) / len(ious), "THRESHOLDS": json.dumps(result["thresholds"]),
+            "SAMPLES_PER_SECOND": result["samples_per_second"],
         }

@@ -314,7 +314,7 @@ def test_cli_trains_on_image_mask_pairs(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(PKG_DIR))
     proc = subprocess.run(
         [sys.executable, "-m", "glacierseg.models.cli", "train", "--pairs", str(folder), "--band-names", "A,B",
-         "--classes", "bright=1", "--inputs", "A,B,NDVI(A,B)", "--network-options", '{"widths": [4, 8]}',
+         "--classes", "bright=1", "--inputs", "A,B,NDVI(A,B)", "--network", "unet", "--network-options", '{"widths": [4, 8]}',
          "--epochs", "1", "--batch-size", "2", "--tile-size", "64", "--tiles-per-epoch", "2", "--device", "cpu",
          "--threads", "1", "--out", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "r.json")],
         env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
