@@ -44,10 +44,10 @@ RANGE_SAMPLE = 200_000  # training pixels per raster the input range is measured
 # pixels; below that the F1 optimum follows the noise of one or two places (on 3 fishnet cells the
 # validation IoU swung between 0.39 and 0.51 from epoch to epoch), so the neutral threshold stays.
 MIN_TUNING_CELLS = 4
-MIN_TUNING_PIXELS = 2000
+MIN_TUNING_PIXELS = 1000
 UNTUNED_SIGMOID = 0.5  # one channel: probability 0.5
 UNTUNED_SOFTMAX = 0.0  # several channels: the most probable class, never demoted
-EXPORT_SECONDS = 5.0  # kept in a time budget for export and reports, beside the timed validation passes
+EXPORT_SECONDS = 5.0  # kept in a time budget (at most 5 % of it) for export and reports, beside the timed validation passes
 
 
 @dataclass
@@ -449,6 +449,7 @@ def _train(
     (the time budget counts from it; default now)."""
     import torch
 
+    started = time.monotonic() if started is None else started
     progress = ensure_progress(progress)
     config.validate()
     device = resolve_device(config.device)
@@ -541,7 +542,7 @@ def _train(
     if device.type == "cpu" and torch.cuda.is_available():
         progress.push_info("A CUDA GPU is present: choose Device 'CUDA' (or 'Auto') to train many times faster.")
     budget = 60.0 * config.minutes
-    clock = Clock(started if started is not None else time.monotonic(), budget)
+    clock = Clock(started, budget)
     initial = None
     if budget:  # one validation pass, timed, so the budget keeps time for the last ones (and a baseline score)
         t0 = time.monotonic()
@@ -668,7 +669,7 @@ class Clock:
 
     def reserve(self, validation_seconds: float, validation_rasters: bool) -> None:
         # one validation after the last epoch, one of the best weights, one per validation raster set
-        self.kept_seconds = validation_seconds * (2 + validation_rasters) + EXPORT_SECONDS
+        self.kept_seconds = validation_seconds * (2 + validation_rasters) + min(EXPORT_SECONDS, 0.05 * self.budget)
 
     @property
     def train_seconds(self) -> float:
