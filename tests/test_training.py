@@ -528,7 +528,7 @@ def test_train_in_qgis_then_segment_reproduces_validation(glacierseg_provider, s
         "MODEL_INPUTS": "S2:B03, S2:B04, S2:B08, S2:B11, NDSI(S2:B03,S2:B11)",
         "VALIDATION_AREA": east_half_layer(sample_scene), "NETWORK": "unet", "NETWORK_OPTIONS": '{"widths": [8, 16, 32]}',
         "LOSS": "ce_dice", "EPOCHS": 6, "BATCH_SIZE": 8, "LEARNING_RATE": 0.005, "TILE_SIZE": 128, "TILES_PER_EPOCH": 64,
-        "CUTMIX": 0.3, "DEVICE": 1, "OUTPUT_MODEL": str(tmp_path / "glacier.onnx"),
+        "CUTMIX": 0.3, "DEVICE": 1, "PATIENCE": 0, "OUTPUT_MODEL": str(tmp_path / "glacier.onnx"),
         "OUTPUT_REPORT": str(tmp_path / "report.json"), "CHECKPOINT": str(tmp_path / "glacier.pt"),
         "VALIDATION_FOLDER": str(val_dir),
     }, feedback=Feedback())
@@ -556,3 +556,69 @@ def test_train_in_qgis_then_segment_reproduces_validation(glacierseg_provider, s
     iou = (ice & found).sum() / (ice | found).sum()
     assert iou == pytest.approx(report["validation_at_thresholds"]["glacier"]["iou"], abs=1e-3)
     assert iou >= 0.8
+
+
+TINY_RUN = {"CLASSES": "glacier=1,2", "MODEL_INPUTS": "S2:B03, S2:B11", "NETWORK": "unet",
+            "NETWORK_OPTIONS": '{"widths": [4, 8]}', "TILE_SIZE": 64, "TILES_PER_EPOCH": 8, "BATCH_SIZE": 4, "DEVICE": 1}
+
+QGIS_RUN = """
+import json, sys
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+app.initQgis()
+sys.path.append("/usr/share/qgis/python/plugins")
+from processing.core.Processing import Processing
+Processing.initialize()
+from glacierseg.processing_provider.provider import GlacierSegProvider
+provider = GlacierSegProvider()  # kept referenced: the registry does not own a Python provider
+assert QgsApplication.processingRegistry().addProvider(provider)
+import processing
+from qgis.core import QgsProcessingFeedback
+messages = []
+class Feedback(QgsProcessingFeedback):
+    def pushInfo(self, info):
+        messages.append(info)
+result = processing.run("glacierseg:train", json.loads(sys.argv[1]), feedback=Feedback())
+print(json.dumps({"torch": "torch" in sys.modules, "onnxruntime": "onnxruntime" in sys.modules,
+                  "result": {k: v for k, v in result.items() if isinstance(v, (str, int, float))}, "messages": messages}))
+"""
+
+
+@pytest.mark.slow
+def test_qgis_never_imports_torch(sample_scene, tmp_path):
+    """processing.run of glacierseg:train in a fresh QGIS process (pytest itself imports torch):
+    training happens in the child, the QGIS process never loads torch; progress lines come back."""
+    params = {**TINY_RUN, "INPUT": [sample_scene.image], "LABEL_RASTER": sample_scene.glacier_truth, "EPOCHS": 2,
+              "OUTPUT_MODEL": str(tmp_path / "m.onnx"), "OUTPUT_REPORT": str(tmp_path / "r.json"),
+              "OUTPUT_HTML": str(tmp_path / "r.html")}
+    env = dict(os.environ, PYTHONPATH=str(PKG_DIR), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", QGIS_RUN, json.dumps(params)], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False
+    assert sum(m.startswith("Epoch ") for m in out["messages"]) == 2
+    assert any(m.startswith("Labelled pixels per class") for m in out["messages"])
+    assert os.path.exists(tmp_path / "m.onnx") and out["result"]["OUTPUT_HTML"] == str(tmp_path / "r.html")
+    assert "data:image/png;base64," in open(tmp_path / "r.html", encoding="utf-8").read()
+
+
+@pytest.mark.slow
+def test_cancel_ends_the_child_and_keeps_only_the_checkpoint(glacierseg_provider, sample_scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    class CancelAfterFirstEpoch(QgsProcessingFeedback):
+        def pushInfo(self, info):  # noqa: N802
+            if info.startswith("Epoch 1/"):
+                self.cancel()
+
+    ckpt = tmp_path / "run.pt"
+    params = {**TINY_RUN, "INPUT": [sample_scene.image], "LABEL_RASTER": sample_scene.glacier_truth, "EPOCHS": 50,
+              "PATIENCE": 0, "TILES_PER_EPOCH": 64, "CHECKPOINT": str(ckpt), "OUTPUT_MODEL": str(tmp_path / "m.onnx"),
+              "OUTPUT_REPORT": str(tmp_path / "r.json"), "OUTPUT_HTML": str(tmp_path / "r.html")}
+    with pytest.raises(QgsProcessingException, match="Training cancelled") as err:
+        processing.run("glacierseg:train", params, feedback=CancelAfterFirstEpoch())
+    assert f"The checkpoint {ckpt}" in str(err.value) and "stays, on purpose" in str(err.value)
+    assert sorted(os.listdir(tmp_path)) == ["run.pt"]  # no model, no report, no temporary file
+    assert load_checkpoint(str(ckpt))["epoch"] < 50
