@@ -46,6 +46,9 @@ DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 PYTHON_ENV = "GLACIERSEG_PYTHON"
 PYTHON_SETTING = "glacierseg/training_python"
+# A laptop CPU trains unet_efficientnet_b0 at ~1 tile/s: 20 epochs of 256 tiles would take ~1.5 h, so
+# the dialog bounds a run by time (the command line, meant for GPU servers, trains its epochs).
+DEFAULT_MINUTES = 20.0
 CANCEL_GRACE_S = 60.0  # a cancelled child stops after its current batch; killed if it takes longer
 
 
@@ -203,7 +206,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.NETWORK, "Network", defaultValue="unet_efficientnet_b0"))
         self.addParameter(QgsProcessingParameterString(self.LOSS, "Loss", defaultValue="ce_dice"))
         self.addParameter(number(self.EPOCHS, "Epochs (the most, with a time budget)", number.Integer, 20, minValue=1))
-        self.addParameter(number(self.MINUTES, "Time budget (minutes, 0 = train the epochs)", number.Double, 0.0, minValue=0.0))
+        self.addParameter(number(self.MINUTES, "Time budget (minutes, 0 = train the epochs)", number.Double, DEFAULT_MINUTES, minValue=0.0))
         self.addParameter(number(self.PATIENCE, "Stop after epochs without a better validation score (0 = never)", number.Integer, 5, minValue=0))
         self.addParameter(number(self.BATCH_SIZE, "Batch size", number.Integer, 8, minValue=1, maxValue=1024))
         self.addParameter(number(self.LEARNING_RATE, "Learning rate", number.Double, 0.001, minValue=1e-7, maxValue=1.0))

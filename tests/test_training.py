@@ -526,7 +526,7 @@ def test_train_in_qgis_then_segment_reproduces_validation(glacierseg_provider, s
     result = processing.run("glacierseg:train", {
         "INPUT": [sample_scene.image], "LABEL_RASTER": sample_scene.glacier_truth, "CLASSES": "glacier=1,2",
         "MODEL_INPUTS": "S2:B03, S2:B04, S2:B08, S2:B11, NDSI(S2:B03,S2:B11)",
-        "VALIDATION_AREA": east_half_layer(sample_scene), "NETWORK": "unet", "NETWORK_OPTIONS": '{"widths": [8, 16, 32]}',
+        "VALIDATION_AREA": east_half_layer(sample_scene), "NETWORK": "unet", "MINUTES": 0, "NETWORK_OPTIONS": '{"widths": [8, 16, 32]}',
         "LOSS": "ce_dice", "EPOCHS": 6, "BATCH_SIZE": 8, "LEARNING_RATE": 0.005, "TILE_SIZE": 128, "TILES_PER_EPOCH": 64,
         "CUTMIX": 0.3, "DEVICE": 1, "PATIENCE": 0, "OUTPUT_MODEL": str(tmp_path / "glacier.onnx"),
         "OUTPUT_REPORT": str(tmp_path / "report.json"), "CHECKPOINT": str(tmp_path / "glacier.pt"),
