@@ -96,7 +96,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation IoU (0: never)")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--tile-size", type=int, default=256)
+    t.add_argument("--tile-size", type=int, default=0,
+                   help="training and inference tile size in px, a multiple of 32 (default 0: fitted to the rasters; 256 for patches)")
     t.add_argument("--tiles-per-epoch", type=int, default=256)
     t.add_argument("--no-augment", action="store_true", help="no rotations/flips")
     t.add_argument("--cutmix", type=float, default=0.0, help="CutMix probability per tile")
@@ -152,6 +153,8 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
     outputs = dict(report_out=args.report, html_out=args.report_html, checkpoint=args.checkpoint, resume=args.resume,
                    finetune=args.finetune, validation_dir=args.validation_dir, progress=progress, started=started)
     band_names = datasets.split_inputs(args.band_names) if args.band_names else None
+    if not args.raster and not config.tile_size:
+        config.tile_size = 256
     if args.raster:
         result = train_rasters(
             args.raster, config, args.out, labels_raster=args.label_raster, labels_vector=args.label_vector,

@@ -230,6 +230,32 @@ def fishnet_cell_px(shape: Tuple[int, int], tile_px: int, val_fraction: float = 
     return int(min(MAX_CELL_PX, max(cell, tile_px // 2, 32)))
 
 
+TILE_CHOICES = (256, 128, 64)  # training tile sizes tried, largest first
+
+
+def training_tile_px(shapes: Sequence[Tuple[int, int]], val_fraction: float = 0.2, fishnet: bool = True) -> int:
+    """Training (and inference) tile size fitted to the rasters: the largest of ``TILE_CHOICES``
+    whose fishnet (``fishnet_cell_px``) still gives every raster ``MIN_VALIDATION_CELLS``
+    validation cells, and at most half the smallest raster side (so tiles fit beside the
+    validation). The smallest choice where none fits."""
+    def fits(tile, shape):
+        if 2 * tile > min(shape):
+            return False
+        if not fishnet:
+            return True
+        cell = fishnet_cell_px(shape, tile, val_fraction)
+        return round(val_fraction * math.ceil(shape[0] / cell) * math.ceil(shape[1] / cell)) >= MIN_VALIDATION_CELLS
+
+    return next((t for t in TILE_CHOICES if all(fits(t, s) for s in shapes)), TILE_CHOICES[-1])
+
+
+def raster_shape(path: str) -> Tuple[int, int]:
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.height, src.width
+
+
 def fishnet_split(shape: Tuple[int, int], cell_px: int, val_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
     """uint8 split of a raster: a random ``val_fraction`` of the whole cells of a fishnet of
     ``cell_px`` squares is VALIDATION, the rest TRAIN."""

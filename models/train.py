@@ -31,7 +31,8 @@ from ..core.metrics import binary_scores
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
 from ..core.segment import activate, model_tiling
 from ..core.tiling import TileGrid, reflect_index
-from .datasets import IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, window_origins
+from .datasets import (IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, raster_shape, training_tile_px,
+                       window_origins)
 from .export import export_onnx
 from .losses import build_loss, compute_loss
 from .registry import build_model, head_logits
@@ -960,6 +961,10 @@ def train_rasters(
     progress = ensure_progress(progress)
     if not rasters:
         raise InputError("Give at least one training raster.")
+    if not config.tile_size:  # 0: fitted to the rasters and their fishnet
+        tile = training_tile_px([raster_shape(p) for p in rasters], val_fraction, fishnet=not validation_vector and not cell_px)
+        config = replace(config, tile_size=tile)
+        progress.push_info(f"Tile size {tile} px (fitted to the raster size and the validation cells).")
     scenes = []
     for path in rasters:
         check_cancel(progress)

@@ -217,7 +217,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         advanced = [
             QgsProcessingParameterString(self.BAND_NAMES, "Band names in raster order (when descriptions lack them)", optional=True),
             QgsProcessingParameterString(self.NETWORK_OPTIONS, "Network options (JSON)", optional=True),
-            number(self.TILE_SIZE, "Tile size (px, multiple of 32)", number.Integer, 256, minValue=32),
+            number(self.TILE_SIZE, "Tile size (px, multiple of 32; 0 = fitted to the rasters)", number.Integer, 0, minValue=0),
             number(self.TILES_PER_EPOCH, "Training tiles per epoch", number.Integer, 256, minValue=1),
             number(self.CELL_SIZE, "Fishnet cell size (px, 0 = sized from the raster)", number.Integer, 0, minValue=0),
             number(self.VAL_FRACTION, "Fishnet validation fraction", number.Double, 0.2, minValue=0.01, maxValue=0.9),

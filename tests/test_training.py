@@ -254,6 +254,11 @@ def test_fishnet_cells_sized_from_the_raster(tmp_path):
     rows, cols = -(-655 // 128), -(-400 // 128)  # cells of half a tile at least, so whole tiles fit between them
     assert round(0.2 * rows * cols) == 5 >= train_module.MIN_TUNING_CELLS
     assert datasets.fishnet_cell_px((20000, 20000), tile_px=256) == datasets.MAX_CELL_PX  # large scenes: capped
+    # the default tile size (0) is fitted too: the largest that leaves validation its cells
+    assert datasets.training_tile_px([(655, 400)]) == 128 and datasets.training_tile_px([(512, 512)]) == 128
+    assert datasets.training_tile_px([(4000, 4000), (2000, 3000)]) == 256
+    assert datasets.training_tile_px([(4000, 4000), (300, 300)]) == 64
+    assert datasets.training_tile_px([(600, 600)], fishnet=False) == 256  # a validation area: only the raster size
     # a small raster read with the default (0): cells sized so validation gets its cells
     image = np.random.default_rng(0).random((2, 200, 300)).astype(np.float32)
     path = write_raster(tmp_path / "img.tif", image)
