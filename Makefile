@@ -16,7 +16,7 @@ test: venv       ## the whole test suite in real QGIS
 test-fast: venv  ## everything but the tests marked slow
 	$(PY) -m pytest -q -m "not slow"
 
-package:         ## dist/glacierseg.zip for Plugins › Manage and Install › Install from ZIP
+package: venv    ## dist/glacierseg.zip (sample model installed) for Plugins › Manage and Install › Install from ZIP
 	python3 scripts/package.py dist/glacierseg.zip
 
 bench: venv      ## print the benchmarks' figures

@@ -2,6 +2,10 @@
 
 
 def classFactory(iface):  # noqa: N802 (QGIS API name)
+    from .core.deps import activate
+    from .processing_provider.base import packages_prefix
+
+    activate(packages_prefix())  # packages installed by the Install dialog, before anything imports them
     from .plugin import GlacierSegPlugin
 
     return GlacierSegPlugin(iface)

@@ -6,6 +6,7 @@ documents every key; this module is its executable form.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -38,7 +39,9 @@ OPTIONAL_KEYS = (
     "name",
     "description",
     "training",
+    "scores",
 )
+SCORE_TEXT_KEYS = ("dataset", "region", "date", "method")
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _FEATURE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*$")
 
@@ -132,6 +135,7 @@ class ModelContract:
     name: str = ""
     description: str = ""
     training: Dict[str, Any] = field(default_factory=dict)
+    scores: Tuple[Dict[str, Any], ...] = ()
     glacierseg_version: str = CONTRACT_VERSION
 
     # ----------------------------------------------------------------- derived
@@ -194,6 +198,8 @@ class ModelContract:
         for key in ("name", "description", "training"):
             if getattr(self, key):
                 d[key] = getattr(self, key)
+        if self.scores:
+            d["scores"] = list(self.scores)
         return {k: json.dumps(v) for k, v in d.items()}
 
     @classmethod
@@ -282,6 +288,7 @@ class ModelContract:
             name=str(d.get("name", "")),
             description=str(d.get("description", "")),
             training=dict(d.get("training", {})),
+            scores=tuple(p.score(s, f"scores[{i}]") for i, s in enumerate(p.list(d, "scores", default=[]))),
         )
 
     def to_json_file(self, path: str) -> None:
@@ -334,6 +341,23 @@ class _Parser:
         if not isinstance(c["color"], str) or not _HEX_COLOR.match(c["color"]):
             raise self.fail(key, f"'color' must be '#rrggbb', got {c['color']!r}")
         return ClassInfo(str(c["name"]), int(c["value"]), c["color"])
+
+    def score(self, s: Any, key: str) -> Dict[str, Any]:
+        """One entry of ``scores``: ``dataset`` (required), ``region``, ``date``, ``method``
+        (strings) and ``metrics`` (name -> number; at least one)."""
+        if not isinstance(s, dict) or not isinstance(s.get("dataset"), str) or not s["dataset"]:
+            raise self.fail(key, "must be an object with a non-empty 'dataset' name and 'metrics'")
+        metrics = s.get("metrics")
+        if not isinstance(metrics, dict) or not metrics or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()
+        ):
+            raise self.fail(key, "'metrics' must map metric names to numbers, e.g. {\"iou\": 0.81}")
+        bad = [k for k in SCORE_TEXT_KEYS if k in s and not isinstance(s[k], str)]
+        if bad:
+            raise self.fail(key, f"{', '.join(repr(k) for k in bad)} must be text")
+        entry = {k: s[k] for k in SCORE_TEXT_KEYS if s.get(k)}
+        entry["metrics"] = {str(k): float(v) for k, v in metrics.items()}
+        return entry
 
     def input_spec(self, b: Any, key: str) -> InputSpec:
         if not isinstance(b, dict) or "name" not in b:
@@ -416,11 +440,19 @@ def read_contract(model_path: str, embedded: Optional[Mapping[str, str]] = None)
             except json.JSONDecodeError as exc:
                 raise ModelContractError(f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno}).") from None
             return ModelContract.from_dict(d, os.path.basename(path))
+    missing = [k for k in REQUIRED_KEYS if k not in embedded]
     raise ModelContractError(
         f"{name}: not a GlacierSeg model: its ONNX metadata has no 'glacierseg_version' key and no sidecar "
-        f"{os.path.basename(sidecar_paths(model_path)[0])} or model.json was found beside it. Export it with "
-        "GlacierSeg (models/export.py) or add a sidecar JSON as described in docs/model-contract.md."
+        f"{os.path.basename(sidecar_paths(model_path)[0])} or model.json was found beside it (missing model "
+        f"contract key(s): {', '.join(repr(k) for k in missing)}). Export it with GlacierSeg (models/export.py) "
+        "or add a sidecar JSON with these keys as described in docs/model-contract.md."
     )
+
+
+def with_score(contract: ModelContract, score: Mapping[str, Any]) -> ModelContract:
+    """``contract`` with ``score`` (checked like a ``scores`` entry) appended to its scores."""
+    entry = _Parser(contract.name or "model").score(dict(score), f"scores[{len(contract.scores)}]")
+    return dataclasses.replace(contract, scores=contract.scores + (entry,))
 
 
 def write_contract(onnx_path: str, contract: ModelContract) -> None:

@@ -15,7 +15,7 @@ import re
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -288,6 +288,150 @@ def _write_profile(ds, window, count: int, dtype: str, nodata) -> dict:
     return geotiff_profile(ds.crs, ds.window_transform(window), window.width, window.height, count, dtype, nodata)
 
 
+@dataclass
+class TiledSource:
+    """A raster opened for tiled inference: the dataset as read (resampled to the model's
+    pixel size when needed), the processing window, the tile grid and the tile reader."""
+
+    ds: Any
+    window: Any
+    mapping: Dict[str, int]
+    resampled: bool
+    pixel_size: float
+    grid: TileGrid
+    reader: "_TileReader"
+
+    @property
+    def width(self) -> int:
+        return int(self.window.width)
+
+    @property
+    def height(self) -> int:
+        return int(self.window.height)
+
+    def profile(self, count: int, dtype: str, nodata) -> dict:
+        """GeoTIFF profile of an output on the processing window's grid."""
+        return _write_profile(self.ds, self.window, count, dtype, nodata)
+
+
+def open_tiled(image: str, contract: ModelContract, stack: ExitStack, *, band_map: BandMap = None,
+               bounds: Optional[Sequence[float]] = None, shapes: Optional[list] = None,
+               tile_size: Optional[int] = None, overlap: Optional[int] = None,
+               progress: Optional[Progress] = None) -> TiledSource:
+    """Open ``image`` (within ``stack``) for tiled runs of a model with ``contract``: band
+    mapping, resampling to the model's resolution, extent / mask window and tile grid."""
+    import rasterio
+
+    progress = ensure_progress(progress)
+    stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+    try:
+        src = stack.enter_context(rasterio.open(image))
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"Cannot read raster {image!r}: {exc}") from None
+    mapping = resolve_band_map(contract, list(src.descriptions), band_map)
+    ds, resampled = _open_source(src, contract, stack)
+    window = _extent_window(ds, bounds, shapes)
+    pixel_size = contract.resolution_m if resampled else _pixel_size_m(src)[0]
+    tile, overlap, half_rf = model_tiling(contract, tile_size, overlap)
+    if tile < 16:
+        raise InputError(f"Tile size {tile} is too small; use at least 16 px (the model suggests {contract.tile_size}).")
+    if overlap >= tile:
+        raise InputError(f"Overlap ({overlap} px) must be smaller than the tile size ({tile} px).")
+    grid = TileGrid.plan(int(window.height), int(window.width), tile, overlap, half_rf)
+    if grid.margin < half_rf:
+        progress.push_info(
+            f"Warning: overlap {overlap} px is less than the model's receptive field "
+            f"({2 * half_rf} px): tile edges are blended but not exact."
+        )
+    return TiledSource(ds, window, mapping, resampled, pixel_size, grid, _TileReader(ds, window, mapping, shapes))
+
+
+def blend_tiles(src: TiledSource, contract: ModelContract, channels: int,
+                predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                write: Callable[[np.ndarray, np.ndarray, Any], None], *, batch_size: int = 4,
+                progress: Optional[Progress] = None) -> Tuple[int, int]:
+    """Run ``predict`` over every tile of ``src`` and blend its outputs; returns (tiles run,
+    tiles skipped as wholly nodata).
+
+    ``predict`` maps a float32 (N, inputs, tile, tile) batch of model inputs (0 at invalid
+    pixels) and its (N, tile, tile) valid mask to (N, channels, tile, tile) values, which are blended with the grid's window
+    weighted by the valid mask. Finished rows go to ``write(strip, covered, window)`` strip
+    by strip (``strip`` (channels, h, w) blended values, ``covered`` where any valid tile
+    pixel contributed, ``window`` the rasterio Window in the output), so memory holds one
+    strip of tile rows whatever the raster's size.
+    """
+    from rasterio.windows import Window
+
+    progress = ensure_progress(progress)
+    grid, reader = src.grid, src.reader
+    tile, width, height = grid.tile, src.width, src.height
+    blend = grid.window()
+    acc = np.zeros((channels, tile, width), np.float32)
+    weight = np.zeros((tile, width), np.float32)
+    rows, cols = grid.row_origins, grid.col_origins
+    stats = {"run": 0, "skipped": 0}
+
+    def run_batch(batch: List[Tuple[int, np.ndarray, np.ndarray]]) -> None:
+        values = predict(np.stack([b[1] for b in batch]), np.stack([b[2] for b in batch]))
+        for (col, _, valid), p in zip(batch, values):
+            w = blend * valid
+            c0, c1 = max(col, 0), min(col + tile, width)
+            acc[:, :, c0:c1] += p[:, :, c0 - col : c1 - col] * w[None, :, c0 - col : c1 - col]
+            weight[:, c0:c1] += w[:, c0 - col : c1 - col]
+        stats["run"] += len(batch)
+
+    done = 0
+    for k, row in enumerate(rows):
+        batch: List[Tuple[int, np.ndarray, np.ndarray]] = []
+        for col in cols:
+            check_cancel(progress)
+            bands, valid = reader.read(row, col, tile)
+            if not (valid & (blend > 0)).any():
+                stats["skipped"] += 1
+            else:
+                x = features.model_inputs(contract, bands, src.pixel_size)
+                x[:, ~valid] = 0.0
+                batch.append((col, x, valid))
+                if len(batch) == batch_size:
+                    run_batch(batch)
+                    batch = []
+            done += 1
+            progress.set_progress(100.0 * done / len(grid))
+        if batch:
+            run_batch(batch)
+        # rows before the next tile row's origin are final: write them, shift the strip up
+        final = (rows[k + 1] - row) if k + 1 < len(rows) else tile
+        r0, r1 = max(row, 0), min(row + final, height)
+        for c0 in range(0, width, WRITE_CHUNK_PX) if r1 > r0 else ():
+            c1 = min(c0 + WRITE_CHUNK_PX, width)
+            wsum = weight[r0 - row : r1 - row, c0:c1]
+            covered = wsum > 0
+            strip = acc[:, r0 - row : r1 - row, c0:c1] / np.where(covered, wsum, 1.0)
+            write(strip, covered, Window(c0, r0, c1 - c0, r1 - r0))
+        keep = tile - final  # rows still open: only the overlap moves
+        acc[:, :keep] = acc[:, final:]
+        weight[:keep] = weight[final:]
+        acc[:, keep:] = 0.0
+        weight[keep:] = 0.0
+    return stats["run"], stats["skipped"]
+
+
+def prepare_run(image: str, model: Union[str, LoadedModel], device: str, batch_size: int,
+                mask_shapes: Optional[Iterable[dict]]) -> Tuple[LoadedModel, Optional[list]]:
+    """Checks shared by the tiled model runs (segment, explain): batch size, raster present,
+    model loaded with known derived features, mask with polygons. Returns (model, mask shapes)."""
+    if batch_size < 1:
+        raise InputError("Batch size must be at least 1.")
+    if not os.path.isfile(image):
+        raise InputError(f"Raster not found: {image!r}.")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    features.validate_features(loaded.contract)
+    shapes = list(mask_shapes) if mask_shapes is not None else None
+    if shapes is not None and not shapes:
+        raise InputError("The mask layer has no polygons; choose a layer with at least one polygon or no mask.")
+    return loaded, shapes
+
+
 def segment_raster(
     image: str,
     model: Union[str, LoadedModel],
@@ -327,129 +471,61 @@ def segment_raster(
         progress = SubProgress(outer, 0.0, 85.0)
     if tta not in TTA_MODES:
         raise InputError(f"Unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}.")
-    if batch_size < 1:
-        raise InputError("Batch size must be at least 1.")
-    if not os.path.isfile(image):
-        raise InputError(f"Raster not found: {image!r}.")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded, shapes = prepare_run(image, model, device, batch_size, mask_shapes)
     contract = loaded.contract
-    features.validate_features(contract)
     thresholds = dict(contract.thresholds, **(thresholds or {}))
-    shapes = list(mask_shapes) if mask_shapes is not None else None
-    if shapes is not None and not shapes:
-        raise InputError("The mask layer has no polygons; choose a layer with at least one polygon or no mask.")
 
     with ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
-        try:
-            src = stack.enter_context(rasterio.open(image))
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"Cannot read raster {image!r}: {exc}") from None
-        mapping = resolve_band_map(contract, list(src.descriptions), band_map)
-        ds, resampled = _open_source(src, contract, stack)
-        window = _extent_window(ds, bounds, shapes)
-        height, width = int(window.height), int(window.width)
-        pixel_size = contract.resolution_m if resampled else _pixel_size_m(src)[0]
-
-        tile, overlap, half_rf = model_tiling(contract, tile_size, overlap)
-        if tile < 16:
-            raise InputError(f"Tile size {tile} is too small; use at least 16 px (the model suggests {contract.tile_size}).")
-        if overlap >= tile:
-            raise InputError(f"Overlap ({overlap} px) must be smaller than the tile size ({tile} px).")
-        grid = TileGrid.plan(height, width, tile, overlap, half_rf)
-        if grid.margin < half_rf:
-            progress.push_info(
-                f"Warning: overlap {overlap} px is less than the model's receptive field "
-                f"({2 * half_rf} px): tile edges are blended but not exact."
-            )
-        blend = grid.window()
+        src = open_tiled(image, contract, stack, band_map=band_map, bounds=bounds, shapes=shapes,
+                         tile_size=tile_size, overlap=overlap, progress=progress)
+        grid = src.grid
         transforms = dihedral_transforms(tta)
-        reader = _TileReader(ds, window, mapping, shapes)
         n_classes = len(contract.classes)
         progress.push_info(
             f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.provider}; "
-            f"{width}×{height} px in {len(grid)} tiles of {tile} px, overlap {overlap} px, TTA {tta}; "
-            f"bands {', '.join(f'{k}←{v}' for k, v in mapping.items())}"
-            + (f"; resampled to the model's {contract.resolution_m:g} m" if resampled else "")
+            f"{src.width}×{src.height} px in {len(grid)} tiles of {grid.tile} px, overlap {grid.overlap} px, TTA {tta}; "
+            f"bands {', '.join(f'{k}←{v}' for k, v in src.mapping.items())}"
+            + (f"; resampled to the model's {contract.resolution_m:g} m" if src.resampled else "")
         )
 
         prob_tmp, class_tmp, outlines_tmp = stack.enter_context(  # all outputs commit together, on success
             atomic_outputs(probabilities_out, classes_out, outlines_out or None, progress=outer))
-        prob_ds = stack.enter_context(rasterio.open(prob_tmp, "w", **_write_profile(ds, window, n_classes, "float32", PROBABILITY_NODATA)))
-        class_ds = stack.enter_context(rasterio.open(class_tmp, "w", **_write_profile(ds, window, 1, "uint8", CLASS_NODATA)))
+        prob_ds = stack.enter_context(rasterio.open(prob_tmp, "w", **src.profile(n_classes, "float32", PROBABILITY_NODATA)))
+        class_ds = stack.enter_context(rasterio.open(class_tmp, "w", **src.profile(1, "uint8", CLASS_NODATA)))
         for i, name in enumerate(contract.class_names, start=1):
             prob_ds.set_band_description(i, name)
         class_ds.set_band_description(1, "class")
         class_ds.write_colormap(1, class_colormap(contract.classes, contract.background))
+        seconds = [0.0]
+        samples: List[np.ndarray] = []  # scaled inputs of valid pixels, to compare with the training range
 
-        acc = np.zeros((n_classes, tile, width), np.float32)
-        weight = np.zeros((tile, width), np.float32)
-        rows, cols = grid.row_origins, grid.col_origins
-        stats = {"run": 0, "skipped": 0, "seconds": 0.0}
-
-        def run_batch(batch: List[Tuple[int, np.ndarray, np.ndarray]]) -> None:
-            x = np.stack([b[1] for b in batch])
-            probs = np.zeros((len(batch), n_classes, tile, tile), np.float32)
+        def predict(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+            for xi, vi in zip(x, valid):
+                if len(samples) < RANGE_SAMPLE_TILES:
+                    values = xi[:, vi]
+                    samples.append(values[:, :: max(1, values.shape[1] // RANGE_SAMPLE_PX)])
+            probs = np.zeros((len(x), n_classes, grid.tile, grid.tile), np.float32)
             for turns, flip in transforms:
                 xt = np.ascontiguousarray(apply_transform(x, turns, flip))
                 t0 = time.perf_counter()
                 raw = loaded.run(xt)
-                stats["seconds"] += time.perf_counter() - t0
+                seconds[0] += time.perf_counter() - t0
                 if raw.shape[1] != n_classes:
                     raise InputError(
                         f"The model returned {raw.shape[1]} channels but its contract lists {n_classes} classes."
                     )
                 probs += invert_transform(activate(raw, contract.activation), turns, flip)
             probs /= len(transforms)
-            for (col, _, valid), p in zip(batch, probs):
-                w = blend * valid
-                c0, c1 = max(col, 0), min(col + tile, width)
-                acc[:, :, c0:c1] += p[:, :, c0 - col : c1 - col] * w[None, :, c0 - col : c1 - col]
-                weight[:, c0:c1] += w[:, c0 - col : c1 - col]
-            stats["run"] += len(batch)
+            return probs
 
-        done = 0
-        samples: List[np.ndarray] = []  # scaled inputs of valid pixels, to compare with the training range
-        for k, row in enumerate(rows):
-            batch: List[Tuple[int, np.ndarray, np.ndarray]] = []
-            for col in cols:
-                check_cancel(progress)
-                bands, valid = reader.read(row, col, tile)
-                if not (valid & (blend > 0)).any():
-                    stats["skipped"] += 1
-                else:
-                    x = features.model_inputs(contract, bands, pixel_size)
-                    if len(samples) < RANGE_SAMPLE_TILES:
-                        values = x[:, valid]
-                        samples.append(values[:, :: max(1, values.shape[1] // RANGE_SAMPLE_PX)])
-                    x[:, ~valid] = 0.0
-                    batch.append((col, x, valid))
-                    if len(batch) == batch_size:
-                        run_batch(batch)
-                        batch = []
-                done += 1
-                progress.set_progress(100.0 * done / len(grid))
-            if batch:
-                run_batch(batch)
-            # rows before the next tile row's origin are final: write them, shift the strip up
-            final = (rows[k + 1] - row) if k + 1 < len(rows) else tile
-            r0, r1 = max(row, 0), min(row + final, height)
-            for c0 in range(0, width, WRITE_CHUNK_PX) if r1 > r0 else ():
-                c1 = min(c0 + WRITE_CHUNK_PX, width)
-                wsum = weight[r0 - row : r1 - row, c0:c1]
-                covered = wsum > 0
-                strip = acc[:, r0 - row : r1 - row, c0:c1] / np.where(covered, wsum, 1.0)
-                cls = contract.classify(strip, thresholds)
-                cls[~covered] = CLASS_NODATA
-                strip[:, ~covered] = PROBABILITY_NODATA
-                out = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
-                prob_ds.write(strip, window=out)
-                class_ds.write(cls, 1, window=out)
-            keep = tile - final  # rows still open: only the overlap moves
-            acc[:, :keep] = acc[:, final:]
-            weight[:keep] = weight[final:]
-            acc[:, keep:] = 0.0
-            weight[keep:] = 0.0
+        def write(strip: np.ndarray, covered: np.ndarray, out) -> None:
+            cls = contract.classify(strip, thresholds)
+            cls[~covered] = CLASS_NODATA
+            strip[:, ~covered] = PROBABILITY_NODATA
+            prob_ds.write(strip, window=out)
+            class_ds.write(cls, 1, window=out)
+
+        run, skipped = blend_tiles(src, contract, n_classes, predict, write, batch_size=batch_size, progress=progress)
         prob_ds.close()
         class_ds.close()
         if samples:
@@ -469,7 +545,7 @@ def segment_raster(
     outer.set_progress(100.0)
     return SegmentResult(
         probabilities=probabilities_out, classes=classes_out, contract=contract, provider=loaded.provider,
-        tiles_run=stats["run"], tiles_skipped=stats["skipped"], inference_seconds=stats["seconds"],
-        band_map=mapping, resampled=resampled, width=width, height=height,
+        tiles_run=run, tiles_skipped=skipped, inference_seconds=seconds[0],
+        band_map=src.mapping, resampled=src.resampled, width=src.width, height=src.height,
         outlines=outlines_out or None, outline_count=outline_count,
     )

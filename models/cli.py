@@ -1,4 +1,4 @@
-"""Command line for training on a GPU server (no QGIS needed):
+"""Command line of the torch side (no QGIS needed): training on a GPU server,
 
     python -m glacierseg.models.cli train --raster scene.tif --label-raster truth.tif \\
         --classes "glacier=1,2" --inputs "S2:B03,S2:B08,S2:B11,NDSI(S2:B03,S2:B11)" \\
@@ -12,12 +12,16 @@ one: every polygon is the one class); patch datasets from ``--landslide4sense DI
 ``--progress json``: one JSON object per line on stdout — ``{"progress": percent}``,
 ``{"info": message}``, finally ``{"result": {...}}`` or ``{"error": message, "cancelled": bool}``
 — and ``--cancel-file PATH``: when that file appears the run stops after the current batch.
+
+``explain`` writes gradient saliency and Grad-CAM of a training checkpoint (``glacierseg:explain``
+runs it as a child process so torch stays out of QGIS).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from typing import List, Optional
@@ -114,7 +118,41 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--report-html", help="training report with curves (HTML)")
     t.add_argument("--progress", choices=("text", "json"), default="text", help="progress on stderr as text, or JSON lines on stdout")
     t.add_argument("--cancel-file", help="stop (no model written; the checkpoint stays) when this file appears")
+    e = sub.add_parser("explain", help="gradient saliency and Grad-CAM of a training checkpoint over a raster")
+    e.add_argument("--image", required=True, help="raster to explain")
+    e.add_argument("--model", required=True, help="the checkpoint's exported ONNX model (its contract)")
+    e.add_argument("--checkpoint", required=True, help="glacierseg:train checkpoint (.pt)")
+    e.add_argument("--out-dir", required=True, help="folder for saliency_<class>.tif and gradcam_<class>.tif")
+    e.add_argument("--table", required=True, help="CSV of mean saliency per channel and class")
+    e.add_argument("--report", required=True, help="HTML report")
+    e.add_argument("--class", dest="target_class", help="Grad-CAM class (default: the first foreground class)")
+    e.add_argument("--layer", help="Grad-CAM layer (default: the last convolution before the output)")
+    e.add_argument("--band-map", help="raster band numbers in the model's band order, e.g. '3,8,11'")
+    e.add_argument("--bounds", help="xmin,ymin,xmax,ymax in the raster's CRS")
+    e.add_argument("--mask", help="JSON file: list of GeoJSON geometries in the raster's CRS")
+    e.add_argument("--tile-size", type=int)
+    e.add_argument("--overlap", type=int)
+    e.add_argument("--batch-size", type=int, default=2)
+    e.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return p
+
+
+def explain_command(args: argparse.Namespace) -> dict:
+    from ..core.explain import result_summary
+    from .explain import explain_checkpoint
+
+    mask = None
+    if args.mask:
+        with open(args.mask, encoding="utf-8") as fh:
+            mask = json.load(fh)
+    result = explain_checkpoint(
+        args.image, args.model, args.checkpoint, args.out_dir, args.table, args.report,
+        target_class=args.target_class, layer=args.layer,
+        band_map=[int(b) for b in args.band_map.split(",")] if args.band_map else None,
+        bounds=[float(v) for v in args.bounds.split(",")] if args.bounds else None, mask_shapes=mask,
+        tile_size=args.tile_size, overlap=args.overlap, device=args.device, batch_size=args.batch_size,
+        progress=PrintProgress())
+    return result_summary(result)
 
 
 def train_command(args: argparse.Namespace, progress, started: float) -> dict:
@@ -176,13 +214,18 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
             "checkpoint": result.checkpoint, "validation_rasters": result.validation_rasters}
 
 
+def _terminate(signum, frame):  # SIGTERM (Cancel in QGIS): unwind so that partial outputs are removed
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     started = time.monotonic()
     args = parser().parse_args(argv)
-    as_json = args.progress == "json"
-    progress = JsonProgress(args.cancel_file) if as_json else PrintProgress()
+    signal.signal(signal.SIGTERM, _terminate)
+    as_json = args.command == "train" and args.progress == "json"
+    progress = JsonProgress(getattr(args, "cancel_file", None)) if as_json else PrintProgress()
     try:
-        summary = train_command(args, progress, started)
+        summary = train_command(args, progress, started) if args.command == "train" else explain_command(args)
     except (GlacierSegError, json.JSONDecodeError) as exc:
         from ..core.errors import CancelledError
 

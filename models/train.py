@@ -639,7 +639,7 @@ def _train(
         "labelled_pixels": counts, "rasters": [s.name for s in scenes],
         "curves": [{"epoch": h["epoch"], "train_loss": round(h["train_loss"], 5), "mean_iou": round(h["mean_iou"], 4),
                     "iou": {n: round(v["iou"], 4) for n, v in h["validation"].items()}} for h in history],
-    })
+    }, scores=(validation_score(final, [s.name for s in scenes], best["epoch"], spread),))
     progress.set_progress(96)
     model.eval().cpu()
     validation = _validation_paths(validation_dir, scenes, val_regions) if validation_dir else {}
@@ -783,6 +783,26 @@ def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: 
         return result
     raise InputError(f"{what} Label that class in both the training and the validation area (check the class "
                      "values and the label field), or remove it from the class list.")
+
+
+def validation_score(final: Dict[str, Dict[str, float]], rasters: Sequence[str], best_epoch: int,
+                     cells: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """The contract ``scores`` entry of a training run: the measured validation figures per class,
+    with the spread of the IoU over validation cells (``cell_scores``)."""
+    metrics = {f"{name}_{k}": float(v) for name, figures in final.items() for k, v in figures.items()
+               if v is not None and math.isfinite(v)}
+    for name, c in (cells or {}).items():
+        if c.get("n"):
+            metrics.update({f"{name}_iou_cell_mean": c["mean"], f"{name}_iou_cell_std": c["std"],
+                            f"{name}_cells": float(c["n"])})
+    return {
+        "dataset": f"validation part of {', '.join(rasters)}",
+        "date": time.strftime("%Y-%m-%d"),
+        "metrics": metrics,
+        "method": (f"glacierseg:train, best epoch {best_epoch}: pixels of the validation part (spatially disjoint "
+                   "from the training tiles) at the chosen thresholds, tuned on them where the validation allows "
+                   "(then optimistic for unseen data)"),
+    }
 
 
 def _class_infos(config: TrainConfig) -> Tuple[ClassInfo, ...]:

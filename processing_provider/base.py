@@ -6,6 +6,7 @@ import re
 from typing import Any, Dict, Optional, Tuple
 
 from qgis.core import (
+    QgsApplication,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingDestinationParameter,
@@ -22,12 +23,30 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.deps import require
+from ..core.deps import PACKAGES_DIR, require
 from ..core.errors import CancelledError, GlacierSegError
 from ..core.io import check_output_paths
 from ..core.progress import FeedbackProgress
+from ..core.store import ModelStore
 
-ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", "glacierseg.svg")
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ICON_PATH = os.path.join(PLUGIN_DIR, "icons", "glacierseg.svg")
+BUNDLED_MODELS = os.path.join(PLUGIN_DIR, "bundled_models")  # filled by scripts/package.py
+
+
+def glacierseg_home() -> str:
+    """GlacierSeg's folder in the active QGIS profile (``GLACIERSEG_HOME`` overrides it): its
+    Python packages (``python/``) and installed models (``models/``)."""
+    return os.environ.get("GLACIERSEG_HOME") or os.path.join(QgsApplication.qgisSettingsDirPath(), "glacierseg")
+
+
+def packages_prefix() -> str:
+    return os.path.join(glacierseg_home(), PACKAGES_DIR)
+
+
+def model_store() -> ModelStore:
+    """The user's models (profile folder) and those shipped with the plugin."""
+    return ModelStore(os.path.join(glacierseg_home(), "models"), [BUNDLED_MODELS])
 
 
 def raster_path(layer) -> str:
@@ -155,3 +174,10 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
 
     def process(self, parameters, context, feedback, progress) -> Dict[str, Any]:
         raise NotImplementedError
+
+
+def docs_url(page: str) -> str:
+    """file:// URL of a page shipped in the plugin's docs/ folder (an algorithm's helpUrl)."""
+    from qgis.PyQt.QtCore import QUrl
+
+    return QUrl.fromLocalFile(os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", page)).toString()

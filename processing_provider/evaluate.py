@@ -1,6 +1,7 @@
 """glacierseg:evaluate — score a class raster or outlines against reference outlines or a raster."""
 from __future__ import annotations
 
+import math
 import os
 
 from qgis.core import (
@@ -13,12 +14,13 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
     QgsProcessingUtils,
     QgsRasterLayer,
     QgsVectorFileWriter,
 )
 
-from .base import GlacierSegAlgorithm, optional_number, raster_path, vector_source_uri
+from .base import GlacierSegAlgorithm, model_store, optional_number, raster_path, vector_source_uri
 
 # Processing outputs: the "all" row (any class against background) and the multi-class figures.
 SCORES = {"IOU": "iou", "PRECISION": "precision", "RECALL": "recall", "F1": "f1", "ACCURACY": "accuracy",
@@ -73,6 +75,9 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
         "distance in pixels and metres (Heimann et al. 2009), boundary IoU (Cheng et al. 2021), and "
         "reference and predicted areas (km²). Undefined values (e.g. precision with nothing predicted) "
         "are empty.<br>"
+        "<b>Add to model card</b>: optional; the name of an installed model whose card gets this score (the "
+        "<i>all</i> row's figures) under the reference dataset's name (required then), region and date — "
+        "e.g. the prediction came from that model and the reference is a published inventory.<br>"
         "<b>Per-object table</b>: optional; for every reference polygon (or connected region of a "
         "reference raster) the 8-connected predicted region of its class with the highest IoU: its "
         "area, the IoU and the area difference (km² and %).<br><br>"
@@ -101,11 +106,23 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
             "OUTPUT_OBJECTS", "Per-object scores", "CSV files (*.csv)", optional=True, createByDefault=False))
         for key in SCORES:
             self.addOutput(QgsProcessingOutputNumber(key, f"{key.replace('_', ' ').title()} (all classes against background)"))
+        self.addParameter(QgsProcessingParameterString("SCORE_MODEL", "Add the score to the card of installed model (name)", optional=True))
+        self.addParameter(QgsProcessingParameterString("SCORE_DATASET", "Reference dataset name (for the model card)", optional=True))
+        for key, label in (("SCORE_REGION", "Region (for the model card)"), ("SCORE_DATE", "Date of the reference (for the model card)")):
+            p = QgsProcessingParameterString(key, label, optional=True)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
         self.addOutput(QgsProcessingOutputNumber("OVERALL_ACCURACY", "Overall accuracy (multi-class)"))
         self.addOutput(QgsProcessingOutputNumber("OVERALL_KAPPA", "Cohen's kappa (multi-class)"))
 
     def process(self, parameters, context, feedback, progress):
         from ..core.evaluate import evaluate  # here, not at load: the provider loads without its dependencies
+        card_model = self.parameterAsString(parameters, "SCORE_MODEL", context).strip()
+        dataset = self.parameterAsString(parameters, "SCORE_DATASET", context).strip()
+        if card_model:
+            model_store().get(card_model)  # fails early, naming the installed models
+            if not dataset:
+                raise QgsProcessingException("Name the reference dataset (e.g. 'RGI 7.0, 2000') to add the score to a model card.")
         objects_out = (self.parameterAsFileOutput(parameters, "OUTPUT_OBJECTS", context)
                        if parameters.get("OUTPUT_OBJECTS") else None)
         result = evaluate(
@@ -125,4 +142,15 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
         out.update(OUTPUT_TABLE=result.table, OVERALL_ACCURACY=result.accuracy, OVERALL_KAPPA=result.kappa)
         if objects_out:
             out["OUTPUT_OBJECTS"] = objects_out
+        if card_model:
+            score = {"dataset": dataset, "metrics": {k: float(v) for k, v in scores.items() if k in SCORES.values()
+                                                    and isinstance(v, (int, float)) and math.isfinite(v)},
+                     "method": (f"glacierseg:evaluate of {self.parameterAsLayer(parameters, 'PREDICTION', context).name()} "
+                                f"against {self.parameterAsLayer(parameters, 'REFERENCE', context).name()} (all classes against background)")}
+            for key in ("region", "date"):
+                value = self.parameterAsString(parameters, f"SCORE_{key.upper()}", context).strip()
+                if value:
+                    score[key] = value
+            model_store().add_score(card_model, score)
+            feedback.pushInfo(f"Added the score on {dataset} to the card of model {card_model!r}.")
         return out

@@ -3,12 +3,16 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .base import ICON_PATH
+from .compare_outlines import CompareOutlinesAlgorithm
 from .evaluate import EvaluateAlgorithm
+from .explain import ExplainAlgorithm
 from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
 from .map_lakes import MapLakesAlgorithm
 from .segment import SegmentAlgorithm
 from .split_glaciers import SplitGlaciersAlgorithm
+from .install_model import InstallModelAlgorithm
 from .inventory_attributes import InventoryAttributesAlgorithm
+from .list_models import ListModelsAlgorithm
 from .train import TrainAlgorithm
 from .vectorize import VectorizeAlgorithm
 
@@ -22,6 +26,10 @@ ALGORITHMS = [
     EvaluateAlgorithm,
     SplitGlaciersAlgorithm,
     InventoryAttributesAlgorithm,
+    InstallModelAlgorithm,
+    ListModelsAlgorithm,
+    ExplainAlgorithm,
+    CompareOutlinesAlgorithm,
 ]
 
 

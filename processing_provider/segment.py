@@ -12,7 +12,6 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -23,7 +22,18 @@ from qgis.core import (
 from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
 from ..core.runtime import load_model
 from ..ui.styles import class_raster_renderer, class_vector_renderer, probability_renderer, style_on_load
-from .base import GlacierSegAlgorithm, geotiff_output, raster_path, vector_source
+from .base import GlacierSegAlgorithm, geotiff_output, model_store, raster_path
+from .raster_inputs import band_mapping, extent_bounds, mask_shapes
+
+# The MODEL parameter's widget in Processing dialogs (imported by Processing when a dialog opens).
+MODEL_WIDGET = __name__.rsplit(".", 2)[0] + ".ui.model_widget.ModelWidgetWrapper"
+
+
+def resolve_model_path(value) -> str:
+    """The .onnx file the MODEL value names: an installed model's name (user models in the QGIS
+    profile, then those shipped with the plugin) or a path. Raises ``InputError`` naming the
+    installed models when it names neither."""
+    return model_store().resolve(str(value or ""))
 
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
 DEVICES = ["auto", "cpu", "cuda"]
@@ -39,8 +49,10 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         "Runs a GlacierSeg segmentation model (an ONNX file carrying the GlacierSeg model contract) "
         "over a raster layer, tile by tile with overlap, and writes a probability raster (one band "
         "per class) and a class raster styled with the model's class colours.<br><br>"
-        "<b>Model</b>: ONNX file exported by GlacierSeg (or with a sidecar JSON, see "
-        "docs/model-contract.md). It states the bands it reads, their scaling, its resolution, "
+        "<b>Model</b>: the name of an installed model (drop-down; Plugins › GlacierSeg › Model manager, "
+        "or <i>Install model</i>; the plugin ships the sample model <i>glacierseg-sample</i>), or the path "
+        "of any ONNX file exported by GlacierSeg (or with a sidecar JSON, see docs/model-contract.md). "
+        "The dialog shows the chosen model's card. It states the bands it reads, their scaling, its resolution, "
         "classes, tile size, receptive field and thresholds.<br>"
         "<b>Band mapping</b>: raster band numbers feeding the model's bands, in the model's order "
         "(e.g. <i>3,8,11</i>). Empty: taken from band descriptions that name the bands (S2:B03, B03, "
@@ -72,7 +84,9 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model (ONNX)", extension="onnx"))
+        model = QgsProcessingParameterString(self.MODEL, "Model (installed model name or .onnx file)")
+        model.setMetadata({"widget_wrapper": {"class": MODEL_WIDGET}})
+        self.addParameter(model)
         self.addParameter(QgsProcessingParameterString(self.BAND_MAPPING, "Band mapping (raster band numbers in model order)", optional=True))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
@@ -100,28 +114,12 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
     def process(self, parameters, context, feedback, progress):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         image = raster_path(layer)
-        model = load_model(self.parameterAsFile(parameters, self.MODEL, context),
+        model = load_model(resolve_model_path(self.parameterAsString(parameters, self.MODEL, context)),
                            DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)])
         contract = model.contract
-        band_text = self.parameterAsString(parameters, self.BAND_MAPPING, context).strip()
-        try:
-            band_map = [int(b) for b in band_text.replace(";", ",").split(",") if b.strip()] or None
-        except ValueError:
-            raise QgsProcessingException(f"Band mapping {band_text!r} must list band numbers, e.g. '3,8,11'.") from None
-        bounds = None
-        if parameters.get(self.EXTENT):
-            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
-            bounds = (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
-        shapes = None
-        mask_path, mask_layer = vector_source(self, parameters, self.MASK, context, feedback)
-        if mask_path:  # read by the core's polygon reader: invalid outlines repaired or refused, points refused
-            from shapely.geometry import mapping
-
-            from ..core.geo import read_features, transform_geom
-
-            mask = read_features(mask_path, mask_layer or None, progress)
-            shapes = [mapping(transform_geom(g, mask.crs_wkt, layer.crs().toWkt()))
-                      for g in mask.geoms if g is not None and not g.is_empty]
+        band_map = band_mapping(self, parameters, self.BAND_MAPPING, context)
+        bounds = extent_bounds(self, parameters, self.EXTENT, context, layer)
+        shapes = mask_shapes(self, parameters, self.MASK, context, feedback, layer, progress)
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         prob_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context), "probabilities")

@@ -1,11 +1,15 @@
-"""Build the installable plugin zip: a top-level ``glacierseg/`` folder with the plugin's files.
+"""Build the installable plugin zip: a top-level ``glacierseg/`` folder with the plugin's files
+and the sample model installed in ``glacierseg/bundled_models/glacierseg-sample/``.
 
-Only what QGIS needs goes in (no tests, benchmarks, CI or build folders). Usage:
+Only what QGIS needs goes in (no tests, benchmarks, CI or build folders). The sample model is
+exported by ``models/sample.py``, which needs torch: it is built in a subprocess with the
+project's ``.venv`` Python (``make venv``), so this script itself runs with any Python 3. Usage:
 ``python3 scripts/package.py dist/glacierseg.zip``.
 """
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,12 +29,40 @@ def plugin_files():
             yield rel
 
 
+SAMPLE_NAME = "glacierseg-sample"
+BUILD_SAMPLE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from glacierseg.core.store import ModelStore
+from glacierseg.models.sample import export_sample_model
+onnx_path = export_sample_model(sys.argv[2] + "/sample.onnx")
+ModelStore(sys.argv[2] + "/bundled_models").install(onnx_path, name=sys.argv[3])
+"""
+
+
+def build_bundled_models(work: str) -> str:
+    """Export the sample model and install it into ``work/bundled_models`` (subprocess, torch)."""
+    python = os.path.join(ROOT, ".venv", "bin", "python")
+    python = python if os.path.exists(python) else sys.executable
+    pkg = os.path.join(work, "pkg")
+    os.makedirs(pkg)
+    os.symlink(ROOT, os.path.join(pkg, "glacierseg"), target_is_directory=True)
+    subprocess.run([python, "-c", BUILD_SAMPLE, pkg, work, SAMPLE_NAME], check=True)
+    return os.path.join(work, "bundled_models")
+
+
 def main(target: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
-        for rel in plugin_files():
-            zf.write(os.path.join(ROOT, rel), f"glacierseg/{rel}")
-    print(f"wrote {target}")
+    with tempfile.TemporaryDirectory() as work:
+        bundled = build_bundled_models(work)
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+            for rel in plugin_files():
+                zf.write(os.path.join(ROOT, rel), f"glacierseg/{rel}")
+            for folder, _, files in os.walk(bundled):
+                for name in sorted(files):
+                    path = os.path.join(folder, name)
+                    zf.write(path, "glacierseg/bundled_models/" + os.path.relpath(path, bundled))
+    print(f"wrote {target} (with the sample model installed as {SAMPLE_NAME!r})")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-APT_PACKAGES=(qgis python3-qgis qgis-providers python3-venv python3-dev python3-rasterio python3-scipy
-              python3-pyproj libgeos-dev build-essential xvfb xauth zip make)
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-venv python3-pip python3-dev python3-rasterio python3-scipy
+              python3-pyproj python3-matplotlib libgeos-dev build-essential xvfb xauth gdb zip make)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

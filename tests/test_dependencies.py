@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from glacierseg.core import deps
 from glacierseg.core.deps import pinned_requirements, require
 from glacierseg.core.errors import DependencyError
 
@@ -51,11 +54,14 @@ def test_provider_loads_and_algorithms_name_the_missing_package():
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "glacierseg:segment" in out["ids"] and len(out["ids"]) >= 2
-    for alg_id in out["ids"]:
+    assert "glacierseg:list_models" not in out["errors"]  # needs no package beyond QGIS
+    for alg_id in set(out["ids"]) - {"glacierseg:list_models"}:
         message = out["errors"][alg_id]
-        assert "missing from QGIS's Python" in message and "-m pip install" in message, (alg_id, message)
+        assert "missing from QGIS's Python" in message and "Install dependencies" in message, (alg_id, message)
     segment = out["errors"]["glacierseg:segment"]
-    assert "'onnxruntime'" in segment and "onnxruntime==1.31.1" in segment
+    assert "'onnxruntime'" in segment and "'onnxruntime>=1.16,<=1.31.1'" in segment
+    # the command: this interpreter, pip into GlacierSeg's folder (--prefix: no sudo, no PEP 668 refusal)
+    assert f"{sys.executable} -m pip install --prefix" in segment
 
 
 def test_require_message_uses_pinned_versions():
@@ -64,6 +70,106 @@ def test_require_message_uses_pinned_versions():
     try:
         require("numpy", "glacierseg_no_such_package")
     except DependencyError as exc:
-        assert "'glacierseg_no_such_package'" in str(exc) and "pip install glacierseg_no_such_package" in str(exc)
+        assert "'glacierseg_no_such_package'" in str(exc) and "glacierseg_no_such_package" in str(exc).splitlines()[-1]
     else:
         raise AssertionError("missing package not reported")
+
+
+def test_interpreter_inside_qgis_is_the_python_not_the_qgis_binary(monkeypatch):
+    """Inside QGIS sys.executable is the QGIS binary (/usr/bin/qgis); the command must name Python."""
+    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
+    python = deps.python_interpreter()
+    assert os.path.basename(python).startswith("python3") and os.path.isfile(python)
+    assert python.startswith(sys.exec_prefix)
+    out = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+    assert out.stdout.strip() == str(tuple(sys.version_info[:2]))
+
+
+def test_runtime_check_reads_versions_without_importing():
+    statuses = {s.requirement.module: s for s in deps.check_runtime()}
+    assert statuses["onnxruntime"].ok and statuses["numpy"].ok
+    code = "import sys; from glacierseg.core import deps; deps.check_runtime(); " \
+           "print(sorted(m for m in ('onnxruntime', 'scipy', 'skimage', 'pysheds', 'rasterio') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PKG_DIR)))
+    assert out.stdout.strip() == "[]", out.stderr
+    too_old = deps.Status(deps.RUNTIME[2], "1.8.5")  # Debian 12's python3-shapely
+    assert not too_old.ok and "too old (needs ≥ 2.0)" in too_old.describe()
+
+
+@pytest.mark.parametrize("platform, pip, source, system", [
+    ("debian12", ["shapely>=2.0,<=2.2.0", "onnxruntime>=1.16,<=1.31.1"], ["shapely"],
+     ["python3-rasterio", "libgeos-dev", "python3-dev", "build-essential"]),
+    ("ubuntu2404", ["onnxruntime>=1.16,<=1.31.1"], [], ["python3-rasterio", "python3-shapely"]),
+    ("windows", ["onnxruntime>=1.16,<=1.31.1"], [], ["python3-rasterio", "python3-shapely"]),
+])
+def test_install_plan_keeps_one_gdal_and_one_geos(platform, pip, source, system):
+    missing = [deps.Status(r, None) for r in deps.RUNTIME if r.module in ("onnxruntime", "shapely", "rasterio")]
+    plan = deps.install_plan(missing, "/profile/glacierseg/python", platform, python="/usr/bin/python3.11")
+    assert plan.pip == pip and plan.source_builds == source and plan.system + plan.build == system
+    args = plan.arguments()
+    assert args[:5] == ["-m", "pip", "install", "--prefix", "/profile/glacierseg/python"]
+    assert args[-1].startswith("numpy==")  # QGIS's numpy stays
+    if source:
+        assert args[args.index("--no-binary") + 1] == "shapely"
+    gpu = deps.install_plan([], "/p", platform, gpu=True, python="/usr/bin/python3.11")
+    assert gpu.pip == ["onnxruntime-gpu>=1.16,<=1.31.1"]  # oldest usable .. tested pin
+
+
+@pytest.mark.slow
+def test_pip_installs_into_glacierseg_prefix_under_pep668(tmp_path):
+    """Debian's /usr/bin/python3 is 'externally managed' (PEP 668); GlacierSeg's --prefix install
+    is not refused, lands in the GlacierSeg folder and imports once the folder is activated."""
+    python = "/usr/bin/python3"
+    if not os.path.isfile("/usr/lib/python3.11/EXTERNALLY-MANAGED") or not deps.has_pip(python):
+        pytest.skip("needs Debian 12's externally managed Python with pip")
+    plan = deps.InstallPlan("debian12", python, str(tmp_path / "python"), pip=["geojson==3.1.0"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([python] + plan.arguments(), capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "externally-managed" not in proc.stdout + proc.stderr
+    code = (f"import sys; sys.path.insert(0, {str(PKG_DIR)!r}); from glacierseg.core import deps; "
+            f"deps.activate({plan.prefix!r}); import geojson; print(geojson.__file__)")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip().startswith(plan.prefix), out.stderr
+
+
+def test_too_old_package_is_named_by_the_algorithms(monkeypatch):
+    real = deps.installed_version
+    monkeypatch.setattr(deps, "installed_version",
+                        lambda r: "1.8.5" if r.module == "shapely" else real(r))  # Debian 12's python3-shapely
+    with pytest.raises(DependencyError, match=r"newer Python package\(s\): shapely 1.8.5: too old \(needs ≥ 2.0\)"):
+        require("numpy", "shapely")
+
+
+def test_cuda_report_says_when_cuda_does_not_load(qgis_app, monkeypatch, tmp_path):
+    """The GPU option's report on a machine whose onnxruntime offers no CUDA provider (this one)."""
+    from glacierseg.core.runtime import available_providers
+    from glacierseg.ui.install_dialog import cuda_report
+
+    monkeypatch.setenv("GLACIERSEG_HOME", str(tmp_path))
+    if "CUDAExecutionProvider" in available_providers():
+        pytest.skip("this machine's onnxruntime offers CUDA")
+    report = cuda_report()
+    assert report.startswith("CUDA check: this onnxruntime offers ") and "CPUExecutionProvider" in report
+    assert "not CUDA" in report and "restart QGIS" in report
+
+
+def test_printed_command_quotes_version_ranges_for_the_shell():
+    plan = deps.InstallPlan("windows", r"C:\OSGeo4W\apps\Python39\python.exe", r"C:\Users\me\AppData\glacierseg\python",
+                            pip=["onnxruntime>=1.16,<=1.31.1"])
+    args = plan.arguments()
+    assert " ".join(deps._quote(a, windows=True) for a in args[-2:-1]) == '"onnxruntime>=1.16,<=1.31.1"'
+    assert deps._quote("onnxruntime>=1.16,<=1.31.1", windows=False) == "'onnxruntime>=1.16,<=1.31.1'"
+    # the POSIX command runs as printed: the shell hands pip the range unchanged
+    line = deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["onnxruntime>=1.16,<=1.31.1"]).command()
+    out = subprocess.run(["sh", "-c", f"printf '%s\\n' {line.split(' ', 1)[1]}"], capture_output=True, text=True).stdout
+    assert "onnxruntime>=1.16,<=1.31.1" in out.splitlines()
+
+
+def test_restart_needed_only_for_packages_already_loaded():
+    import numpy  # noqa: F401  (loaded in this process)
+
+    plan = deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["onnxruntime-gpu>=1.16,<=1.31.1", "numpy==1.26.4"])
+    assert deps.loaded_before(plan) == ["numpy"] + (["onnxruntime"] if "onnxruntime" in sys.modules else [])
+    assert deps.loaded_before(deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["pysheds>=0.3,<=0.5"])) == \
+        (["pysheds"] if "pysheds" in sys.modules else [])

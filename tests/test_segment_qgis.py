@@ -162,6 +162,13 @@ assert qgis.utils.loadPlugin("glacierseg") and qgis.utils.startPlugin("glacierse
 assert sys.modules["glacierseg"].__file__.startswith(plugins)
 registry = QgsApplication.processingRegistry()
 assert registry.algorithmById("glacierseg:segment") is not None
+from glacierseg.processing_provider.segment import resolve_model_path
+from glacierseg.core.contract import read_contract
+sample = resolve_model_path("glacierseg-sample")  # the zip ships the sample model installed
+assert sample.startswith(plugins) and read_contract(sample).name == "glacierseg-sample-index-model", sample
+import processing
+listed = processing.run("glacierseg:list_models", {"OUTPUT": "TEMPORARY_OUTPUT"})["OUTPUT"]
+assert [(f["name"], f["bundled"]) for f in listed.getFeatures()] == [("glacierseg-sample", True)]
 qgis.utils.plugins["glacierseg"].unload()  # what Plugin Manager calls on uninstall/disable
 assert registry.providerById("glacierseg") is None
 print("installed, loaded and unloaded")
@@ -169,7 +176,8 @@ print("installed, loaded and unloaded")
 
 
 def test_zip_installs_and_loads(tmp_path):
-    """The zip from scripts/package.py, unpacked into a profile's plugin folder, loads in a fresh QGIS."""
+    """The zip from scripts/package.py, unpacked into a profile's plugin folder, loads in a fresh QGIS
+    with the sample model installed (offered by name)."""
     import subprocess
     import sys
 
@@ -180,8 +188,11 @@ def test_zip_installs_and_loads(tmp_path):
         names = zf.namelist()
         assert "glacierseg/metadata.txt" in names and "glacierseg/processing_provider/provider.py" in names
         assert not any(n.startswith("glacierseg/tests/") for n in names)
+        assert "glacierseg/bundled_models/glacierseg-sample/model.onnx" in names
+        assert "glacierseg/requirements.txt" in names  # core/deps.py reads the pins from it
         zf.extractall(plugins)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env["GLACIERSEG_HOME"] = str(tmp_path / "home")  # an empty user model folder
     proc = subprocess.run([sys.executable, "-c", INSTALL_CHECK, str(plugins)], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0 and "installed, loaded and unloaded" in proc.stdout, proc.stderr[-3000:]

@@ -195,6 +195,14 @@ def test_contract_of_a_trained_model(tmp_path):
     assert set(c.thresholds) == {"bright", "other"}
     report = json.loads(open(tmp_path / "r.json").read())
     assert len(report["epochs"]) == 1 and set(report["epochs"][0]["validation"]) == {"bright", "other"}
+    # the measured validation scores are on the model card, with the training data named
+    (score,) = c.scores
+    assert score["dataset"] == f"validation part of {scene.name}" and "glacierseg:train" in score["method"]
+    for name in ("bright", "other"):
+        for metric in ("iou", "f1", "precision", "recall"):
+            measured = report["validation_at_thresholds"][name][metric]
+            if measured == measured:  # NaN (nothing predicted) is left out
+                assert score["metrics"][f"{name}_{metric}"] == pytest.approx(measured)
     rows = open(tmp_path / "r.csv").read().splitlines()
     assert rows[0] == "epoch,train_loss,class,iou,f1,precision,recall" and len(rows) == 3
 
