@@ -31,18 +31,23 @@ from ..core.errors import GlacierSegError
 
 
 class PrintProgress:
-    """Progress on stderr: messages as they come, percent every 5 %."""
+    """Progress on stderr: messages as they come, percent every 1 % (read by ``core.child``).
+    ``cancel()`` (SIGTERM during training) makes the run stop after the current batch."""
 
     def __init__(self):
-        self._last = -5.0
+        self._last = -1.0
+        self._cancelled = False
 
     def set_progress(self, percent: float) -> None:
-        if percent - self._last >= 5.0 or percent >= 100.0 > self._last:
+        if percent - self._last >= 1.0 or percent >= 100.0 > self._last:
             self._last = percent
             print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
 
+    def cancel(self, signum=None, frame=None) -> None:
+        self._cancelled = True
+
     def is_canceled(self) -> bool:
-        return False
+        return self._cancelled
 
     def push_info(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -164,8 +169,7 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
         raise DependencyError(
             f"Training needs torch, missing from the Python that trains ({sys.executable}). Install it with\n"
             f"    {sys.executable} -m pip install -r requirements-dev.txt\n"
-            "from the plugin folder, or point GlacierSeg at a Python that has torch (environment variable "
-            "GLACIERSEG_PYTHON, or the setting glacierseg/training_python).") from None
+            "from the plugin folder.") from None
 
     from . import datasets
     from .train import TrainConfig, train, train_rasters
@@ -221,9 +225,11 @@ def _terminate(signum, frame):  # SIGTERM (Cancel in QGIS): unwind so that parti
 def main(argv: Optional[List[str]] = None) -> int:
     started = time.monotonic()
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
     as_json = args.command == "train" and args.progress == "json"
     progress = JsonProgress(getattr(args, "cancel_file", None)) if as_json else PrintProgress()
+    # SIGTERM (Cancel in QGIS): training stops after its batch and says what stays (its checkpoint);
+    # explain unwinds at once. Either way partial outputs are removed.
+    signal.signal(signal.SIGTERM, progress.cancel if args.command == "train" and not as_json else _terminate)
     try:
         summary = train_command(args, progress, started) if args.command == "train" else explain_command(args)
     except (GlacierSegError, json.JSONDecodeError) as exc:

@@ -1,22 +1,18 @@
 """glacierseg:train — train a segmentation network on labelled rasters and export it as a
 GlacierSeg ONNX model.
 
-Training runs in a child Python process (``python -m glacierseg.models.cli train --progress
-json``): torch never enters the QGIS process (in QGIS desktop, torch's triton LLVM clashes with
-Mesa's and kills QGIS), its memory is returned when training ends, and progress and messages
-stream back as JSON lines. ``training_python`` says which interpreter runs it.
+Training runs in a child Python process (``core.child.run_models_cli``: ``python -m
+glacierseg.models.cli train``): torch never enters the QGIS process (in QGIS desktop, torch's
+triton LLVM clashes with Mesa's and kills QGIS), its memory is returned when training ends, and
+progress and messages stream back. The child is the interpreter running QGIS
+(``core.deps.python_interpreter``) with QGIS's import path, GlacierSeg's package prefix (the
+dependency installer's) included (``core.child.child_environment``).
 """
 from __future__ import annotations
 
 import json
 import os
-import queue
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from typing import Dict, List, Optional
+from typing import List
 
 from qgis.core import (
     QgsProcessing,
@@ -34,119 +30,26 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
-    QgsSettings,
 )
 
 from ..core.contract import TASKS
-from ..core.deps import python_command
-from ..core.errors import CancelledError, GlacierSegError
+from ..core.child import run_models_cli
+from ..core.errors import CancelledError
 from .base import GlacierSegAlgorithm, raster_path, vector_source_uri
 
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
-PYTHON_ENV = "GLACIERSEG_PYTHON"
-PYTHON_SETTING = "glacierseg/training_python"
 # A laptop CPU trains unet_efficientnet_b0 at ~1 tile/s: 20 epochs of 256 tiles would take ~1.5 h, so
 # the dialog bounds a run by time (the command line, meant for GPU servers, trains its epochs).
 DEFAULT_MINUTES = 20.0
-CANCEL_GRACE_S = 60.0  # a cancelled child stops after its current batch; killed if it takes longer
-
-
-def training_python() -> str:
-    """The Python interpreter that trains (it needs torch; QGIS's own Python does not):
-    the environment variable GLACIERSEG_PYTHON, else the QGIS setting
-    ``glacierseg/training_python``, else the Python running this code when it is a Python
-    executable (tests, a venv), else the active virtual environment's, else the Python of
-    the QGIS installation (``core.deps.python_command``)."""
-    configured = os.environ.get(PYTHON_ENV) or QgsSettings().value(PYTHON_SETTING, "", type=str)
-    if configured:
-        return configured
-    if os.path.basename(sys.executable or "").lower().startswith("python"):
-        return sys.executable
-    venv = os.environ.get("VIRTUAL_ENV")
-    if venv:
-        candidate = os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python.exe" if os.name == "nt" else "python")
-        if os.path.exists(candidate):
-            return candidate
-    return python_command()
-
-
-def _package_root() -> str:
-    """(folder to put on PYTHONPATH, package name) so that the child imports this plugin."""
-    package = __package__.split(".")[0]
-    return os.path.dirname(os.path.abspath(sys.modules[package].__path__[0])), package
-
-
-def run_training(argv: List[str], progress, python: Optional[str] = None) -> Dict:
-    """Run ``models.cli train`` with ``argv`` in a child process; relay its progress and
-    messages to ``progress``; on cancel ask it to stop (it writes no model; its checkpoint
-    stays) and end it. Returns its result summary; raises ``CancelledError`` or
-    ``GlacierSegError`` with the child's message."""
-    python = python or training_python()
-    root, package = _package_root()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-               PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
-    with tempfile.TemporaryDirectory(prefix="glacierseg-train-") as tmp:
-        cancel_file = os.path.join(tmp, "cancel")
-        cmd = [python, "-m", f"{package}.models.cli", "train", *argv, "--progress", "json", "--cancel-file", cancel_file]
-        try:
-            child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=tmp, text=True, encoding="utf-8", errors="replace", bufsize=1)
-        except OSError as exc:
-            raise GlacierSegError(f"Cannot start the training Python {python!r} ({exc}). Set the environment variable "
-                                  f"{PYTHON_ENV} or the QGIS setting {PYTHON_SETTING} to a Python that has torch.") from None
-        lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        reader = threading.Thread(target=lambda: ([lines.put(line) for line in child.stdout], lines.put(None)), daemon=True)
-        reader.start()
-        result, error, other, cancel_asked = None, None, [], None
-        while True:
-            if cancel_asked is None and progress.is_canceled():
-                open(cancel_file, "w").close()
-                cancel_asked = time.monotonic()
-                progress.push_info("Cancelling: training stops after the current batch…")
-            if cancel_asked is not None and time.monotonic() - cancel_asked > CANCEL_GRACE_S and child.poll() is None:
-                child.kill()
-            try:
-                line = lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                message = None
-            if not isinstance(message, dict):
-                if line.strip():
-                    other.append(line.rstrip())
-                    progress.push_info(line.rstrip())
-                continue
-            if "progress" in message:
-                progress.set_progress(float(message["progress"]))
-            if "info" in message:
-                progress.push_info(str(message["info"]))
-            if "result" in message:
-                result = message["result"]
-            if "error" in message:
-                error = message
-        code = child.wait()
-    if error is not None:
-        if error.get("cancelled"):
-            raise CancelledError(error["error"], kept=error.get("kept") or ())
-        raise GlacierSegError(error["error"])
-    if cancel_asked is not None:
-        raise CancelledError("Training cancelled (the training process was ended): no model or report was written.")
-    if code != 0 or result is None:
-        tail = "\n".join(other[-15:])
-        raise GlacierSegError(f"The training process ({python}) ended with exit code {code} without a result:\n{tail}")
-    return result
 
 
 class TrainAlgorithm(GlacierSegAlgorithm):
     NAME = "train"
     DISPLAY_NAME = "Train segmentation model"
     GROUP = "Training"
-    REQUIRES = ("numpy", "rasterio")  # torch and onnx: in the training Python (training_python), checked there
+    # found (not imported: torch stays out of QGIS) on the import path the training child gets
+    REQUIRES = ("numpy", "rasterio", "torch", "onnx", "matplotlib")
     HELP = (
         "Trains a segmentation network on one or more rasters with labels and exports it as a GlacierSeg "
         "ONNX model (its contract holds the bands and their scaling, resolution, classes and colours, tile "
@@ -177,8 +80,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "(with a CSV beside it) holds the same per epoch.<br>"
         "<b>Time budget</b>: minutes for the whole run (0 = train the given epochs); the learning-rate schedule "
         "is fitted to it. <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
-        "Training runs in a separate Python process (torch never loads into QGIS): the environment variable "
-        "GLACIERSEG_PYTHON or the setting glacierseg/training_python names it, else QGIS's Python is used. "
+        "Training runs in a separate Python process (torch never loads into QGIS): QGIS's own Python, with "
+        "QGIS's import path and GlacierSeg's package folder; torch and onnx must be installed there "
+        "(requirements-dev.txt). "
         "Progress is reported per batch and Cancel stops after the current batch: no model is written; the "
         "checkpoint of the last finished epoch stays, to resume from."
     )
@@ -282,7 +186,13 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             argv.append("--no-augment")
         if self.parameterAsBool(parameters, self.RESUME, context):
             argv.append("--resume")
-        result = run_training(argv, progress)
+        try:
+            result = run_models_cli(["train", *argv], progress)
+        except CancelledError as exc:
+            if checkpoint and os.path.isfile(checkpoint) and not exc.kept:
+                raise CancelledError(f"{exc} The checkpoint {checkpoint} stays, on purpose, to resume from.",
+                                     kept=[checkpoint]) from None
+            raise
         ious = [v["iou"] for v in result["validation"].values()]
         return {
             self.OUTPUT_MODEL: model_path, self.OUTPUT_REPORT: report_path, self.OUTPUT_HTML: html_path,
