@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: venv demo test test-fast package bench clean
+.PHONY: venv demo test test-fast package bench clean manual-screenshots
 
 venv:            ## Debian QGIS 3.22 + .venv with pinned packages (idempotent)
 	bash scripts/setup.sh
@@ -15,6 +15,12 @@ test: venv       ## the whole test suite in real QGIS
 
 test-fast: venv  ## everything but the tests marked slow
 	$(PY) -m pytest -q -m "not slow"
+
+SHOTS := dialog_segment canvas_after_segment dialog_map_glaciers_band_ratio dialog_split_glaciers dialog_evaluate \
+         dialog_prepare_correction_from_menu canvas_new_polygon_unclassified canvas_after_correction
+manual-screenshots: ## copy the desktop tests' screenshots that docs/manual.md shows into docs/images/
+	mkdir -p docs/images
+	for s in $(SHOTS); do cp "$$(ls tests/artifacts/*/run/$$s.png | head -1)" docs/images/; done
 
 package: venv    ## dist/glacierseg.zip (sample model installed) for Plugins › Manage and Install › Install from ZIP
 	python3 scripts/package.py dist/glacierseg.zip

@@ -33,12 +33,13 @@ class GlacierSegPlugin:
         from .processing_provider.base import ICON_PATH
 
         entries = [
-            ("Install dependencies…", self.show_install_dialog),
-            ("Model manager…", self.show_model_manager),
+            ("install", "Install dependencies…", self.show_install_dialog),
+            ("model", "Model manager…", self.show_model_manager),
+            ("prepare_correction", "Prepare outlines for correction…", self.prepare_correction),
         ]
-        for title, slot in entries:
+        for name, title, slot in entries:
             action = QAction(QIcon(ICON_PATH), title, self.iface.mainWindow())
-            action.setObjectName("glacierseg_" + title.split()[0].lower())
+            action.setObjectName("glacierseg_" + name)
             action.triggered.connect(slot)
             self.iface.addPluginToMenu(MENU, action)
             self.actions.append(action)
@@ -83,6 +84,18 @@ class GlacierSegPlugin:
 
         dialog = ModelManagerDialog(model_store, self.iface.mainWindow())
         self.dialogs["models"] = dialog
+        dialog.show()
+        return dialog
+
+    def prepare_correction(self):
+        """Open glacierseg:prepare_correction for the active layer."""
+        import processing
+        from qgis.core import QgsVectorLayer
+
+        layer = self.iface.activeLayer()
+        params = {"INPUT": layer.id()} if isinstance(layer, QgsVectorLayer) else {}
+        dialog = processing.createAlgorithmDialog("glacierseg:prepare_correction", params)
+        self.dialogs["prepare_correction"] = dialog  # kept alive while shown, closed on unload
         dialog.show()
         return dialog
 

@@ -66,6 +66,17 @@ def canonical_band_name(name: str) -> str:
     return f"B{m.group(1)}{m.group(2)}" if m else name
 
 
+GLACIER_WORDS = ("glacier", "glaciers", "ice", "icefield", "firn")
+
+
+def is_glacier_class(name: str) -> bool:
+    """Whether a class name means glacier ice ('glacier', 'clean_ice', 'debris_covered_glacier'),
+    not lakes, water or other classes ('glacial_lake', 'landslide'): the default class filter of the
+    glacier-inventory steps."""
+    words = re.split(r"[^a-z]+", name.lower())
+    return any(w in GLACIER_WORDS for w in words) and not any(w in ("lake", "lakes", "water") for w in words)
+
+
 def class_colormap(classes: Sequence[ClassInfo], background: ClassInfo) -> Dict[int, Tuple[int, int, int, int]]:
     """GDAL colour table of a class raster: class colours, background transparent."""
     colormap = {c.value: (*c.rgb(), 255) for c in classes}

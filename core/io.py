@@ -181,3 +181,17 @@ def atomic_output(path: str, progress=None) -> Iterator[str]:
     """``atomic_outputs`` of one path: yields its temporary path."""
     with atomic_outputs(path, progress=progress) as (tmp,):
         yield tmp
+
+
+def raster_exists(name: str) -> bool:
+    """Whether GDAL opens ``name`` as a raster: a file, or a GDAL dataset name such as a VRT,
+    'GPKG:file.gpkg:table', '/vsizip/archive.zip/image.tif' or '/vsicurl/https://…/cog.tif'."""
+    if os.path.isfile(name):
+        return True
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        return gdal.OpenEx(name, gdal.OF_RASTER) is not None
+    finally:
+        gdal.PopErrorHandler()

@@ -22,7 +22,7 @@ import numpy as np
 from . import features
 from .contract import ModelContract, canonical_band_name, class_colormap, input_range_warnings
 from .errors import InputError
-from .io import GDAL_CACHE_BYTES, atomic_outputs, geotiff_profile
+from .io import GDAL_CACHE_BYTES, atomic_outputs, geotiff_profile, raster_exists
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .runtime import LoadedModel, load_model
 from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index
@@ -54,6 +54,21 @@ class SegmentResult:
 
 
 # ------------------------------------------------------------------ band mapping
+def _band_number(token, descriptions: Sequence[Optional[str]]) -> int:
+    """A band-mapping entry as a raster band number: a number, or a band name ('B03', 'S2:B03',
+    'B3') matched against the raster's band descriptions."""
+    text = str(token).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    wanted = canonical_band_name(text)
+    matches = [i for i, d in enumerate(descriptions, start=1) if d and canonical_band_name(d) == wanted]
+    if len(matches) != 1:
+        named = ", ".join(f"{i}:{d or '?'}" for i, d in enumerate(descriptions, start=1))
+        raise InputError(f"Band mapping names band {text!r}, but {'no' if not matches else 'more than one'} raster "
+                         f"band is described so ({named}). Use raster band numbers instead, e.g. '3,8,11'.")
+    return matches[0]
+
+
 def resolve_band_map(
     contract: ModelContract, descriptions: Sequence[Optional[str]], band_map: BandMap = None
 ) -> Dict[str, int]:
@@ -72,7 +87,7 @@ def resolve_band_map(
                 raise InputError(f"Band mapping does not say which raster band is {', '.join(missing)}.")
             mapping = {b: int(band_map[b]) for b in wanted}
         else:
-            numbers = [int(b) for b in band_map]
+            numbers = [_band_number(b, descriptions) for b in band_map]
             if len(numbers) != len(wanted):
                 raise InputError(
                     f"Band mapping lists {len(numbers)} band(s) but the model reads {len(wanted)}: "
@@ -422,8 +437,8 @@ def prepare_run(image: str, model: Union[str, LoadedModel], device: str, batch_s
     model loaded with known derived features, mask with polygons. Returns (model, mask shapes)."""
     if batch_size < 1:
         raise InputError("Batch size must be at least 1.")
-    if not os.path.isfile(image):
-        raise InputError(f"Raster not found: {image!r}.")
+    if not raster_exists(image):
+        raise InputError(f"Raster not found (or not readable by GDAL): {image!r}.")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     features.validate_features(loaded.contract)
     shapes = list(mask_shapes) if mask_shapes is not None else None

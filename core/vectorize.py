@@ -24,7 +24,7 @@ import numpy as np
 
 from .contract import ClassInfo, ModelContract, decide_classes, read_contract
 from .errors import InputError, ModelContractError
-from .io import GDAL_CACHE_BYTES, atomic_output
+from .io import GDAL_CACHE_BYTES, atomic_output, raster_exists
 from .progress import SubProgress, check_cancel, ensure_progress
 
 BLOCK_PX = 2048  # polygonize window (pixels a side): bounds the raster memory per step
@@ -680,8 +680,8 @@ def vectorize(
         raise InputError("layer_name must not be empty; give the GeoPackage layer a name such as 'outlines'.")
     if not out_path.lower().endswith(".gpkg"):
         raise InputError(f"output {out_path!r} must be a GeoPackage: give a path ending in .gpkg.")
-    if not os.path.exists(class_raster):
-        raise InputError(f"class raster {class_raster!r} does not exist; check the path.")
+    if not raster_exists(class_raster):
+        raise InputError(f"class raster {class_raster!r} does not exist (or GDAL cannot read it); check the path.")
 
     try:
         src = rasterio.open(class_raster)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core import network_names as names
+
 IGNORE_INDEX = 255
 
 
@@ -194,6 +196,9 @@ LOSSES: Dict[str, Callable[..., nn.Module]] = {
     "ce_dice": _ce_dice,
     "slba": SLBALoss,
 }
+
+
+assert set(LOSSES) == set(names.LOSSES), "core/network_names.py LOSSES must list the losses"
 
 
 def list_losses() -> List[str]:

@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Union
 import torch
 from torch import nn
 
+from ..core import network_names as names
 from .networks import AttentionDeepLabV3Plus, BoundaryUNet, RAUNet, UNet, deeplabv3plus, smp_unet
 from .networks.blocks import apply_activation
 
@@ -31,6 +32,9 @@ MODELS: Dict[str, ModelBuilder] = {
     "unet_resnet34": partial(smp_unet, encoder="resnet34"),
     "unet_resnet50": partial(smp_unet, encoder="resnet50"),
 }
+
+
+assert set(MODELS) == set(names.NETWORKS), "core/network_names.py NETWORKS must list the registry's networks"
 
 
 def list_models() -> List[str]:

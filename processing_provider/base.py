@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
     QgsWkbTypes,
 )
+from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.deps import PACKAGES_DIR, require
@@ -32,6 +33,8 @@ from ..core.store import ModelStore
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ICON_PATH = os.path.join(PLUGIN_DIR, "icons", "glacierseg.svg")
 BUNDLED_MODELS = os.path.join(PLUGIN_DIR, "bundled_models")  # filled by scripts/package.py
+# Toolbox groups (ids are the lower-case names with underscores)
+MAPPING, INVENTORY, MODELS, EVALUATION = "Mapping", "Glacier inventory", "Models and training", "Evaluation"
 
 
 def glacierseg_home() -> str:
@@ -50,16 +53,24 @@ def model_store() -> ModelStore:
 
 
 def raster_path(layer) -> str:
-    """File path of a GDAL raster layer, or a clear error for other sources."""
+    """The GDAL dataset name of a raster layer — a file, a VRT, a GeoPackage raster
+    ('GPKG:file.gpkg:table'), '/vsizip/…', '/vsicurl/…' — or a clear error for layers GDAL cannot
+    open directly (WMS, XYZ and other non-GDAL providers)."""
     if layer is None:
         raise QgsProcessingException("No input raster layer was given.")
-    path = layer.source().split("|")[0]
-    if layer.providerType() != "gdal" or not os.path.isfile(path):
+    if layer.providerType() != "gdal":
         raise QgsProcessingException(
-            f"Layer '{layer.name()}' is not a raster file (provider {layer.providerType()}). "
-            "Save it as a GeoTIFF first (right-click › Export › Save As…)."
+            f"Layer '{layer.name()}' comes from the {layer.providerType()} provider (a web service or "
+            "database), which GlacierSeg cannot read pixel by pixel. Export it first: right-click the "
+            "layer › Export › Save As… (GeoTIFF, at the resolution you need), then use the saved layer."
         )
-    return path
+    return layer.source().split("|")[0]
+
+
+def widget_metadata(wrapper: str) -> dict:
+    """Parameter metadata that gives the standard dialog the named widget of ``ui/widgets.py``
+    (imported only when a dialog opens; batch, modeler and qgis_process keep a text field)."""
+    return {"widget_wrapper": {"class": f"{__package__.rsplit('.', 1)[0]}.ui.widgets.{wrapper}"}}
 
 
 def geotiff_output(path: str, what: str) -> str:
@@ -94,6 +105,56 @@ def vector_source_uri(alg, parameters, name, context, feedback) -> Optional[str]
     return f"{path}|layername={layer}" if layer else path
 
 
+def add_class_filter(alg, name: str = "CLASSES", parent: str = "INPUT") -> None:
+    """The class filter of the glacier-inventory steps: class names (``class_name`` values) to use,
+    comma-separated; empty = the glacier classes; ``*`` = every polygon."""
+    from qgis.core import QgsProcessingParameterString
+
+    param = QgsProcessingParameterString(
+        name, "Classes to use (class_name; empty: glacier classes, *: all)", optional=True)
+    param.setMetadata(widget_metadata("ClassFilterWidgetWrapper"))
+    alg.addParameter(param)
+
+
+def class_filtered_source(alg, parameters, name, classes_name, context, feedback) -> Tuple[str, Optional[str]]:
+    """``vector_source`` of polygon parameter ``name``, keeping only the classes chosen by
+    ``classes_name`` (see ``add_class_filter``) when the layer has a ``class_name`` field (e.g.
+    segment's outlines, where lakes must not be split or measured as glaciers)."""
+    from qgis.core import QgsFeatureRequest, QgsProcessingUtils, QgsVectorFileWriter
+
+    from ..core.contract import is_glacier_class
+
+    source = alg.parameterAsSource(parameters, name, context)
+    if source is None:
+        raise QgsProcessingException(f"No layer was given for {name}.")
+    text = alg.parameterAsString(parameters, classes_name, context).strip()
+    index = source.fields().indexOf("class_name")
+    if index < 0 or text == "*":
+        return vector_source(alg, parameters, name, context, feedback)
+    present = sorted({str(v) for v in source.uniqueValues(index) if v not in (None, "")})
+    wanted = [t.strip() for t in text.split(",") if t.strip()] if text else [c for c in present if is_glacier_class(c)]
+    if not set(wanted) & set(present):
+        raise QgsProcessingException(
+            f"No polygon of the classes {', '.join(wanted) or '(glacier classes)'}: the layer's classes are "
+            f"{', '.join(present) or 'none'}. Choose the classes to use (or * for every polygon).")
+    if set(present) <= set(wanted):
+        return vector_source(alg, parameters, name, context, feedback)
+    path = QgsProcessingUtils.generateTempFilename(f"{name.lower()}_classes.gpkg")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName, options.layerName = "GPKG", "outlines"
+    writer = QgsVectorFileWriter.create(path, source.fields(), source.wkbType(), source.sourceCrs(),
+                                        context.transformContext(), options)
+    quoted = ", ".join("'" + w.replace("'", "''") + "'" for w in wanted)
+    count = 0
+    for feature in source.getFeatures(QgsFeatureRequest().setFilterExpression(f'"class_name" IN ({quoted})')):
+        writer.addFeature(feature)
+        count += 1
+    del writer
+    feedback.pushInfo(f"Using the {count} polygons of class {', '.join(w for w in wanted if w in present)}; "
+                      f"left out: {', '.join(c for c in present if c not in wanted)}.")
+    return path, "outlines"
+
+
 def optional_number(alg, parameters, name, context) -> Optional[float]:
     """The parameter's value, or None when it was left empty."""
     value = parameters.get(name)
@@ -107,8 +168,12 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
 
     NAME = ""
     DISPLAY_NAME = ""
-    GROUP = "Segmentation"
+    GROUP = MAPPING
     HELP = ""
+    SHORT = ""  # one sentence for the toolbox tooltip
+    TAGS: Tuple[str, ...] = ()  # toolbox search words
+    HELP_PAGE = "manual.md"  # page in the shipped docs/ the Help button opens
+    MANUAL_SECTION = ""  # anchor in that page
     REQUIRES: Tuple[str, ...] = ("numpy", "rasterio")
 
     def name(self) -> str:
@@ -125,6 +190,18 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.HELP
+
+    def shortDescription(self) -> str:  # noqa: N802
+        return self.SHORT
+
+    def tags(self):
+        return list(self.TAGS) + ["glacierseg", "glacier", "remote sensing"]
+
+    def helpUrl(self) -> str:  # noqa: N802
+        url = QUrl.fromLocalFile(os.path.join(PLUGIN_DIR, "docs", self.HELP_PAGE))
+        if self.MANUAL_SECTION:
+            url.setFragment(self.MANUAL_SECTION)
+        return url.toString()
 
     def icon(self) -> QIcon:
         return QIcon(ICON_PATH)
@@ -175,9 +252,3 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
     def process(self, parameters, context, feedback, progress) -> Dict[str, Any]:
         raise NotImplementedError
 
-
-def docs_url(page: str) -> str:
-    """file:// URL of a page shipped in the plugin's docs/ folder (an algorithm's helpUrl)."""
-    from qgis.PyQt.QtCore import QUrl
-
-    return QUrl.fromLocalFile(os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", page)).toString()

@@ -15,13 +15,13 @@ from qgis.core import (
 )
 
 from ..ui.styles import class_vector_renderer, style_on_load
-from .base import GlacierSegAlgorithm, docs_url, vector_source
+from .base import EVALUATION, GlacierSegAlgorithm, vector_source
 
 
 class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
     NAME = "compare_outlines"
     DISPLAY_NAME = "Compare outlines between two dates"
-    GROUP = "Evaluation"
+    GROUP = EVALUATION
     REQUIRES = ("numpy", "shapely", "pyproj", "matplotlib")
     HELP = (
         "Matches the glaciers (or lakes, or any class) of two outline layers and measures how each "
@@ -51,14 +51,9 @@ class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
     OUTPUT_OBJECTS, OUTPUT_CHANGES, OUTPUT_SUMMARY, OUTPUT_REPORT = (
         "OUTPUT_OBJECTS", "OUTPUT_CHANGES", "OUTPUT_SUMMARY", "OUTPUT_REPORT")
 
-    def shortDescription(self) -> str:  # noqa: N802
-        return "Match outlines of two dates (by ID or overlap) and measure area change, gains and losses."
-
-    def tags(self):
-        return ["change", "compare", "outlines", "inventory", "rgi", "glacier", "lake", "area", "retreat", "dates"]
-
-    def helpUrl(self) -> str:  # noqa: N802
-        return docs_url("compare-outlines.md")
+    SHORT = "Match outlines of two dates (by ID or overlap) and measure area change, gains and losses."
+    TAGS = ("change", "compare", "outlines", "inventory", "rgi", "glacier", "lake", "area", "retreat", "dates")
+    HELP_PAGE = "compare-outlines.md"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         polygons = [QgsProcessing.TypeVectorPolygon]

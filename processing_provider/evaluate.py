@@ -20,7 +20,7 @@ from qgis.core import (
     QgsVectorFileWriter,
 )
 
-from .base import GlacierSegAlgorithm, model_store, optional_number, raster_path, vector_source_uri
+from .base import EVALUATION, GlacierSegAlgorithm, model_store, optional_number, raster_path, vector_source_uri, widget_metadata
 
 # Processing outputs: the "all" row (any class against background) and the multi-class figures.
 SCORES = {"IOU": "iou", "PRECISION": "precision", "RECALL": "recall", "F1": "f1", "ACCURACY": "accuracy",
@@ -46,10 +46,22 @@ def layer_path(layer, context) -> str:
     return path
 
 
+def class_field(name: str, description: str, parent: str) -> QgsProcessingParameterField:
+    """An optional field of ``parent`` (a layer parameter that may hold a raster) with a widget that
+    copes with raster parents (QGIS 3.22's own field widget aborts QGIS on them)."""
+    field = QgsProcessingParameterField(name, description, parentLayerParameterName=parent, optional=True)
+    field.setMetadata(widget_metadata("VectorFieldWidgetWrapper"))
+    return field
+
+
 class EvaluateAlgorithm(GlacierSegAlgorithm):
     NAME = "evaluate"
     DISPLAY_NAME = "Evaluate against reference"
-    GROUP = "Evaluation"
+    GROUP = EVALUATION
+    SHORT = "Scores a class raster or outlines against a reference: IoU, F1, kappa, boundary IoU, per-glacier areas."
+    TAGS = ("accuracy", "validation", "iou", "f1", "dice", "kappa", "confusion matrix", "reference", "inventory",
+            "rgi", "boundary iou", "comparison")
+    MANUAL_SECTION = "evaluate"
     REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj")
     HELP = (
         "Scores a prediction against a reference and writes a table (CSV) and a summary in the log.<br><br>"
@@ -88,11 +100,9 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         types = [QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon]
         self.addParameter(QgsProcessingParameterMapLayer("PREDICTION", "Prediction (class raster or polygons)", types=types))
-        self.addParameter(QgsProcessingParameterField("PREDICTION_FIELD", "Prediction class field (polygons)",
-                                                      parentLayerParameterName="PREDICTION", optional=True))
+        self.addParameter(class_field("PREDICTION_FIELD", "Prediction class field (polygons)", "PREDICTION"))
         self.addParameter(QgsProcessingParameterMapLayer("REFERENCE", "Reference (polygons or class raster)", types=types))
-        self.addParameter(QgsProcessingParameterField("REFERENCE_FIELD", "Reference class field (polygons)",
-                                                      parentLayerParameterName="REFERENCE", optional=True))
+        self.addParameter(class_field("REFERENCE_FIELD", "Reference class field (polygons)", "REFERENCE"))
         self.addParameter(QgsProcessingParameterFeatureSource("AOI", "Area of interest", [QgsProcessing.TypeVectorPolygon],
                                                               optional=True))
         number = QgsProcessingParameterNumber

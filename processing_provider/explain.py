@@ -21,7 +21,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import GlacierSegAlgorithm, docs_url, raster_path
+from .base import EVALUATION, GlacierSegAlgorithm, raster_path
 from .raster_inputs import band_mapping, extent_bounds, mask_shapes
 from .segment import DEVICE_LABELS, DEVICES
 
@@ -29,7 +29,7 @@ from .segment import DEVICE_LABELS, DEVICES
 class ExplainAlgorithm(GlacierSegAlgorithm):
     NAME = "explain"
     DISPLAY_NAME = "Explain model decision (band importance)"
-    GROUP = "Evaluation"
+    GROUP = EVALUATION
     REQUIRES = ("numpy", "rasterio", "onnxruntime", "matplotlib")
     HELP = (
         "Shows which input bands drive a GlacierSeg model's decision over a raster, per class.<br><br>"
@@ -56,14 +56,9 @@ class ExplainAlgorithm(GlacierSegAlgorithm):
     TILE_SIZE, OVERLAP, BATCH_SIZE, DEVICE = "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE"
     OUTPUT_FOLDER, OUTPUT_TABLE, OUTPUT_REPORT = "OUTPUT_FOLDER", "OUTPUT_TABLE", "OUTPUT_REPORT"
 
-    def shortDescription(self) -> str:  # noqa: N802
-        return "Per-band importance of a model's class decision: occlusion, or saliency and Grad-CAM from a checkpoint."
-
-    def tags(self):
-        return ["explain", "importance", "occlusion", "saliency", "grad-cam", "band", "feature", "model", "glacier"]
-
-    def helpUrl(self) -> str:  # noqa: N802
-        return docs_url("explain.md")
+    SHORT = "Per-band importance of a model's class decision: occlusion, or saliency and Grad-CAM from a checkpoint."
+    TAGS = ("explain", "importance", "occlusion", "saliency", "grad-cam", "band", "feature", "model", "glacier")
+    HELP_PAGE = "explain.md"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))

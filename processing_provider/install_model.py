@@ -9,13 +9,16 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import GlacierSegAlgorithm, model_store
+from .base import MODELS, GlacierSegAlgorithm, model_store
 
 
 class InstallModelAlgorithm(GlacierSegAlgorithm):
     NAME = "install_model"
     DISPLAY_NAME = "Install model"
-    GROUP = "Models and training"
+    GROUP = MODELS
+    SHORT = "Install a GlacierSeg ONNX model (file, or URL with SHA-256) into the model folder by name."
+    TAGS = ("model", "onnx", "install", "download", "deep learning", "model card")
+    HELP_PAGE = "model-contract.md"
     REQUIRES = ("onnxruntime",)
     HELP = (
         "Installs a GlacierSeg model into GlacierSeg's model folder (in the QGIS profile), so that "

@@ -13,7 +13,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.store import model_card
-from .base import GlacierSegAlgorithm, model_store
+from .base import MODELS, GlacierSegAlgorithm, model_store
 
 COLUMNS = ("name", "task", "classes", "bands", "resolution_m", "tile_size", "receptive_field_px", "scores",
            "bundled", "path")
@@ -22,7 +22,10 @@ COLUMNS = ("name", "task", "classes", "bands", "resolution_m", "tile_size", "rec
 class ListModelsAlgorithm(GlacierSegAlgorithm):
     NAME = "list_models"
     DISPLAY_NAME = "List installed models"
-    GROUP = "Models and training"
+    GROUP = MODELS
+    SHORT = "Table of the installed GlacierSeg models and their cards."
+    TAGS = ("model", "onnx", "installed", "model card", "deep learning")
+    HELP_PAGE = "model-contract.md"
     REQUIRES = ()
     HELP = (
         "Writes a table of the installed GlacierSeg models (the user's, in the QGIS profile, and those "

@@ -15,8 +15,9 @@ from qgis.core import (
 )
 
 from ..core.band_ratio import GLACIER_CLASSES, METHODS, map_glaciers
-from ..ui.styles import class_raster_renderer, class_vector_renderer, style_on_load
-from .base import GlacierSegAlgorithm, geotiff_output, optional_number, raster_path
+from ..ui.correction import prepare_outlines
+from ..ui.styles import class_raster_beneath_outlines, class_raster_renderer, style_on_load
+from .base import MAPPING, GlacierSegAlgorithm, geotiff_output, optional_number, raster_path
 
 SENSOR_KEYS = ["sentinel2_msi", "landsat8_oli", "landsat7_etm", "landsat5_tm", ""]
 SENSOR_LABELS = ["Sentinel-2 MSI (B2, B3, B4, B8, B11)", "Landsat 8/9 OLI (B2, B3, B4, B5, B6)",
@@ -85,16 +86,26 @@ def sensor_arguments(alg, parameters, context, roles) -> dict:
     )
 
 
-def finish(alg, context, feedback, result) -> dict:
-    """Log the mapped areas, style the outputs and return them."""
+def finish(alg, parameters, context, feedback, result) -> dict:
+    """Log the mapped areas, style and name the outputs and return them."""
     for c in result.class_info:
         feedback.pushInfo(f"{c.name}: {result.pixel_counts[c.name]} pixels, {result.area_km2[c.name]:.4f} km²")
-    style_on_load(context, result.classes, lambda lyr: lyr.setRenderer(class_raster_renderer(lyr, result.class_info)))
+    source = alg.parameterAsRasterLayer(parameters, "INPUT", context)
+    source_name, image = source.name(), raster_path(source)
+
+    def style_classes(lyr):
+        lyr.setRenderer(class_raster_renderer(lyr, result.class_info))
+        if result.outlines is not None:
+            class_raster_beneath_outlines(lyr)
+
+    style_on_load(context, result.classes, style_classes, source_name)
+    style_on_load(context, result.index,  # the grey index would hide the image: off when outlines show the result
+                  class_raster_beneath_outlines if result.outlines is not None else (lambda lyr: None), source_name)
     out = {"OUTPUT_INDEX": result.index, "OUTPUT_CLASSES": result.classes}
     if result.outlines is not None:
         feedback.pushInfo(f"{result.outlines.feature_count} outlines written.")
-        style_on_load(context, result.outlines.path,
-                      lambda lyr: lyr.setRenderer(class_vector_renderer("class_value", result.class_info)))
+        style_on_load(context, result.outlines.path, lambda lyr: prepare_outlines(lyr, result.class_info, input_path=image),
+                      source_name)
         out["OUTPUT_OUTLINES"] = result.outlines.path
     for c in result.class_info:
         out[f"AREA_{c.name.upper()}"] = result.area_km2[c.name]
@@ -104,7 +115,11 @@ def finish(alg, context, feedback, result) -> dict:
 class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
     NAME = "map_glaciers_band_ratio"
     DISPLAY_NAME = "Map glaciers by band ratio"
-    GROUP = "Mapping without a model"
+    GROUP = MAPPING
+    SHORT = "Clean glacier ice (red/SWIR ratio or NDSI) and debris-covered ice candidates, without a model."
+    TAGS = ("ndsi", "band ratio", "red/swir", "threshold", "clean ice", "debris", "snow", "sentinel-2", "landsat",
+            "glacier mapping", "ndwi", "ndvi")
+    MANUAL_SECTION = "map-without-a-model"
     REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj")
     ROLES = ("red", "swir", "green", "blue", "nir")
     HELP = (
@@ -172,4 +187,4 @@ class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
             min_area_km2=self.parameterAsDouble(parameters, "MIN_AREA", context),
             progress=progress,
         )
-        return finish(self, context, feedback, result)
+        return finish(self, parameters, context, feedback, result)

@@ -10,7 +10,7 @@ from qgis.core import (
 )
 
 from ..core.band_ratio import LAKE_CLASSES, map_lakes
-from .base import GlacierSegAlgorithm, raster_path, vector_source_uri
+from .base import MAPPING, GlacierSegAlgorithm, raster_path, vector_source_uri
 from .map_glaciers_band_ratio import (
     OUTPUT_HELP,
     SCALE_HELP,
@@ -26,7 +26,10 @@ from .map_glaciers_band_ratio import (
 class MapLakesAlgorithm(GlacierSegAlgorithm):
     NAME = "map_lakes"
     DISPLAY_NAME = "Map glacial lakes by NDWI"
-    GROUP = "Mapping without a model"
+    GROUP = MAPPING
+    SHORT = "Glacial lakes by NDWI threshold with slope and distance-to-glacier tests, without a model."
+    TAGS = ("ndwi", "glacial lake", "water", "lake inventory", "glof", "threshold", "sentinel-2", "landsat")
+    MANUAL_SECTION = "map-without-a-model"
     REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj")
     ROLES = ("green", "nir")
     HELP = (
@@ -80,4 +83,4 @@ class MapLakesAlgorithm(GlacierSegAlgorithm):
             min_area_km2=self.parameterAsDouble(parameters, "MIN_AREA", context),
             progress=progress,
         )
-        return finish(self, context, feedback, result)
+        return finish(self, parameters, context, feedback, result)

@@ -13,6 +13,7 @@ from .split_glaciers import SplitGlaciersAlgorithm
 from .install_model import InstallModelAlgorithm
 from .inventory_attributes import InventoryAttributesAlgorithm
 from .list_models import ListModelsAlgorithm
+from .prepare_correction import PrepareCorrectionAlgorithm
 from .train import TrainAlgorithm
 from .vectorize import VectorizeAlgorithm
 
@@ -30,6 +31,7 @@ ALGORITHMS = [
     ListModelsAlgorithm,
     ExplainAlgorithm,
     CompareOutlinesAlgorithm,
+    PrepareCorrectionAlgorithm,
 ]
 
 

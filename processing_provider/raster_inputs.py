@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from qgis.core import QgsProcessingException
-
 from .base import vector_source
 
 
-def band_mapping(alg, parameters, name, context) -> Optional[List[int]]:
-    """'3,8,11' -> [3, 8, 11]; None when empty."""
-    text = alg.parameterAsString(parameters, name, context).strip()
-    try:
-        return [int(b) for b in text.replace(";", ",").split(",") if b.strip()] or None
-    except ValueError:
-        raise QgsProcessingException(f"Band mapping {text!r} must list band numbers, e.g. '3,8,11'.") from None
+def band_mapping(alg, parameters, name, context) -> Optional[List[str]]:
+    """'3,8,11' or 'B03,B08,B11' -> the raster bands (numbers or names, matched by the core) in
+    the model's order; None when empty."""
+    text = alg.parameterAsString(parameters, name, context)
+    return [b.strip() for b in text.replace(";", ",").split(",") if b.strip()] or None
 
 
 def extent_bounds(alg, parameters, name, context, layer) -> Optional[Sequence[float]]:

@@ -21,8 +21,14 @@ from qgis.core import (
 
 from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
 from ..core.runtime import load_model
-from ..ui.styles import class_raster_renderer, class_vector_renderer, probability_renderer, style_on_load
-from .base import GlacierSegAlgorithm, geotiff_output, model_store, raster_path
+from ..ui.styles import (
+    class_raster_beneath_outlines,
+    class_raster_renderer,
+    probability_renderer,
+    style_on_load,
+)
+from ..ui.correction import prepare_outlines
+from .base import MAPPING, GlacierSegAlgorithm, geotiff_output, model_store, raster_path, widget_metadata
 from .raster_inputs import band_mapping, extent_bounds, mask_shapes
 
 # The MODEL parameter's widget in Processing dialogs (imported by Processing when a dialog opens).
@@ -35,6 +41,7 @@ def resolve_model_path(value) -> str:
     installed models when it names neither."""
     return model_store().resolve(str(value or ""))
 
+
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
@@ -43,7 +50,11 @@ DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 class SegmentAlgorithm(GlacierSegAlgorithm):
     NAME = "segment"
     DISPLAY_NAME = "Segment raster with model"
-    GROUP = "Segmentation"
+    GROUP = MAPPING
+    SHORT = "Glacier, glacial-lake or landslide masks and outlines from a satellite image with a deep-learning (ONNX) model."
+    TAGS = ("onnx", "deep learning", "segmentation", "cnn", "u-net", "glacial lake", "landslide", "sentinel-2",
+            "landsat", "probability", "outlines", "mask", "classification", "inference")
+    MANUAL_SECTION = "map-with-a-model"
     REQUIRES = ("numpy", "rasterio", "onnxruntime", "shapely")
     HELP = (
         "Runs a GlacierSeg segmentation model (an ONNX file carrying the GlacierSeg model contract) "
@@ -54,9 +65,10 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         "of any ONNX file exported by GlacierSeg (or with a sidecar JSON, see docs/model-contract.md). "
         "The dialog shows the chosen model's card. It states the bands it reads, their scaling, its resolution, "
         "classes, tile size, receptive field and thresholds.<br>"
-        "<b>Band mapping</b>: raster band numbers feeding the model's bands, in the model's order "
-        "(e.g. <i>3,8,11</i>). Empty: taken from band descriptions that name the bands (S2:B03, B03, "
-        "B3…), else the raster's bands in order when the counts agree.<br>"
+        "<b>Band mapping</b>: the raster band feeding each band the model reads (one drop-down per model "
+        "band in this dialog; in batch, modeler and qgis_process band numbers or names in the model's "
+        "order, e.g. <i>3,8,11</i> or <i>B03,B08,B11</i>). Automatic / empty: taken from band descriptions "
+        "that name the bands (S2:B03, B03, B3…), else the raster's bands in order when the counts agree.<br>"
         "<b>Processing extent / Mask layer</b>: only pixels inside are segmented; the rest is nodata.<br>"
         "<b>Tile size / Overlap</b>: 0 / -1 take the model's values. Overlapping tiles are merged by "
         "weighted blending of probabilities (a window that is zero within half the receptive field of "
@@ -67,7 +79,7 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         "provider ran); CUDA fails with a message when no CUDA provider can run.<br>"
         "<b>Threshold override</b>: one value for all classes (0.4) or per class (glacier=0.4,glacial_lake=0.6).<br>"
         "<b>Outlines</b> (on by default): smoothed polygons of the class raster made as by "
-        "<i>Vectorize segmentation</i>, with class, area (km²) and perimeter; polygons and holes "
+        "<i>Class raster to outlines</i>, with class, area (km²) and perimeter; polygons and holes "
         "smaller than the minimum area (default 0.01 km², the RGI minimum) are dropped / filled.<br><br>"
         "Nodata (or NaN) in any used band gives nodata in both outputs. A raster whose pixel size "
         "differs from the model's by more than 1 % is resampled on read (average when coarsening, "
@@ -87,7 +99,10 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         model = QgsProcessingParameterString(self.MODEL, "Model (installed model name or .onnx file)")
         model.setMetadata({"widget_wrapper": {"class": MODEL_WIDGET}})
         self.addParameter(model)
-        self.addParameter(QgsProcessingParameterString(self.BAND_MAPPING, "Band mapping (raster band numbers in model order)", optional=True))
+        bands = QgsProcessingParameterString(
+            self.BAND_MAPPING, "Band mapping (raster band numbers or names in model order)", optional=True)
+        bands.setMetadata(widget_metadata("BandMappingWidgetWrapper"))
+        self.addParameter(bands)
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.MASK, "Mask layer (segment inside its polygons only)", [QgsProcessing.TypeVectorPolygon], optional=True))
@@ -144,13 +159,20 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
             f"Ran {result.tiles_run} tiles on {result.provider} ({result.tiles_skipped} nodata tiles skipped), "
             f"{result.inference_seconds:.1f} s in the model."
         )
-        first = contract.precedence_order()[0]
-        style_on_load(context, class_path, lambda lyr: lyr.setRenderer(class_raster_renderer(lyr, contract.classes)))
+        first = contract.classes[0]  # band 1: the first foreground class (glacier in glacier models)
+
+        def style_classes(lyr):
+            lyr.setRenderer(class_raster_renderer(lyr, contract.classes))
+            if outlines_path:
+                class_raster_beneath_outlines(lyr)
+
+        style_on_load(context, class_path, style_classes, layer.name())
         style_on_load(context, prob_path, lambda lyr: lyr.setRenderer(
-            probability_renderer(lyr, contract.classes.index(first) + 1, first.color)))
+            probability_renderer(lyr, 1, first.color)), layer.name())
         outputs = {}
         if outlines_path:
-            style_on_load(context, outlines_path, lambda lyr: lyr.setRenderer(class_vector_renderer("class_value", contract.classes)))
+            style_on_load(context, outlines_path, lambda lyr: prepare_outlines(lyr, contract.classes, input_path=image),
+                          layer.name())
             outputs[self.OUTPUT_OUTLINES] = outlines_path
             feedback.pushInfo(f"{result.outline_count} outline polygons.")
         return {

@@ -11,20 +11,39 @@ from qgis.core import (
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
+    QgsProcessingUtils,
     QgsSingleSymbolRenderer,
 )
 
+from ..core.glacier_ids import assign_ids
 from ..core.split_parameters import SplitParameters
+from ..ui.correction import persist_layer
 from ..ui.styles import style_on_load
-from .base import GlacierSegAlgorithm, raster_path, vector_source
+from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
 
 _D = SplitParameters()
 
 
 def style_glaciers(layer) -> None:
+    """Light blue glaciers with a thin outline, so the red ice divides above them stay visible."""
     layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
-        {"color": "166,206,227,120", "outline_color": "31,120,180", "outline_width": "0.4"})))
+        {"color": "166,206,227,90", "outline_color": "31,120,180", "outline_width": "0.26"})))
+
+
+def input_file(alg, parameters, context, name: str = "INPUT") -> str:
+    """The file behind a vector input parameter ('' for other sources): where to keep edited outputs."""
+    layer = alg.parameterAsVectorLayer(parameters, name, context)
+    return layer.source().split("|")[0] if layer is not None else ""
+
+
+def editable_style(styler, input_path: str):
+    """``styler`` for an output the user will edit: a temporary file is first kept (``persist_layer``)."""
+    def style(layer):
+        persist_layer(layer, input_path)
+        styler(layer)
+    return style
 
 
 def style_divides(layer) -> None:
@@ -33,8 +52,12 @@ def style_divides(layer) -> None:
 
 class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
     NAME = "split_glaciers"
-    DISPLAY_NAME = "Split glacier complexes with a DEM"
-    GROUP = "Glacier inventory"
+    DISPLAY_NAME = "Split glacier complexes (DEM)"
+    GROUP = INVENTORY
+    SHORT = "Splits glacier complexes into glaciers along ice divides from a DEM (Kienholz et al. 2013)."
+    TAGS = ("ice divide", "drainage basin", "watershed", "flowshed", "rgi", "inventory", "dem", "kienholz",
+            "complex", "split")
+    MANUAL_SECTION = "split"
     REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj", "pysheds")
     HELP = (
         "Splits glacier complexes (ice bodies that meet at ice divides) into individual glaciers with a "
@@ -47,6 +70,9 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "the neighbour with the longest shared boundary. The glaciers partition each complex exactly "
         "(cut by its own outline) and are written in the outlines' CRS.<br><br>"
         "<b>Glacier complexes</b>: polygon layer, any CRS.<br>"
+        "<b>Classes to use</b>: for layers with a <i>class_name</i> field (segment's outlines) only the "
+        "glacier classes are split by default (not glacial lakes); tick others, or give * in scripts for "
+        "every polygon.<br>"
         "<b>Complex id field</b>: field copied to each glacier as <i>complex_id</i> (default: feature id).<br>"
         "<b>DEM</b>: elevation raster in metres, any CRS and resolution; it must cover every complex with "
         "a margin (the error names a complex it does not cover).<br>"
@@ -60,7 +86,10 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         f"a is scaled by (dx/{_D.a_cell_m:g})<sup>2b</sup> so r depends on drainage area, not on dx.<br>"
         f"<b>Sliver thresholds</b> (defaults {_D.sliver_area_km2:g} km², or {_D.sliver_area2_km2:g} km² "
         f"when compactness 2√(πA)/P &lt; {_D.sliver_compactness:g}).<br><br>"
-        "<b>Outputs</b>: <i>Glaciers</i> (glac_id, complex_id, area_km2 on the UTM grid) and <i>Ice divides</i> "
+        "<b>Glacier ID prefix</b> (default G-): each glacier gets <i>glacier_id</i> = prefix + a five-digit "
+        "number, numbered west to east by its representative point, so a rerun on the same input gives the "
+        "same IDs.<br>"
+        "<b>Outputs</b>: <i>Glaciers</i> (glacier_id, glac_id, complex_id, area_km2 on the UTM grid) and <i>Ice divides</i> "
         "(lines between adjacent glaciers: complex_id, glac_id_1, glac_id_2, length_m). "
         "See docs/glacier-split.md."
     )
@@ -70,14 +99,19 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         "CELL_SIZE", "BUFFER", "GUTTER_OFFSET", "GUTTER_WIDTH", "GUTTER_DEPTH", "SMOOTHING")
     A, B, C, SLIVER_AREA, SLIVER_AREA2, SLIVER_COMPACTNESS = (
         "A", "B", "C", "SLIVER_AREA", "SLIVER_AREA2", "SLIVER_COMPACTNESS")
-    OUTPUT, DIVIDES = "OUTPUT", "DIVIDES"
+    OUTPUT, DIVIDES, CLASSES, ID_PREFIX = "OUTPUT", "DIVIDES", "CLASSES", "ID_PREFIX"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.INPUT, "Glacier complexes", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterField(
-            self.ID_FIELD, "Complex id field", parentLayerParameterName=self.INPUT, optional=True))
+        add_class_filter(self, self.CLASSES, self.INPUT)
+        id_field = QgsProcessingParameterField(
+            self.ID_FIELD, "Complex id field", parentLayerParameterName=self.INPUT, optional=True)
+        id_field.setMetadata(widget_metadata("VectorFieldWidgetWrapper"))
+        self.addParameter(id_field)
         self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "DEM"))
+        self.addParameter(QgsProcessingParameterString(
+            self.ID_PREFIX, "Glacier ID prefix (IDs: prefix + running number, west to east)", defaultValue="G-"))
         dbl, integer = QgsProcessingParameterNumber.Double, QgsProcessingParameterNumber.Integer
         advanced = [
             QgsProcessingParameterNumber(self.CELL_SIZE, "Working cell size (m; 0 = the DEM's)", dbl, 0.0, minValue=0.0),
@@ -96,13 +130,16 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Glaciers", QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterVectorDestination(self.DIVIDES, "Ice divides", QgsProcessing.TypeVectorLine))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, "Glaciers", QgsProcessing.TypeVectorPolygon, defaultValue=QgsProcessing.TEMPORARY_OUTPUT))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.DIVIDES, "Ice divides", QgsProcessing.TypeVectorLine, optional=True, createByDefault=True))
         self.addOutput(QgsProcessingOutputNumber("N_GLACIERS", "Number of glaciers"))
 
     def process(self, parameters, context, feedback, progress):
         from ..core.dem_split import split_glaciers  # here, not at load: the provider loads without its dependencies
-        path, layer_name = vector_source(self, parameters, self.INPUT, context, feedback)
+        path, layer_name = class_filtered_source(self, parameters, self.INPUT, self.CLASSES, context, feedback)
+        source_name = self.parameterAsSource(parameters, self.INPUT, context).sourceName()
         dem = raster_path(self.parameterAsRasterLayer(parameters, self.DEM, context))
         number = lambda name: self.parameterAsDouble(parameters, name, context)  # noqa: E731
         params = SplitParameters(
@@ -114,9 +151,16 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             sliver_area2_km2=number(self.SLIVER_AREA2), sliver_compactness=number(self.SLIVER_COMPACTNESS))
         id_field = (self.parameterAsFields(parameters, self.ID_FIELD, context) or [None])[0]
         glaciers = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        divides = self.parameterAsOutputLayer(parameters, self.DIVIDES, context)
+        divides = (self.parameterAsOutputLayer(parameters, self.DIVIDES, context) if parameters.get(self.DIVIDES)
+                   else None)
+        divides = divides or QgsProcessingUtils.generateTempFilename("ice_divides.gpkg")  # the core writes both
         result = split_glaciers(path, dem, glaciers, divides, id_field=id_field, params=params,
                                 outlines_layer=layer_name or None, progress=progress)
-        style_on_load(context, glaciers, style_glaciers)
-        style_on_load(context, divides, style_divides)
-        return {self.OUTPUT: glaciers, self.DIVIDES: divides, "N_GLACIERS": result["n_glaciers"]}
+        assign_ids(glaciers, self.parameterAsString(parameters, self.ID_PREFIX, context))
+        style_on_load(context, glaciers, editable_style(style_glaciers, input_file(self, parameters, context)),
+                      source_name)
+        style_on_load(context, divides, style_divides, source_name)
+        outputs = {self.OUTPUT: glaciers, "N_GLACIERS": result["n_glaciers"]}
+        if parameters.get(self.DIVIDES):
+            outputs[self.DIVIDES] = divides
+        return outputs

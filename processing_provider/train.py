@@ -35,7 +35,8 @@ from qgis.core import (
 from ..core.contract import TASKS
 from ..core.child import run_models_cli
 from ..core.errors import CancelledError
-from .base import GlacierSegAlgorithm, raster_path, vector_source_uri
+from ..core.network_names import LOSSES, NETWORKS
+from .base import MODELS, GlacierSegAlgorithm, raster_path, vector_source_uri, widget_metadata
 
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
@@ -47,7 +48,11 @@ DEFAULT_MINUTES = 20.0
 class TrainAlgorithm(GlacierSegAlgorithm):
     NAME = "train"
     DISPLAY_NAME = "Train segmentation model"
-    GROUP = "Training"
+    GROUP = MODELS
+    SHORT = "Trains a deep-learning segmentation network on your rasters and labels and exports a GlacierSeg ONNX model."
+    TAGS = ("deep learning", "training", "onnx", "pytorch", "u-net", "deeplab", "cnn", "labels", "fine-tune",
+            "landslide", "glacial lake", "segmentation")
+    MANUAL_SECTION = "train"
     # found (not imported: torch stays out of QGIS) on the import path the training child gets
     REQUIRES = ("numpy", "rasterio", "torch", "onnx", "matplotlib")
     HELP = (
@@ -65,8 +70,8 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "<b>Validation</b>: pixels inside the <i>Validation area</i> polygons; without it, whole cells of a "
         "fishnet (cell size in pixels, 0 = sized from the raster for about 8 validation cells; fraction of cells). Training tiles lie wholly outside the validation "
         "pixels, so the split is spatially disjoint.<br>"
-        "<b>Network / loss</b>: registry names (default unet_efficientnet_b0, fast on a CPU; unet, boundary_unet, deeplabv3plus, attention_deeplabv3plus, "
-        "rau_net, unet_resnet34, ...; ce, dice, focal, iou, tversky, focal_iou, ce_dice, slba). <i>Network "
+        "<b>Network / loss</b>: chosen from the lists (default unet_efficientnet_b0, fast on a CPU; in scripts by "
+        "name, e.g. <i>unet</i>, <i>ce_dice</i>; see docs/networks.md). <i>Network "
         "options</i> is JSON, e.g. <i>{\"widths\": [16, 32, 64]}</i>.<br>"
         "<b>Augmentation</b>: random 90° rotations and flips; CutMix pastes the box around another tile's "
         "labelled pixels with the given probability.<br>"
@@ -102,13 +107,18 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         number = QgsProcessingParameterNumber
         self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Training rasters", QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, "Label polygons", polygons, optional=True))
-        self.addParameter(QgsProcessingParameterField(self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABELS, optional=True))
+        class_field = QgsProcessingParameterField(
+            self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABELS, optional=True)
+        class_field.setMetadata(widget_metadata("VectorFieldWidgetWrapper"))
+        self.addParameter(class_field)
         self.addParameter(QgsProcessingParameterRasterLayer(self.LABEL_RASTER, "Label raster (class values)", optional=True))
         self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"))
         self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = all bands)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet split)", polygons, optional=True))
-        self.addParameter(QgsProcessingParameterString(self.NETWORK, "Network", defaultValue="unet_efficientnet_b0"))
-        self.addParameter(QgsProcessingParameterString(self.LOSS, "Loss", defaultValue="ce_dice"))
+        self.addParameter(QgsProcessingParameterEnum(self.NETWORK, "Network", list(NETWORKS),
+                                                     defaultValue="unet_efficientnet_b0", usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterEnum(self.LOSS, "Loss", list(LOSSES), defaultValue="ce_dice",
+                                                     usesStaticStrings=True))
         self.addParameter(number(self.EPOCHS, "Epochs (the most, with a time budget)", number.Integer, 20, minValue=1))
         self.addParameter(number(self.MINUTES, "Time budget (minutes, 0 = train the epochs)", number.Double, DEFAULT_MINUTES, minValue=0.0))
         self.addParameter(number(self.PATIENCE, "Stop after epochs without a better validation score (0 = never)", number.Integer, 5, minValue=0))
@@ -162,8 +172,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             "--validation-vector": vector_source_uri(self, parameters, self.VALIDATION_AREA, context, feedback),
             "--band-names": text(self.BAND_NAMES) or None,
             "--classes": text(self.CLASSES), "--inputs": text(self.MODEL_INPUTS),
-            "--network": text(self.NETWORK), "--network-options": text(self.NETWORK_OPTIONS) or "{}",
-            "--loss": text(self.LOSS),
+            "--network": self.parameterAsEnumString(parameters, self.NETWORK, context),
+            "--network-options": text(self.NETWORK_OPTIONS) or "{}",
+            "--loss": self.parameterAsEnumString(parameters, self.LOSS, context),
             "--epochs": self.parameterAsInt(parameters, self.EPOCHS, context),
             "--minutes": self.parameterAsDouble(parameters, self.MINUTES, context),
             "--patience": self.parameterAsInt(parameters, self.PATIENCE, context),

@@ -13,14 +13,18 @@ from qgis.core import (
 )
 
 from ..core.vectorize import load_class_table, vectorize
-from ..ui.styles import class_vector_renderer, style_on_load
-from .base import GlacierSegAlgorithm, raster_path
+from ..ui.correction import prepare_outlines
+from ..ui.styles import style_on_load
+from .base import MAPPING, GlacierSegAlgorithm, raster_path
 
 
 class VectorizeAlgorithm(GlacierSegAlgorithm):
     NAME = "vectorize"
-    DISPLAY_NAME = "Vectorize class raster to outlines"
-    GROUP = "Vector outlines"
+    DISPLAY_NAME = "Class raster to outlines"
+    GROUP = MAPPING
+    SHORT = "Smoothed outline polygons (shared boundaries, no gaps or overlaps) from a class raster."
+    TAGS = ("vectorize", "polygonize", "outlines", "smoothing", "chaikin", "class raster", "mask", "polygons")
+    MANUAL_SECTION = "outlines"
     REQUIRES = ("numpy", "rasterio", "shapely", "pyproj")
     HELP = (
         "Turns a class raster (the Classes output of <i>Segment raster with model</i>, or any integer "
@@ -101,5 +105,6 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
             f"Wrote {result.feature_count} outlines ({result.removed_small} regions under the minimum area "
             f"dropped, {result.filled_holes} holes filled)."
         )
-        style_on_load(context, out_path, lambda lyr: lyr.setRenderer(class_vector_renderer("class_value", result.classes)))
+        style_on_load(context, out_path, lambda lyr: prepare_outlines(lyr, result.classes, input_path=raster),
+                      self.parameterAsRasterLayer(parameters, self.INPUT, context).name())
         return {self.OUTPUT: out_path, "FEATURE_COUNT": result.feature_count}

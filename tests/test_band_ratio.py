@@ -201,4 +201,6 @@ def test_processing_outputs_are_styled(qgis_app, glacierseg_provider, scene, tmp
     for key, layer in (("OUTPUT_CLASSES", raster), ("OUTPUT_OUTLINES", vector)):
         context.layerToLoadOnCompletionDetails(out[key]).postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
     assert [(c.value, c.label) for c in raster.renderer().classes()] == [(1, "glacial_lake")]
-    assert [(c.value(), c.symbol().color().name()) for c in vector.renderer().categories()] == [(1, "#1f5fd1")]
+    # the class, and the catch-all category that shows hand-drawn polygons before their class is set
+    assert [(c.value(), c.symbol().color().name()) for c in vector.renderer().categories()] == [
+        (1, "#1f5fd1"), ("", "#e7298a")]

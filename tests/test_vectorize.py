@@ -352,7 +352,7 @@ def test_through_processing_with_class_table_and_style(qgis_app, glacierseg_prov
     post = context.layerToLoadOnCompletionDetails(out).postProcessor()
     post.postProcessLayer(layer, context, QgsProcessingFeedback())
     cats = {c.value(): c.symbol().color().name() for c in layer.renderer().categories()}
-    assert cats == {1: "#a6e1ff", 2: "#1f4fff", 3: "#8c6d46"}
+    assert cats == {1: "#a6e1ff", 2: "#1f4fff", 3: "#8c6d46", "": "#e7298a"}  # "": catch-all for new polygons
 
 
 def test_qgis_process_run(qgis_process, shapes_tif, tmp_path):

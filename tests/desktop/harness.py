@@ -30,6 +30,18 @@ ARTIFACTS = Path(os.environ.get("GLACIERSEG_ARTIFACTS", ROOT / "tests" / "artifa
 SCREEN = (1600, 1000)
 
 
+BOOTSTRAP = """
+import json, os, runpy, sys, traceback
+try:
+    runpy.run_path({driver!r}, run_name="__desktop_driver__")
+except BaseException:
+    with open({result!r}, "w") as f:
+        json.dump({{"ok": False, "step": "load driver", "error": traceback.format_exc(), "screenshots": []}}, f)
+    sys.stderr.flush()
+    os._exit(3)
+"""
+
+
 class Xvfb:
     """An X server on a free display (``Xvfb -displayfd``: the server picks the number, so
     several test sessions on one machine never collide)."""
@@ -115,6 +127,8 @@ class DesktopQgis:
         env = dict(os.environ, DISPLAY=self.display, LIBGL_ALWAYS_SOFTWARE="1",
                    XDG_RUNTIME_DIR=str(self.work_dir), PYTHONUNBUFFERED="1")
         env.pop("QT_QPA_PLATFORM", None)
+        # Mesa's softpipe has no LLVM: llvmpipe's LLVM beside numba's (pysheds) or torch's kills QGIS
+        env.setdefault("GALLIUM_DRIVER", "softpipe")
         env.pop("PYTHONHOME", None)
         # QGIS's embedded Python finds its prefix through the first python3 on PATH: Debian's
         env["PATH"] = os.pathsep.join(["/usr/bin", "/bin", env.get("PATH", "")])
@@ -132,6 +146,10 @@ class DesktopQgis:
 
         ``inputs`` reach the driver as ``job.inputs``; screenshots go to ``self.artifacts / name``.
         With ``expect_ok`` (default) anything but a clean finish fails the test with details."""
+        try:  # fail here, not in QGIS, on a driver that does not compile
+            compile(Path(driver).read_text(), str(driver), "exec")
+        except SyntaxError as exc:
+            raise AssertionError(f"driver {driver} does not compile: {exc}") from None
         artifacts = self.artifacts / name
         shutil.rmtree(artifacts, ignore_errors=True)
         artifacts.mkdir(parents=True)
@@ -142,8 +160,10 @@ class DesktopQgis:
         job_path.write_text(json.dumps(job))
         env = self.env()
         env["GLACIERSEG_DESKTOP_JOB"] = str(job_path)
+        bootstrap = job_path.with_suffix(".py")  # runs the driver; an error while loading it ends QGIS
+        bootstrap.write_text(BOOTSTRAP.format(driver=str(Path(driver).resolve()), result=str(result_path)))
         args = [QGIS_DESKTOP, "--nologo", "--noversioncheck", "--profiles-path", str(self._profile()),
-                "--code", str(Path(driver).resolve())]
+                "--code", str(bootstrap)]
         if project:
             args.append(project)
         start = time.monotonic()

@@ -97,6 +97,37 @@ class Job:
         tmp.write_text(json.dumps(self.result, indent=1, default=str))
         tmp.replace(self._result_path)
 
+    # --- Processing dialogs
+    @staticmethod
+    def open_dialog(alg_id: str, parameters=None, size=(720, 820)):
+        """Show the standard Processing dialog of ``alg_id`` (optionally pre-filled) and return it."""
+        import processing
+
+        dialog = processing.createAlgorithmDialog(alg_id, parameters or {})
+        dialog.resize(*size)
+        dialog.show()
+        return dialog
+
+    @staticmethod
+    def set_value(dialog, name: str, value) -> None:
+        """Set parameter ``name`` through its widget wrapper (as if typed/picked in the dialog)."""
+        panel = dialog.mainWidget()
+        panel.wrappers[name].setParameterValue(value, panel.processing_context)
+
+    @staticmethod
+    def dialog_log(dialog) -> str:
+        """The text of the dialog's Log tab."""
+        from qgis.PyQt.QtWidgets import QTextEdit
+
+        return "\n".join(w.toPlainText() for w in dialog.findChildren(QTextEdit) if w.objectName() == "txtLog")
+
+    def run_dialog(self, dialog, timeout: float = 240.0):
+        """Press the dialog's Run (its own run path); ``yield`` the returned wait, then read
+        ``dialog.results()`` (empty when it failed: see ``dialog_log``)."""
+        dialog.runAlgorithm()
+        return self.until(lambda: bool(dialog.results()) or "Execution failed" in self.dialog_log(dialog),
+                          timeout, f"{dialog.algorithm().id()} to finish")
+
     def finish(self, ok: bool, error: str = "") -> None:
         self._write(ok=ok, error=error, step=self.step, seconds=round(time.monotonic() - self._started, 1))
         self.log(f"finished ok={ok} {error.splitlines()[-1] if error else ''}")
