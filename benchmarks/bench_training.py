@@ -3,7 +3,7 @@
 On the generated mountain scene (``core.sample_data.make_scene``, 512² px at 20 m, six
 Sentinel-2 bands), glacier = clean + debris-covered ice, labels from the known answer, the
 validation split by the default fishnet: training through the same child process as
-``glacierseg:train`` (``models.cli train --progress json``), once with the dialog's defaults
+``glacierseg:train`` (``core.child.run_models_cli`` running ``models.cli train``), once with the dialog's defaults
 (unet_efficientnet_b0, tile size fitted to the raster, 20 epochs at most, patience 5, a 20-minute budget) and
 once with a 5-minute budget. Printed per run: wall time of the child process, epochs, why it
 stopped, validation IoU of the glacier class at the chosen threshold (pooled, and per
@@ -14,9 +14,7 @@ Usage: ``nice .venv/bin/python benchmarks/bench_training.py [--runs defaults bud
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,26 +33,36 @@ DEFAULTS = ["--network", "unet_efficientnet_b0", "--loss", "ce_dice", "--epochs"
 RUNS = {"defaults": [], "budget5": ["--minutes", "5"]}
 
 
+class Log:
+    """Progress for ``core.child.run_models_cli``: messages printed with the time since start."""
+
+    def __init__(self, name: str):
+        self.name, self.t0 = name, time.monotonic()
+
+    def set_progress(self, percent: float) -> None:
+        pass
+
+    def is_canceled(self) -> bool:
+        return False
+
+    def push_info(self, message: str) -> None:
+        print(f"  [{self.name} {time.monotonic() - self.t0:7.1f} s] {message}", flush=True)
+
+
 def run(name: str, scene, out: str, extra) -> dict:
-    argv = [sys.executable, "-m", "glacierseg.models.cli", "train", "--raster", scene.image,
-            "--label-raster", scene.glacier_truth, "--classes", "glacier=1,2", *DEFAULTS, *extra,
-            "--out", os.path.join(out, f"{name}.onnx"), "--report", os.path.join(out, f"{name}.json"),
-            "--report-html", os.path.join(out, f"{name}.html"), "--progress", "json"]
-    env = dict(os.environ, PYTHONPATH=PKG_DIR)
+    from glacierseg.core.child import run_models_cli
+    from glacierseg.core.errors import GlacierSegError
+
+    argv = ["train", "--raster", scene.image, "--label-raster", scene.glacier_truth, "--classes", "glacier=1,2",
+            *DEFAULTS, *extra, "--out", os.path.join(out, f"{name}.onnx"),
+            "--report", os.path.join(out, f"{name}.json"), "--report-html", os.path.join(out, f"{name}.html")]
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
-    result = None
-    for line in proc.stdout:
-        msg = json.loads(line)
-        if "info" in msg:
-            print(f"  [{name} {time.monotonic() - t0:7.1f} s] {msg['info']}", flush=True)
-        result = msg.get("result", result)
-        if "error" in msg:
-            print(f"  [{name}] error: {msg['error']}")
-    proc.wait()
+    try:
+        result = run_models_cli(argv, Log(name))  # the child process glacierseg:train runs
+    except GlacierSegError as exc:
+        print(f"  [{name}] {exc}")
+        return {"run": name, "wall_s": time.monotonic() - t0, "error": True}
     wall = time.monotonic() - t0
-    if result is None:
-        return {"run": name, "wall_s": wall, "error": True}
     v, c = result["validation"]["glacier"], result["validation_cells"]["glacier"]
     return {"run": name, "wall_s": wall, "epochs": result["epochs_run"], "best_epoch": result["best_epoch"],
             "stopped": result["stopped"], "iou": v["iou"], "f1": v["f1"],

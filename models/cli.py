@@ -8,10 +8,9 @@ Labels come from ``--label-raster`` or ``--label-vector`` (with ``--class-field`
 one: every polygon is the one class); patch datasets from ``--landslide4sense DIR`` or
 ``--pairs DIR`` (``images/`` and ``masks/``).
 
-``glacierseg:train`` runs this command in a child process (torch never enters QGIS) with
-``--progress json``: one JSON object per line on stdout — ``{"progress": percent}``,
-``{"info": message}``, finally ``{"result": {...}}`` or ``{"error": message, "cancelled": bool}``
-— and ``--cancel-file PATH``: when that file appears the run stops after the current batch.
+``glacierseg:train`` runs this command in a child process (``core.child.run_models_cli``; torch
+never enters QGIS): progress and messages on stderr, the JSON summary on stdout, SIGTERM stops
+training after its current batch.
 
 ``explain`` writes gradient saliency and Grad-CAM of a training checkpoint (``glacierseg:explain``
 runs it as a child process so torch stays out of QGIS).
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
@@ -51,30 +49,6 @@ class PrintProgress:
 
     def push_info(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
-
-
-class JsonProgress:
-    """Progress as JSON lines on stdout for a parent process; cancelled when ``cancel_file`` exists."""
-
-    def __init__(self, cancel_file: Optional[str] = None):
-        self.cancel_file = cancel_file
-        self._last = -1.0
-
-    @staticmethod
-    def emit(**message) -> None:
-        sys.stdout.write(json.dumps(message, default=float) + "\n")
-        sys.stdout.flush()
-
-    def set_progress(self, percent: float) -> None:
-        if percent - self._last >= 0.5 or percent >= 100.0:
-            self._last = percent
-            self.emit(progress=round(float(percent), 2))
-
-    def is_canceled(self) -> bool:
-        return bool(self.cancel_file) and os.path.exists(self.cancel_file)
-
-    def push_info(self, message: str) -> None:
-        self.emit(info=message)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -121,8 +95,6 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output ONNX model")
     t.add_argument("--report", help="training report (JSON; CSV beside it)")
     t.add_argument("--report-html", help="training report with curves (HTML)")
-    t.add_argument("--progress", choices=("text", "json"), default="text", help="progress on stderr as text, or JSON lines on stdout")
-    t.add_argument("--cancel-file", help="stop (no model written; the checkpoint stays) when this file appears")
     e = sub.add_parser("explain", help="gradient saliency and Grad-CAM of a training checkpoint over a raster")
     e.add_argument("--image", required=True, help="raster to explain")
     e.add_argument("--model", required=True, help="the checkpoint's exported ONNX model (its contract)")
@@ -225,26 +197,16 @@ def _terminate(signum, frame):  # SIGTERM (Cancel in QGIS): unwind so that parti
 def main(argv: Optional[List[str]] = None) -> int:
     started = time.monotonic()
     args = parser().parse_args(argv)
-    as_json = args.command == "train" and args.progress == "json"
-    progress = JsonProgress(getattr(args, "cancel_file", None)) if as_json else PrintProgress()
+    progress = PrintProgress()
     # SIGTERM (Cancel in QGIS): training stops after its batch and says what stays (its checkpoint);
     # explain unwinds at once. Either way partial outputs are removed.
-    signal.signal(signal.SIGTERM, progress.cancel if args.command == "train" and not as_json else _terminate)
+    signal.signal(signal.SIGTERM, progress.cancel if args.command == "train" else _terminate)
     try:
         summary = train_command(args, progress, started) if args.command == "train" else explain_command(args)
     except (GlacierSegError, json.JSONDecodeError) as exc:
-        from ..core.errors import CancelledError
-
-        if as_json:
-            JsonProgress.emit(error=str(exc), cancelled=isinstance(exc, CancelledError),
-                              kept=list(getattr(exc, "kept", None) or []))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    if as_json:
-        JsonProgress.emit(result=summary)
-    else:
-        print(json.dumps(summary, indent=2, default=float))
+    print(json.dumps(summary, indent=2, default=float))
     return 0
 
 
