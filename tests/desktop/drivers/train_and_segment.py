@@ -53,6 +53,7 @@ def main(job):
     job.set_value(dlg, "MODEL", model)
     job.set_value(dlg, "OUTPUT_CLASSES", os.path.join(out, "classes.tif"))
     job.set_value(dlg, "OUTPUT_PROBABILITIES", os.path.join(out, "probabilities.tif"))
+    job.set_value(dlg, "OUTPUT_OUTLINES", os.path.join(out, "outlines.gpkg"))
     yield 300
     job.screenshot(dlg, "3_segment_dialog")
     dlg.runAlgorithm()
