@@ -1,15 +1,15 @@
 """Benchmark of glacierseg:segment's core (figures printed, nothing asserted).
 
-1. Throughput and overhead: a U-Net-sized ONNX model (registry ``unet`` with reduced widths,
-   a few million parameters, 256-px tiles) on a generated raster (default 4096²): megapixels
-   per second of the whole run, and the ratio of its wall time to the time spent inside
-   ``InferenceSession.run`` on the same tiles in the same process (the floor), without and
-   with TTA (flips). A second floor, ``session.run`` alone on one fixed batch repeated as often,
-   checks the in-loop figure.
-2. Memory: peak RSS of a run with a small fast model (the sample index network) on 4096² and
-   16384² rasters, each in its own process; the growth between them.
+1. Overhead: a U-Net-sized ONNX model (registry ``unet`` with reduced widths, 256-px tiles)
+   on a generated raster (default 2048²), at batch 8 and at the default batch (4), without and
+   with TTA (flips): wall time / time inside ``InferenceSession.run`` in the same run (target
+   ≤ 1.05), and model calls against the minimum (⌈tiles / batch⌉: every call but the last full).
+2. Memory: peak RSS (VmHWM) of a fresh process segmenting 2048², 4096², 8192² rasters with the
+   same U-Net at batch 8 (``--memory-model sample`` for the fast index network); growth between them.
+3. Output compression: the probability and class rasters of run 1 rewritten strip by strip with
+   several GeoTIFF creation options: seconds to write and close, and size.
 
-Usage: ``.venv/bin/python benchmarks/bench_segment.py [--size 4096] [--big 16384] [--widths 24]``
+Usage: ``.venv/bin/python benchmarks/bench_segment.py [--size 2048] [--memory-sizes 2048,4096,8192] [--widths 24]``
 """
 from __future__ import annotations
 
@@ -73,78 +73,132 @@ def unet_model(path: str, widths: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def throughput(image: str, model_path: str, tta: str, batch: int) -> dict:
+def throughput(image: str, model_path: str, tta: str, batch: int, workdir: str) -> dict:
     from glacierseg.core.runtime import load_model
     from glacierseg.core.segment import segment_raster
 
     loaded = load_model(model_path, "auto")
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        result = segment_raster(image, loaded, os.path.join(tmp, "p.tif"), os.path.join(tmp, "c.tif"),
-                                tta=tta, batch_size=batch)
-        wall = time.perf_counter() - t0
-    calls = -(-result.tiles_run // batch) * (1 if tta == "none" else 4)
-    x = np.random.default_rng(0).normal(size=(batch, len(loaded.contract.bands), 256, 256)).astype(np.float32)
-    loaded.run(x)
+    c = loaded.contract
+    loaded.run(np.zeros((batch, len(c.bands), c.tile_size, c.tile_size), np.float32))  # first-call allocations
+    out = os.path.join(workdir, f"out_{tta}_{batch}")
     t0 = time.perf_counter()
-    for _ in range(calls):
-        loaded.run(x)
-    repeat = time.perf_counter() - t0
+    result = segment_raster(image, loaded, out + "_p.tif", out + "_c.tif", tta=tta, batch_size=batch)
+    wall = time.perf_counter() - t0
     mpx = result.width * result.height / 1e6
-    return dict(tta=tta, tiles=result.tiles_run, wall=wall, floor=result.inference_seconds, repeat=repeat,
-                mpx_s=mpx / wall, ratio=wall / result.inference_seconds, ratio_repeat=wall / repeat,
-                provider=result.provider)
+    return dict(tta=tta, batch=batch, tiles=result.tiles_run, wall=wall, floor=result.inference_seconds,
+                mpx_s=mpx / wall, ratio=wall / result.inference_seconds, calls=result.model_calls,
+                minimum=-(-result.tiles_run // batch), session=result.session, probabilities=out + "_p.tif",
+                classes=out + "_c.tif")
 
 
-def peak_rss_mb(image: str, model_path: str) -> float:
-    """Peak RSS (MB) of a fresh process that runs one segmentation: its own VmHWM, read at the
-    end (a parent's ru_maxrss for the child would count the forked parent's pages too)."""
+def compression(probabilities: str, classes: str, workdir: str) -> None:
+    """Rewrite both outputs strip by strip (as segment writes them) with each creation option set."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from glacierseg.core.io import geotiff_profile
+
+    with rasterio.open(probabilities) as ds:
+        probs, prof = ds.read(), ds.profile
+    with rasterio.open(classes) as ds:
+        cls = ds.read()
+    options = {
+        "deflate (level 6)": dict(compress="deflate"),
+        "deflate level 1": dict(compress="deflate", zlevel=1),
+        "deflate + predictor 3 / 2": dict(compress="deflate", predictor=3),
+        "deflate, 2 threads": dict(compress="deflate", num_threads="ALL_CPUS"),
+        "deflate level 1, 2 threads": dict(compress="deflate", zlevel=1, num_threads="ALL_CPUS"),
+        "deflate l1 + predictor, 2 threads": dict(compress="deflate", zlevel=1, predictor=3, num_threads="ALL_CPUS"),
+        "zstd level 1, 2 threads": dict(compress="zstd", zstd_level=1, num_threads="ALL_CPUS"),
+        "lzw": dict(compress="lzw"),
+        "none": dict(compress="none"),
+    }
+    print("creation options                 write+close_s  probabilities_MB  classes_MB")
+    for label, extra in options.items():
+        sizes, t0 = [], time.perf_counter()
+        for name, array, dtype, nodata in (("p", probs, "float32", float("nan")), ("c", cls, "uint8", 255)):
+            profile = geotiff_profile(prof["crs"], prof["transform"], prof["width"], prof["height"], array.shape[0],
+                                      dtype, nodata)
+            profile.update(extra)
+            if dtype == "uint8" and profile.get("predictor") == 3:
+                profile["predictor"] = 2
+            path = os.path.join(workdir, f"compress_{name}.tif")
+            with rasterio.open(path, "w", **profile) as dst:
+                for r in range(0, prof["height"], 218):
+                    h = min(218, prof["height"] - r)
+                    dst.write(array[:, r : r + h], window=Window(0, r, prof["width"], h))
+            sizes.append(os.path.getsize(path) / 2**20)
+        print(f"{label:<32} {time.perf_counter() - t0:13.2f}  {sizes[0]:16.1f}  {sizes[1]:10.2f}")
+
+
+def peak_rss_mb(image: str, model_path: str, batch: int) -> tuple:
+    """(peak RSS in MB, seconds) of a fresh process that runs one segmentation: its own VmHWM,
+    read at the end (a parent's ru_maxrss for the child would count the forked parent's pages too)."""
     code = (
-        "import sys, tempfile, os; sys.path.insert(0, {pkg!r});"
+        "import sys, tempfile, os, time; sys.path.insert(0, {pkg!r});"
         "from glacierseg.core.segment import segment_raster;"
-        "d = tempfile.mkdtemp();"
-        "segment_raster({img!r}, {model!r}, os.path.join(d, 'p.tif'), os.path.join(d, 'c.tif'), batch_size=8);"
+        "d = tempfile.mkdtemp(); t0 = time.perf_counter();"
+        "segment_raster({img!r}, {model!r}, os.path.join(d, 'p.tif'), os.path.join(d, 'c.tif'), batch_size={batch});"
+        "print(time.perf_counter() - t0);"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
-    ).format(pkg=os.path.join(ROOT, ".build", "pkg"), img=image, model=model_path)
+    ).format(pkg=os.path.join(ROOT, ".build", "pkg"), img=image, model=model_path, batch=batch)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return int(out.strip().splitlines()[-1]) / 1024.0
+    seconds, kb = out.strip().splitlines()[-2:]
+    return int(kb) / 1024.0, float(seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--big", type=int, default=16384)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--memory-sizes", default="2048,4096,8192")
+    parser.add_argument("--memory-model", choices=("unet", "sample"), default="unet")
     parser.add_argument("--widths", type=int, default=24, help="first U-Net width (doubles 4 times)")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batches", default="8,4", help="batch sizes of the overhead runs (4 is the default)")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "glacierseg-bench"))
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-compression", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
 
+    from glacierseg.core.runtime import usable_cores
     from glacierseg.models.sample import export_sample_model
 
+    model = os.path.join(args.workdir, f"unet{args.widths}.onnx")
+    params = unet_model(model, args.widths)
+    last = None
     if not args.skip_throughput:
         image = write_big_scene(os.path.join(args.workdir, f"scene6_{args.size}.tif"), args.size)
-        model = os.path.join(args.workdir, f"unet{args.widths}.onnx")
-        params = unet_model(model, args.widths)
-        print(f"# throughput: U-Net widths {args.widths}..{args.widths * 16}, {params / 1e6:.2f} M parameters, "
-              f"256-px tiles, batch {args.batch}, {args.size}² raster, {os.cpu_count()} CPU cores")
-        print("tta    tiles  wall_s  session_run_s  Mpx/s  ratio(wall/in-loop run)  ratio(wall/repeated run)  provider")
-        for tta in ("none", "flips"):
-            r = throughput(image, model, tta, args.batch)
-            print(f"{r['tta']:<6} {r['tiles']:>5}  {r['wall']:6.1f}  {r['floor']:13.1f}  {r['mpx_s']:5.2f}  "
-                  f"{r['ratio']:23.3f}  {r['ratio_repeat']:24.3f}  {r['provider']}")
+        print(f"# overhead: U-Net widths {args.widths}..{args.widths * 16}, {params / 1e6:.2f} M parameters, "
+              f"256-px tiles, {args.size}² raster, {usable_cores()} usable CPU cores")
+        print("batch tta    tiles  calls  minimum  wall_s  in_model_s  Mpx/s  wall/in-model")
+        for batch in [int(b) for b in args.batches.split(",")]:
+            for tta in ("none", "flips"):
+                r = throughput(image, model, tta, batch, args.workdir)
+                last = last or r
+                print(f"{batch:>5} {tta:<6} {r['tiles']:>5}  {r['calls']:>5}  {r['minimum']:>7}  {r['wall']:6.1f}  "
+                      f"{r['floor']:10.1f}  {r['mpx_s']:5.2f}  {r['ratio']:13.3f}")
+        print(f"session: {r['session']}")
+    if last is None and os.path.exists(os.path.join(args.workdir, "out_none_8_p.tif")):  # outputs of an earlier run
+        last = dict(batch=8, probabilities=os.path.join(args.workdir, "out_none_8_p.tif"),
+                    classes=os.path.join(args.workdir, "out_none_8_c.tif"))
+    if last and not args.skip_compression:
+        print(f"# output compression: the {args.size}² outputs of the batch-{last['batch']} run rewritten in strips")
+        compression(last["probabilities"], last["classes"], args.workdir)
     if args.skip_memory:
         return
-    print("# peak RSS with the small sample model (3 bands), each run in its own process")
-    small = export_sample_model(os.path.join(args.workdir, "sample.onnx"))
+    if args.memory_model == "sample":
+        mem_model, bands, what = export_sample_model(os.path.join(args.workdir, "sample.onnx")), [1, 3, 4], "sample index model (3 bands)"
+    else:
+        mem_model, bands, what = model, None, f"U-Net widths {args.widths}"
+    print(f"# peak RSS, {what}, batch 8, each run in its own process")
     rss = {}
-    for size in (args.size, args.big):
-        img = write_big_scene(os.path.join(args.workdir, f"scene3_{size}.tif"), size, bands=[1, 3, 4])
-        rss[size] = peak_rss_mb(img, small)
-        print(f"{size}²: peak RSS {rss[size]:.0f} MB")
-    print(f"peak RSS growth {args.size}² -> {args.big}²: {rss[args.big] - rss[args.size]:+.0f} MB")
+    for size in [int(s) for s in args.memory_sizes.split(",")]:
+        img = write_big_scene(os.path.join(args.workdir, f"scene{'3' if bands else '6'}_{size}.tif"), size, bands=bands)
+        rss[size], seconds = peak_rss_mb(img, mem_model, 8)
+        print(f"{size}²: peak RSS {rss[size]:.0f} MB ({seconds:.0f} s)", flush=True)
+    sizes = sorted(rss)
+    print(f"peak RSS growth {sizes[0]}² -> {sizes[-1]}²: {rss[sizes[-1]] - rss[sizes[0]]:+.0f} MB")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .contract import ClassInfo, canonical_band_name, class_colormap
+from .dem import PLAUSIBLE_ELEVATION_M, Dem
 from .errors import InputError
 from .features import normalized_difference
 from .io import atomic_outputs, geotiff_profile
@@ -118,18 +119,16 @@ def _pixel_size_m(ds) -> Tuple[float, float]:
     return abs(ds.transform.e) * factor, abs(ds.transform.a) * factor
 
 
-def _open_dem(dem: str, ds, stack: ExitStack):
-    """The DEM on the image's grid (bilinear), read as float64 with NaN for nodata."""
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
+def _open_dem(dem: str, stack: ExitStack, plausible: Sequence[float], progress: Progress) -> Dem:
+    """The DEM, opened with core.dem's void rule (nodata, outside, implausible elevations: NaN)."""
+    return stack.enter_context(Dem(dem, plausible, progress))
 
-    src = stack.enter_context(rasterio.open(dem))
-    if src.crs is None:
-        raise InputError(f"DEM {dem}: no coordinate reference system; assign one first.")
-    return stack.enter_context(WarpedVRT(src, crs=ds.crs, transform=ds.transform, width=ds.width,
-                                         height=ds.height, resampling=Resampling.bilinear, src_nodata=src.nodata,
-                                         nodata=np.nan, dtype="float32"))
+
+def _dem_rows(dem: Dem, ds, r0: int, r1: int) -> np.ndarray:
+    """Rows r0:r1 of the DEM resampled (bilinear) onto the image's grid, float64, NaN for voids."""
+    from rasterio.transform import Affine
+
+    return dem.read(ds.crs.to_wkt(), ds.transform * Affine.translation(0, r0), (r1 - r0, ds.width), "bilinear")
 
 
 def _slope_deg(dem: np.ndarray, pixel: Tuple[float, float]) -> np.ndarray:
@@ -219,6 +218,7 @@ def map_glaciers(
     dem: Optional[str] = None,
     debris_slope_max: float = 24.0,
     debris_ndvi_max: float = 0.2,
+    plausible_elevation: Sequence[float] = PLAUSIBLE_ELEVATION_M,
     scale: float = 1e-4,
     offset: float = 0.0,
     min_area_km2: float = 0.01,
@@ -257,7 +257,7 @@ def map_glaciers(
             ds = stack.enter_context(rasterio.open(image))
             mapping = resolve_bands(list(ds.descriptions), roles, sensor, bands)
             pixel = _pixel_size_m(ds)
-            dem_ds = _open_dem(dem, ds, stack) if dem else None
+            dem_ds = _open_dem(dem, stack, plausible_elevation, progress) if dem else None
             h, w = ds.height, ds.width
             ice = np.zeros((h, w), bool)
             candidate = np.zeros((h, w), bool)
@@ -290,9 +290,8 @@ def map_glaciers(
                     clean = ndimage.median_filter(clean.astype(np.uint8), size=3, mode="nearest").astype(bool) & ok
                 inner = slice(s0 - r0, s1 - r0)
                 if dem_ds is not None:
-                    z = dem_ds.read(1, window=Window(0, r0, w, r1 - r0)).astype(np.float64)
-                    ok &= np.isfinite(z)
-                    gentle = _slope_deg(z, pixel) < debris_slope_max
+                    z = _dem_rows(dem_ds, ds, r0, r1)
+                    gentle = _slope_deg(z, pixel) < debris_slope_max  # False at DEM voids (NaN slope)
                     bare = normalized_difference(x["nir"], x["red"]) < debris_ndvi_max
                     candidate[s0:s1] = (ok & gentle & bare & ~clean & ~water)[inner]
                 ice[s0:s1] = clean[inner] & ok[inner]
@@ -326,6 +325,7 @@ def map_lakes(
     threshold: float = 0.3,
     dem: Optional[str] = None,
     slope_max: float = 5.0,
+    plausible_elevation: Sequence[float] = PLAUSIBLE_ELEVATION_M,
     glaciers: Optional[str] = None,
     max_distance_m: float = 10000.0,
     min_area_km2: float = 0.0054,
@@ -351,7 +351,7 @@ def map_lakes(
             ds = stack.enter_context(rasterio.open(image))
             mapping = resolve_bands(list(ds.descriptions), ["green", "nir"], sensor, bands)
             pixel = _pixel_size_m(ds)
-            dem_ds = _open_dem(dem, ds, stack) if dem else None
+            dem_ds = _open_dem(dem, stack, plausible_elevation, progress) if dem else None
             h, w = ds.height, ds.width
             water = np.zeros((h, w), bool)
             flat = np.ones((h, w), bool)
@@ -368,7 +368,7 @@ def map_lakes(
                 ndwi = normalized_difference(x["green"], x["nir"])
                 inner = slice(s0 - r0, s1 - r0)
                 if dem_ds is not None:
-                    z = dem_ds.read(1, window=Window(0, r0, w, r1 - r0)).astype(np.float64)
+                    z = _dem_rows(dem_ds, ds, r0, r1)
                     ok &= np.isfinite(z)
                     flat[s0:s1] = (_slope_deg(z, pixel) <= slope_max)[inner]
                 water[s0:s1] = (ok & (ndwi > threshold))[inner]

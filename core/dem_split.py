@@ -4,19 +4,22 @@ Kienholz, C., Hock, R. and Arendt, A. A. (2013): A new semi-automatic approach f
 dividing glacier complexes into individual glaciers. J. Glaciol. 59(217), 925–937,
 doi:10.3189/2013JoG12J138.
 
-Per complex, on a local UTM grid: the DEM is smoothed and sink-filled inside a buffer of
-the outline, a "gutter" just outside the outline is lowered, D8 flow routing and flow
+Per complex, on a local UTM grid of the method's cell size (40 m, whatever the DEM's): DEM
+voids are filled (core.dem), the DEM is smoothed and sink-filled inside a buffer of the
+outline, a "gutter" just outside the outline is lowered, D8 flow routing and flow
 accumulation are computed (pysheds), pour points are where flow from the complex ends (the
-gutter's low points), each gets its flowshed, flowsheds are merged when they meet inside the circle of
-radius r = min(a·F^b, c) around a pour point (F: its flow accumulation), and slivers are
-merged into the neighbour with the longest shared boundary. See docs/glacier-split.md.
+gutter's low points), each gets its flowshed, flowsheds are merged when they meet inside the
+circle of radius r = min(a·F^b, c) around a pour point (F: its flow accumulation), and slivers
+and interior pieces are merged into the neighbour with the longest shared boundary. A complex
+that cannot be split is written unsplit with its ``split_status``. See docs/glacier-split.md
+(with the deviations from the paper).
 """
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import shapely
@@ -24,10 +27,11 @@ from scipy import ndimage
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
-from .errors import InputError
+from .dem import PLAUSIBLE_ELEVATION_M, Dem, fill_voids
+from .errors import CancelledError, InputError, NoDemError
 from .io import atomic_outputs
-from .geo import (WGS84, grid_around, raster_cell_size_m, read_features, transform_geom,
-                  utm_epsg_for, valid_polygon, warp_raster, write_features)
+from .geo import (WGS84, feature_name, grid_around, raster_cell_size_m, read_features, transform_geom,
+                  utm_area_m2, utm_epsg_for, valid_polygon, write_features)
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .split_parameters import SplitParameters
 
@@ -41,21 +45,28 @@ class ComplexSplit:
     glaciers: List[BaseGeometry]
     divides: List[Tuple[int, int, BaseGeometry]]  # (i, j) indices into glaciers, line
     cell_size_m: float
+    filled: List[float]  # per glacier: share of its cells whose elevation was a filled void
+    void_fraction: float  # share of the complex's cells without elevation (filled)
 
 
 # ------------------------------------------------------------------------------ one complex
 def split_complex(
     polygon: BaseGeometry,
     crs: Any,
-    dem_path: str,
+    dem: Union[str, Dem],
     complex_id: str = "1",
     params: SplitParameters = SplitParameters(),
     progress: Optional[Progress] = None,
 ) -> ComplexSplit:
-    """Split one glacier complex (``polygon`` in ``crs``) into glaciers with the DEM.
+    """Split one glacier complex (``polygon`` in ``crs``) into glaciers with the DEM (a path or
+    an open ``Dem``).
 
     Returns glaciers and divides in the UTM zone of the complex; the glaciers partition
-    the complex (their union is the complex, they do not overlap)."""
+    the complex (their union is the complex, they do not overlap). Raises ``NoDemError``
+    when more than ``params.max_void_fraction`` of the complex has no elevation."""
+    if isinstance(dem, str):
+        with Dem(dem, PLAUSIBLE_ELEVATION_M, progress) as opened:
+            return split_complex(polygon, crs, opened, complex_id, params, progress)
     progress = ensure_progress(progress)
     params.validate()
     if polygon is None or polygon.is_empty:
@@ -65,31 +76,45 @@ def split_complex(
     centre = transform_geom(polygon, crs, WGS84).representative_point()
     epsg = utm_epsg_for(centre.x, centre.y)
     poly = transform_geom(polygon, crs, epsg)
-    dx = params.cell_size_m or raster_cell_size_m(dem_path, centre.x, centre.y)
+    dx = params.cell_size_m or raster_cell_size_m(dem.path, centre.x, centre.y)
 
     transform, shape = grid_around(poly.bounds, dx, params.buffer_cells + 2)
-    dem = warp_raster(dem_path, epsg, transform, shape, "bilinear")
+    z = dem.read(epsg, transform, shape, "bilinear")
     filled_outline = shapely.union_all([Polygon(p.exterior) for p in shapely.get_parts(poly)])
     touched = _rasterize(filled_outline, transform, shape, all_touched=True)
-    missing = np.isnan(dem) & touched
-    if missing.any():
-        raise InputError(
-            f"The DEM '{os.path.basename(dem_path)}' does not cover glacier complex '{complex_id}' "
-            f"({100.0 * missing.sum() / touched.sum():.1f} % of it has no elevation). Use a DEM that covers every "
-            f"outline with a margin of at least {params.buffer_cells * dx:.0f} m, or leave that complex out.")
+    void_fraction = float((~np.isfinite(z) & touched).sum() / touched.sum())
+    if void_fraction > params.max_void_fraction or not np.isfinite(z).any():
+        raise NoDemError(
+            f"The DEM '{dem.name}' does not cover glacier complex '{complex_id}' ({100.0 * void_fraction:.1f} % of it "
+            f"has no elevation; at most {100.0 * params.max_void_fraction:.0f} % is filled from the surroundings). "
+            f"Use a DEM that covers every outline with a margin of at least {params.buffer_cells * dx:.0f} m, "
+            "or leave that complex out.")
+    z, void = fill_voids(z)
+    if void_fraction > 0:
+        progress.push_info(f"Complex '{complex_id}': {100.0 * void_fraction:.1f} % of it had no elevation "
+                           "(DEM voids), filled by interpolation from the voids' edges.")
     mask = _rasterize(filled_outline, transform, shape, all_touched=False)
     if mask.sum() < 2:  # smaller than the grid: nothing to split
-        return ComplexSplit(complex_id, epsg, [poly], [], dx)
+        return ComplexSplit(complex_id, epsg, [poly], [], dx, [void_fraction], void_fraction)
     check_cancel(progress)
 
-    labels = _flowshed_glaciers(dem, mask, transform, epsg, dx, params, progress)
+    labels = _flowshed_glaciers(z, mask, transform, epsg, dx, params, progress)
     progress.set_progress(70)
     check_cancel(progress)
     pieces = _label_pieces(labels, mask, transform, poly)
-    glaciers = _merge_slivers(pieces, params)
+    glaciers = _merge_slivers(pieces, poly, dx, params)
     glaciers = sorted(glaciers, key=lambda g: -g.area)
+    filled = [_share(void, g, transform) for g in glaciers]
     progress.set_progress(100)
-    return ComplexSplit(complex_id, epsg, glaciers, ice_divides(glaciers), dx)
+    return ComplexSplit(complex_id, epsg, glaciers, ice_divides(glaciers), dx, filled, void_fraction)
+
+
+def _share(cells: np.ndarray, geom: BaseGeometry, transform) -> float:
+    """Share of the cells of ``geom`` (centre inside; all touched when none) set in ``cells``."""
+    inside = _rasterize(geom, transform, cells.shape, all_touched=False)
+    if not inside.any():
+        inside = _rasterize(geom, transform, cells.shape, all_touched=True)
+    return float(cells[inside].mean()) if inside.any() else 0.0
 
 
 def _rasterize(geom: BaseGeometry, transform, shape, all_touched: bool) -> np.ndarray:
@@ -108,11 +133,6 @@ def _flowshed_glaciers(dem, mask, transform, epsg, dx, params: SplitParameters, 
     outside = ndimage.distance_transform_edt(~mask)  # cells from the complex
     buffer1 = outside <= params.buffer_cells
     gutter = (outside > params.gutter_offset_cells) & (outside <= params.gutter_offset_cells + params.gutter_cells)
-    # Missing values in the buffer: nearest valid elevation (the complex itself is covered).
-    nan = np.isnan(dem)
-    if nan.any():
-        idx = ndimage.distance_transform_edt(nan, return_distances=False, return_indices=True)
-        dem = dem[tuple(idx)]
     if params.smoothing_cells > 1:
         dem = ndimage.median_filter(dem, size=params.smoothing_cells, mode="nearest")
 
@@ -124,20 +144,25 @@ def _flowshed_glaciers(dem, mask, transform, epsg, dx, params: SplitParameters, 
     wall = np.nanmax(lowered) + params.gutter_depth_m  # a raised rim: flow ends inside the grid,
     lowered[[0, -1], :] = wall  # where pysheds can trace catchments
     lowered[:, [0, -1]] = wall
-    fdir = grid.flowdir(Raster(lowered, viewfinder=vf))
-    acc = np.asarray(grid.accumulation(fdir, weights=Raster(buffer1.astype(np.float64), viewfinder=vf)))
+    fdir = grid.flowdir(Raster(lowered, viewfinder=vf), routing=params.routing)
+    acc = np.asarray(grid.accumulation(fdir, weights=Raster(buffer1.astype(np.float64), viewfinder=vf),
+                                        routing=params.routing))
     progress.set_progress(30)
 
     # Pour points: where flow from the complex ends (the gutter's low points, in practice),
     # largest flow accumulation first; each gets its flowshed.
-    from_complex = np.asarray(grid.accumulation(fdir, weights=Raster(mask.astype(np.float64), viewfinder=vf)))
-    rows, cols = np.nonzero((np.asarray(fdir) <= 0) & (from_complex > 0))
+    from_complex = np.asarray(grid.accumulation(fdir, weights=Raster(mask.astype(np.float64), viewfinder=vf),
+                                               routing=params.routing))
+    direction = np.asarray(fdir, dtype=np.float64)  # D8: 0 nodata, -1 flat, -2 pit; D-inf: angle >= 0, else flat/pit
+    ends = ~(direction >= 0) if params.routing == "dinf" else direction <= 0
+    rows, cols = np.nonzero(ends & (from_complex > 0))
     order = np.argsort(-acc[rows, cols], kind="stable")
     flowsheds = np.zeros(dem.shape, np.int32)
     pour_points: List[Tuple[int, int, float]] = []
     for n, k in enumerate(order):
         r, c = int(rows[k]), int(cols[k])
-        catchment = np.asarray(grid.catchment(x=c, y=r, fdir=fdir, xytype="index")) & (flowsheds == 0)
+        catchment = np.asarray(grid.catchment(x=c, y=r, fdir=fdir, xytype="index",
+                                               routing=params.routing)) & (flowsheds == 0)
         pour_points.append((r, c, float(acc[r, c])))
         flowsheds[catchment] = len(pour_points)
         if n % 20 == 0:
@@ -192,13 +217,19 @@ def _label_pieces(labels, mask, transform, poly) -> List[BaseGeometry]:
     return pieces
 
 
-def _merge_slivers(pieces: Sequence[BaseGeometry], params: SplitParameters) -> List[BaseGeometry]:
-    """Merge sliver pieces, smallest first, into the neighbour with the longest shared boundary."""
+def _merge_slivers(pieces: Sequence[BaseGeometry], outline: BaseGeometry, dx: float,
+                   params: SplitParameters) -> List[BaseGeometry]:
+    """Merge sliver and interior pieces, smallest first, into the neighbour with the longest
+    shared boundary."""
     a1, a2 = params.sliver_area_km2 * 1e6, params.sliver_area2_km2 * 1e6
+    a3 = params.interior_area_km2 * 1e6
+    rim = outline.boundary.buffer(0.01 * dx)  # the complex's outline (nunataks included)
 
     def is_sliver(g: BaseGeometry) -> bool:
         compact = 2.0 * math.sqrt(math.pi * g.area) / g.length if g.length else 1.0
-        return g.area < a1 or (g.area < a2 and compact < params.sliver_compactness)
+        if g.area < a1 or (g.area < a2 and compact < params.sliver_compactness):
+            return True
+        return g.area < a3 and shapely.intersection(g.boundary, rim).length < params.interior_rim_share * g.length
 
     alive: Dict[int, BaseGeometry] = dict(enumerate(pieces))
     owner = list(range(len(pieces)))
@@ -256,8 +287,10 @@ def ice_divides(glaciers: Sequence[BaseGeometry]) -> List[Tuple[int, int, BaseGe
 
 
 # ------------------------------------------------------------------------------ files
-GLACIER_FIELDS = (("glac_id", "int"), ("complex_id", "str"), ("area_km2", "real"))
+GLACIER_FIELDS = (("glac_id", "int"), ("complex_id", "str"), ("area_km2", "real"), ("split_status", "str"),
+                  ("filled_pct", "real"))
 DIVIDE_FIELDS = (("complex_id", "str"), ("glac_id_1", "int"), ("glac_id_2", "int"), ("length_m", "real"))
+SPLIT, UNSPLIT_NO_DEM, UNSPLIT_ERROR = "split", "unsplit_no_dem", "unsplit_error"
 
 
 def _field_defns(spec):
@@ -275,12 +308,16 @@ def split_glaciers(
     id_field: Optional[str] = None,
     params: SplitParameters = SplitParameters(),
     outlines_layer: Optional[str] = None,
+    plausible_elevation: Sequence[float] = PLAUSIBLE_ELEVATION_M,
     progress: Optional[Progress] = None,
 ) -> Dict[str, Any]:
     """Split every complex of a polygon layer with a DEM; write glaciers (and divides).
 
     Outputs are in the outlines' CRS; each glacier carries the id of its complex
-    (``id_field``'s value, else the feature id). Returns counts and paths."""
+    (``id_field``'s value, else its RGI/GLIMS id, else the feature id), ``split_status``
+    (split / unsplit_no_dem / unsplit_error: message) and ``filled_pct`` (its share of filled
+    DEM voids, %). A complex that cannot be split is written unsplit with a warning; only when
+    no complex could be split is the run refused. Returns counts and paths."""
     progress = ensure_progress(progress)
     feats = read_features(outlines_path, outlines_layer, progress)
     if id_field and feats.attributes and id_field not in feats.attributes[0]:
@@ -289,23 +326,46 @@ def split_glaciers(
     if not any(g is not None and not g.is_empty for g in feats.geoms):
         raise InputError(f"'{outlines_path}' holds no polygons. Give a layer of glacier complex outlines.")
     glaciers, gattrs, divides, dattrs = [], [], [], []
+    failures: List[str] = []
+    counts = {SPLIT: 0, UNSPLIT_NO_DEM: 0, UNSPLIT_ERROR: 0}
     n = len(feats.geoms)
-    for k, (geom, attrs, fid) in enumerate(zip(feats.geoms, feats.attributes, feats.fids)):
-        if geom is None or geom.is_empty:
-            continue
-        cid = str(attrs.get(id_field)) if id_field else str(fid)
-        result = split_complex(geom, feats.crs_wkt, dem_path, cid, params, SubProgress(progress, 100 * k / n,
-                                                                                       100 * (k + 1) / n))
-        first = len(glaciers) + 1
-        for g in result.glaciers:
-            glaciers.append(transform_geom(g, result.epsg, feats.crs_wkt))
-            gattrs.append({"glac_id": len(glaciers), "complex_id": cid, "area_km2": g.area / 1e6})
-        for i, j, line in result.divides:
-            divides.append(transform_geom(line, result.epsg, feats.crs_wkt))
-            dattrs.append({"complex_id": cid, "glac_id_1": first + i, "glac_id_2": first + j,
-                           "length_m": line.length})
-        progress.push_info(f"Complex '{cid}': {len(result.glaciers)} glacier(s) on a {result.cell_size_m:.1f} m "
-                           f"grid (EPSG:{result.epsg}).")
+    with Dem(dem_path, plausible_elevation, progress) as dem:
+        for k, (geom, attrs, fid) in enumerate(zip(feats.geoms, feats.attributes, feats.fids)):
+            if geom is None or geom.is_empty:
+                continue
+            cid = str(attrs.get(id_field)) if id_field else feature_name(attrs, fid)
+            try:
+                result = split_complex(geom, feats.crs_wkt, dem, cid, params,
+                                       SubProgress(progress, 100 * k / n, 100 * (k + 1) / n))
+            except CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 — one bad complex never fails the layer
+                status = UNSPLIT_NO_DEM if isinstance(exc, NoDemError) else f"{UNSPLIT_ERROR}: {exc}"
+                counts[status.split(":")[0]] += 1
+                failures.append(f"'{cid}': {exc}")
+                progress.push_info(f"Warning: complex '{cid}' is written unsplit ({status.split(':')[0]}): {exc}")
+                glaciers.append(shapely.force_2d(geom))
+                gattrs.append({"glac_id": len(glaciers), "complex_id": cid,
+                               "area_km2": utm_area_m2(geom, feats.crs_wkt) / 1e6, "split_status": status})
+                continue
+            counts[SPLIT] += 1
+            first = len(glaciers) + 1
+            for g, filled in zip(result.glaciers, result.filled):
+                glaciers.append(transform_geom(g, result.epsg, feats.crs_wkt))
+                gattrs.append({"glac_id": len(glaciers), "complex_id": cid, "area_km2": g.area / 1e6,
+                               "split_status": SPLIT, "filled_pct": 100.0 * filled})
+            for i, j, line in result.divides:
+                divides.append(transform_geom(line, result.epsg, feats.crs_wkt))
+                dattrs.append({"complex_id": cid, "glac_id_1": first + i, "glac_id_2": first + j,
+                               "length_m": line.length})
+            progress.push_info(f"Complex '{cid}': {len(result.glaciers)} glacier(s) on a {result.cell_size_m:.1f} m "
+                               f"grid (EPSG:{result.epsg}).")
+    if counts[SPLIT] == 0:
+        raise InputError("No glacier complex could be split: " + "; ".join(failures[:5])
+                         + (f"; … ({len(failures)} in all)" if len(failures) > 5 else ""))
+    progress.push_info(f"{sum(counts.values())} complex(es): {counts[SPLIT]} split, {counts[UNSPLIT_NO_DEM]} left "
+                       f"unsplit for lack of DEM data, {counts[UNSPLIT_ERROR]} left unsplit after an error "
+                       "(see split_status).")
     with atomic_outputs(glaciers_path, divides_path, progress=progress) as (tmp, tmp_div):
         write_features(tmp, glaciers, feats.crs_wkt, gattrs, _field_defns(GLACIER_FIELDS),
                        _layer_name(glaciers_path))
@@ -313,7 +373,8 @@ def split_glaciers(
             write_features(tmp_div, divides, feats.crs_wkt, dattrs, _field_defns(DIVIDE_FIELDS),
                            _layer_name(divides_path), geometry="line")
     return {"glaciers": glaciers_path, "divides": divides_path, "n_glaciers": len(glaciers),
-            "n_divides": len(divides)}
+            "n_divides": len(divides), "n_split": counts[SPLIT], "n_unsplit_no_dem": counts[UNSPLIT_NO_DEM],
+            "n_unsplit_error": counts[UNSPLIT_ERROR]}
 
 
 def _layer_name(path: str) -> str:

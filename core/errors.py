@@ -28,3 +28,7 @@ class CancelledError(GlacierSegError):
     def __init__(self, message: str, kept=()):
         super().__init__(message)
         self.kept = tuple(kept)
+
+
+class NoDemError(InputError):
+    """A glacier or complex has too little elevation data (off the DEM, or voids too large to fill)."""

@@ -268,7 +268,7 @@ def explain_raster(
         neutral = neutral_values(src, contract, baselines, SubProgress(progress, 0, 5))
         progress.push_info(
             f"Occlusion of {n_channels} channel(s) ({', '.join(f'{c}→{v:.4g}' for c, v in zip(channels, neutral))}, "
-            f"scaled) on {loaded.provider}; {src.width}×{src.height} px in {len(src.grid)} tiles of {src.grid.tile} px, "
+            f"scaled) on {loaded.describe()}; batch {batch_size}; {src.width}×{src.height} px in {len(src.grid)} tiles of {src.grid.tile} px, "
             f"{n_channels + 1} model runs per tile."
         )
         outputs = ExplainOutputs(src, contract, channels, OCCLUSION, out_dir, table_out, report_out, stack, thresholds)

@@ -5,6 +5,8 @@ anything ``pyproj.CRS.from_user_input`` accepts (EPSG code, WKT, ``"EPSG:4326"``
 """
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
@@ -73,6 +75,65 @@ def _ogr():
     return ogr, osr
 
 
+ID_FIELDS = ("rgi_id", "rgiid", "glac_id")  # RGI 7, RGI 5/6, GLIMS (case-insensitive)
+
+
+def feature_name(attrs: Dict[str, Any], fid: Any) -> str:
+    """A glacier's name in messages and ids: its RGI 7 ``rgi_id``, RGI 5/6 ``RGIId`` or GLIMS
+    ``glac_id``, else the feature id."""
+    lower = {k.lower(): v for k, v in attrs.items()}
+    for key in ID_FIELDS:
+        if lower.get(key) not in (None, ""):
+            return str(lower[key])
+    return str(fid)
+
+
+@contextlib.contextmanager
+def _recoded_to_utf8():
+    """Let OGR recode shapefile text to UTF-8 from the file's .cpg / DBF code page.
+
+    QGIS sets SHAPE_ENCODING to "" (no recoding, it decodes text itself), so inside QGIS OGR
+    hands Latin-1 bytes to Python as they are; unset it while we read."""
+    from osgeo import gdal
+
+    before = gdal.GetConfigOption("SHAPE_ENCODING")
+    gdal.SetConfigOption("SHAPE_ENCODING", None)
+    try:
+        yield
+    finally:
+        gdal.SetConfigOption("SHAPE_ENCODING", before)
+
+
+def _source_encoding(path: str) -> str:
+    """The encoding a shapefile's .cpg names (OGR's fallback when it cannot recode), else UTF-8."""
+    cpg = os.path.splitext(path)[0] + ".cpg"
+    if os.path.isfile(cpg):
+        with open(cpg, "rb") as f:
+            name = f.read().decode("ascii", "replace").strip()
+        try:
+            return codecs.lookup({"8859_1": "iso-8859-1"}.get(name, name)).name
+        except LookupError:
+            pass
+    return "utf-8"
+
+
+def _text(value: Any, encoding: str) -> Any:
+    """Text OGR could not hand over as UTF-8 (bytes, or a str with surrogate escapes) decoded
+    with the source's encoding."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.decode(encoding if encoding != "utf-8" else "latin-1", "replace")
+    return value
+
+
 # Invalid outlines are repaired by GEOS MakeValid ('linework' method, the PostGIS ST_MakeValid
 # algorithm: the faces the rings enclose an odd number of times), keeping the polygonal parts. The repair is refused when that reading and the one that keeps everything
 # the rings enclose (method 'structure') differ by more than this fraction of the area: then
@@ -81,8 +142,8 @@ REPAIR_AREA_TOLERANCE = 0.01
 
 
 def feature_label(fid: int, attrs: Dict[str, Any]) -> str:
-    """How a message names a feature: its id and, where it has one, its RGI id or name."""
-    for key in ("rgi_id", "glac_id", "name", "glac_name"):
+    """How a message names a feature: its id and, where it has one, its RGI/GLIMS id or name."""
+    for key in ID_FIELDS + ("name", "glac_name"):
         for k, v in attrs.items():
             if k.lower() == key and v not in (None, ""):
                 return f"feature {fid} ({k} {v})"
@@ -127,38 +188,41 @@ def valid_polygon(geom: BaseGeometry, label: str, where: str, progress=None) -> 
 
 
 def read_features(path: str, layer: Optional[str] = None, progress=None, polygons: bool = True) -> Features:
-    """All features of a vector layer (OGR): 2-D shapely geometries, attributes, CRS.
+    """All features of a vector layer (OGR): 2-D shapely geometries, attributes (text as
+    ``str`` whatever the source's encoding), CRS.
 
     With ``polygons`` (the default) every geometry passes ``valid_polygon``: invalid outlines
     are repaired or refused by one stated rule, never used as they are, and a point or line
     layer is refused as "needs polygons"; warnings go to ``progress``."""
     ogr, _ = _ogr()
-    try:
-        ds = ogr.Open(path)
-    except RuntimeError as exc:
-        raise InputError(f"Cannot open vector file '{path}' ({exc}). Give a GeoPackage or shapefile.") from None
-    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
-    if lyr is None:
-        raise InputError(f"'{path}' has no layer '{layer}'. Pick one of its layers.")
-    srs = lyr.GetSpatialRef()
-    if srs is None:
-        raise InputError(f"Layer '{lyr.GetName()}' in '{path}' has no CRS. Assign it a CRS and run again.")
-    defn = lyr.GetLayerDefn()
-    fields = [defn.GetFieldDefn(i) for i in range(defn.GetFieldCount())]
-    out = Features([], srs.ExportToWkt(), [], [ogr.FieldDefn(f.GetName(), f.GetType()) for f in fields], [])
-    for f, src in zip(out.fields, fields):
-        f.SetWidth(src.GetWidth())
-        f.SetPrecision(src.GetPrecision())
-    for feat in lyr:
-        g = feat.GetGeometryRef()
-        geom = shapely.force_2d(shapely.from_wkb(bytes(g.ExportToIsoWkb()))) if g is not None else None
-        attrs = {f.GetName(): feat.GetField(f.GetName()) for f in fields}
-        if polygons and geom is not None and not geom.is_empty:
-            geom = valid_polygon(geom, feature_label(feat.GetFID(), attrs),
-                                 f"Layer '{lyr.GetName()}' of {os.path.basename(path)}", progress)
-        out.geoms.append(geom)
-        out.attributes.append(attrs)
-        out.fids.append(feat.GetFID())
+    with _recoded_to_utf8():
+        try:
+            ds = ogr.Open(path)
+        except RuntimeError as exc:
+            raise InputError(f"Cannot open vector file '{path}' ({exc}). Give a GeoPackage or shapefile.") from None
+        lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
+        if lyr is None:
+            raise InputError(f"'{path}' has no layer '{layer}'. Pick one of its layers.")
+        srs = lyr.GetSpatialRef()
+        if srs is None:
+            raise InputError(f"Layer '{lyr.GetName()}' in '{path}' has no CRS. Assign it a CRS and run again.")
+        encoding = _source_encoding(path)
+        defn = lyr.GetLayerDefn()
+        fields = [defn.GetFieldDefn(i) for i in range(defn.GetFieldCount())]
+        out = Features([], srs.ExportToWkt(), [], [ogr.FieldDefn(f.GetName(), f.GetType()) for f in fields], [])
+        for f, src in zip(out.fields, fields):
+            f.SetWidth(src.GetWidth())
+            f.SetPrecision(src.GetPrecision())
+        for feat in lyr:
+            g = feat.GetGeometryRef()
+            geom = shapely.force_2d(shapely.from_wkb(bytes(g.ExportToIsoWkb()))) if g is not None else None
+            attrs = {f.GetName(): _text(feat.GetField(f.GetName()), encoding) for f in fields}
+            if polygons and geom is not None and not geom.is_empty:
+                geom = valid_polygon(geom, feature_label(feat.GetFID(), attrs),
+                                     f"Layer '{lyr.GetName()}' of {os.path.basename(path)}", progress)
+            out.geoms.append(geom)
+            out.attributes.append(attrs)
+            out.fids.append(feat.GetFID())
     return out
 
 
@@ -186,16 +250,18 @@ def write_features(
     gtype = ogr.wkbMultiPolygon if geometry == "polygon" else ogr.wkbMultiLineString
     ds = ogr.GetDriverByName(driver_name).CreateDataSource(path)
     name = layer_name or os.path.splitext(os.path.basename(path))[0].lstrip(".")
-    lyr = ds.CreateLayer(name, srs, gtype)
+    options = ["ENCODING=UTF-8"] if driver_name == "ESRI Shapefile" else []  # .cpg says UTF-8, text is UTF-8
+    lyr = ds.CreateLayer(name, srs, gtype, options)
     for f in fields:
         lyr.CreateField(f)
     defn = lyr.GetLayerDefn()
+    index = {f.GetName(): i for i, f in enumerate(fields)}  # by position: shapefiles cut names to 10 characters
     lyr.StartTransaction()
     for geom, attrs in zip(geoms, attributes):
         feat = ogr.Feature(defn)
         for key, value in attrs.items():
             if value is not None:
-                feat.SetField(key, value)
+                feat.SetField(index[key], value)
         multi = shapely.multipolygons(shapely.get_parts(geom)) if geometry == "polygon" else \
             shapely.multilinestrings(shapely.get_parts(geom))
         feat.SetGeometry(ogr.CreateGeometryFromWkb(shapely.to_wkb(multi)))
@@ -233,18 +299,3 @@ def grid_around(bounds: Sequence[float], dx: float, pad_cells: int):
     y1 = (np.ceil(bounds[3] / dx) + pad_cells) * dx
     shape = (int(round((y1 - y0) / dx)), int(round((x1 - x0) / dx)))
     return from_origin(x0, y1, dx, dx), shape
-
-
-def warp_raster(path: str, dst_crs: Any, transform, shape, resampling: str = "bilinear") -> np.ndarray:
-    """Band 1 of a raster resampled onto a grid (float64, NaN where it has no data)."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
-    out = np.full(shape, np.nan, np.float32)
-    with rasterio.open(path) as src:
-        if src.crs is None:
-            raise InputError(f"Raster '{path}' has no CRS. Assign it one (Raster > Projections > Assign Projection).")
-        reproject(rasterio.band(src, 1), out, src_nodata=src.nodata, dst_transform=transform,
-                  dst_crs=CRS.from_user_input(dst_crs).to_wkt(), dst_nodata=np.nan,
-                  resampling=getattr(Resampling, resampling))
-    return out.astype(np.float64)

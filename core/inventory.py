@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import shapely
@@ -19,10 +19,11 @@ from scipy import ndimage
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
-from .errors import InputError
+from .dem import MAX_VOID_FRACTION, PLAUSIBLE_ELEVATION_M, Dem, fill_voids
+from .errors import CancelledError, InputError, NoDemError
 from .io import atomic_output
-from .geo import (WGS84, geodesic_area_m2, grid_around, read_features, transform_geom,
-                  utm_epsg_for, utm_zone_for, warp_raster, write_features)
+from .geo import (WGS84, feature_name, geodesic_area_m2, grid_around, read_features, transform_geom,
+                  utm_epsg_for, utm_zone_for, write_features)
 from .progress import Progress, check_cancel, ensure_progress
 
 # (name, OGR type) of the fields written, in order.
@@ -31,8 +32,10 @@ ATTRIBUTE_FIELDS = (
     ("zmin_m", "real"), ("zmax_m", "real"), ("zmed_m", "real"), ("zmean_m", "real"),
     ("slope_deg", "real"), ("aspect_deg", "real"), ("aspect_sec", "int"),
     ("termlon", "real"), ("termlat", "real"), ("dem_source", "str"), ("src_date", "str"),
+    ("filled_pct", "real"),
 )
-MAX_MISSING_FRACTION = 0.1  # more of the outline without elevation than this is an error
+TOPOGRAPHY = ("zmin_m", "zmax_m", "zmed_m", "zmean_m", "slope_deg", "aspect_deg", "aspect_sec", "termlon", "termlat",
+              "filled_pct")
 GRID_BORDER_CELLS = 5
 
 
@@ -48,13 +51,19 @@ def aspect_sector(aspect_deg: float) -> int:
     return int(((aspect_deg + 22.5) % 360.0) // 45.0) + 1
 
 
-def glacier_attributes(geom: BaseGeometry, crs: Any, dem_path: str, name: str = "glacier") -> Dict[str, Any]:
+def glacier_attributes(geom: BaseGeometry, crs: Any, dem: Union[str, Dem], name: str = "glacier",
+                       max_void_fraction: float = MAX_VOID_FRACTION) -> Dict[str, Any]:
     """Area, centre, UTM zone and DEM topography of one glacier outline (RGI 7 definitions).
 
     Topography on the glacier's UTM grid of ``topo_cell_size_m(area)``: zmin/zmax/zmed/zmean
     of the cells, mean slope of the cells (central differences), aspect = azimuth of the
     mean downslope gradient vector, terminus = lowest cell on the outer boundary (the one
-    nearest to their centre when several share it), as OGGM's compute_hypsometry_attributes."""
+    nearest to their centre when several share it), as OGGM's compute_hypsometry_attributes.
+    DEM voids (core.dem) are filled first; ``filled_pct`` is the share of the glacier's cells
+    filled. More than ``max_void_fraction`` without elevation raises ``NoDemError``."""
+    if isinstance(dem, str):
+        with Dem(dem) as opened:
+            return glacier_attributes(geom, crs, opened, name, max_void_fraction)
     if geom is None or geom.is_empty:
         raise InputError(f"Glacier '{name}' has no geometry. Remove it or repair the layer.")
     lonlat = transform_geom(geom, crs, WGS84)
@@ -64,31 +73,32 @@ def glacier_attributes(geom: BaseGeometry, crs: Any, dem_path: str, name: str = 
     utm = transform_geom(geom, crs, epsg)
     dx = topo_cell_size_m(area_km2)
     transform, shape = grid_around(utm.bounds, dx, GRID_BORDER_CELLS)
-    dem = warp_raster(dem_path, epsg, transform, shape, "bilinear")
+    z = dem.read(epsg, transform, shape, "bilinear")
     mask = _rasterize(utm, transform, shape)
-    valid = mask & np.isfinite(dem)
-    missing = 1.0 - valid.sum() / mask.sum()
-    if missing > MAX_MISSING_FRACTION:
-        raise InputError(
-            f"The DEM '{os.path.basename(dem_path)}' does not cover glacier '{name}' ({100 * missing:.0f} % of it has "
-            "no elevation). Use a DEM that covers every outline, or leave that glacier out.")
-    z = dem[valid]
-    sy, sx = np.gradient(dem, dx)  # rows run south: sy = -dz/dnorth
+    missing = float((~np.isfinite(z[mask])).mean())
+    if missing > max_void_fraction or not np.isfinite(z).any():
+        raise NoDemError(
+            f"The DEM '{dem.name}' does not cover glacier '{name}' ({100 * missing:.0f} % of it has no elevation; at "
+            f"most {100 * max_void_fraction:.0f} % is filled from the surroundings). Use a DEM that covers every "
+            "outline, or leave that glacier out.")
+    dem_z, void = fill_voids(z)
+    z = dem_z[mask]
+    sy, sx = np.gradient(dem_z, dx)  # rows run south: sy = -dz/dnorth
     slope = np.degrees(np.arctan(np.hypot(sx, sy)))
-    aspect = math.degrees(math.atan2(np.nanmean(-sx[mask]), np.nanmean(sy[mask]))) % 360.0
+    aspect = math.degrees(math.atan2(np.mean(-sx[mask]), np.mean(sy[mask]))) % 360.0
     exterior = _rasterize(shapely.union_all([Polygon(p.exterior) for p in shapely.get_parts(utm)]), transform, shape)
-    edge = exterior & ~ndimage.binary_erosion(exterior) & np.isfinite(dem)
+    edge = exterior & ~ndimage.binary_erosion(exterior)
     if not edge.any():
-        edge = valid
-    rows, cols = np.nonzero(edge & (dem == np.min(dem[edge])))
+        edge = mask
+    rows, cols = np.nonzero(edge & (dem_z == np.min(dem_z[edge])))
     k = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
     tx, ty = transform * (cols[k] + 0.5, rows[k] + 0.5)
     term = transform_geom(shapely.Point(tx, ty), epsg, WGS84)
     return {
         "area_km2": area_km2, "cenlon": centre.x, "cenlat": centre.y, "utm_zone": utm_zone_for(centre.x),
         "zmin_m": float(z.min()), "zmax_m": float(z.max()), "zmed_m": float(np.median(z)), "zmean_m": float(z.mean()),
-        "slope_deg": float(np.nanmean(slope[mask])), "aspect_deg": aspect, "aspect_sec": aspect_sector(aspect),
-        "termlon": term.x, "termlat": term.y,
+        "slope_deg": float(np.mean(slope[mask])), "aspect_deg": aspect, "aspect_sec": aspect_sector(aspect),
+        "termlon": term.x, "termlat": term.y, "filled_pct": 100.0 * float(void[mask].mean()),
     }
 
 
@@ -110,13 +120,17 @@ def inventory_attributes(
     dem_source: Optional[str] = None,
     src_date: Optional[str] = None,
     outlines_layer: Optional[str] = None,
+    plausible_elevation: Sequence[float] = PLAUSIBLE_ELEVATION_M,
+    max_void_fraction: float = MAX_VOID_FRACTION,
     progress: Optional[Progress] = None,
 ) -> Dict[str, Any]:
     """Copy glacier outlines with their fields plus the RGI 7-style attributes to ``output_path``.
 
     ``dem_source`` defaults to the DEM's file name; ``src_date`` (outline date, ISO 8601)
     defaults to the outlines' own ``src_date`` field where they have one. Fields of the
-    input with the same names as the attributes are replaced."""
+    input with the same names as the attributes are replaced. A glacier whose topography
+    cannot be computed (off the DEM, or an error) keeps empty topography fields and a
+    warning names it; only when no glacier has topography is the run refused."""
     from osgeo import ogr
 
     progress = ensure_progress(progress)
@@ -131,20 +145,38 @@ def inventory_attributes(
     fields = [f for f in feats.fields if f.GetName().lower() not in ours]
     fields += [ogr.FieldDefn(name, types[kind]) for name, kind in ATTRIBUTE_FIELDS]
     kept = [f.GetName() for f in fields]
-    rows = []
-    for i, (geom, attrs, fid) in enumerate(zip(feats.geoms, feats.attributes, feats.fids)):
-        check_cancel(progress)
-        name = str(attrs.get("rgi_id") or fid)
-        row = {k: v for k, v in attrs.items() if k in kept}
-        row.update(glacier_attributes(geom, feats.crs_wkt, dem_path, name))
-        row["dem_source"] = dem_source
-        row["src_date"] = src_date or _get(attrs, "src_date")
-        rows.append(row)
-        progress.set_progress(100.0 * (i + 1) / len(feats.geoms))
+    rows, failures = [], []
+    with Dem(dem_path, plausible_elevation, progress) as dem:
+        for i, (geom, attrs, fid) in enumerate(zip(feats.geoms, feats.attributes, feats.fids)):
+            check_cancel(progress)
+            name = feature_name(attrs, fid)
+            row = {k: v for k, v in attrs.items() if k in kept}
+            try:
+                row.update(glacier_attributes(geom, feats.crs_wkt, dem, name, max_void_fraction))
+            except CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 — one bad glacier never fails the layer
+                failures.append(f"'{name}': {exc}")
+                progress.push_info(f"Warning: glacier '{name}' gets no topography: {exc}")
+                row.update({k: None for k in TOPOGRAPHY})
+                if geom is not None and not geom.is_empty:
+                    centre = transform_geom(geom, feats.crs_wkt, WGS84).representative_point()
+                    row.update({"area_km2": geodesic_area_m2(geom, feats.crs_wkt) / 1e6, "cenlon": centre.x,
+                                "cenlat": centre.y, "utm_zone": utm_zone_for(centre.x)})
+            row["dem_source"] = dem_source
+            row["src_date"] = src_date or _get(attrs, "src_date")
+            rows.append(row)
+            progress.set_progress(100.0 * (i + 1) / len(feats.geoms))
+    if len(failures) == len(rows):
+        raise InputError("No glacier got topography: " + "; ".join(failures[:5])
+                         + (f"; … ({len(failures)} in all)" if len(failures) > 5 else ""))
+    filled = [r["filled_pct"] for r in rows if r.get("filled_pct")]
+    progress.push_info(f"{len(rows)} glacier(s): {len(rows) - len(failures)} with topography, {len(failures)} without; "
+                       f"{len(filled)} had DEM voids filled (largest share {max(filled, default=0):.1f} %).")
     with atomic_output(output_path, progress) as tmp:
         write_features(tmp, feats.geoms, feats.crs_wkt, rows, fields,
                        os.path.splitext(os.path.basename(output_path))[0])
-    return {"output": output_path, "n_glaciers": len(rows)}
+    return {"output": output_path, "n_glaciers": len(rows), "n_without_topography": len(failures)}
 
 
 def outline_date(text: str) -> str:

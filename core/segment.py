@@ -32,6 +32,7 @@ PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
 WRITE_CHUNK_PX = 2048  # finished strips are divided and written in column chunks of this width
 RANGE_SAMPLE_TILES, RANGE_SAMPLE_PX = 64, 4096  # compared with the training range: up to 4096 valid pixels (evenly strided) of each of the first 64 tiles
+TTA_CALL_TILES = 32  # the transforms of a batch share model calls of up to this many tiles (flips of batch 8: one call)
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]
 
@@ -51,6 +52,8 @@ class SegmentResult:
     height: int
     outlines: Optional[str] = None
     outline_count: int = 0
+    model_calls: int = 0
+    session: str = ""  # the session's settings (``LoadedModel.describe``)
 
 
 # ------------------------------------------------------------------ band mapping
@@ -361,85 +364,215 @@ def open_tiled(image: str, contract: ModelContract, stack: ExitStack, *, band_ma
     return TiledSource(ds, window, mapping, resampled, pixel_size, grid, _TileReader(ds, window, mapping, shapes))
 
 
+@dataclass
+class _Tile:
+    """One tile of the grid in raster order: tile row ``k``, column origin ``col``; ``x`` and
+    ``valid`` are None for a tile skipped as wholly nodata."""
+
+    k: int
+    col: int
+    x: Optional[np.ndarray]
+    valid: Optional[np.ndarray]
+
+
+class _TilePrefetcher:
+    """Reads tiles and computes their model inputs in a background thread, at most ``ahead``
+    tiles ahead of the consumer (bounded queue, so memory stays flat): tile reading and feature
+    computation overlap the model call (onnxruntime and GDAL release the GIL)."""
+
+    _END = object()
+
+    def __init__(self, src: "TiledSource", contract: ModelContract, ahead: int):
+        import queue
+        import threading
+
+        self.queue: "queue.Queue" = queue.Queue(maxsize=max(1, ahead))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._produce, args=(src, contract), daemon=True,
+                                       name="glacierseg-tile-reader")
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, src: "TiledSource", contract: ModelContract) -> None:
+        grid, reader = src.grid, src.reader
+        blend = grid.window()
+        try:
+            for k, row in enumerate(grid.row_origins):
+                for col in grid.col_origins:
+                    bands, valid = reader.read(row, col, grid.tile)
+                    if not (valid & (blend > 0)).any():
+                        item = _Tile(k, col, None, None)
+                    else:
+                        x = features.model_inputs(contract, bands, src.pixel_size)
+                        x[:, ~valid] = 0.0
+                        item = _Tile(k, col, x, valid)
+                    if not self._put(item):
+                        return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def __iter__(self):
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def batch_span(grid: TileGrid, batch_size: int) -> int:
+    """Tile rows a batch may reach below its first tile's row: ``batch_size`` consecutive tiles
+    span ``(batch_size - 1) // columns + 1`` more rows (a batch that would reach further, past
+    rows of wholly nodata tiles, is run early)."""
+    return min((batch_size - 1) // len(grid.col_origins) + 1, len(grid.row_origins) - 1)
+
+
+def strip_rows(grid: TileGrid, batch_size: int) -> int:
+    """Rows the strip accumulator holds: those of the tile rows one batch spans (its first
+    tile's row still open, ``batch_span`` more), plus one tile."""
+    rows, span = grid.row_origins, batch_span(grid, batch_size)
+    return max(rows[k + span] - rows[k] for k in range(len(rows) - span)) + grid.tile
+
+
 def blend_tiles(src: TiledSource, contract: ModelContract, channels: int,
                 predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
                 write: Callable[[np.ndarray, np.ndarray, Any], None], *, batch_size: int = 4,
-                progress: Optional[Progress] = None) -> Tuple[int, int]:
+                progress: Optional[Progress] = None, stats: Optional[Dict[str, float]] = None) -> Tuple[int, int]:
     """Run ``predict`` over every tile of ``src`` and blend its outputs; returns (tiles run,
     tiles skipped as wholly nodata).
 
     ``predict`` maps a float32 (N, inputs, tile, tile) batch of model inputs (0 at invalid
-    pixels) and its (N, tile, tile) valid mask to (N, channels, tile, tile) values, which are blended with the grid's window
-    weighted by the valid mask. Finished rows go to ``write(strip, covered, window)`` strip
-    by strip (``strip`` (channels, h, w) blended values, ``covered`` where any valid tile
-    pixel contributed, ``window`` the rasterio Window in the output), so memory holds one
-    strip of tile rows whatever the raster's size.
+    pixels) and its (N, tile, tile) valid mask to (N, channels, tile, tile) values, which are
+    blended with the grid's window weighted by the valid mask. Batches fill across tile rows and
+    the raster's end, so every call but the last has ``batch_size`` tiles (unless rows of wholly
+    nodata tiles lie between a batch's tiles: it is run before it would outgrow the strip). Finished rows go to
+    ``write(strip, covered, window)`` strip by strip (``strip`` (channels, h, w) blended values,
+    ``covered`` where any valid tile pixel contributed, ``window`` the rasterio Window in the
+    output); the strip holds the tile rows a batch spans (``strip_rows``), whatever the raster's size.
+
+    Three things overlap: a reader thread reads tiles and computes their inputs one batch ahead,
+    ``predict`` runs batch n in a worker thread while this thread blends and writes batch n - 1.
+    Tiles are blended in raster order whatever the batch size, so the sums are the same.
+    ``stats`` (optional dict) receives ``calls`` (model calls) and ``strip_rows``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from rasterio.windows import Window
 
     progress = ensure_progress(progress)
-    grid, reader = src.grid, src.reader
+    grid = src.grid
     tile, width, height = grid.tile, src.width, src.height
     blend = grid.window()
-    acc = np.zeros((channels, tile, width), np.float32)
-    weight = np.zeros((tile, width), np.float32)
     rows, cols = grid.row_origins, grid.col_origins
-    stats = {"run": 0, "skipped": 0}
+    depth, span = strip_rows(grid, batch_size), batch_span(grid, batch_size)
+    acc = np.zeros((channels, depth, width), np.float32)
+    weight = np.zeros((depth, width), np.float32)
+    state = {"top": 0, "run": 0, "skipped": 0, "calls": 0}  # top: the first tile row not yet written
+    remaining = [len(cols)] * len(rows)  # tiles of each tile row not yet blended
 
-    def run_batch(batch: List[Tuple[int, np.ndarray, np.ndarray]]) -> None:
-        values = predict(np.stack([b[1] for b in batch]), np.stack([b[2] for b in batch]))
-        for (col, _, valid), p in zip(batch, values):
-            w = blend * valid
-            c0, c1 = max(col, 0), min(col + tile, width)
-            acc[:, :, c0:c1] += p[:, :, c0 - col : c1 - col] * w[None, :, c0 - col : c1 - col]
-            weight[:, c0:c1] += w[:, c0 - col : c1 - col]
-        stats["run"] += len(batch)
+    def flush() -> None:
+        """Write the tile rows whose tiles are all blended; shift the strip up."""
+        while state["top"] < len(rows) and remaining[state["top"]] == 0:
+            k = state["top"]
+            row = rows[k]
+            final = (rows[k + 1] - row) if k + 1 < len(rows) else tile
+            r0, r1 = max(row, 0), min(row + final, height)
+            for c0 in range(0, width, WRITE_CHUNK_PX) if r1 > r0 else ():
+                c1 = min(c0 + WRITE_CHUNK_PX, width)
+                wsum = weight[r0 - row : r1 - row, c0:c1]
+                covered = wsum > 0
+                strip = acc[:, r0 - row : r1 - row, c0:c1] / np.where(covered, wsum, 1.0)
+                write(strip, covered, Window(c0, r0, c1 - c0, r1 - r0))
+            keep = depth - final  # rows still open move up
+            acc[:, :keep] = acc[:, final:]
+            weight[:keep] = weight[final:]
+            acc[:, keep:] = 0.0
+            weight[keep:] = 0.0
+            state["top"] = k + 1
 
+    def blend_batch(batch: List[_Tile], values: np.ndarray) -> None:
+        for t, p in zip(batch, values):
+            w = blend * t.valid
+            r = rows[t.k] - rows[state["top"]]
+            c0, c1 = max(t.col, 0), min(t.col + tile, width)
+            acc[:, r : r + tile, c0:c1] += p[:, :, c0 - t.col : c1 - t.col] * w[None, :, c0 - t.col : c1 - t.col]
+            weight[r : r + tile, c0:c1] += w[:, c0 - t.col : c1 - t.col]
+            remaining[t.k] -= 1
+        state["run"] += len(batch)
+
+    def finish(pending) -> None:
+        """Blend a batch the model has run: rows finished before it are written first, so the
+        strip's top is the batch's first tile row."""
+        if pending is None:
+            return
+        batch, future = pending
+        flush()
+        blend_batch(batch, future.result())
+        flush()
+
+    prefetch = _TilePrefetcher(src, contract, ahead=batch_size)
+    pending = None
     done = 0
-    for k, row in enumerate(rows):
-        batch: List[Tuple[int, np.ndarray, np.ndarray]] = []
-        for col in cols:
-            check_cancel(progress)
-            bands, valid = reader.read(row, col, tile)
-            if not (valid & (blend > 0)).any():
-                stats["skipped"] += 1
-            else:
-                x = features.model_inputs(contract, bands, src.pixel_size)
-                x[:, ~valid] = 0.0
-                batch.append((col, x, valid))
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glacierseg-model") as model:
+            def submit(batch: List[_Tile]):
+                state["calls"] += 1
+                return batch, model.submit(predict, np.stack([t.x for t in batch]), np.stack([t.valid for t in batch]))
+
+            batch: List[_Tile] = []
+            for t in prefetch:
+                check_cancel(progress)
+                if t.x is None:  # wholly nodata: its row's count drops now, its pixels stay nodata
+                    state["skipped"] += 1
+                    remaining[t.k] -= 1
+                else:
+                    if batch and t.k - batch[0].k > span:  # past rows of nodata tiles: beyond the strip
+                        following = submit(batch)
+                        finish(pending)
+                        pending, batch = following, []
+                    batch.append(t)
+                done += 1
+                progress.set_progress(100.0 * done / len(grid))
                 if len(batch) == batch_size:
-                    run_batch(batch)
-                    batch = []
-            done += 1
-            progress.set_progress(100.0 * done / len(grid))
-        if batch:
-            run_batch(batch)
-        # rows before the next tile row's origin are final: write them, shift the strip up
-        final = (rows[k + 1] - row) if k + 1 < len(rows) else tile
-        r0, r1 = max(row, 0), min(row + final, height)
-        for c0 in range(0, width, WRITE_CHUNK_PX) if r1 > r0 else ():
-            c1 = min(c0 + WRITE_CHUNK_PX, width)
-            wsum = weight[r0 - row : r1 - row, c0:c1]
-            covered = wsum > 0
-            strip = acc[:, r0 - row : r1 - row, c0:c1] / np.where(covered, wsum, 1.0)
-            write(strip, covered, Window(c0, r0, c1 - c0, r1 - r0))
-        keep = tile - final  # rows still open: only the overlap moves
-        acc[:, :keep] = acc[:, final:]
-        weight[:keep] = weight[final:]
-        acc[:, keep:] = 0.0
-        weight[keep:] = 0.0
-    return stats["run"], stats["skipped"]
+                    following = submit(batch)  # runs while the previous batch is blended and written
+                    finish(pending)
+                    pending, batch = following, []
+            following = submit(batch) if batch else None
+            finish(pending)
+            finish(following)
+            flush()
+    finally:
+        prefetch.close()
+    if stats is not None:
+        stats.update(calls=state["calls"], strip_rows=depth)
+    return state["run"], state["skipped"]
 
 
 def prepare_run(image: str, model: Union[str, LoadedModel], device: str, batch_size: int,
-                mask_shapes: Optional[Iterable[dict]]) -> Tuple[LoadedModel, Optional[list]]:
+                mask_shapes: Optional[Iterable[dict]], threads: Optional[int] = None) -> Tuple[LoadedModel, Optional[list]]:
     """Checks shared by the tiled model runs (segment, explain): batch size, raster present,
     model loaded with known derived features, mask with polygons. Returns (model, mask shapes)."""
     if batch_size < 1:
         raise InputError("Batch size must be at least 1.")
     if not raster_exists(image):
         raise InputError(f"Raster not found (or not readable by GDAL): {image!r}.")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, threads=threads)
     features.validate_features(loaded.contract)
     shapes = list(mask_shapes) if mask_shapes is not None else None
     if shapes is not None and not shapes:
@@ -461,6 +594,7 @@ def segment_raster(
     tta: str = "none",
     device: str = "auto",
     batch_size: int = 4,
+    threads: Optional[int] = None,
     thresholds: Optional[Mapping[str, float]] = None,
     outlines_out: Optional[str] = None,
     outline_options: Optional[Mapping[str, float]] = None,
@@ -474,7 +608,8 @@ def segment_raster(
     differs from the model's ``resolution_m`` by more than 1 % — on a grid with the model's
     pixel size, the input's CRS and its upper-left corner.
 
-    ``outlines_out`` (a GeoPackage path) adds smoothed class outlines made by
+    ``threads`` sets onnxruntime's intra-op threads (default: the cores this process may use);
+    the session's settings are logged. ``outlines_out`` (a GeoPackage path) adds smoothed class outlines made by
     ``core.vectorize.vectorize`` with ``outline_options`` (its keyword arguments); all
     outputs appear together only when every step succeeded.
     """
@@ -486,7 +621,7 @@ def segment_raster(
         progress = SubProgress(outer, 0.0, 85.0)
     if tta not in TTA_MODES:
         raise InputError(f"Unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}.")
-    loaded, shapes = prepare_run(image, model, device, batch_size, mask_shapes)
+    loaded, shapes = prepare_run(image, model, device, batch_size, mask_shapes, threads)
     contract = loaded.contract
     thresholds = dict(contract.thresholds, **(thresholds or {}))
 
@@ -497,7 +632,7 @@ def segment_raster(
         transforms = dihedral_transforms(tta)
         n_classes = len(contract.classes)
         progress.push_info(
-            f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.provider}; "
+            f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.describe()}; batch {batch_size}; "
             f"{src.width}×{src.height} px in {len(grid)} tiles of {grid.tile} px, overlap {grid.overlap} px, TTA {tta}; "
             f"bands {', '.join(f'{k}←{v}' for k, v in src.mapping.items())}"
             + (f"; resampled to the model's {contract.resolution_m:g} m" if src.resampled else "")
@@ -519,17 +654,26 @@ def segment_raster(
                 if len(samples) < RANGE_SAMPLE_TILES:
                     values = xi[:, vi]
                     samples.append(values[:, :: max(1, values.shape[1] // RANGE_SAMPLE_PX)])
-            probs = np.zeros((len(x), n_classes, grid.tile, grid.tile), np.float32)
-            for turns, flip in transforms:
-                xt = np.ascontiguousarray(apply_transform(x, turns, flip))
+            n = len(x)  # the flips of a batch run as one batch, up to TTA_CALL_TILES tiles per call
+            group = max(1, TTA_CALL_TILES // n)
+            probs = None
+            for g in range(0, len(transforms), group):
+                chosen = transforms[g : g + group]
+                xt = np.concatenate([apply_transform(x, turns, flip) for turns, flip in chosen])
                 t0 = time.perf_counter()
-                raw = loaded.run(xt)
+                raw = loaded.run(np.ascontiguousarray(xt, dtype=np.float32))
                 seconds[0] += time.perf_counter() - t0
                 if raw.shape[1] != n_classes:
                     raise InputError(
                         f"The model returned {raw.shape[1]} channels but its contract lists {n_classes} classes."
                     )
-                probs += invert_transform(activate(raw, contract.activation), turns, flip)
+                raw = activate(raw, contract.activation)
+                for i, (turns, flip) in enumerate(chosen):
+                    p = invert_transform(raw[i * n : (i + 1) * n], turns, flip)
+                    if probs is None:
+                        probs = p.copy()
+                    else:
+                        probs += p
             probs /= len(transforms)
             return probs
 
@@ -540,7 +684,9 @@ def segment_raster(
             prob_ds.write(strip, window=out)
             class_ds.write(cls, 1, window=out)
 
-        run, skipped = blend_tiles(src, contract, n_classes, predict, write, batch_size=batch_size, progress=progress)
+        loop: Dict[str, float] = {}
+        run, skipped = blend_tiles(src, contract, n_classes, predict, write, batch_size=batch_size,
+                                   progress=progress, stats=loop)
         prob_ds.close()
         class_ds.close()
         if samples:
@@ -563,4 +709,5 @@ def segment_raster(
         tiles_run=run, tiles_skipped=skipped, inference_seconds=seconds[0],
         band_map=src.mapping, resampled=src.resampled, width=src.width, height=src.height,
         outlines=outlines_out or None, outline_count=outline_count,
+        model_calls=int(loop["calls"]), session=loaded.describe(),
     )

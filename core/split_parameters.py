@@ -1,22 +1,37 @@
-"""Parameters of the glacier split (Kienholz et al., 2013), importable without the
-split's own dependencies (scipy, shapely, pysheds) so the Processing adapter can show them."""
+"""Parameters of the glacier split (Kienholz et al., 2013, J. Glaciol. 59(217), 925–937),
+importable without the split's own dependencies (scipy, shapely, pysheds) so the Processing
+adapter can show them.
+
+The merge radius r = min(a·F^b, c) with a = 14.3, b = 0.5, c = 3500 m on a 40 m grid, the
+100 m gutter, the 4-cell buffer and the sliver thresholds are the paper's values as kept by
+OGGM/partitioning and MASSIVE's kienholz.py. The paper's methods, equations and tables could
+not be consulted: the stored copies of its text end inside Section 1 (Introduction), so no
+equation or table number is cited here; see docs/glacier-split.md, "Checked against the paper". Flow routing is D-infinity (Tarboton 1997) as in
+OGGM/partitioning (pygeoprocessing's flow_direction_d_inf) and MASSIVE's default. Ours, not the paper's: the 3×3 median (OGGM: 5×5), the
+2-cell gutter (OGGM: 1), the interior-piece rule and the void limit. docs/glacier-split.md
+lists every deviation."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .dem import MAX_VOID_FRACTION
 from .errors import InputError
+
+
+ROUTINGS = ("dinf", "d8")
 
 
 @dataclass(frozen=True)
 class SplitParameters:
-    """Parameters of the split; defaults are Kienholz et al. (2013)'s (see docs/glacier-split.md)."""
+    """Parameters of the split; see the module docstring and docs/glacier-split.md for their sources."""
 
-    cell_size_m: float = 0.0  # working grid; 0: the DEM's own cell size
+    cell_size_m: float = 40.0  # working grid (the method's, see a_cell_m); 0: the DEM's own cell size
     buffer_cells: int = 4  # DEM used within this many cells of the outline (buffer 1)
     gutter_offset_cells: float = 1.0  # the gutter starts this far outside the outline ...
     gutter_cells: float = 2.0  # ... and is this wide
     gutter_depth_m: float = 100.0  # how far the gutter is lowered
     smoothing_cells: int = 3  # median-filter window of the DEM smoothing (1: none)
+    routing: str = "dinf"  # flow routing: "dinf" (D-infinity, Tarboton 1997, as OGGM/partitioning) or "d8"
     a: float = 14.3  # r = min(a·F^b, c), F in cells of a_cell_m (scaled to the grid)
     b: float = 0.5
     c_m: float = 3500.0
@@ -24,6 +39,9 @@ class SplitParameters:
     sliver_area_km2: float = 0.1  # pieces smaller than this are slivers
     sliver_area2_km2: float = 0.2  # ... and those smaller than this that are not compact
     sliver_compactness: float = 0.5  # compactness 2·sqrt(pi·A)/P below which a piece is elongated
+    interior_area_km2: float = 1.0  # pieces smaller than this ...
+    interior_rim_share: float = 0.5  # ... with less of their perimeter on the complex outline are merged
+    max_void_fraction: float = MAX_VOID_FRACTION  # more of a complex without elevation: left unsplit
 
     def validate(self) -> None:
         checks = {
@@ -32,6 +50,8 @@ class SplitParameters:
             "smoothing_cells": self.smoothing_cells >= 1, "a": self.a > 0, "b": self.b > 0, "c_m": self.c_m > 0,
             "a_cell_m": self.a_cell_m > 0, "sliver_area_km2": self.sliver_area_km2 >= 0,
             "sliver_area2_km2": self.sliver_area2_km2 >= 0, "sliver_compactness": self.sliver_compactness >= 0,
+            "interior_area_km2": self.interior_area_km2 >= 0, "interior_rim_share": 0 <= self.interior_rim_share <= 1,
+            "max_void_fraction": 0 <= self.max_void_fraction < 1, "routing": self.routing in ROUTINGS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

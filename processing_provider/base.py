@@ -11,6 +11,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingDestinationParameter,
     QgsProcessingException,
+    QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterMapLayer,
@@ -228,6 +229,11 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
             if not parameters.get(name):
                 continue
             if isinstance(p, QgsProcessingDestinationParameter):
+                value = parameters[name]
+                if isinstance(value, QgsProcessingOutputLayerDefinition):
+                    value = value.sink.staticValue()
+                if value == QgsProcessing.TEMPORARY_OUTPUT:
+                    continue  # a fresh temporary file; resolving it here would make a second one
                 layer_output = isinstance(p, (QgsProcessingParameterRasterDestination, QgsProcessingParameterVectorDestination))
                 path = (self.parameterAsOutputLayer if layer_output else self.parameterAsFileOutput)(parameters, name, context)
                 if path and path != QgsProcessing.TEMPORARY_OUTPUT and not re.match(r"[A-Za-z][\w+.-]+:", path) \

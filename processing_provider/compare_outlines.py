@@ -20,7 +20,7 @@ from .base import EVALUATION, GlacierSegAlgorithm, vector_source
 
 class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
     NAME = "compare_outlines"
-    DISPLAY_NAME = "Compare outlines between two dates"
+    DISPLAY_NAME = "Compare outlines of two dates"
     GROUP = EVALUATION
     REQUIRES = ("numpy", "shapely", "pyproj", "matplotlib")
     HELP = (

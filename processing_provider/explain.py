@@ -28,7 +28,7 @@ from .segment import DEVICE_LABELS, DEVICES
 
 class ExplainAlgorithm(GlacierSegAlgorithm):
     NAME = "explain"
-    DISPLAY_NAME = "Explain model decision (band importance)"
+    DISPLAY_NAME = "Explain model (band importance)"
     GROUP = EVALUATION
     REQUIRES = ("numpy", "rasterio", "onnxruntime", "matplotlib")
     HELP = (

@@ -20,6 +20,7 @@ from ..ui.correction import REVIEW_FIELD
 from ..ui.styles import style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path
 from .split_glaciers import editable_style, input_file, style_glaciers
+from .dem_parameters import HELP as DEM_HELP, FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
 
 _QT_TYPES = {"int": QVariant.Int, "str": QVariant.String, "real": QVariant.Double}
 
@@ -41,8 +42,9 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         "<b>Glacier outlines</b>: polygon layer, any CRS; its fields are kept (same-named fields are replaced).<br>"
         "<b>Classes to use</b>: for layers with a <i>class_name</i> field (segment's outlines) only the glacier "
         "classes by default (not glacial lakes).<br>"
-        "<b>DEM</b>: elevation raster in metres, any CRS; more than 10 % of an outline without elevation is an "
-        "error naming that glacier.<br>"
+        "<b>DEM</b>: elevation raster in metres, any CRS. DEM voids are filled (share in <i>filled_pct</i>); a "
+        "glacier the DEM does not cover gets empty topography fields and a warning naming it.<br>"
+        + DEM_HELP + FILL_HELP +
         "<b>DEM source</b> (default: the DEM's file name) is written to <i>dem_source</i>.<br>"
         "<b>Outline date</b> (e.g. the image's acquisition date) is written to <i>src_date</i> (ISO 8601); "
         "empty: the outlines' own src_date field where they have one.<br>"
@@ -54,7 +56,7 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         "<b>Fields</b>: area_km2 (geodesic, WGS 84 ellipsoid); cenlon/cenlat (representative point, inside the "
         "outline); utm_zone; zmin_m, zmax_m, zmed_m, zmean_m; slope_deg (mean of the cells' slopes); aspect_deg "
         "(azimuth of the mean downslope gradient); aspect_sec (1 = N … 8 = NW, 9 = not assigned); termlon/termlat "
-        "(lowest cell on the outer boundary); dem_source; src_date. The longest centerline length lmax_m is not "
+        "(lowest cell on the outer boundary); dem_source; src_date; filled_pct. The longest centerline length lmax_m is not "
         "computed. See docs/glacier-split.md."
     )
 
@@ -71,6 +73,7 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
             self.SRC_DATE, "Outline date (image acquisition)", QgsProcessingParameterDateTime.Date, optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             self.IN_PLACE, "Update in place (changed features only, after corrections)", defaultValue=False))
+        add_dem_void_parameters(self, with_fill=True)
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Glaciers with attributes", QgsProcessing.TypeVectorPolygon, optional=True,
             createByDefault=True))
@@ -94,7 +97,9 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         path, layer_name = class_filtered_source(self, parameters, self.INPUT, self.CLASSES, context, feedback)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         result = inventory_attributes(path, dem, output, dem_source=dem_source, src_date=src_date,
-                                      outlines_layer=layer_name or None, progress=progress)
+                                      outlines_layer=layer_name or None,
+                                      plausible_elevation=plausible_elevation(self, parameters, context),
+                                      max_void_fraction=max_void_fraction(self, parameters, context), progress=progress)
         source_name = self.parameterAsSource(parameters, self.INPUT, context).sourceName()
         style_on_load(context, output, editable_style(style_glaciers, input_file(self, parameters, context)),
                       source_name)
@@ -107,6 +112,7 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         import shapely
 
         from ..core.contract import is_glacier_class
+        from ..core.dem import Dem
         from ..core.glacier_ids import ID_FIELD, glacier_id, id_prefix, next_number
         from ..core.inventory import ATTRIBUTE_FIELDS, glacier_attributes
 
@@ -143,16 +149,18 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         crs_wkt = layer.crs().toWkt()
         source = dem_source or os.path.splitext(os.path.basename(dem))[0]
         updates = {}
-        for i, feature in enumerate(todo):
-            if feedback.isCanceled():
-                raise QgsProcessingException("Cancelled: the layer was not changed.")
-            geom = shapely.from_wkb(bytes(feature.geometry().asWkb()))
-            values = glacier_attributes(geom, crs_wkt, dem, str(feature.id()))
-            values["dem_source"] = source
-            if src_date:
-                values["src_date"] = src_date
-            updates[feature.id()] = {fields.indexOf(k): v for k, v in values.items() if fields.indexOf(k) >= 0}
-            feedback.setProgress(100.0 * (i + 1) / len(todo))
+        with Dem(dem, plausible_elevation(self, parameters, context), progress) as opened:
+            for i, feature in enumerate(todo):
+                if feedback.isCanceled():
+                    raise QgsProcessingException("Cancelled: the layer was not changed.")
+                geom = shapely.from_wkb(bytes(feature.geometry().asWkb()))
+                values = glacier_attributes(geom, crs_wkt, opened, str(feature.id()),
+                                            max_void_fraction(self, parameters, context))
+                values["dem_source"] = source
+                if src_date:
+                    values["src_date"] = src_date
+                updates[feature.id()] = {fields.indexOf(k): v for k, v in values.items() if fields.indexOf(k) >= 0}
+                feedback.setProgress(100.0 * (i + 1) / len(todo))
         id_index = fields.indexOf(ID_FIELD)
         if id_index >= 0:  # hand-drawn glaciers get the next number of the layer's IDs; others keep theirs
             existing = [f[ID_FIELD] for f in layer.getFeatures() if f[ID_FIELD] not in (None, NULL, "")]

@@ -18,6 +18,7 @@ from ..core.band_ratio import GLACIER_CLASSES, METHODS, map_glaciers
 from ..ui.correction import prepare_outlines
 from ..ui.styles import class_raster_beneath_outlines, class_raster_renderer, style_on_load
 from .base import MAPPING, GlacierSegAlgorithm, geotiff_output, optional_number, raster_path
+from .dem_parameters import HELP as DEM_HELP, add_dem_void_parameters, plausible_elevation
 
 SENSOR_KEYS = ["sentinel2_msi", "landsat8_oli", "landsat7_etm", "landsat5_tm", ""]
 SENSOR_LABELS = ["Sentinel-2 MSI (B2, B3, B4, B8, B11)", "Landsat 8/9 OLI (B2, B3, B4, B5, B6)",
@@ -141,7 +142,9 @@ class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
         "limit</b>, default 24°), not vegetated (NDVI below the <b>debris NDVI limit</b>, default 0.2), "
         "not water and connected to clean ice become class 2, <i>debris_candidate</i> (Paul et al. 2004). "
         "They are candidates: moraines, outwash plains and valley floors next to ice pass the same tests, "
-        "so check them against imagery. The DEM is resampled (bilinear) onto the image grid.<br>"
+        "so check them against imagery. The DEM is resampled (bilinear) onto the image grid; DEM voids are never "
+        "debris candidates.<br>"
+        + DEM_HELP +
         "<b>Minimum outline area</b>: outlines smaller than this are dropped (default 0.01 km², the "
         "usual inventory minimum).<br>"
         + SCALE_HELP + OUTPUT_HELP +
@@ -165,6 +168,7 @@ class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM (for debris-covered ice candidates)", optional=True))
         self.addParameter(number("DEBRIS_SLOPE", "Debris slope limit (degrees)", number.Double, 24.0, minValue=0.0, maxValue=90.0))
         self.addParameter(number("DEBRIS_NDVI", "Debris NDVI limit", number.Double, 0.2, minValue=-1.0, maxValue=1.0))
+        add_dem_void_parameters(self, with_fill=False)
         self.addParameter(number("MIN_AREA", "Minimum outline area (km²)", number.Double, 0.01, minValue=0.0))
         add_scale_parameters(self)
         add_outputs(self, "Index (red/SWIR ratio or NDSI)")
@@ -184,6 +188,7 @@ class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
             dem=raster_path(dem_layer) if dem_layer is not None else None,
             debris_slope_max=self.parameterAsDouble(parameters, "DEBRIS_SLOPE", context),
             debris_ndvi_max=self.parameterAsDouble(parameters, "DEBRIS_NDVI", context),
+            plausible_elevation=plausible_elevation(self, parameters, context),
             min_area_km2=self.parameterAsDouble(parameters, "MIN_AREA", context),
             progress=progress,
         )

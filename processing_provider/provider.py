@@ -8,6 +8,7 @@ from .evaluate import EvaluateAlgorithm
 from .explain import ExplainAlgorithm
 from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
 from .map_lakes import MapLakesAlgorithm
+from .optimize_model import OptimizeModelAlgorithm
 from .segment import SegmentAlgorithm
 from .split_glaciers import SplitGlaciersAlgorithm
 from .install_model import InstallModelAlgorithm
@@ -18,6 +19,7 @@ from .train import TrainAlgorithm
 from .vectorize import VectorizeAlgorithm
 
 # One entry per algorithm module; ids are stable (glacierseg:<name>).
+
 ALGORITHMS = [
     SegmentAlgorithm,
     VectorizeAlgorithm,
@@ -32,6 +34,7 @@ ALGORITHMS = [
     ExplainAlgorithm,
     CompareOutlinesAlgorithm,
     PrepareCorrectionAlgorithm,
+    OptimizeModelAlgorithm,
 ]
 
 

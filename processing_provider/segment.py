@@ -20,7 +20,7 @@ from qgis.core import (
 )
 
 from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
-from ..core.runtime import load_model
+from ..core.runtime import load_model, usable_cores
 from ..ui.styles import (
     class_raster_beneath_outlines,
     class_raster_renderer,
@@ -45,6 +45,15 @@ def resolve_model_path(value) -> str:
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
+
+
+def qgis_threads() -> int:
+    """onnxruntime's intra-op threads in QGIS: the threads QGIS may use (Settings › Options ›
+    Rendering › Max cores, ``QgsApplication.maxThreads``; -1 = all), at most the usable cores."""
+    from qgis.core import QgsApplication
+
+    limit = QgsApplication.maxThreads()
+    return min(limit, usable_cores()) if limit and limit > 0 else usable_cores()
 
 
 class SegmentAlgorithm(GlacierSegAlgorithm):
@@ -130,7 +139,7 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         image = raster_path(layer)
         model = load_model(resolve_model_path(self.parameterAsString(parameters, self.MODEL, context)),
-                           DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)])
+                           DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], threads=qgis_threads())
         contract = model.contract
         band_map = band_mapping(self, parameters, self.BAND_MAPPING, context)
         bounds = extent_bounds(self, parameters, self.EXTENT, context, layer)

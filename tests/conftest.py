@@ -189,3 +189,26 @@ def reproject(geom, src, dst):
 
     tr = Transformer.from_crs(src, dst, always_xy=True)
     return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+CONV_BANDS = ("S2:B03", "S2:B08", "S2:B11")
+
+
+@pytest.fixture(scope="session")
+def conv_model(tmp_path_factory):
+    """A small convolutional U-Net of our registry (random weights, seeded; 64-px tiles, bands
+    CONV_BANDS, classes glacier and lake), exported to ONNX by our code."""
+    import torch
+
+    from glacierseg.core.contract import ClassInfo, InputSpec, ModelContract
+    from glacierseg.models.export import export_onnx
+    from glacierseg.models.registry import build_model
+
+    torch.manual_seed(0)
+    net = build_model("unet", len(CONV_BANDS), 2, widths=(4, 8, 8, 16, 16)).eval()
+    contract = ModelContract(
+        task="glacier", classes=(ClassInfo("glacier", 1, "#66ccff"), ClassInfo("lake", 2, "#0000ff")),
+        activation="softmax", bands=tuple(InputSpec(b, mean=3000.0, std=2000.0) for b in CONV_BANDS),
+        resolution_m=20.0, tile_size=64, receptive_field_px=24, thresholds={"glacier": 0.5, "lake": 0.5},
+        name="test-unet")
+    return export_onnx(net, contract, str(tmp_path_factory.mktemp("conv") / "unet.onnx"))

@@ -204,3 +204,36 @@ def test_processing_outputs_are_styled(qgis_app, glacierseg_provider, scene, tmp
     # the class, and the catch-all category that shows hand-drawn polygons before their class is set
     assert [(c.value(), c.symbol().color().name()) for c in vector.renderer().categories()] == [
         (1, "#1f5fd1"), ("", "#e7298a")]
+
+
+def test_srtm_void_value_is_no_debris_candidate(scene, glaciers, tmp_path):
+    """A block of -32768 (SRTM's void value, no nodata tag) on the debris-covered tongue: with the
+    DEM-void rule those cells are voids — never candidates, no cliff of slopes around them — and
+    the rest of the candidates are those of the intact DEM (issue 12, D7)."""
+    s, _, _ = scene
+    truth = read(s.glacier_truth)
+    with rasterio.open(s.dem) as ds:
+        z, profile = ds.read(1), ds.profile
+    rows, cols = np.nonzero(truth == 2)
+    r, c = int(np.median(rows)), int(np.median(cols))
+    block = np.zeros(z.shape, bool)
+    block[r - 4:r + 4, c - 4:c + 4] = True
+    z[block] = -32768
+    profile.update(nodata=None)
+    dem = str(tmp_path / "srtm_like.tif")
+    with rasterio.open(dem, "w", **profile) as out:
+        out.write(z, 1)
+
+    class Messages:
+        messages = []
+        set_progress = staticmethod(lambda p: None)
+        is_canceled = staticmethod(lambda: False)
+        push_info = messages.append
+
+    res = map_glaciers(s.image, str(tmp_path / "i.tif"), str(tmp_path / "c.tif"), dem=dem, progress=Messages())
+    classes, intact = read(res.classes), read(glaciers.classes)
+    assert not (classes[block] == 2).any()
+    away = ~ndimage.binary_dilation(block, iterations=2)
+    assert np.array_equal(classes[away], intact[away])
+    assert np.count_nonzero(intact[block] == 2) > 0  # there were candidates where the void now is
+    assert sum("outside the plausible range" in m for m in Messages.messages) == 1

@@ -112,9 +112,69 @@ def test_dem_not_covering_glacier_names_it(planes, tmp_path):
     from glacierseg.core.inventory import inventory_attributes
 
     out = tmp_path / "attrs.gpkg"
-    with pytest.raises(InputError, match=r"does not cover glacier 'G_OUT'"):
+    with pytest.raises(InputError, match=r"No glacier got topography: 'G_OUT': .*does not cover glacier 'G_OUT'"):
         inventory_attributes(planes["outside"], planes["dem"], str(out))
     assert not out.exists()
+
+
+class Messages:
+    def __init__(self):
+        self.messages = []
+
+    def set_progress(self, percent):
+        pass
+
+    def is_canceled(self):
+        return False
+
+    def push_info(self, message):
+        self.messages.append(message)
+
+
+def test_one_glacier_off_the_dem_keeps_the_layer(planes, tmp_path):
+    """G1 and G2 on the DEM, G_OUT off it: G_OUT is written with empty topography and a warning."""
+    from glacierseg.core.geo import read_features
+    from glacierseg.core.inventory import inventory_attributes
+
+    geoms = read_features(planes["outlines"]).geoms + read_features(planes["outside"]).geoms
+    outlines = _write(tmp_path / "three.gpkg", geoms, ["G1", "G2", "G_OUT"])
+    progress = Messages()
+    result = inventory_attributes(outlines, planes["dem"], str(tmp_path / "attrs.gpkg"), progress=progress)
+    assert result["n_without_topography"] == 1
+    rows = _read(tmp_path / "attrs.gpkg")
+    for gid in ("G1", "G2"):
+        _check_plane(rows[gid], PLANES[gid])
+        assert rows[gid]["filled_pct"] == 0.0
+    assert rows["G_OUT"]["zmin_m"] is None and rows["G_OUT"]["area_km2"] == pytest.approx(1.0, rel=0.01)
+    assert any(m.startswith("Warning: glacier 'G_OUT' gets no topography") for m in progress.messages)
+
+
+def test_srtm_void_value_without_nodata_tag(planes, tmp_path):
+    """-32768 (SRTM's void value) in a DEM without a nodata tag: the cells are voids, filled from
+    their surroundings, with a warning; zmin and slope stay those of the plane (issue 12, D7)."""
+    from glacierseg.core.inventory import inventory_attributes
+
+    with rasterio.open(planes["dem"]) as ds:
+        z, profile = ds.read(1), ds.profile
+    p = PLANES["G1"]
+    col, row = int((p["xc"] - X0) / PX), int((Y1 - p["yc"]) / PX)
+    z[row - 20:row + 20, col - 60:col - 20] = -32768  # 400 m x 400 m inside G1
+    z[row + 30:row + 34, col + 80:col + 84] = -32768
+    profile.update(nodata=None, dtype="int16")
+    dem = str(tmp_path / "srtm_like.tif")
+    with rasterio.open(dem, "w", **profile) as out:
+        out.write(np.rint(z).astype("int16"), 1)
+    progress = Messages()
+    inventory_attributes(planes["outlines"], dem, str(tmp_path / "attrs.gpkg"), progress=progress)
+    rows = _read(tmp_path / "attrs.gpkg")
+    _check_plane(rows["G1"], p)  # zmin, slope, aspect as on the plane
+    assert 5.0 < rows["G1"]["filled_pct"] < 12.0  # 0.17 km2 of 2 km2
+    assert rows["G2"]["filled_pct"] == 0.0
+    assert sum("outside the plausible range -500…9000 m (e.g. -32768" in m for m in progress.messages) == 1
+    # the parameter: a range that admits -32768 uses it as an elevation (the old behaviour)
+    inventory_attributes(planes["outlines"], dem, str(tmp_path / "raw.gpkg"), plausible_elevation=(-40000, 9000))
+    raw = _read(tmp_path / "raw.gpkg")["G1"]
+    assert raw["zmin_m"] == -32768 and raw["slope_deg"] > math.degrees(math.atan(math.hypot(p["gx"], p["gy"]))) + 3
 
 
 def test_aspect_sectors_follow_rgi_table():

@@ -209,3 +209,87 @@ def test_hintereisferner_complex_against_rgi7(shared_data):
     assert (ious * areas).sum() / areas.sum() > 0.75
     assert (ious >= 0.5).sum() >= 17
     assert 15 <= len(res.glaciers) <= 50
+
+
+class Messages:
+    """A core ``progress`` that keeps the messages pushed (test helper)."""
+
+    def __init__(self):
+        self.messages = []
+
+    def set_progress(self, percent):
+        pass
+
+    def is_canceled(self):
+        return False
+
+    def push_info(self, message):
+        self.messages.append(message)
+
+
+def _with_voids(src, dst, voids):
+    """A copy of the DEM ``src`` with the cells ``voids`` (a boolean array) set to its nodata value."""
+    with rasterio.open(src) as ds:
+        z, profile = ds.read(1), ds.profile
+    z[voids] = profile["nodata"]
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(z, 1)
+    return str(dst)
+
+
+def test_voids_inside_a_complex_are_filled_and_reported(valley, tmp_path):
+    """Scattered voids (3 % of the complex, as in an ASTER DEM over snow) and one larger void
+    on the eastern glacier: the complex still splits at the col and each glacier reports the
+    share of its cells that were filled."""
+    from glacierseg.core.dem_split import split_glaciers
+    from glacierseg.core.geo import read_features
+    from glacierseg.core.sample_data import terrain
+
+    ice = terrain(SIZE, PIXEL)["glacier"].astype(bool)
+    rng = np.random.default_rng(3)
+    voids = ice & (rng.random(ice.shape) < 0.02)
+    voids[100:110, 170:185] = True  # ~600 m x 400 m east of the col
+    dem = _with_voids(valley["dem"], tmp_path / "voids.tif", voids)
+    out, progress = str(tmp_path / "glaciers.gpkg"), Messages()
+    result = split_glaciers(valley["outlines"], dem, out, id_field="name", progress=progress)
+    assert result["n_glaciers"] == 2 and result["n_split"] == 1
+    feats = read_features(out)
+    assert [a["split_status"] for a in feats.attributes] == ["split", "split"]
+    filled = sorted(a["filled_pct"] for a in feats.attributes)
+    assert 0.5 < filled[0] < filled[1] < 15  # the east glacier holds the larger void
+    assert any("had no elevation (DEM voids), filled" in m for m in progress.messages)
+    west = [g for g in feats.geoms if reproject(g, "EPSG:4326", valley["crs"]).centroid.x < valley["col_x"]]
+    assert len(west) == 1 and _iou(reproject(west[0], "EPSG:4326", valley["crs"]),
+                                   valley["complex_utm"].intersection(shapely.box(0, 0, valley["col_x"], 1e8))) > 0.9
+
+
+def test_complex_off_the_dem_is_written_unsplit(valley, glacierseg_provider, tmp_path):
+    """One complex of the layer lies off the DEM: it is written unsplit with its status and a
+    warning; the other complex splits."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    far = shapely.affinity.translate(valley["complex_utm"], xoff=30000.0)  # 20 km east of the DEM's edge
+    outlines = write_vector(tmp_path / "two.gpkg", [shapely.multipolygons([valley["complex_ll"]]),
+                                                    shapely.multipolygons([reproject(far, valley["crs"], "EPSG:4326")])],
+                            [{"name": "valley"}, {"name": "off-dem"}], crs="EPSG:4326", layer="outlines")
+
+    class Feedback(QgsProcessingFeedback):
+        messages = []
+
+        def pushInfo(self, info):  # noqa: N802
+            self.messages.append(info)
+
+    feedback = Feedback()
+    out = str(tmp_path / "glaciers.gpkg")
+    result = processing.run("glacierseg:split_glaciers", {"INPUT": outlines, "ID_FIELD": "name", "DEM": valley["dem"],
+                                                          "OUTPUT": out, "DIVIDES": str(tmp_path / "d.gpkg")},
+                            feedback=feedback)
+    assert result["N_GLACIERS"] == 3 and result["N_UNSPLIT"] == 1
+    rows, _ = _read(out)
+    status = sorted((r[0]["complex_id"], r[0]["split_status"]) for r in rows)
+    assert status == [("off-dem", "unsplit_no_dem"), ("valley", "split"), ("valley", "split")]
+    unsplit = [g for a, g in rows if a["complex_id"] == "off-dem"][0]
+    assert _iou(reproject(unsplit, "EPSG:4326", valley["crs"]), far) > 0.999  # written as given
+    assert any("Warning: complex 'off-dem' is written unsplit (unsplit_no_dem)" in m for m in feedback.messages)
+    assert any("1 split, 1 left unsplit for lack of DEM data" in m for m in feedback.messages)

@@ -121,10 +121,21 @@ class Job:
 
         return "\n".join(w.toPlainText() for w in dialog.findChildren(QTextEdit) if w.objectName() == "txtLog")
 
+    @staticmethod
+    def dialog_message(dialog) -> str:
+        """The text of the messages the dialog's message bar shows (where it says why it will not run)."""
+        from qgis.PyQt.QtWidgets import QLabel
+
+        bar = dialog.messageBar()
+        return " | ".join(label.text() for item in bar.items() for label in item.findChildren(QLabel) if label.text())
+
     def run_dialog(self, dialog, timeout: float = 240.0):
         """Press the dialog's Run (its own run path); ``yield`` the returned wait, then read
         ``dialog.results()`` (empty when it failed: see ``dialog_log``)."""
         dialog.runAlgorithm()
+        refused = self.dialog_message(dialog)
+        if refused:  # the dialog refused to start (e.g. "Wrong or missing parameter value")
+            raise AssertionError(f"{dialog.algorithm().id()} did not start: {refused}")
         return self.until(lambda: bool(dialog.results()) or "Execution failed" in self.dialog_log(dialog),
                           timeout, f"{dialog.algorithm().id()} to finish")
 

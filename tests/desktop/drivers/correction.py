@@ -41,7 +41,7 @@ def main(job):
     yield 800
     from qgis.utils import plugins
 
-    dlg = plugins["glacierseg"]._dialog
+    dlg = plugins["glacierseg"].dialogs["prepare_correction"]
     dlg.resize(700, 600)
     job.screenshot(dlg, "dialog_prepare_correction_from_menu")
     yield job.run_dialog(dlg, 60)

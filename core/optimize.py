@@ -1,0 +1,269 @@
+"""Faster variants of a GlacierSeg model: int8 quantization for the CPU, float16 for CUDA.
+
+Quantization uses onnxruntime's tools (``onnxruntime.quantization``): *static* int8 (QDQ
+format, per-channel signed int8 weights, unsigned int8 activations whose ranges are calibrated
+on tiles of a raster the user gives, MinMax calibration) or *dynamic* int8 (weights quantized,
+activation ranges computed per call). Half precision converts weights and activations to
+float16 (``onnxruntime.transformers.float16``), for CUDA. The variant is measured against the
+original on a raster and, where given, a reference: in-model time of both (speed-up) and IoU /
+F1 of both; with no reference, the variant is scored against the original's classes (the
+change it makes). Both figures go into the new model's card as a ``scores`` entry. Segment
+never picks a variant: the user chooses the model file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from . import features
+from .contract import ModelContract, with_score, write_contract
+from .deps import require
+from .errors import InputError, ModelContractError
+from .io import atomic_output
+from .progress import Progress, SubProgress, check_cancel, ensure_progress
+from .runtime import load_model
+from .segment import BandMap, open_tiled
+
+METHODS = ("int8_static", "int8_dynamic", "fp16")
+METHOD_LABELS = ("int8, static (calibrated on the raster) — CPU", "int8, dynamic — CPU", "float16 — CUDA")
+COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}  # the layers int8 / float16 make faster
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+                 "ConvInteger", "MatMulInteger"}
+SPEED_ROUNDS = 5  # paired timings of one batch (original, variant) whose median ratio is the speed-up
+CALIBRATION_TILES = 32  # tiles of the calibration raster, evenly spread over its valid tiles
+
+
+@dataclass
+class OptimizeResult:
+    path: str
+    method: str
+    contract: ModelContract
+    metrics: Dict[str, float]
+    dataset: str
+
+
+def refusal(model_path: str, method: str) -> Optional[str]:
+    """Why ``method`` cannot make a faster variant of the ONNX model at ``model_path`` (None when it can)."""
+    import onnx
+
+    model = onnx.load(model_path)
+    ops = {n.op_type for n in model.graph.node}
+    name = os.path.basename(model_path)
+    quantized = sorted(ops & QUANTIZED_OPS)
+    if quantized:
+        return (f"{name} is already quantized (it has {', '.join(quantized)} layers); quantize the original "
+                "float32 model instead.")
+    half = [i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    inputs_half = any(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for i in model.graph.input)
+    if half or inputs_half:
+        return f"{name} is already in half precision (float16); start from the original float32 model."
+    if not ops & COMPUTE_OPS:
+        return (f"{name} has no Conv, ConvTranspose, MatMul or Gemm layers (its layers: {', '.join(sorted(ops))}): "
+                f"{'int8 quantization' if method.startswith('int8') else 'half precision'} has nothing to make "
+                "faster. Use the model as it is.")
+    return None
+
+
+class _CalibrationTiles:
+    """onnxruntime ``CalibrationDataReader``: model inputs of ``count`` tiles spread over the
+    valid tiles of a raster, one tile per call (the calibration's memory stays one tile)."""
+
+    def __init__(self, image: str, contract: ModelContract, input_name: str, band_map: BandMap, count: int,
+                 progress: Progress):
+        self.image, self.contract, self.input_name = image, contract, input_name
+        self.band_map, self.count, self.progress = band_map, count, progress
+        self._iter = None
+
+    def _tiles(self):
+        with ExitStack() as stack:
+            src = open_tiled(self.image, self.contract, stack, band_map=self.band_map)
+            origins = [(r, c) for r in src.grid.row_origins for c in src.grid.col_origins]
+            picks = np.unique(np.linspace(0, len(origins) - 1, min(len(origins), 4 * self.count)).round().astype(int))
+            used = 0
+            for i in picks:
+                check_cancel(self.progress)
+                bands, valid = src.reader.read(*origins[i], src.grid.tile)
+                if valid.mean() < 0.5:
+                    continue
+                x = features.model_inputs(self.contract, bands, src.pixel_size)
+                x[:, ~valid] = 0.0
+                used += 1
+                self.progress.set_progress(100.0 * used / self.count)
+                yield {self.input_name: x[None].astype(np.float32)}
+                if used == self.count:
+                    return
+            if used == 0:
+                raise InputError(f"The calibration raster {os.path.basename(self.image)} has no tile that is at least "
+                                 "half valid pixels; give a raster with data where the model is meant to run.")
+
+    def get_next(self):
+        if self._iter is None:
+            self._iter = self._tiles()
+        return next(self._iter, None)
+
+    def rewind(self):
+        self._iter = None
+
+
+def _quantize(model_path: str, out_path: str, method: str, calibration: Optional[_CalibrationTiles]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = os.path.join(tmp, "prepared.onnx")
+        quant_pre_process(model_path, prepared, skip_symbolic_shape=True)  # folds and infers shapes, as the tools advise
+        if method == "int8_dynamic":
+            quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, per_channel=True)
+        else:
+            quantize_static(prepared, out_path, calibration, quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+
+
+def _half(model_path: str, out_path: str) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(model_path), keep_io_types=False)
+    onnx.save(model, out_path)
+
+
+def _classes_and_time(image: str, model_path: str, out_dir: str, tag: str, device: str, band_map: BandMap,
+                      batch_size: int, progress: Progress):
+    from .segment import segment_raster
+
+    loaded = load_model(model_path, device)
+    c = loaded.contract
+    loaded.run(np.zeros((batch_size, len(c.bands), c.tile_size, c.tile_size), np.float32))  # first-call allocations
+    result = segment_raster(image, loaded, os.path.join(out_dir, f"{tag}_p.tif"), os.path.join(out_dir, f"{tag}_c.tif"),
+                            band_map=band_map, batch_size=batch_size, progress=progress)
+    return result.classes, result.inference_seconds, loaded.describe()
+
+
+def paired_speedup(original: str, variant: str, device: str, batch_size: int, progress: Progress,
+                   rounds: int = SPEED_ROUNDS) -> float:
+    """Median over ``rounds`` of (original's / variant's) time for one batch, the two run in turn
+    on the same input: drifting load on a shared machine touches both alike."""
+    import time
+
+    models = [load_model(p, device) for p in (original, variant)]
+    c = models[0].contract
+    x = np.random.default_rng(0).normal(size=(batch_size, len(c.bands), c.tile_size, c.tile_size)).astype(np.float32)
+    for m in models:
+        m.run(x)  # first-call allocations
+    ratios = []
+    for _ in range(rounds):
+        check_cancel(progress)
+        seconds = []
+        for m in models:
+            t0 = time.perf_counter()
+            m.run(x)
+            seconds.append(time.perf_counter() - t0)
+        ratios.append(seconds[0] / seconds[1])
+    return float(np.median(ratios))
+
+
+def measure(original: str, variant: str, image: str, reference: Optional[str], *, device: str = "auto",
+            band_map: BandMap = None, batch_size: int = 8, reference_field: Optional[str] = None,
+            progress: Optional[Progress] = None) -> Dict[str, float]:
+    """In-model seconds of segmenting ``image``, IoU and F1 (all classes against background) of
+    ``original`` and ``variant`` against ``reference`` (class raster or polygons; None: the
+    original's own classes), the changes, and the speed-up (``paired_speedup``)."""
+    from .evaluate import evaluate
+
+    progress = ensure_progress(progress)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {}
+        for i, (tag, path) in enumerate((("original", original), ("variant", variant))):
+            runs[tag] = _classes_and_time(image, path, tmp, tag, device, band_map, batch_size,
+                                          SubProgress(progress, 45.0 * i, 45.0 * (i + 1)))
+        classes = load_model(original, "cpu").contract.classes
+        scores = {}
+        for tag in ("original", "variant"):
+            ref = reference or runs["original"][0]
+            row = evaluate(runs[tag][0], ref, reference_field=reference_field, classes=classes).row("all").scores
+            scores[tag] = (row.iou, row.f1)
+    speedup = paired_speedup(original, variant, device, batch_size, progress)
+    progress.set_progress(100.0)
+    metrics = {
+        "iou": scores["variant"][0], "f1": scores["variant"][1],
+        "iou_change": scores["variant"][0] - scores["original"][0], "f1_change": scores["variant"][1] - scores["original"][1],
+        "seconds": runs["variant"][1], "original_seconds": runs["original"][1],
+        "speedup": speedup,
+    }
+    if reference:
+        metrics.update(original_iou=scores["original"][0], original_f1=scores["original"][1])
+    return metrics
+
+
+def optimize_model(model_path: str, out_path: str, method: str, *, image: Optional[str] = None,
+                   reference: Optional[str] = None, reference_field: Optional[str] = None, band_map: BandMap = None,
+                   calibration_tiles: int = CALIBRATION_TILES, device: str = "auto", batch_size: int = 8,
+                   progress: Optional[Progress] = None) -> OptimizeResult:
+    """Write a faster variant of the GlacierSeg model ``model_path`` to ``out_path`` with
+    ``method`` (one of ``METHODS``), measured on ``image`` against ``reference`` (see
+    ``measure``); the figures go into its card. ``int8_static`` calibrates on tiles of ``image``;
+    ``fp16`` is measured on ``device`` (CUDA when available with ``auto``)."""
+    progress = ensure_progress(progress)
+    require("onnxruntime", "onnx")  # onnxruntime's quantization tools need the onnx package
+    if method not in METHODS:
+        raise InputError(f"Unknown optimization {method!r}; choose one of {', '.join(METHODS)}.")
+    if not image:
+        raise InputError("Give a raster to measure the variant on (and, for static int8, to calibrate it): "
+                         "one like those the model will segment.")
+    if not os.path.isfile(image):
+        raise InputError(f"Raster not found: {image!r}.")
+    if reference and not os.path.exists(reference.split("|")[0]):
+        raise InputError(f"Reference not found: {reference!r}.")
+    if calibration_tiles < 1:
+        raise InputError("Calibration needs at least 1 tile.")
+    loaded = load_model(model_path, "cpu")  # checks the file and its contract
+    reason = refusal(model_path, method)
+    if reason:
+        raise ModelContractError(f"Cannot make a {method} variant: {reason}")
+    contract = loaded.contract
+    name = contract.name or os.path.splitext(os.path.basename(model_path))[0]
+    with atomic_output(out_path, progress=progress) as tmp_out:
+        if method == "fp16":
+            _half(model_path, tmp_out)
+        else:
+            calibration = _CalibrationTiles(image, contract, loaded.input_name, band_map, calibration_tiles,
+                                            SubProgress(progress, 0.0, 30.0)) if method == "int8_static" else None
+            try:
+                _quantize(model_path, tmp_out, method, calibration)
+            except (InputError, ModelContractError):
+                raise
+            except Exception as exc:  # onnxruntime's tools raise plain exceptions for graphs they cannot handle
+                raise ModelContractError(
+                    f"Cannot make a {method} variant of {os.path.basename(model_path)}: onnxruntime's quantization "
+                    f"failed ({str(exc).splitlines()[0][:200]}). Try 'int8_dynamic', or use the model as it is."
+                ) from None
+        progress.set_progress(35.0)
+        metrics = measure(model_path, tmp_out, image, reference, device=device, band_map=band_map,
+                          batch_size=batch_size, reference_field=reference_field,
+                          progress=SubProgress(progress, 35.0, 100.0))
+        dataset = (os.path.basename(reference.split("|")[0]) if reference
+                   else f"classes of {name} (the original) on {os.path.basename(image)}")
+        variant = dataclasses.replace(
+            contract, name=f"{name}-{method.replace('_', '-')}",
+            description=(f"{method} variant of {name} made by glacierseg:optimize_model. " + (contract.description or "")).strip(),
+        )
+        variant = with_score(variant, {
+            "dataset": dataset, "metrics": metrics,
+            "method": (f"glacierseg:optimize_model {method} on {os.path.basename(image)}: IoU/F1 of all classes "
+                       f"against background; iou_change/f1_change vs the original; speedup = median of {SPEED_ROUNDS} paired "
+                       f"timings of one batch of {batch_size} tiles, original's / variant's ({loaded.describe() if method != 'fp16' else device})"),
+        })
+        write_contract(tmp_out, variant)
+    progress.push_info(
+        f"{method} variant written to {out_path}: speed-up {metrics['speedup']:.2f}× (in-model time), "
+        f"IoU {metrics['iou']:.4f} ({metrics['iou_change']:+.4f}), F1 {metrics['f1']:.4f} ({metrics['f1_change']:+.4f}) "
+        f"against {dataset}."
+    )
+    return OptimizeResult(out_path, method, variant, metrics, dataset)

@@ -1,0 +1,124 @@
+"""glacierseg:optimize_model: int8 / float16 variants of a real exported model, their card
+figures, refusals with the reason, and the run through processing.run."""
+import json
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import QgsProcessingFeedback
+
+from glacierseg.core.contract import read_contract
+from glacierseg.core.errors import InputError, ModelContractError
+from glacierseg.core.optimize import optimize_model, refusal
+from glacierseg.core.runtime import load_model
+from glacierseg.core.segment import segment_raster
+
+from .conftest import CONV_BANDS, write_raster
+
+METRICS = {"iou", "f1", "iou_change", "f1_change", "speedup", "seconds", "original_seconds"}
+
+
+@pytest.fixture(scope="module")
+def scene_raster(tmp_path_factory):
+    """The generated scene's bands the test U-Net reads, and its glacier truth."""
+    from glacierseg.core.sample_data import S2_BANDS, make_scene
+
+    folder = tmp_path_factory.mktemp("optscene")
+    scene = make_scene(str(folder), size=256)
+    with rasterio.open(scene.image) as ds:
+        img = ds.read([S2_BANDS.index(b) + 1 for b in CONV_BANDS])
+    return write_raster(folder / "three.tif", img, nodata=0, descriptions=list(CONV_BANDS)), scene.glacier_truth
+
+
+@pytest.fixture(scope="module")
+def int8_model(conv_model, scene_raster, tmp_path_factory):
+    image, truth = scene_raster
+    out = str(tmp_path_factory.mktemp("int8") / "unet-int8.onnx")
+    return optimize_model(conv_model, out, "int8_static", image=image, reference=truth, calibration_tiles=8)
+
+
+def classes(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def test_static_int8_variant_is_measured_and_carded(int8_model, conv_model, scene_raster, tmp_path):
+    image, truth = scene_raster
+    contract = read_contract(int8_model.path)
+    assert contract.name == "test-unet-int8-static"
+    score = contract.scores[-1]
+    assert score["dataset"] == os.path.basename(truth) and METRICS <= set(score["metrics"])
+    m = score["metrics"]
+    assert m["speedup"] > 0 and m["seconds"] > 0 and m["original_seconds"] > 0
+    assert m["iou_change"] == pytest.approx(m["iou"] - m["original_iou"])
+    loaded = load_model(int8_model.path, "cpu")
+    assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(int8_model.path).graph.node)
+    # segment takes the variant like any model; its classes agree with the original's on most pixels
+    a = segment_raster(image, conv_model, str(tmp_path / "a_p.tif"), str(tmp_path / "a_c.tif"))
+    b = segment_raster(image, loaded, str(tmp_path / "b_p.tif"), str(tmp_path / "b_c.tif"))
+    assert (classes(a.classes) == classes(b.classes)).mean() > 0.95
+
+
+def test_half_precision_variant_falls_back_to_cpu(conv_model, scene_raster, tmp_path):
+    image, _ = scene_raster
+    result = optimize_model(conv_model, str(tmp_path / "half.onnx"), "fp16", image=image, device="auto")
+    loaded = load_model(result.path, "auto")  # no GPU here: the CPU runs the float16 graph
+    assert loaded.half and loaded.provider == "CPUExecutionProvider" and not loaded.options["io_binding"]
+    assert "float16 inputs" in loaded.describe()
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    got, want = loaded.run(x), load_model(conv_model, "cpu").run(x)
+    assert got.dtype == np.float32 and np.abs(got - want).max() < 0.05
+    # without a reference the variant is scored against the original's classes
+    assert result.dataset.startswith("classes of test-unet") and result.metrics["iou"] > 0.9
+
+
+def test_refuses_models_it_cannot_quantize_with_the_reason(int8_model, conv_model, scene_raster, tmp_path):
+    image, _ = scene_raster
+    with pytest.raises(ModelContractError, match="already quantized .*QuantizeLinear.*quantize the original"):
+        optimize_model(int8_model.path, str(tmp_path / "again.onnx"), "int8_static", image=image)
+    assert not (tmp_path / "again.onnx").exists()
+    half = optimize_model(conv_model, str(tmp_path / "half.onnx"), "fp16", image=image).path
+    with pytest.raises(ModelContractError, match="already in half precision"):
+        optimize_model(half, str(tmp_path / "h2.onnx"), "int8_dynamic", image=image)
+    # a model without convolution or matrix layers: nothing for int8 to make faster
+    import onnx
+    from onnx import TensorProto, helper
+
+    from glacierseg.core.contract import write_contract
+
+    graph = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])])
+    plain = str(tmp_path / "plain.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), plain)
+    contract = read_contract(conv_model)
+    write_contract(plain, contract)
+    assert "no Conv, ConvTranspose, MatMul or Gemm layers (its layers: Sigmoid)" in refusal(plain, "int8_static")
+    with pytest.raises(ModelContractError, match="nothing to make faster"):
+        optimize_model(plain, str(tmp_path / "p8.onnx"), "int8_static", image=image)
+
+
+def test_bad_input_is_refused(conv_model, tmp_path):
+    with pytest.raises(InputError, match="Unknown optimization"):
+        optimize_model(conv_model, str(tmp_path / "x.onnx"), "int4", image=conv_model)
+    with pytest.raises(InputError, match="Give a raster"):
+        optimize_model(conv_model, str(tmp_path / "x.onnx"), "int8_static")
+
+
+def test_optimize_model_through_processing(glacierseg_provider, conv_model, scene_raster, tmp_path):
+    import processing
+
+    image, truth = scene_raster
+    out = str(tmp_path / "variant.onnx")
+    result = processing.run("glacierseg:optimize_model", {
+        "MODEL": conv_model, "METHOD": 0, "INPUT": image, "REFERENCE": truth, "CALIBRATION_TILES": 4,
+        "DEVICE": 1, "OUTPUT": out}, feedback=QgsProcessingFeedback())
+    assert result["OUTPUT"] == out and os.path.isfile(out)
+    metrics = read_contract(out).scores[-1]["metrics"]
+    assert result["SPEEDUP"] == pytest.approx(metrics["speedup"])
+    assert result["IOU_CHANGE"] == pytest.approx(metrics["iou_change"])
+    with pytest.raises(Exception, match="already quantized"):
+        processing.run("glacierseg:optimize_model", {"MODEL": out, "METHOD": 1, "INPUT": image,
+                                                     "OUTPUT": str(tmp_path / "again.onnx")},
+                       feedback=QgsProcessingFeedback())
