@@ -879,6 +879,7 @@ def write_html_report(path: str, contract: ModelContract, history: Sequence[Dict
     import io
 
     from matplotlib.figure import Figure  # no pyplot: no GUI backend in a QGIS or a headless process
+    from matplotlib.ticker import MaxNLocator
 
     t = contract.training
     epochs = [h["epoch"] for h in history]
@@ -889,7 +890,7 @@ def write_html_report(path: str, contract: ModelContract, history: Sequence[Dict
         return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
     fig = Figure(figsize=(10, 3.6))
-    ax, ax2 = fig.subplots(1, 2)
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.45})  # room for the learning-rate axis
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", color="#1565c0", label="training loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
@@ -913,6 +914,8 @@ def write_html_report(path: str, contract: ModelContract, history: Sequence[Dict
     ax2.set_ylabel("validation IoU")
     ax2.set_title("Validation")
     ax2.legend(fontsize=7, loc="lower right")
+    for axis in (ax, ax2):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
     curves = png(fig)
     cells_fig = ""
     spread = {n: c for n, c in t["validation_cells"].items() if c.get("n")}
