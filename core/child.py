@@ -81,7 +81,10 @@ def run_models_cli(args: Sequence[str], progress: Optional[Progress] = None, pol
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-                raise CancelledError("Run cancelled by the user.")
+                reader.join(timeout=5)
+                drain()  # a child that stops gracefully says what it left (e.g. a training checkpoint)
+                said = [e for e in errors if not e.startswith(("Traceback", "  "))]
+                raise CancelledError(said[-1] if said else "Run cancelled by the user.")
             drain()
             time.sleep(poll_s)
     finally:

@@ -4,8 +4,13 @@
         --classes "glacier=1,2" --inputs "S2:B03,S2:B08,S2:B11,NDSI(S2:B03,S2:B11)" \\
         --network unet --epochs 50 --device cuda --out model.onnx --report report.json
 
-Labels come from ``--label-raster`` or ``--label-vector`` with ``--class-field``; patch
-datasets from ``--landslide4sense DIR`` or ``--pairs DIR`` (``images/`` and ``masks/``).
+Labels come from ``--label-raster`` or ``--label-vector`` (with ``--class-field``, or without
+one: every polygon is the one class); patch datasets from ``--landslide4sense DIR`` or
+``--pairs DIR`` (``images/`` and ``masks/``).
+
+``glacierseg:train`` runs this command in a child process (``core.child.run_models_cli``; torch
+never enters QGIS): progress and messages on stderr, the JSON summary on stdout, SIGTERM stops
+training after its current batch.
 
 ``explain`` writes gradient saliency and Grad-CAM of a training checkpoint (``glacierseg:explain``
 runs it as a child process so torch stays out of QGIS).
@@ -16,6 +21,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 from typing import List, Optional
 
 from ..core.contract import TASKS
@@ -23,18 +29,23 @@ from ..core.errors import GlacierSegError
 
 
 class PrintProgress:
-    """Progress on stderr: messages as they come, percent every 5 %."""
+    """Progress on stderr: messages as they come, percent every 1 % (read by ``core.child``).
+    ``cancel()`` (SIGTERM during training) makes the run stop after the current batch."""
 
     def __init__(self):
-        self._last = -5.0
+        self._last = -1.0
+        self._cancelled = False
 
     def set_progress(self, percent: float) -> None:
-        if percent - self._last >= 5.0 or percent >= 100.0 > self._last:
+        if percent - self._last >= 1.0 or percent >= 100.0 > self._last:
             self._last = percent
             print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
 
+    def cancel(self, signum=None, frame=None) -> None:
+        self._cancelled = True
+
     def is_canceled(self) -> bool:
-        return False
+        return self._cancelled
 
     def push_info(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -50,7 +61,8 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--label-vector", help="label polygons (any OGR format)")
     data.add_argument("--class-field", help="field of --label-vector holding the class")
     data.add_argument("--validation-vector", help="validation area polygons (else a fishnet split)")
-    data.add_argument("--cell-size", type=int, default=512, help="fishnet cell size in pixels (default 512)")
+    data.add_argument("--cell-size", type=int, default=0,
+                      help="fishnet cell size in pixels (default 0: sized from the raster so validation gets about 8 cells)")
     data.add_argument("--val-fraction", type=float, default=0.2, help="fraction of fishnet cells or patches for validation")
     data.add_argument("--band-names", help="band names in raster order, comma-separated (default: band descriptions)")
     data.add_argument("--landslide4sense", metavar="DIR", help="folder of Landslide4Sense .h5 patches")
@@ -58,14 +70,17 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--pixel-size", type=float, help="pixel size in metres of non-georeferenced --pairs images")
     t.add_argument("--classes", help="'name=label values [#colour]; ...' (default for Landslide4Sense: landslide=1)")
     t.add_argument("--inputs", default="", help="model inputs: bands and features, e.g. 'S2:B03,NDSI(S2:B03,S2:B11)'")
-    t.add_argument("--network", default="unet")
+    t.add_argument("--network", default="unet_efficientnet_b0")
     t.add_argument("--network-options", default="{}", help="JSON keyword arguments of the network")
     t.add_argument("--loss", default="ce_dice")
     t.add_argument("--loss-options", default="{}", help="JSON keyword arguments of the loss")
-    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--epochs", type=int, default=20, help="epochs (the most epochs with --minutes)")
+    t.add_argument("--minutes", type=float, default=0.0, help="time budget of the run; the schedule is fitted to it (0: off)")
+    t.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation IoU (0: never)")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--tile-size", type=int, default=256)
+    t.add_argument("--tile-size", type=int, default=0,
+                   help="training and inference tile size in px, a multiple of 32 (default 0: fitted to the rasters; 256 for patches)")
     t.add_argument("--tiles-per-epoch", type=int, default=256)
     t.add_argument("--no-augment", action="store_true", help="no rotations/flips")
     t.add_argument("--cutmix", type=float, default=0.0, help="CutMix probability per tile")
@@ -79,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--validation-dir", help="write validation probabilities (GeoTIFF) here")
     t.add_argument("--out", required=True, help="output ONNX model")
     t.add_argument("--report", help="training report (JSON; CSV beside it)")
+    t.add_argument("--report-html", help="training report with curves (HTML)")
     e = sub.add_parser("explain", help="gradient saliency and Grad-CAM of a training checkpoint over a raster")
     e.add_argument("--image", required=True, help="raster to explain")
     e.add_argument("--model", required=True, help="the checkpoint's exported ONNX model (its contract)")
@@ -116,8 +132,16 @@ def explain_command(args: argparse.Namespace) -> dict:
     return result_summary(result)
 
 
-def train_command(args: argparse.Namespace) -> dict:
-    import torch
+def train_command(args: argparse.Namespace, progress, started: float) -> dict:
+    try:
+        import torch
+    except ImportError:
+        from ..core.errors import DependencyError
+
+        raise DependencyError(
+            f"Training needs torch, missing from the Python that trains ({sys.executable}). Install it with\n"
+            f"    {sys.executable} -m pip install -r requirements-dev.txt\n"
+            "from the plugin folder.") from None
 
     from . import datasets
     from .train import TrainConfig, train, train_rasters
@@ -136,13 +160,15 @@ def train_command(args: argparse.Namespace) -> dict:
     config = TrainConfig(
         classes=classes, inputs=datasets.split_inputs(args.inputs), network=args.network,
         network_kwargs=json.loads(args.network_options), loss=args.loss, loss_kwargs=json.loads(args.loss_options),
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, tile_size=args.tile_size,
+        epochs=args.epochs, minutes=args.minutes, patience=args.patience, batch_size=args.batch_size, learning_rate=args.lr, tile_size=args.tile_size,
         tiles_per_epoch=args.tiles_per_epoch, augment=not args.no_augment, cutmix=args.cutmix,
         device=args.device, seed=args.seed, task="landslide" if args.landslide4sense and args.task == "glacier" else args.task,
     )
-    outputs = dict(report_out=args.report, checkpoint=args.checkpoint, resume=args.resume,
-                   finetune=args.finetune, validation_dir=args.validation_dir, progress=PrintProgress())
+    outputs = dict(report_out=args.report, html_out=args.report_html, checkpoint=args.checkpoint, resume=args.resume,
+                   finetune=args.finetune, validation_dir=args.validation_dir, progress=progress, started=started)
     band_names = datasets.split_inputs(args.band_names) if args.band_names else None
+    if not args.raster and not config.tile_size:
+        config.tile_size = 256
     if args.raster:
         result = train_rasters(
             args.raster, config, args.out, labels_raster=args.label_raster, labels_vector=args.label_vector,
@@ -156,9 +182,12 @@ def train_command(args: argparse.Namespace) -> dict:
                 raise GlacierSegError("--pairs needs --band-names (the image bands in order).")
             scenes = datasets.image_mask_scenes(args.pairs, classes, band_names, args.pixel_size, args.val_fraction, args.seed)
         result = train(scenes, config, args.out, **outputs)
-    return {"model": result.model, "report": result.report, "best_epoch": result.best_epoch,
-            "thresholds": result.thresholds, "validation": result.validation,
-            "samples_per_second": result.samples_per_second, "device": result.device}
+    return {"model": result.model, "report": result.report, "report_html": result.html_report,
+            "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped": result.stopped,
+            "thresholds": result.thresholds, "threshold_reasons": result.threshold_reasons,
+            "validation": result.validation, "validation_cells": result.validation_cells,
+            "samples_per_second": result.samples_per_second, "device": result.device,
+            "checkpoint": result.checkpoint, "validation_rasters": result.validation_rasters}
 
 
 def _terminate(signum, frame):  # SIGTERM (Cancel in QGIS): unwind so that partial outputs are removed
@@ -166,14 +195,18 @@ def _terminate(signum, frame):  # SIGTERM (Cancel in QGIS): unwind so that parti
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    started = time.monotonic()
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    progress = PrintProgress()
+    # SIGTERM (Cancel in QGIS): training stops after its batch and says what stays (its checkpoint);
+    # explain unwinds at once. Either way partial outputs are removed.
+    signal.signal(signal.SIGTERM, progress.cancel if args.command == "train" else _terminate)
     try:
-        summary = train_command(args) if args.command == "train" else explain_command(args)
+        summary = train_command(args, progress, started) if args.command == "train" else explain_command(args)
     except (GlacierSegError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2, default=float))
     return 0
 
 

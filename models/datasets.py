@@ -94,6 +94,7 @@ class Scene:
     crs: Optional[str] = None
     transform: Optional[tuple] = None
     valid: np.ndarray = field(default=None)  # bool (H, W): all bands have data
+    cell_px: int = 0  # side of the square cells validation is scored per (0: the whole scene is one cell)
 
     def __post_init__(self):
         if self.valid is None:
@@ -175,7 +176,16 @@ def _rasterize(shapes_crs: str, shapes: Sequence[Tuple[dict, int]], src, shape) 
     return rasterize(geoms, out_shape=shape, transform=src.transform, fill=0, dtype="uint8")
 
 
-def _targets_from_vector(path: str, field_name: str, classes: Sequence[ClassSpec], src, shape) -> np.ndarray:
+def _targets_from_vector(path: str, field_name: Optional[str], classes: Sequence[ClassSpec], src, shape) -> np.ndarray:
+    """Polygons burnt into the raster's grid (reprojected from the layer's CRS). Without a
+    class field every polygon is the one class (outlines as inventories publish them)."""
+    if not field_name:
+        if len(classes) != 1:
+            raise InputError(f"Polygon labels without a class field can only mean one class, but {len(classes)} "
+                             f"classes are listed ({', '.join(c.name for c in classes)}); choose the field that "
+                             "holds each polygon's class, or list one class.")
+        crs, shapes = read_vector(path)
+        return _rasterize(crs, [(g, 1) for g, _ in shapes], src, shape)
     crs, shapes = read_vector(path, field_name)
     lookup = {v: k for k, c in enumerate(classes, start=1) for v in c.label_values}
     # the first listed class wins where polygons overlap: burn it last
@@ -203,6 +213,47 @@ def _targets_from_raster(path: str, classes: Sequence[ClassSpec], src, shape) ->
         targets[np.isin(values, codes)] = k
     targets[missing] = IGNORE
     return targets
+
+
+MIN_VALIDATION_CELLS = 8  # validation cells a fishnet aims at: enough to see the spread of scores
+MAX_CELL_PX = 512
+
+
+def fishnet_cell_px(shape: Tuple[int, int], tile_px: int, val_fraction: float = 0.2) -> int:
+    """Fishnet cell size (px) sized from the raster: the largest multiple of 32 that still gives
+    ``MIN_VALIDATION_CELLS`` validation cells at ``val_fraction``, but at least half a training
+    tile (so that whole tiles fit between validation cells) and at most ``MAX_CELL_PX``."""
+    h, w = shape
+    cells_needed = math.ceil(MIN_VALIDATION_CELLS / max(val_fraction, 1e-6))
+    side = math.sqrt(h * w / cells_needed)
+    cell = int(side // 32 * 32)
+    return int(min(MAX_CELL_PX, max(cell, tile_px // 2, 32)))
+
+
+TILE_CHOICES = (256, 128, 64)  # training tile sizes tried, largest first
+
+
+def training_tile_px(shapes: Sequence[Tuple[int, int]], val_fraction: float = 0.2, fishnet: bool = True) -> int:
+    """Training (and inference) tile size fitted to the rasters: the largest of ``TILE_CHOICES``
+    whose fishnet (``fishnet_cell_px``) still gives every raster ``MIN_VALIDATION_CELLS``
+    validation cells, and at most half the smallest raster side (so tiles fit beside the
+    validation). The smallest choice where none fits."""
+    def fits(tile, shape):
+        if 2 * tile > min(shape):
+            return False
+        if not fishnet:
+            return True
+        cell = fishnet_cell_px(shape, tile, val_fraction)
+        return round(val_fraction * math.ceil(shape[0] / cell) * math.ceil(shape[1] / cell)) >= MIN_VALIDATION_CELLS
+
+    return next((t for t in TILE_CHOICES if all(fits(t, s) for s in shapes)), TILE_CHOICES[-1])
+
+
+def raster_shape(path: str) -> Tuple[int, int]:
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.height, src.width
 
 
 def fishnet_split(shape: Tuple[int, int], cell_px: int, val_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
@@ -233,18 +284,18 @@ def load_raster_scene(
     class_field: Optional[str] = None,
     validation_vector: Optional[str] = None,
     band_names: Optional[Sequence[str]] = None,
-    cell_px: int = 512,
+    cell_px: int = 0,
+    tile_px: int = 256,
     val_fraction: float = 0.2,
     seed: int = 0,
 ) -> Scene:
-    """Read a raster, its targets (class raster warped onto its grid, or polygons with a
-    class field burnt into it) and its split (validation polygons, else a fishnet)."""
+    """Read a raster, its targets (class raster warped onto its grid, or polygons burnt into
+    it: by their class field, or all one class without one) and its split (validation
+    polygons, else a fishnet; ``cell_px`` 0 sizes its cells by ``fishnet_cell_px``)."""
     import rasterio
 
     if bool(labels_raster) == bool(labels_vector):
-        raise InputError("Give the labels either as a class raster or as polygons with a class field (one of them).")
-    if labels_vector and not class_field:
-        raise InputError("Polygon labels need the field that holds each polygon's class.")
+        raise InputError("Give the labels either as a class raster or as polygons (one of them).")
     with rasterio.open(path) as src:
         names = _band_names(src, band_names, path)
         size = pixel_size_m(src, path)
@@ -256,6 +307,7 @@ def load_raster_scene(
             if nd is not None and not math.isnan(nd):
                 valid &= data[b] != nd
         shape = data.shape[1:]
+        cell_px = int(cell_px) or fishnet_cell_px(shape, tile_px, val_fraction)
         if labels_vector:
             targets = _targets_from_vector(labels_vector, class_field, classes, src, shape)
         else:
@@ -270,7 +322,7 @@ def load_raster_scene(
         crs_wkt, transform = src.crs.to_wkt(), tuple(src.transform)[:6]
     targets[~valid] = IGNORE
     bands = {n: data[i] for i, n in enumerate(names)}
-    return Scene(os.path.basename(path), bands, targets, split, size, crs_wkt, transform, valid)
+    return Scene(os.path.basename(path), bands, targets, split, size, crs_wkt, transform, valid, cell_px)
 
 
 # ------------------------------------------------------------------ patch datasets

@@ -31,7 +31,8 @@ from ..core.metrics import binary_scores
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
 from ..core.segment import activate, model_tiling
 from ..core.tiling import TileGrid, reflect_index
-from .datasets import IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, window_origins
+from .datasets import (IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, raster_shape, training_tile_px,
+                       window_origins)
 from .export import export_onnx
 from .losses import build_loss, compute_loss
 from .registry import build_model, head_logits
@@ -40,6 +41,14 @@ CHECKPOINT_FORMAT = "glacierseg-train-1"
 DEVICES = ("auto", "cpu", "cuda")
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 RANGE_SAMPLE = 200_000  # training pixels per raster the input range is measured on
+# A threshold is tuned on validation only where the class is seen in enough separate cells and
+# pixels; below that the F1 optimum follows the noise of one or two places (on 3 fishnet cells the
+# validation IoU swung between 0.39 and 0.51 from epoch to epoch), so the neutral threshold stays.
+MIN_TUNING_CELLS = 4
+MIN_TUNING_PIXELS = 1000
+UNTUNED_SIGMOID = 0.5  # one channel: probability 0.5
+UNTUNED_SOFTMAX = 0.0  # several channels: the most probable class, never demoted
+EXPORT_SECONDS = 5.0  # kept in a time budget (at most 5 % of it) for export and reports, beside the timed validation passes
 
 
 @dataclass
@@ -48,11 +57,13 @@ class TrainConfig:
 
     classes: List[ClassSpec]
     inputs: List[str] = field(default_factory=list)  # model inputs; empty = every raster band
-    network: str = "unet"
+    network: str = "unet_efficientnet_b0"  # ~13x faster to train on a CPU than unet (benchmarks/bench_networks.py)
     network_kwargs: Dict[str, Any] = field(default_factory=dict)
     loss: str = "ce_dice"
     loss_kwargs: Dict[str, Any] = field(default_factory=dict)
-    epochs: int = 20
+    epochs: int = 20  # with a time budget: the most epochs
+    minutes: float = 0.0  # time budget of the whole run (0: train ``epochs``); the schedule is fitted to it
+    patience: int = 5  # stop after this many epochs without a better validation score (0: never)
     batch_size: int = 8
     learning_rate: float = 1e-3
     tile_size: int = 256
@@ -81,6 +92,8 @@ class TrainConfig:
             raise InputError(f"Task {self.task!r} is not one of {', '.join(TASKS)}.")
         if self.epochs < 1 or self.batch_size < 1 or self.tiles_per_epoch < 1:
             raise InputError("Epochs, batch size and tiles per epoch must be at least 1.")
+        if self.minutes < 0 or self.patience < 0:
+            raise InputError("The time budget (minutes) and the patience (epochs) must be 0 (off) or positive.")
         if self.tile_size < 32 or self.tile_size % 32:
             raise InputError(f"Tile size {self.tile_size} must be a multiple of 32 (the networks downsample by up to 32).")
         if not self.learning_rate > 0:
@@ -109,6 +122,10 @@ class TrainResult:
     samples_per_second: float
     device: str
     validation_rasters: List[str]
+    stopped: str = ""  # why training ended (epochs, time budget, early stopping)
+    validation_cells: Dict[str, Dict[str, float]] = field(default_factory=dict)  # class -> per-cell IoU spread
+    threshold_reasons: Dict[str, str] = field(default_factory=dict)  # class -> why its threshold was chosen
+    html_report: Optional[str] = None
 
 
 # ------------------------------------------------------------------ devices
@@ -392,8 +409,12 @@ def train(scenes: Sequence[Scene], config: TrainConfig, model_out: str, *, check
           **kwargs) -> TrainResult:
     """Train ``config.network`` on ``scenes``, export the best epoch (by mean validation IoU)
     to ``model_out`` (ONNX + contract) and write the report (JSON, and CSV beside it).
-    Keywords: ``report_out``, ``checkpoint``, ``resume``, ``finetune``, ``validation_dir``,
-    ``progress`` (see ``_train``).
+    Keywords: ``report_out``, ``html_out``, ``checkpoint``, ``resume``, ``finetune``,
+    ``validation_dir``, ``started``, ``progress`` (see ``_train``).
+
+    Training ends after ``config.epochs``, when the time budget ``config.minutes`` is spent
+    (the cosine schedule runs over the budget then), or after ``config.patience`` epochs
+    without a better validation IoU, whichever comes first.
 
     Model, report and validation rasters appear together, only on success. A cancel leaves
     them unwritten and says what stays: the checkpoint of the last finished epoch, kept on
@@ -419,12 +440,17 @@ def _train(
     resume: bool = False,
     finetune: Optional[str] = None,
     validation_dir: Optional[str] = None,
+    html_out: Optional[str] = None,
+    started: Optional[float] = None,
     progress: Optional[Progress] = None,
 ) -> TrainResult:
     """``train``: ``checkpoint`` is written after every epoch; with ``resume`` an existing one is
-    continued. ``finetune`` starts from the weights (and input scaling) of another training checkpoint."""
+    continued. ``finetune`` starts from the weights (and input scaling) of another training checkpoint.
+    ``html_out``: the HTML training report. ``started``: ``time.monotonic()`` when the run began
+    (the time budget counts from it; default now)."""
     import torch
 
+    started = time.monotonic() if started is None else started
     progress = ensure_progress(progress)
     config.validate()
     device = resolve_device(config.device)
@@ -442,7 +468,7 @@ def _train(
         raise InputError(f"Unknown derived feature in {', '.join(unknown)}; known features: {', '.join(sorted(features.FEATURES))}.")
     if not any((s.split == VALIDATION).any() and (s.targets[s.split == VALIDATION] != IGNORE).any() for s in scenes):
         raise InputError("The validation part holds no labelled pixels; move the validation area over labelled ground.")
-    _check_class_pixels(scenes, config, progress, finetuning=bool(finetune) and not resume)
+    counts = _check_class_pixels(scenes, config, progress, finetuning=bool(finetune) and not resume)
 
     state: Optional[Dict[str, Any]] = None
     if resume and checkpoint and os.path.exists(checkpoint):
@@ -455,9 +481,7 @@ def _train(
     base = load_checkpoint(finetune) if finetune and state is None else None
     if base is not None:
         stored = TrainConfig.from_dict(base["config"])
-        if stored.inputs != names or stored.out_channels != config.out_channels:
-            raise InputError(f"{os.path.basename(finetune)} was trained on inputs {stored.inputs} with "
-                             f"{stored.out_channels} output channel(s); fine-tuning needs the same inputs and classes.")
+        _check_finetune_base(os.path.basename(finetune), stored, config, names)
         config = replace(config, network=stored.network, network_kwargs=stored.network_kwargs)
 
     raws = [input_arrays(s, probe) for s in scenes]
@@ -495,6 +519,7 @@ def _train(
     history: List[Dict[str, Any]] = []
     best = {"epoch": 0, "score": -math.inf, "weights": None}
     start = 1
+    previous_thresholds: Dict[str, float] = {}
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -505,17 +530,32 @@ def _train(
         progress.push_info(f"Resuming from {os.path.basename(checkpoint)} after epoch {start - 1}.")
     elif base is not None:
         model.load_state_dict(base["best_model"])
+        previous_thresholds = dict(base.get("thresholds") or {})
         progress.push_info(f"Fine-tuning the weights of {os.path.basename(finetune)}.")
 
     val_regions = [(s.split == VALIDATION) & (s.targets != IGNORE) for s in scenes]
     steps = max(1, math.ceil(config.tiles_per_epoch / config.batch_size))
     progress.push_info(
         f"Training {config.network} on {device.type}: {len(names)} input(s) {', '.join(names)}; "
-        f"{int(sampler.counts.sum())} training tile positions, {sum(int(v.sum()) for v in val_regions)} validation pixels; "
-        f"receptive field {rf} px."
+        f"{int(sampler.counts.sum())} training tile positions, {sum(int(v.sum()) for v in val_regions)} validation pixels "
+        f"in {_cell_count(scenes, val_regions)} cell(s); receptive field {rf} px."
     )
+    if device.type == "cpu" and torch.cuda.is_available():
+        progress.push_info("A CUDA GPU is present: choose Device 'CUDA' (or 'Auto') to train many times faster.")
+    budget = 60.0 * config.minutes
+    clock = Clock(started, budget)
+    initial = None
+    if budget:  # one validation pass, timed, so the budget keeps time for the last ones (and a baseline score)
+        t0 = time.monotonic()
+        probs, targets, _ = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
+        initial = float(np.nanmean([v["iou"] for v in scores(probs, targets, config.classes).values()]))
+        clock.reserve(time.monotonic() - t0, bool(validation_dir))
+        progress.push_info(f"Time budget {config.minutes:g} min: training until {clock.train_seconds / 60:.1f} min, "
+                           f"keeping {clock.kept_seconds:.0f} s for validation and export; validation IoU before "
+                           f"training {initial:.3f}.")
     train_progress = SubProgress(progress, 0, 95)
     seconds_training, samples = 0.0, 0
+    stopped = f"all {config.epochs} epochs trained"
     for epoch in range(start, config.epochs + 1):
         rng = np.random.default_rng([config.seed, epoch])
         model.train()
@@ -523,7 +563,12 @@ def _train(
         t0 = time.perf_counter()
         for step in range(steps):
             check_cancel(progress)
-            lr = cosine_lr(config.learning_rate, (epoch - 1) * steps + step, config.epochs * steps)
+            done = ((epoch - 1) * steps + step) / (config.epochs * steps)
+            if budget:
+                if clock.fraction() >= 1.0:
+                    break
+                done = max(done, clock.fraction())
+            lr = cosine_lr(config.learning_rate, done, 1.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = sampler.sample(rng, config.batch_size, xs, scenes)
@@ -535,21 +580,28 @@ def _train(
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-            train_progress.set_progress(100.0 * ((epoch - 1) + (step + 1) / (steps + 1)) / config.epochs)
+            train_progress.set_progress(100.0 * (clock.fraction() if budget
+                                                 else ((epoch - 1) + (step + 1) / (steps + 1)) / config.epochs))
+        if not losses:  # the budget ran out before this epoch's first step
+            stopped = f"time budget of {config.minutes:g} min reached after epoch {epoch - 1}"
+            break
         seconds_training += time.perf_counter() - t0
-        samples += steps * config.batch_size
-        probs, targets = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
+        samples += len(losses) * config.batch_size
+        probs, targets, cells = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
         val = scores(probs, targets, config.classes)
         score = float(np.nanmean([v["iou"] for v in val.values()]))
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "learning_rate": lr, "seconds": time.perf_counter() - t0,
-                        "validation": val, "mean_iou": score})
+                        "steps": len(losses), "validation": val, "mean_iou": score,
+                        "cells": cell_scores(probs, targets, cells, config.classes)})
         if score > best["score"] or best["weights"] is None:
             best = {"epoch": epoch, "score": score, "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         progress.push_info(
             f"Epoch {epoch}/{config.epochs}: loss {history[-1]['train_loss']:.4f}, validation "
             + ", ".join(f"{n} IoU {v['iou']:.3f} F1 {v['f1']:.3f}" for n, v in val.items())
+            + (f" ({len(losses)}/{steps} batches, time budget)" if len(losses) < steps else "")
         )
-        train_progress.set_progress(100.0 * epoch / config.epochs)
+        if not budget:
+            train_progress.set_progress(100.0 * epoch / config.epochs)
         if checkpoint:
             _save_checkpoint(checkpoint, {
                 "format": CHECKPOINT_FORMAT, "epoch": epoch, "config": config.to_dict(),
@@ -557,37 +609,160 @@ def _train(
                 "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
                 "best_epoch": best["epoch"], "best_score": best["score"], "best_model": best["weights"],
             })
+        if budget and clock.fraction() >= 1.0:
+            stopped = f"time budget of {config.minutes:g} min reached in epoch {epoch}"
+            break
+        if config.patience and epoch - best["epoch"] >= config.patience:
+            stopped = (f"early stopping: no better validation IoU for {config.patience} epochs after epoch "
+                       f"{best['epoch']} ({best['score']:.3f})")
+            break
+    progress.push_info(f"Stopped: {stopped}; exporting epoch {best['epoch']}.")
 
     check_cancel(progress)
     model.load_state_dict(best["weights"])
-    probs, targets = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
-    by_index = tune_thresholds(probs, targets)
+    probs, targets, cells = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
+    thresholds, reasons = choose_thresholds(probs, targets, cells, config, previous_thresholds, progress)
+    by_index = {k: thresholds[c.name] for k, c in enumerate(config.classes, start=1)}
     final = scores(probs, targets, config.classes, by_index)
-    thresholds = {config.classes[k - 1].name: t for k, t in by_index.items()}
+    spread = cell_scores(probs, targets, cells, config.classes, by_index)
+    for name, v in final.items():
+        c = spread[name]
+        progress.push_info(f"Validation {name}: IoU {v['iou']:.3f} over all validation pixels; per cell "
+                           + (f"{c['mean']:.3f} ± {c['std']:.3f} (range {c['min']:.3f}–{c['max']:.3f}, {c['n']} cells)"
+                              if c["n"] else "not scored (no cell holds the class)"))
     throughput = samples / seconds_training if seconds_training else math.nan
     contract = replace(contract, thresholds=thresholds, training={
         "network": config.network, "network_kwargs": config.network_kwargs, "loss": config.loss,
-        "epochs": config.epochs, "best_epoch": best["epoch"], "tile_size": config.tile_size,
-        "validation": final, "rasters": [s.name for s in scenes],
-    }, scores=(validation_score(final, [s.name for s in scenes], best["epoch"]),))
+        "epochs": config.epochs, "minutes": config.minutes, "patience": config.patience, "stopped": stopped,
+        "best_epoch": best["epoch"], "tile_size": config.tile_size, "seconds": round(clock.elapsed(), 1),
+        "validation": final, "validation_cells": spread, "thresholds": reasons,
+        "labelled_pixels": counts, "rasters": [s.name for s in scenes],
+        "curves": [{"epoch": h["epoch"], "train_loss": round(h["train_loss"], 5), "mean_iou": round(h["mean_iou"], 4),
+                    "iou": {n: round(v["iou"], 4) for n, v in h["validation"].items()}} for h in history],
+    }, scores=(validation_score(final, [s.name for s in scenes], best["epoch"], spread),))
     progress.set_progress(96)
     model.eval().cpu()
     validation = _validation_paths(validation_dir, scenes, val_regions) if validation_dir else {}
-    with atomic_outputs(model_out, report_out, *validation.values(), progress=progress) as tmps:
+    with atomic_outputs(model_out, report_out, html_out, *validation.values(), progress=progress) as tmps:
         export_onnx(model, contract, tmps[0])
-        _write_validation(dict(zip(validation, tmps[2:])), model, xs, scenes, val_regions, contract)
+        _write_validation(dict(zip(validation, tmps[3:])), model, xs, scenes, val_regions, contract)
         if report_out:
             _write_report(tmps[1], config, history, best["epoch"], thresholds, final, throughput, device.type, contract)
+        if html_out:
+            write_html_report(tmps[2], contract, history, initial, throughput, device.type)
+    if checkpoint and os.path.isfile(checkpoint):  # the thresholds, for a later fine-tuning that cannot tune its own
+        state = load_checkpoint(checkpoint)
+        state["thresholds"] = thresholds
+        _save_checkpoint(checkpoint, state)
     validation_rasters = list(validation.values())
     progress.set_progress(100)
     return TrainResult(model_out, report_out, checkpoint, contract, history, best["epoch"], thresholds, final,
-                       throughput, device.type, validation_rasters)
+                       throughput, device.type, validation_rasters, stopped, spread, reasons, html_out)
 
 
-def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: Progress, finetuning: bool) -> None:
-    """Report labelled pixels per class in the training and validation parts; refuse a class
-    without any in either (it cannot be learnt or scored: validation IoU 0), or warn loudly
-    when fine-tuning (the base model may know it already)."""
+class Clock:
+    """Wall time of a run against its time budget: training gets the budget less what the
+    last validation passes (timed), the validation rasters and the export need."""
+
+    def __init__(self, started: float, budget: float):
+        self.started, self.budget = started, budget
+        self.kept_seconds = 0.0
+
+    def reserve(self, validation_seconds: float, validation_rasters: bool) -> None:
+        # one validation after the last epoch, one of the best weights, one per validation raster set
+        self.kept_seconds = validation_seconds * (2 + validation_rasters) + min(EXPORT_SECONDS, 0.05 * self.budget)
+
+    @property
+    def train_seconds(self) -> float:
+        return max(self.budget - self.kept_seconds, 1e-6)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def fraction(self) -> float:
+        """Share of the training time spent (1 = stop training)."""
+        return self.elapsed() / self.train_seconds
+
+
+def _check_finetune_base(name: str, stored: TrainConfig, config: TrainConfig, inputs: Sequence[str]) -> None:
+    """Fine-tuning needs the base model's inputs (bands and features, in order) and classes."""
+    problems = []
+    if list(stored.inputs) != list(inputs):
+        problems.append(f"inputs {', '.join(stored.inputs)} (this run: {', '.join(inputs)})")
+    if [c.name for c in stored.classes] != [c.name for c in config.classes]:
+        problems.append(f"classes {', '.join(c.name for c in stored.classes)} "
+                        f"(this run: {', '.join(c.name for c in config.classes)})")
+    if problems:
+        raise InputError(f"{name} was trained with other {' and other '.join(problems)}. Fine-tuning keeps the "
+                         "network's inputs and outputs: give the same model inputs and classes, or train a new model.")
+
+
+def _cell_count(scenes: Sequence[Scene], regions: Sequence[np.ndarray]) -> int:
+    return sum(len(np.unique(_cell_ids(s, r))) for s, r in zip(scenes, regions))
+
+
+def _cell_ids(scene: Scene, region: np.ndarray, offset: int = 0) -> np.ndarray:
+    """Validation cell of each pixel of ``region`` (fishnet cells of ``scene.cell_px``; the whole
+    scene when it has none, e.g. a patch of a patch dataset)."""
+    cell = scene.cell_px or max(scene.shape)
+    rows, cols = np.nonzero(region)
+    per_row = math.ceil(scene.shape[1] / cell)
+    return offset + (rows // cell) * per_row + cols // cell
+
+
+def cell_scores(probs: np.ndarray, targets: np.ndarray, cells: np.ndarray, classes: Sequence[ClassSpec],
+                thresholds: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, Any]]:
+    """Per class, the IoU in each validation cell where the class is present or predicted:
+    n, mean, standard deviation, min, max and the values (the spread a single pooled IoU hides)."""
+    _, index = np.unique(cells, return_inverse=True)
+    out = {}
+    for k, mask in predicted_masks(probs, thresholds or {}).items():
+        truth = targets == k
+        inter = np.bincount(index, weights=truth & mask)
+        union = np.bincount(index, weights=truth | mask)
+        iou = inter[union > 0] / union[union > 0]
+        out[classes[k - 1].name] = ({"n": int(iou.size), "mean": float(iou.mean()), "std": float(iou.std()),
+                                     "min": float(iou.min()), "max": float(iou.max()),
+                                     "values": [round(float(v), 4) for v in iou]}
+                                    if iou.size else {"n": 0})
+    return out
+
+
+def choose_thresholds(probs: np.ndarray, targets: np.ndarray, cells: np.ndarray, config: TrainConfig,
+                      previous: Dict[str, float], progress: Progress) -> Tuple[Dict[str, float], Dict[str, str]]:
+    """Per class name, the threshold and why: tuned for validation F1 (``tune_thresholds``) where
+    the class lies in at least ``MIN_TUNING_CELLS`` validation cells with ``MIN_TUNING_PIXELS``
+    pixels; else the base model's (fine-tuning) or the neutral one, with a warning."""
+    tuned = tune_thresholds(probs, targets)
+    thresholds, reasons = {}, {}
+    for k, c in enumerate(config.classes, start=1):
+        truth = targets == k
+        n_cells, n_pixels = len(np.unique(cells[truth])), int(truth.sum())
+        if n_cells >= MIN_TUNING_CELLS and n_pixels >= MIN_TUNING_PIXELS:
+            thresholds[c.name] = tuned[k]
+            reasons[c.name] = (f"tuned: maximises validation F1 over {n_pixels} {c.name} pixels in {n_cells} cells")
+            continue
+        if c.name in previous:
+            value, kept = float(previous[c.name]), "the base model's threshold"
+        else:
+            value = UNTUNED_SIGMOID if config.out_channels == 1 else UNTUNED_SOFTMAX
+            kept = f"{value:g}" if config.out_channels == 1 else "the most probable class (no threshold)"
+        thresholds[c.name] = value
+        reasons[c.name] = (f"not tuned: {c.name} lies in {n_cells} validation cell(s) with {n_pixels} pixels, too few "
+                           f"(at least {MIN_TUNING_CELLS} cells and {MIN_TUNING_PIXELS} pixels); kept {kept}")
+        progress.push_info(f"WARNING: the validation area is too small to tune the {c.name} threshold on "
+                           f"({n_cells} cell(s), {n_pixels} pixels; at least {MIN_TUNING_CELLS} cells and "
+                           f"{MIN_TUNING_PIXELS} pixels needed): kept {kept}. Give a larger validation area "
+                           "(or smaller fishnet cells) for a tuned threshold and a trustworthy score.")
+    return thresholds, reasons
+
+
+def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: Progress,
+                        finetuning: bool) -> Dict[str, List[int]]:
+    """Report labelled pixels per class in the training and validation parts (returned as
+    class -> [training, validation]); refuse a class without any in either (it cannot be
+    learnt or scored: validation IoU 0), or warn loudly when fine-tuning (the base model may
+    know it already)."""
     names = ["background"] + [c.name for c in config.classes]
     counts = np.zeros((2, len(names)), np.int64)
     for s in scenes:
@@ -598,27 +773,35 @@ def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: 
                        + ", ".join(f"{n} {counts[0, k]} / {counts[1, k]}" for k, n in enumerate(names)))
     empty = [f"{n} (no {' and no '.join(p for p, c in zip(('training', 'validation'), counts[:, k]) if c == 0)} pixel)"
              for k, n in enumerate(names) if k > 0 and counts[:, k].min() == 0]
+    result = {n: [int(counts[0, k]), int(counts[1, k])] for k, n in enumerate(names)}
     if not empty:
-        return
+        return result
     what = (f"Class(es) without labelled pixels: {'; '.join(empty)}. The model cannot learn or be scored on "
             "such a class (its validation IoU would be 0).")
     if finetuning:
         progress.push_info(f"WARNING: {what} Fine-tuning goes on; the class keeps what the base model learnt, unchecked.")
-        return
+        return result
     raise InputError(f"{what} Label that class in both the training and the validation area (check the class "
                      "values and the label field), or remove it from the class list.")
 
 
-def validation_score(final: Dict[str, Dict[str, float]], rasters: Sequence[str], best_epoch: int) -> Dict[str, Any]:
-    """The contract ``scores`` entry of a training run: the measured validation figures per class."""
+def validation_score(final: Dict[str, Dict[str, float]], rasters: Sequence[str], best_epoch: int,
+                     cells: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """The contract ``scores`` entry of a training run: the measured validation figures per class,
+    with the spread of the IoU over validation cells (``cell_scores``)."""
     metrics = {f"{name}_{k}": float(v) for name, figures in final.items() for k, v in figures.items()
                if v is not None and math.isfinite(v)}
+    for name, c in (cells or {}).items():
+        if c.get("n"):
+            metrics.update({f"{name}_iou_cell_mean": c["mean"], f"{name}_iou_cell_std": c["std"],
+                            f"{name}_cells": float(c["n"])})
     return {
         "dataset": f"validation part of {', '.join(rasters)}",
         "date": time.strftime("%Y-%m-%d"),
         "metrics": metrics,
         "method": (f"glacierseg:train, best epoch {best_epoch}: pixels of the validation part (spatially disjoint "
-                   "from the training tiles) at the thresholds tuned on them (optimistic for unseen data)"),
+                   "from the training tiles) at the chosen thresholds, tuned on them where the validation allows "
+                   "(then optimistic for unseen data)"),
     }
 
 
@@ -630,15 +813,16 @@ def _class_infos(config: TrainConfig) -> Tuple[ClassInfo, ...]:
 
 
 def _validation_pixels(model, xs, scenes, regions, contract, device, batch_size):
-    """Blended probabilities (C, N) and targets (N) of all validation pixels."""
-    probs, targets = [], []
-    for x, scene, region in zip(xs, scenes, regions):
+    """Blended probabilities (C, N), targets (N) and cell ids (N) of all validation pixels."""
+    probs, targets, cells = [], [], []
+    for i, (x, scene, region) in enumerate(zip(xs, scenes, regions)):
         if region.any():
             p = predict_region(model, x, scene.valid, region, contract, device, batch_size)
             keep = region & ~np.isnan(p[0])
             probs.append(p[:, keep])
             targets.append(scene.targets[keep])
-    return np.concatenate(probs, 1), np.concatenate(targets)
+            cells.append(_cell_ids(scene, keep, offset=i << 32))
+    return np.concatenate(probs, 1), np.concatenate(targets), np.concatenate(cells)
 
 
 def _validation_paths(folder, scenes, regions) -> Dict[int, str]:
@@ -669,6 +853,8 @@ def _write_report(path, config, history, best_epoch, thresholds, final, throughp
     report = {
         "config": config.to_dict(), "device": device, "samples_per_second": throughput,
         "best_epoch": best_epoch, "thresholds": thresholds, "validation_at_thresholds": final,
+        "threshold_reasons": contract.training.get("thresholds"), "validation_cells": contract.training.get("validation_cells"),
+        "stopped": contract.training.get("stopped"), "labelled_pixels": contract.training.get("labelled_pixels"),
         "receptive_field_px": contract.receptive_field_px, "overlap_px": contract.overlap_px,
         "inputs": [b.to_json() for b in contract.bands], "epochs": history,
     }
@@ -683,6 +869,100 @@ def _write_report(path, config, history, best_epoch, thresholds, final, throughp
                 writer.writerow([h["epoch"], f"{h['train_loss']:.6f}", name] + [f"{v[k]:.6f}" for k in ("iou", "f1", "precision", "recall")])
 
 
+def write_html_report(path: str, contract: ModelContract, history: Sequence[Dict[str, Any]],
+                      initial: Optional[float], throughput: float, device: str) -> None:
+    """One self-contained HTML page (figures embedded as PNG, drawn by matplotlib's Agg backend):
+    loss and learning rate per epoch, validation IoU per class and epoch with its spread over
+    cells, the labelled pixels per class, the thresholds and why, the final scores."""
+    import base64
+    import html
+    import io
+
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend in a QGIS or a headless process
+    from matplotlib.ticker import MaxNLocator
+
+    t = contract.training
+    epochs = [h["epoch"] for h in history]
+
+    def png(fig) -> str:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+    fig = Figure(figsize=(10, 3.6))
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.45})  # room for the learning-rate axis
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", color="#1565c0", label="training loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    lr = ax.twinx()
+    lr.plot(epochs, [h["learning_rate"] for h in history], ":", color="#757575", label="learning rate (end of epoch)")
+    lr.set_ylabel("learning rate")
+    ax.set_title("Loss and learning rate")
+    for k, name in enumerate(h for h in (history[0]["validation"] if history else {})):
+        mean = np.array([h["validation"][name]["iou"] for h in history])
+        color = f"C{k}"
+        ax2.plot(epochs, mean, "o-", color=color, label=f"{name} IoU (all validation pixels)")
+        cells = [h.get("cells", {}).get(name, {}) for h in history]
+        if all(c.get("n") for c in cells):
+            m, sd = np.array([c["mean"] for c in cells]), np.array([c["std"] for c in cells])
+            ax2.fill_between(epochs, m - sd, m + sd, color=color, alpha=0.2, label=f"{name}: cell mean ± std")
+    if initial is not None:
+        ax2.axhline(initial, color="#9e9e9e", ls="--", lw=1, label="before training")
+    ax2.axvline(t["best_epoch"], color="#e53935", lw=1, label=f"exported epoch {t['best_epoch']}")
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation IoU")
+    ax2.set_title("Validation")
+    ax2.legend(fontsize=7, loc="lower right")
+    for axis in (ax, ax2):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
+    curves = png(fig)
+    cells_fig = ""
+    spread = {n: c for n, c in t["validation_cells"].items() if c.get("n")}
+    if spread:
+        fig = Figure(figsize=(5, 0.6 + 0.5 * len(spread)))
+        ax = fig.subplots()
+        for row, (name, c) in enumerate(spread.items()):
+            ax.plot(c["values"], [row] * c["n"], "o", alpha=0.6)
+        ax.set_yticks(range(len(spread)), list(spread))
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("IoU per validation cell (exported model, chosen thresholds)")
+        cells_fig = png(fig)
+
+    def table(header, rows) -> str:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    def cell_text(c):
+        return f"{c['mean']:.3f} ± {c['std']:.3f} ({c['min']:.3f}–{c['max']:.3f}, {c['n']} cells)" if c.get("n") else "—"
+
+    scores_rows = [(n, f"{v['iou']:.3f}", f"{v['f1']:.3f}", f"{v['precision']:.3f}", f"{v['recall']:.3f}",
+                    cell_text(t["validation_cells"].get(n, {}))) for n, v in t["validation"].items()]
+    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>GlacierSeg training report</title>
+<style>body{{font-family:sans-serif;margin:1em}} table{{border-collapse:collapse;margin:.5em 0}}
+td,th{{border:1px solid #bbb;padding:2px 8px;text-align:left}}</style></head><body>
+<h2>Training report: {html.escape(contract.name)}</h2>
+<p>Network <b>{html.escape(t['network'])}</b>, loss {html.escape(t['loss'])}, tile {t['tile_size']} px, on {html.escape(device)}
+({throughput:.2f} tiles/s); rasters {html.escape(', '.join(t['rasters']))}.<br>
+{len(history)} epoch(s) in {t['seconds'] / 60:.1f} min; stopped: {html.escape(t['stopped'])}.
+Exported: epoch {t['best_epoch']} (best mean validation IoU).</p>
+{curves}
+<h3>Labelled pixels per class</h3>
+{table(("class", "training", "validation"), [(n, a, b) for n, (a, b) in t['labelled_pixels'].items()])}
+<h3>Thresholds</h3>
+{table(("class", "threshold", "why"), [(n, f"{contract.thresholds[n]:g}", t['thresholds'][n]) for n in contract.thresholds])}
+<h3>Final validation scores (exported model, thresholds above)</h3>
+{table(("class", "IoU", "F1", "precision", "recall", "IoU per cell: mean ± std (range, cells)"), scores_rows)}
+{cells_fig}
+<p>The spread over cells says how much the score depends on where it is measured: a wide one means
+the validation area is too small or too uneven to trust the pooled IoU to more than that.</p>
+</body></html>
+"""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
+
+
 def train_rasters(
     rasters: Sequence[str],
     config: TrainConfig,
@@ -693,21 +973,27 @@ def train_rasters(
     class_field: Optional[str] = None,
     validation_vector: Optional[str] = None,
     band_names: Optional[Sequence[str]] = None,
-    cell_px: int = 512,
+    cell_px: int = 0,
     val_fraction: float = 0.2,
     progress: Optional[Progress] = None,
     **kwargs,
 ) -> TrainResult:
-    """Read the rasters with their labels and split (``datasets.load_raster_scene``), then ``train``."""
+    """Read the rasters with their labels and split (``datasets.load_raster_scene``; fishnet cells
+    sized from each raster when ``cell_px`` is 0), then ``train``. A time budget counts from here."""
+    kwargs.setdefault("started", time.monotonic())
     progress = ensure_progress(progress)
     if not rasters:
         raise InputError("Give at least one training raster.")
+    if not config.tile_size:  # 0: fitted to the rasters and their fishnet
+        tile = training_tile_px([raster_shape(p) for p in rasters], val_fraction, fishnet=not validation_vector and not cell_px)
+        config = replace(config, tile_size=tile)
+        progress.push_info(f"Tile size {tile} px (fitted to the raster size and the validation cells).")
     scenes = []
     for path in rasters:
         check_cancel(progress)
         scenes.append(load_raster_scene(
             path, config.classes, labels_raster=labels_raster, labels_vector=labels_vector, class_field=class_field,
             validation_vector=validation_vector, band_names=band_names, cell_px=cell_px,
-            val_fraction=val_fraction, seed=config.seed,
+            tile_px=config.tile_size, val_fraction=val_fraction, seed=config.seed,
         ))
     return train(scenes, config, model_out, progress=progress, **kwargs)

@@ -1,12 +1,21 @@
 """glacierseg:train — train a segmentation network on labelled rasters and export it as a
-GlacierSeg ONNX model."""
+GlacierSeg ONNX model.
+
+Training runs in a child Python process (``core.child.run_models_cli``: ``python -m
+glacierseg.models.cli train``): torch never enters the QGIS process (in QGIS desktop, torch's
+triton LLVM clashes with Mesa's and kills QGIS), its memory is returned when training ends, and
+progress and messages stream back. The child is the interpreter running QGIS
+(``core.deps.python_interpreter``) with QGIS's import path, GlacierSeg's package prefix (the
+dependency installer's) included (``core.child.child_environment``).
+"""
 from __future__ import annotations
 
 import json
+import os
+from typing import List
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -24,21 +33,16 @@ from qgis.core import (
 )
 
 from ..core.contract import TASKS
+from ..core.child import run_models_cli
+from ..core.errors import CancelledError
 from ..core.network_names import LOSSES, NETWORKS
-from .base import MODELS, GlacierSegAlgorithm, raster_path, widget_metadata
-
-def hide_triton() -> None:
-    """Let torch import without triton inside QGIS: importing torch loads triton's bundled LLVM
-    (torch._dynamo), which segfaults the QGIS desktop (reproduced under Xvfb with llvmpipe and
-    softpipe alike); GlacierSeg never compiles kernels (no torch.compile), so torch works without it."""
-    import sys
-
-    if "triton" not in sys.modules:
-        sys.modules["triton"] = None
-
+from .base import MODELS, GlacierSegAlgorithm, raster_path, vector_source_uri, widget_metadata
 
 DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
+# A laptop CPU trains unet_efficientnet_b0 at ~1 tile/s: 20 epochs of 256 tiles would take ~1.5 h, so
+# the dialog bounds a run by time (the command line, meant for GPU servers, trains its epochs).
+DEFAULT_MINUTES = 20.0
 
 
 class TrainAlgorithm(GlacierSegAlgorithm):
@@ -49,12 +53,13 @@ class TrainAlgorithm(GlacierSegAlgorithm):
     TAGS = ("deep learning", "training", "onnx", "pytorch", "u-net", "deeplab", "cnn", "labels", "fine-tune",
             "landslide", "glacial lake", "segmentation")
     MANUAL_SECTION = "train"
-    REQUIRES = ("numpy", "rasterio", "torch", "onnx", "scipy")
+    # found (not imported: torch stays out of QGIS) on the import path the training child gets
+    REQUIRES = ("numpy", "rasterio", "torch", "onnx", "matplotlib")
     HELP = (
         "Trains a segmentation network on one or more rasters with labels and exports it as a GlacierSeg "
         "ONNX model (its contract holds the bands and their scaling, resolution, classes and colours, tile "
         "size, receptive field and the tuned thresholds), ready for <i>Segment raster with model</i>.<br><br>"
-        "<b>Labels</b>: polygons with a class field (e.g. corrected outlines) or a class raster. Pixels outside "
+        "<b>Labels</b>: polygons with a class field (e.g. corrected outlines), polygons without one (all of them the one class, as RGI outlines come) or a class raster; labels in another CRS are reprojected. Pixels outside "
         "the polygons are background; nodata of the class raster or of the image is not scored.<br>"
         "<b>Classes</b>: <i>name=label values [#colour]</i> separated by ';', e.g. <i>glacier=1,2</i> "
         "(one class: sigmoid output) or <i>clean_ice=1; debris_ice=2 #8d6e63</i> (several: softmax with background).<br>"
@@ -63,30 +68,39 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "Features (NDSI, NDWI, NDVI, NDMI, NBR, GRAY, GAUSS, MEDIAN, SOBEL, SOBELX, SOBELY, SLOPE, ASPECT, "
         "NORTHNESS, EASTNESS) are computed by GlacierSeg in training and inference alike.<br>"
         "<b>Validation</b>: pixels inside the <i>Validation area</i> polygons; without it, whole cells of a "
-        "fishnet (cell size in pixels, fraction of cells). Training tiles lie wholly outside the validation "
+        "fishnet (cell size in pixels, 0 = sized from the raster for about 8 validation cells; fraction of cells). Training tiles lie wholly outside the validation "
         "pixels, so the split is spatially disjoint.<br>"
-        "<b>Network / loss</b>: chosen from the lists (in scripts by name, e.g. <i>unet</i>, <i>ce_dice</i>; "
-        "see docs/networks.md). <i>Network "
+        "<b>Network / loss</b>: chosen from the lists (default unet_efficientnet_b0, fast on a CPU; in scripts by "
+        "name, e.g. <i>unet</i>, <i>ce_dice</i>; see docs/networks.md). <i>Network "
         "options</i> is JSON, e.g. <i>{\"widths\": [16, 32, 64]}</i>.<br>"
         "<b>Augmentation</b>: random 90° rotations and flips; CutMix pastes the box around another tile's "
         "labelled pixels with the given probability.<br>"
         "<b>Checkpoint</b>: saved after every epoch; tick <i>Resume</i> to continue it. <i>Fine-tune from</i> "
         "starts from another GlacierSeg checkpoint (same inputs and classes).<br><br>"
         "Input scaling comes from the training pixels; the exported weights are those of the epoch with the "
-        "best mean validation IoU and the thresholds maximise validation F1. The report (JSON, with a CSV "
-        "beside it) holds the loss curve and validation IoU/F1/precision/recall per class and epoch. "
-        "Progress is reported per batch and Cancel stops after the current batch; the algorithm runs in "
-        "the background, so QGIS stays usable while it trains."
+        "best mean validation IoU. Thresholds maximise validation F1 where the validation area holds the class "
+        "in enough cells and pixels; else they stay at 0.5 (or the fine-tuned model's), with a warning. "
+        "The HTML report (opened in the results viewer) shows loss and validation curves, per-class pixel counts, "
+        "the thresholds and why, and the final scores with their spread over validation cells; the JSON report "
+        "(with a CSV beside it) holds the same per epoch.<br>"
+        "<b>Time budget</b>: minutes for the whole run (0 = train the given epochs); the learning-rate schedule "
+        "is fitted to it. <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
+        "Training runs in a separate Python process (torch never loads into QGIS): QGIS's own Python, with "
+        "QGIS's import path and GlacierSeg's package folder; torch and onnx must be installed there "
+        "(requirements-dev.txt). "
+        "Progress is reported per batch and Cancel stops after the current batch: no model is written; the "
+        "checkpoint of the last finished epoch stays, to resume from."
     )
 
     (INPUT, BAND_NAMES, MODEL_INPUTS, LABELS, CLASS_FIELD, LABEL_RASTER, CLASSES, VALIDATION_AREA,
      CELL_SIZE, VAL_FRACTION, NETWORK, NETWORK_OPTIONS, LOSS, EPOCHS, BATCH_SIZE, LEARNING_RATE, TILE_SIZE,
      TILES_PER_EPOCH, AUGMENT, CUTMIX, DEVICE, TASK, SEED, FINETUNE, CHECKPOINT, RESUME, OUTPUT_MODEL,
-     OUTPUT_REPORT, VALIDATION_FOLDER) = (
+     OUTPUT_REPORT, VALIDATION_FOLDER, MINUTES, PATIENCE, OUTPUT_HTML) = (
         "INPUT", "BAND_NAMES", "MODEL_INPUTS", "LABELS", "CLASS_FIELD", "LABEL_RASTER", "CLASSES",
         "VALIDATION_AREA", "CELL_SIZE", "VAL_FRACTION", "NETWORK", "NETWORK_OPTIONS", "LOSS", "EPOCHS",
         "BATCH_SIZE", "LEARNING_RATE", "TILE_SIZE", "TILES_PER_EPOCH", "AUGMENT", "CUTMIX", "DEVICE", "TASK",
-        "SEED", "FINETUNE", "CHECKPOINT", "RESUME", "OUTPUT_MODEL", "OUTPUT_REPORT", "VALIDATION_FOLDER")
+        "SEED", "FINETUNE", "CHECKPOINT", "RESUME", "OUTPUT_MODEL", "OUTPUT_REPORT", "VALIDATION_FOLDER",
+        "MINUTES", "PATIENCE", "OUTPUT_HTML")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         polygons = [QgsProcessing.TypeVectorPolygon]
@@ -101,11 +115,13 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"))
         self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = all bands)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet split)", polygons, optional=True))
-        self.addParameter(QgsProcessingParameterEnum(self.NETWORK, "Network", list(NETWORKS), defaultValue="unet",
-                                                     usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterEnum(self.NETWORK, "Network", list(NETWORKS),
+                                                     defaultValue="unet_efficientnet_b0", usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterEnum(self.LOSS, "Loss", list(LOSSES), defaultValue="ce_dice",
                                                      usesStaticStrings=True))
-        self.addParameter(number(self.EPOCHS, "Epochs", number.Integer, 20, minValue=1))
+        self.addParameter(number(self.EPOCHS, "Epochs (the most, with a time budget)", number.Integer, 20, minValue=1))
+        self.addParameter(number(self.MINUTES, "Time budget (minutes, 0 = train the epochs)", number.Double, DEFAULT_MINUTES, minValue=0.0))
+        self.addParameter(number(self.PATIENCE, "Stop after epochs without a better validation score (0 = never)", number.Integer, 5, minValue=0))
         self.addParameter(number(self.BATCH_SIZE, "Batch size", number.Integer, 8, minValue=1, maxValue=1024))
         self.addParameter(number(self.LEARNING_RATE, "Learning rate", number.Double, 0.001, minValue=1e-7, maxValue=1.0))
         self.addParameter(QgsProcessingParameterBoolean(self.AUGMENT, "Augment with 90° rotations and flips", defaultValue=True))
@@ -115,9 +131,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         advanced = [
             QgsProcessingParameterString(self.BAND_NAMES, "Band names in raster order (when descriptions lack them)", optional=True),
             QgsProcessingParameterString(self.NETWORK_OPTIONS, "Network options (JSON)", optional=True),
-            number(self.TILE_SIZE, "Tile size (px, multiple of 32)", number.Integer, 256, minValue=32),
+            number(self.TILE_SIZE, "Tile size (px, multiple of 32; 0 = fitted to the rasters)", number.Integer, 0, minValue=0),
             number(self.TILES_PER_EPOCH, "Training tiles per epoch", number.Integer, 256, minValue=1),
-            number(self.CELL_SIZE, "Fishnet cell size (px)", number.Integer, 512, minValue=32),
+            number(self.CELL_SIZE, "Fishnet cell size (px, 0 = sized from the raster)", number.Integer, 0, minValue=0),
             number(self.VAL_FRACTION, "Fishnet validation fraction", number.Double, 0.2, minValue=0.01, maxValue=0.9),
             QgsProcessingParameterEnum(self.TASK, "Task", list(TASKS), defaultValue=0),
             number(self.SEED, "Random seed", number.Integer, 0, minValue=0),
@@ -127,7 +143,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model", "ONNX model (*.onnx)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report", "JSON (*.json)"))
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report (JSON)", "JSON (*.json)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, "Training report (HTML)", "HTML files (*.html)", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.CHECKPOINT, "Checkpoint", "Torch checkpoint (*.pt)", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterFolderDestination(
@@ -137,63 +155,59 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addOutput(QgsProcessingOutputString("THRESHOLDS", "Tuned thresholds (JSON)"))
         self.addOutput(QgsProcessingOutputNumber("SAMPLES_PER_SECOND", "Training throughput (tiles per second)"))
 
-    def _vector_path(self, parameters, name, context, feedback):
-        if not parameters.get(name):
-            return None
-        return self.parameterAsCompatibleSourceLayerPath(parameters, name, context, ["gpkg", "shp"], "gpkg", feedback)
-
     def process(self, parameters, context, feedback, progress):
-        hide_triton()
-        from ..models.datasets import parse_classes, split_inputs
-        from ..models.train import TrainConfig, train_rasters
-
         rasters = [raster_path(layer) for layer in self.parameterAsLayerList(parameters, self.INPUT, context)]
         label_layer = self.parameterAsRasterLayer(parameters, self.LABEL_RASTER, context)
-        options = self.parameterAsString(parameters, self.NETWORK_OPTIONS, context).strip()
-        try:
-            network_kwargs = json.loads(options) if options else {}
-        except json.JSONDecodeError as exc:
-            raise QgsProcessingException(f"Network options must be JSON, e.g. {{\"widths\": [16, 32, 64]}}: {exc.msg}.") from None
-        config = TrainConfig(
-            classes=parse_classes(self.parameterAsString(parameters, self.CLASSES, context)),
-            inputs=split_inputs(self.parameterAsString(parameters, self.MODEL_INPUTS, context)),
-            network=self.parameterAsEnumString(parameters, self.NETWORK, context),
-            network_kwargs=network_kwargs,
-            loss=self.parameterAsEnumString(parameters, self.LOSS, context),
-            epochs=self.parameterAsInt(parameters, self.EPOCHS, context),
-            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
-            learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
-            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
-            tiles_per_epoch=self.parameterAsInt(parameters, self.TILES_PER_EPOCH, context),
-            augment=self.parameterAsBool(parameters, self.AUGMENT, context),
-            cutmix=self.parameterAsDouble(parameters, self.CUTMIX, context),
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            task=TASKS[self.parameterAsEnum(parameters, self.TASK, context)],
-            seed=self.parameterAsInt(parameters, self.SEED, context),
-        )
-        band_names = split_inputs(self.parameterAsString(parameters, self.BAND_NAMES, context)) or None
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context) or None
         checkpoint = self.parameterAsFileOutput(parameters, self.CHECKPOINT, context) or None
         validation_dir = self.parameterAsFileOutput(parameters, self.VALIDATION_FOLDER, context) or None
-        result = train_rasters(
-            rasters, config, model_path,
-            labels_raster=raster_path(label_layer) if label_layer is not None else None,
-            labels_vector=self._vector_path(parameters, self.LABELS, context, feedback),
-            class_field=self.parameterAsString(parameters, self.CLASS_FIELD, context) or None,
-            validation_vector=self._vector_path(parameters, self.VALIDATION_AREA, context, feedback),
-            band_names=band_names,
-            cell_px=self.parameterAsInt(parameters, self.CELL_SIZE, context),
-            val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
-            report_out=report_path, checkpoint=checkpoint,
-            resume=self.parameterAsBool(parameters, self.RESUME, context),
-            finetune=self.parameterAsFile(parameters, self.FINETUNE, context) or None,
-            validation_dir=validation_dir, progress=progress,
-        )
-        ious = [v["iou"] for v in result.validation.values()]
+        text = lambda name: self.parameterAsString(parameters, name, context).strip()  # noqa: E731
+        argv: List[str] = [a for r in rasters for a in ("--raster", r)]
+        options = {
+            "--label-raster": raster_path(label_layer) if label_layer is not None else None,
+            "--label-vector": vector_source_uri(self, parameters, self.LABELS, context, feedback),
+            "--class-field": text(self.CLASS_FIELD) or None,
+            "--validation-vector": vector_source_uri(self, parameters, self.VALIDATION_AREA, context, feedback),
+            "--band-names": text(self.BAND_NAMES) or None,
+            "--classes": text(self.CLASSES), "--inputs": text(self.MODEL_INPUTS),
+            "--network": self.parameterAsEnumString(parameters, self.NETWORK, context),
+            "--network-options": text(self.NETWORK_OPTIONS) or "{}",
+            "--loss": self.parameterAsEnumString(parameters, self.LOSS, context),
+            "--epochs": self.parameterAsInt(parameters, self.EPOCHS, context),
+            "--minutes": self.parameterAsDouble(parameters, self.MINUTES, context),
+            "--patience": self.parameterAsInt(parameters, self.PATIENCE, context),
+            "--batch-size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            "--lr": self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+            "--tile-size": self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            "--tiles-per-epoch": self.parameterAsInt(parameters, self.TILES_PER_EPOCH, context),
+            "--cutmix": self.parameterAsDouble(parameters, self.CUTMIX, context),
+            "--device": DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            "--task": TASKS[self.parameterAsEnum(parameters, self.TASK, context)],
+            "--seed": self.parameterAsInt(parameters, self.SEED, context),
+            "--cell-size": self.parameterAsInt(parameters, self.CELL_SIZE, context),
+            "--val-fraction": self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
+            "--finetune": self.parameterAsFile(parameters, self.FINETUNE, context) or None,
+            "--checkpoint": checkpoint, "--validation-dir": validation_dir,
+            "--out": model_path, "--report": report_path, "--report-html": html_path,
+        }
+        argv += [a for key, value in options.items() if value is not None for a in (key, str(value))]
+        if not self.parameterAsBool(parameters, self.AUGMENT, context):
+            argv.append("--no-augment")
+        if self.parameterAsBool(parameters, self.RESUME, context):
+            argv.append("--resume")
+        try:
+            result = run_models_cli(["train", *argv], progress)
+        except CancelledError as exc:
+            if checkpoint and os.path.isfile(checkpoint) and not exc.kept:
+                raise CancelledError(f"{exc} The checkpoint {checkpoint} stays, on purpose, to resume from.",
+                                     kept=[checkpoint]) from None
+            raise
+        ious = [v["iou"] for v in result["validation"].values()]
         return {
-            self.OUTPUT_MODEL: model_path, self.OUTPUT_REPORT: report_path, self.CHECKPOINT: checkpoint,
-            self.VALIDATION_FOLDER: validation_dir, "BEST_EPOCH": result.best_epoch,
-            "VALIDATION_IOU": sum(ious) / len(ious), "THRESHOLDS": json.dumps(result.thresholds),
-            "SAMPLES_PER_SECOND": result.samples_per_second,
+            self.OUTPUT_MODEL: model_path, self.OUTPUT_REPORT: report_path, self.OUTPUT_HTML: html_path,
+            self.CHECKPOINT: checkpoint, self.VALIDATION_FOLDER: validation_dir, "BEST_EPOCH": result["best_epoch"],
+            "VALIDATION_IOU": sum(ious) / len(ious), "THRESHOLDS": json.dumps(result["thresholds"]),
+            "SAMPLES_PER_SECOND": result["samples_per_second"],
         }

@@ -14,6 +14,7 @@ from qgis.core import QgsFeature, QgsGeometry, QgsProcessingFeedback, QgsVectorL
 from glacierseg.core.errors import CancelledError, DeviceError, InputError
 from glacierseg.models import datasets
 from glacierseg.models.datasets import IGNORE, TRAIN, VALIDATION, ClassSpec, Scene
+from glacierseg.models import train as train_module
 from glacierseg.models.train import (
     TileSampler,
     TrainConfig,
@@ -222,6 +223,161 @@ def test_cancel_and_device_errors(tmp_path):
     assert config.inputs == ["A", "NDSI(A,C)"]  # the caller's configuration is not modified
 
 
+# ------------------------------------------------------------------ default rules
+def celled_scene(seed=0, size=96, cell=16):
+    """Bright squares (class 1, one per 128 px²) on a dark noisy background, ``size`` px,
+    with fishnet cells of ``cell`` px (validation: a random fifth)."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((size, size), np.uint8)
+    for _ in range(size * size // 128):
+        r, c = rng.integers(0, size - 8, 2)
+        truth[r : r + rng.integers(4, 9), c : c + rng.integers(4, 9)] = 1
+    a = (truth * 0.6 + rng.normal(0.2, 0.05, truth.shape)).astype(np.float32)
+    b = rng.normal(0.3, 0.05, truth.shape).astype(np.float32)
+    split = datasets.fishnet_split(truth.shape, cell, 0.2, seed)
+    return Scene("celled", {"A": a, "B": b}, truth, split, 10.0, cell_px=cell)
+
+
+class Messages:
+    def __init__(self):
+        self.lines = []
+
+    def set_progress(self, p):
+        pass
+
+    def is_canceled(self):
+        return False
+
+    def push_info(self, message):
+        self.lines.append(message)
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+
+def test_fishnet_cells_sized_from_the_raster(tmp_path):
+    # the issue's case: a 400 px wide training area and 256 px tiles; 512 px cells gave 2 cells
+    assert datasets.fishnet_cell_px((655, 400), tile_px=256) == 128
+    rows, cols = -(-655 // 128), -(-400 // 128)  # cells of half a tile at least, so whole tiles fit between them
+    assert round(0.2 * rows * cols) == 5 >= train_module.MIN_TUNING_CELLS
+    assert datasets.fishnet_cell_px((20000, 20000), tile_px=256) == datasets.MAX_CELL_PX  # large scenes: capped
+    # the default tile size (0) is fitted too: the largest that leaves validation its cells
+    assert datasets.training_tile_px([(655, 400)]) == 128 and datasets.training_tile_px([(512, 512)]) == 128
+    assert datasets.training_tile_px([(4000, 4000), (2000, 3000)]) == 256
+    assert datasets.training_tile_px([(4000, 4000), (300, 300)]) == 64
+    assert datasets.training_tile_px([(600, 600)], fishnet=False) == 256  # a validation area: only the raster size
+    # a small raster read with the default (0): cells sized so validation gets its cells
+    image = np.random.default_rng(0).random((2, 200, 300)).astype(np.float32)
+    path = write_raster(tmp_path / "img.tif", image)
+    labels = write_raster(tmp_path / "lab.tif", (image[0] > 0.5).astype(np.uint8))
+    scene = datasets.load_raster_scene(path, GLACIER, labels_raster=labels, band_names=["A", "B"], tile_px=64)
+    assert scene.cell_px == 32
+    cells = scene.split[::32, ::32]
+    assert (cells == VALIDATION).sum() >= datasets.MIN_VALIDATION_CELLS
+    for r in range(0, 200, 32):  # whole cells
+        for c in range(0, 300, 32):
+            assert len(np.unique(scene.split[r : r + 32, c : c + 32])) == 1
+
+
+def test_time_budget_is_respected_and_fits_the_schedule(tmp_path):
+    import time
+
+    budget_s = 15.0
+    t0 = time.monotonic()
+    result = train([celled_scene()], tiny_config(epochs=10_000, minutes=budget_s / 60, patience=0, tiles_per_epoch=4),
+                   str(tmp_path / "m.onnx"), report_out=str(tmp_path / "r.json"))
+    wall = time.monotonic() - t0
+    assert abs(wall - budget_s) <= 0.1 * budget_s, wall
+    assert "time budget" in result.stopped and 1 < len(result.history) < 10_000
+    rates = [h["learning_rate"] for h in result.history]
+    assert rates[-1] < 0.1 * rates[0] and rates == sorted(rates, reverse=True)  # the cosine ran over the budget
+    assert os.path.exists(result.model)
+
+
+def test_early_stopping_after_patience_epochs(tmp_path):
+    # a learning rate too small to change any prediction: no epoch beats the first
+    result = train([celled_scene()], tiny_config(epochs=20, patience=2, learning_rate=1e-12), str(tmp_path / "m.onnx"))
+    assert [h["epoch"] for h in result.history] == [1, 2, 3] and result.best_epoch == 1
+    assert result.stopped.startswith("early stopping: no better validation IoU for 2 epochs")
+
+
+def test_polygon_labels_without_class_field_in_another_crs(tmp_path):
+    import shapely
+
+    from .conftest import reproject
+
+    image = np.ones((2, 10, 12), np.float32)
+    path = write_raster(tmp_path / "img.tif", image, pixel_size=10.0, origin=(630000.0, 5190000.0))
+    boxes = [shapely.box(630000, 5189970, 630040, 5190000), shapely.box(630080, 5189900, 630120, 5189960)]
+    outlines = write_vector(str(tmp_path / "rgi.gpkg"), [reproject(b, "EPSG:32632", "EPSG:4326") for b in boxes],
+                            crs="EPSG:4326")  # no fields at all, in lon/lat, as RGI outlines come
+    scene = datasets.load_raster_scene(path, GLACIER, labels_vector=outlines, band_names=["A", "B"], cell_px=4)
+    want = np.zeros((10, 12), np.uint8)
+    want[0:3, 0:4] = want[4:10, 8:12] = 1
+    assert (scene.targets != want).sum() <= 2  # reprojected (a pixel may flip on the curved edges)
+    with pytest.raises(InputError, match="without a class field can only mean one class"):
+        datasets.load_raster_scene(path, datasets.parse_classes("ice=1; debris=2"), labels_vector=outlines,
+                                   band_names=["A", "B"], cell_px=4)
+
+
+def test_class_without_labelled_pixels_refused(tmp_path):
+    classes = [ClassSpec("glacier", ("1",), "#4fc3f7"), ClassSpec("lake", ("7",), "#1565c0")]
+    log = Messages()
+    with pytest.raises(InputError, match=r"lake \(no training and no validation pixel\)"):
+        train([celled_scene()], tiny_config(classes=classes), str(tmp_path / "m.onnx"), progress=log)
+    assert "Labelled pixels per class (training / validation): background" in log.text
+    assert not os.listdir(tmp_path)
+
+
+def test_small_validation_warns_and_keeps_the_neutral_threshold(tmp_path):
+    log = Messages()
+    small = train([small_scene()], tiny_config(), str(tmp_path / "a.onnx"), progress=log)  # validation: one cell
+    assert "WARNING: the validation area is too small to tune the glacier threshold" in log.text
+    assert small.thresholds == {"glacier": 0.5} and small.threshold_reasons["glacier"].startswith("not tuned")
+    log = Messages()
+    big = train([celled_scene(size=160)], tiny_config(), str(tmp_path / "b.onnx"), progress=log)
+    assert "too small to tune" not in log.text and big.threshold_reasons["glacier"].startswith("tuned")
+    spread = big.validation_cells["glacier"]
+    assert spread["n"] >= train_module.MIN_TUNING_CELLS and spread["min"] <= spread["mean"] <= spread["max"]
+    assert f"{spread['n']} cells)" in log.text  # reported with its spread
+
+
+def test_cell_scores_give_the_spread_over_cells():
+    from glacierseg.models.train import cell_scores
+
+    targets = np.array([1, 1, 0, 0, 1, 0, 0, 0])
+    probs = np.array([[0.9, 0.2, 0.1, 0.1, 0.9, 0.1, 0.8, 0.1]])
+    cells = np.array([0, 0, 0, 0, 1, 1, 1, 2])  # cell 2 has neither truth nor prediction: not scored
+    c = cell_scores(probs, targets, cells, GLACIER)["glacier"]
+    assert c["n"] == 2 and c["values"] == [0.5, 0.5] and c["std"] == 0.0
+
+
+def test_html_report_and_training_figures_in_the_contract(tmp_path):
+    from glacierseg.core.contract import read_contract
+
+    result = train([celled_scene(size=160)], tiny_config(epochs=3), str(tmp_path / "m.onnx"),
+                   html_out=str(tmp_path / "report.html"))
+    page = open(result.html_report, encoding="utf-8").read()
+    assert page.count("data:image/png;base64,") == 2 and "Labelled pixels per class" in page
+    assert "tuned: maximises validation F1" in page and "IoU per cell" in page
+    training = read_contract(result.model).training
+    assert [c["epoch"] for c in training["curves"]] == [1, 2, 3]
+    assert training["labelled_pixels"]["glacier"][0] > 0 and training["thresholds"]["glacier"].startswith("tuned")
+    assert training["validation_cells"]["glacier"]["n"] >= 4 and training["stopped"] == "all 3 epochs trained"
+
+
+def test_finetune_refuses_other_classes_or_inputs(tmp_path):
+    ckpt = str(tmp_path / "base.pt")
+    train([small_scene()], tiny_config(epochs=1), str(tmp_path / "base.onnx"), checkpoint=ckpt)
+    assert load_checkpoint(ckpt)["thresholds"] == {"glacier": 0.5}  # kept for a fine-tuning that cannot tune
+    with pytest.raises(InputError, match=r"other classes glacier \(this run: ice\).*same model inputs and classes"):
+        train([small_scene()], tiny_config(classes=[ClassSpec("ice", ("1",), "#ffffff")]), str(tmp_path / "t.onnx"),
+              finetune=ckpt)
+    with pytest.raises(InputError, match=r"other inputs A, B, NDVI\(A,B\) \(this run: A, B\)"):
+        train([small_scene()], tiny_config(inputs=["A", "B"]), str(tmp_path / "t.onnx"), finetune=ckpt)
+
+
 # ------------------------------------------------------------------ rasters and readers
 def test_raster_scene_from_polygons(tmp_path):
     import shapely
@@ -322,7 +478,7 @@ def test_cli_trains_on_image_mask_pairs(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(PKG_DIR))
     proc = subprocess.run(
         [sys.executable, "-m", "glacierseg.models.cli", "train", "--pairs", str(folder), "--band-names", "A,B",
-         "--classes", "bright=1", "--inputs", "A,B,NDVI(A,B)", "--network-options", '{"widths": [4, 8]}',
+         "--classes", "bright=1", "--inputs", "A,B,NDVI(A,B)", "--network", "unet", "--network-options", '{"widths": [4, 8]}',
          "--epochs", "1", "--batch-size", "2", "--tile-size", "64", "--tiles-per-epoch", "2", "--device", "cpu",
          "--threads", "1", "--out", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "r.json")],
         env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
@@ -383,9 +539,9 @@ def test_train_in_qgis_then_segment_reproduces_validation(glacierseg_provider, s
     result = processing.run("glacierseg:train", {
         "INPUT": [sample_scene.image], "LABEL_RASTER": sample_scene.glacier_truth, "CLASSES": "glacier=1,2",
         "MODEL_INPUTS": "S2:B03, S2:B04, S2:B08, S2:B11, NDSI(S2:B03,S2:B11)",
-        "VALIDATION_AREA": east_half_layer(sample_scene), "NETWORK": "unet", "NETWORK_OPTIONS": '{"widths": [8, 16, 32]}',
+        "VALIDATION_AREA": east_half_layer(sample_scene), "NETWORK": "unet", "MINUTES": 0, "NETWORK_OPTIONS": '{"widths": [8, 16, 32]}',
         "LOSS": "ce_dice", "EPOCHS": 6, "BATCH_SIZE": 8, "LEARNING_RATE": 0.005, "TILE_SIZE": 128, "TILES_PER_EPOCH": 64,
-        "CUTMIX": 0.3, "DEVICE": 1, "OUTPUT_MODEL": str(tmp_path / "glacier.onnx"),
+        "CUTMIX": 0.3, "DEVICE": 1, "PATIENCE": 0, "OUTPUT_MODEL": str(tmp_path / "glacier.onnx"),
         "OUTPUT_REPORT": str(tmp_path / "report.json"), "CHECKPOINT": str(tmp_path / "glacier.pt"),
         "VALIDATION_FOLDER": str(val_dir),
     }, feedback=Feedback())
@@ -413,3 +569,69 @@ def test_train_in_qgis_then_segment_reproduces_validation(glacierseg_provider, s
     iou = (ice & found).sum() / (ice | found).sum()
     assert iou == pytest.approx(report["validation_at_thresholds"]["glacier"]["iou"], abs=1e-3)
     assert iou >= 0.8
+
+
+TINY_RUN = {"CLASSES": "glacier=1,2", "MODEL_INPUTS": "S2:B03, S2:B11", "NETWORK": "unet",
+            "NETWORK_OPTIONS": '{"widths": [4, 8]}', "TILE_SIZE": 64, "TILES_PER_EPOCH": 8, "BATCH_SIZE": 4, "DEVICE": 1}
+
+QGIS_RUN = """
+import json, sys
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+app.initQgis()
+sys.path.append("/usr/share/qgis/python/plugins")
+from processing.core.Processing import Processing
+Processing.initialize()
+from glacierseg.processing_provider.provider import GlacierSegProvider
+provider = GlacierSegProvider()  # kept referenced: the registry does not own a Python provider
+assert QgsApplication.processingRegistry().addProvider(provider)
+import processing
+from qgis.core import QgsProcessingFeedback
+messages = []
+class Feedback(QgsProcessingFeedback):
+    def pushInfo(self, info):
+        messages.append(info)
+result = processing.run("glacierseg:train", json.loads(sys.argv[1]), feedback=Feedback())
+print(json.dumps({"torch": "torch" in sys.modules, "onnxruntime": "onnxruntime" in sys.modules,
+                  "result": {k: v for k, v in result.items() if isinstance(v, (str, int, float))}, "messages": messages}))
+"""
+
+
+@pytest.mark.slow
+def test_qgis_never_imports_torch(sample_scene, tmp_path):
+    """processing.run of glacierseg:train in a fresh QGIS process (pytest itself imports torch):
+    training happens in the child, the QGIS process never loads torch; progress lines come back."""
+    params = {**TINY_RUN, "INPUT": [sample_scene.image], "LABEL_RASTER": sample_scene.glacier_truth, "EPOCHS": 2,
+              "OUTPUT_MODEL": str(tmp_path / "m.onnx"), "OUTPUT_REPORT": str(tmp_path / "r.json"),
+              "OUTPUT_HTML": str(tmp_path / "r.html")}
+    env = dict(os.environ, PYTHONPATH=str(PKG_DIR), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", QGIS_RUN, json.dumps(params)], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False
+    assert sum(m.startswith("Epoch ") for m in out["messages"]) == 2
+    assert any(m.startswith("Labelled pixels per class") for m in out["messages"])
+    assert os.path.exists(tmp_path / "m.onnx") and out["result"]["OUTPUT_HTML"] == str(tmp_path / "r.html")
+    assert "data:image/png;base64," in open(tmp_path / "r.html", encoding="utf-8").read()
+
+
+@pytest.mark.slow
+def test_cancel_ends_the_child_and_keeps_only_the_checkpoint(glacierseg_provider, sample_scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    class CancelAfterFirstEpoch(QgsProcessingFeedback):
+        def pushInfo(self, info):  # noqa: N802
+            if info.startswith("Epoch 1/"):
+                self.cancel()
+
+    ckpt = tmp_path / "run.pt"
+    params = {**TINY_RUN, "INPUT": [sample_scene.image], "LABEL_RASTER": sample_scene.glacier_truth, "EPOCHS": 50,
+              "PATIENCE": 0, "TILES_PER_EPOCH": 64, "CHECKPOINT": str(ckpt), "OUTPUT_MODEL": str(tmp_path / "m.onnx"),
+              "OUTPUT_REPORT": str(tmp_path / "r.json"), "OUTPUT_HTML": str(tmp_path / "r.html")}
+    with pytest.raises(QgsProcessingException, match="Training cancelled") as err:
+        processing.run("glacierseg:train", params, feedback=CancelAfterFirstEpoch())
+    assert f"The checkpoint {ckpt}" in str(err.value) and "stays, on purpose" in str(err.value)
+    assert sorted(os.listdir(tmp_path)) == ["run.pt"]  # no model, no report, no temporary file
+    assert load_checkpoint(str(ckpt))["epoch"] < 50
