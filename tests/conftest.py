@@ -117,6 +117,26 @@ def sample_model(tmp_path_factory):
     return export_sample_model(str(tmp_path_factory.mktemp("models") / "sample.onnx"), tile_size=64)
 
 
+class Messages:
+    """A core ``progress`` that records the messages pushed (``messages``, and ``text`` joined)."""
+
+    def __init__(self):
+        self.messages = []
+
+    def set_progress(self, percent):
+        pass
+
+    def is_canceled(self):
+        return False
+
+    def push_info(self, message):
+        self.messages.append(message)
+
+    @property
+    def text(self):
+        return "\n".join(self.messages)
+
+
 class CancelAfter:
     """A core ``progress`` that asks to cancel after ``calls`` polls (test helper)."""
 

@@ -22,7 +22,7 @@ import shapely
 
 from glacierseg.core.errors import CancelledError, InputError
 
-from .conftest import PKG_DIR, CancelAfter, write_raster, write_vector
+from .conftest import PKG_DIR, CancelAfter, Messages, write_raster, write_vector
 
 S2_ROCK = (1500, 2500, 2000)  # S2 B03, B08, B11 digital numbers of bare rock: neither ice nor water
 
@@ -41,26 +41,6 @@ def tree(folder) -> dict:
 
 def assert_clear(text: str) -> None:
     assert "Traceback" not in text and 'File "' not in text, text
-
-
-class Messages:
-    """A core ``progress`` that records the messages."""
-
-    def __init__(self):
-        self.lines = []
-
-    def set_progress(self, percent):
-        pass
-
-    def is_canceled(self):
-        return False
-
-    def push_info(self, message):
-        self.lines.append(message)
-
-    @property
-    def text(self):
-        return "\n".join(self.lines)
 
 
 def feature_count(path) -> int:
@@ -624,7 +604,7 @@ def test_d14_cancelled_training_says_what_stays(tmp_path):
 
     class CancelAfterEpoch1(Messages):
         def is_canceled(self):
-            return any(line.startswith("Epoch 1/") for line in self.lines)
+            return any(line.startswith("Epoch 1/") for line in self.messages)
 
     ckpt = tmp_path / "run.pt"
     with pytest.raises(CancelledError) as err:

@@ -10,7 +10,7 @@ from scipy import ndimage
 from glacierseg.core.band_ratio import map_glaciers, map_lakes, resolve_bands
 from glacierseg.core.errors import InputError
 
-from .conftest import write_vector
+from .conftest import Messages, write_vector
 
 S2 = {"B02": 0, "B03": 1, "B04": 2, "B08": 3, "B11": 4}  # index into the scene's bands
 
@@ -224,16 +224,11 @@ def test_srtm_void_value_is_no_debris_candidate(scene, glaciers, tmp_path):
     with rasterio.open(dem, "w", **profile) as out:
         out.write(z, 1)
 
-    class Messages:
-        messages = []
-        set_progress = staticmethod(lambda p: None)
-        is_canceled = staticmethod(lambda: False)
-        push_info = messages.append
-
-    res = map_glaciers(s.image, str(tmp_path / "i.tif"), str(tmp_path / "c.tif"), dem=dem, progress=Messages())
+    messages = Messages()
+    res = map_glaciers(s.image, str(tmp_path / "i.tif"), str(tmp_path / "c.tif"), dem=dem, progress=messages)
     classes, intact = read(res.classes), read(glaciers.classes)
     assert not (classes[block] == 2).any()
     away = ~ndimage.binary_dilation(block, iterations=2)
     assert np.array_equal(classes[away], intact[away])
     assert np.count_nonzero(intact[block] == 2) > 0  # there were candidates where the void now is
-    assert sum("outside the plausible range" in m for m in Messages.messages) == 1
+    assert sum("outside the plausible range" in m for m in messages.messages) == 1

@@ -11,7 +11,7 @@ import shapely
 from pyproj import Proj, Transformer
 from rasterio.transform import from_origin
 
-from .conftest import reproject, write_vector
+from .conftest import Messages, reproject, write_vector
 
 UTM = "EPSG:32632"
 X0, Y1, PX, N = 640000.0, 5190000.0, 10.0, 800  # DEM: 8 km square, 10 m cells
@@ -115,20 +115,6 @@ def test_dem_not_covering_glacier_names_it(planes, tmp_path):
     with pytest.raises(InputError, match=r"No glacier got topography: 'G_OUT': .*does not cover glacier 'G_OUT'"):
         inventory_attributes(planes["outside"], planes["dem"], str(out))
     assert not out.exists()
-
-
-class Messages:
-    def __init__(self):
-        self.messages = []
-
-    def set_progress(self, percent):
-        pass
-
-    def is_canceled(self):
-        return False
-
-    def push_info(self, message):
-        self.messages.append(message)
 
 
 def test_one_glacier_off_the_dem_keeps_the_layer(planes, tmp_path):

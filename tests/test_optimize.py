@@ -1,6 +1,5 @@
 """glacierseg:optimize_model: int8 / float16 variants of a real exported model, their card
 figures, refusals with the reason, and the run through processing.run."""
-import json
 import os
 
 import numpy as np

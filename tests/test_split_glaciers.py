@@ -13,7 +13,7 @@ from pyproj import Geod
 from rasterio.features import shapes
 from rasterio.transform import from_origin
 
-from .conftest import reproject, write_vector
+from .conftest import Messages, reproject, write_vector
 
 SIZE, PIXEL = 256, 40.0  # a 10.24 km square
 GEOD = Geod(ellps="WGS84")
@@ -209,22 +209,6 @@ def test_hintereisferner_complex_against_rgi7(shared_data):
     assert (ious * areas).sum() / areas.sum() > 0.75
     assert (ious >= 0.5).sum() >= 17
     assert 15 <= len(res.glaciers) <= 50
-
-
-class Messages:
-    """A core ``progress`` that keeps the messages pushed (test helper)."""
-
-    def __init__(self):
-        self.messages = []
-
-    def set_progress(self, percent):
-        pass
-
-    def is_canceled(self):
-        return False
-
-    def push_info(self, message):
-        self.messages.append(message)
 
 
 def _with_voids(src, dst, voids):

@@ -24,7 +24,7 @@ from glacierseg.models.train import (
     tune_thresholds,
 )
 
-from .conftest import PKG_DIR, write_raster, write_vector
+from .conftest import PKG_DIR, Messages, write_raster, write_vector
 
 GLACIER = [ClassSpec("glacier", ("1",), "#4fc3f7")]
 
@@ -236,24 +236,6 @@ def celled_scene(seed=0, size=96, cell=16):
     b = rng.normal(0.3, 0.05, truth.shape).astype(np.float32)
     split = datasets.fishnet_split(truth.shape, cell, 0.2, seed)
     return Scene("celled", {"A": a, "B": b}, truth, split, 10.0, cell_px=cell)
-
-
-class Messages:
-    def __init__(self):
-        self.lines = []
-
-    def set_progress(self, p):
-        pass
-
-    def is_canceled(self):
-        return False
-
-    def push_info(self, message):
-        self.lines.append(message)
-
-    @property
-    def text(self):
-        return "\n".join(self.lines)
 
 
 def test_fishnet_cells_sized_from_the_raster(tmp_path):
