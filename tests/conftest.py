@@ -234,22 +234,16 @@ def conv_model(tmp_path_factory):
     return export_onnx(net, contract, str(tmp_path_factory.mktemp("conv") / "unet.onnx"))
 
 
-_EXIT_STATUS = {}
 
-
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS["status"] = int(exitstatus)
+    """End the test process with pytest's own exit status as soon as every report is written.
 
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    """End the test process here, with pytest's own exit status, once every report is written.
-
-    After pytest-qgis's exitQgis() the interpreter's own finalization destroys the remaining
-    Qt/sip, GDAL and torch objects in no fixed order; in a CI rehearsal that crashed once
-    (SIGSEGV) after all 422 tests had passed and the summary was printed, failing the run.
-    Nothing of the plugin runs at that point, so skipping that finalization loses nothing."""
-    if "status" in _EXIT_STATUS:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_STATUS["status"])
+    After pytest-qgis's exitQgis() the remaining Qt/sip, GDAL and torch objects are destroyed in
+    no fixed order; in CI rehearsals that crashed (SIGSEGV) twice after all 422 tests had passed
+    and the summary was printed, failing the run. Nothing of the plugin runs after this point, so
+    skipping the rest of the shutdown loses nothing."""
+    yield  # the other session-finish work, the terminal summary included
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(session.exitstatus))
