@@ -22,7 +22,7 @@ import shapely
 
 from glacierseg.core.errors import CancelledError, InputError
 
-from .conftest import PKG_DIR, CancelAfter, Messages, write_raster, write_vector
+from .helpers import PKG_DIR, CancelAfter, Messages, write_raster, write_vector
 
 S2_ROCK = (1500, 2500, 2000)  # S2 B03, B08, B11 digital numbers of bare rock: neither ice nor water
 

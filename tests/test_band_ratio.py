@@ -10,7 +10,7 @@ from scipy import ndimage
 from glacierseg.core.band_ratio import map_glaciers, map_lakes, resolve_bands
 from glacierseg.core.errors import InputError
 
-from .conftest import Messages, write_vector
+from .helpers import Messages, write_vector
 
 S2 = {"B02": 0, "B03": 1, "B04": 2, "B08": 3, "B11": 4}  # index into the scene's bands
 

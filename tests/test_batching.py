@@ -9,8 +9,8 @@ import rasterio
 from glacierseg.core.runtime import load_model, usable_cores
 from glacierseg.core.segment import segment_raster
 
-from .conftest import CONV_BANDS as BANDS
-from .conftest import write_raster
+from .helpers import CONV_BANDS as BANDS
+from .helpers import write_raster
 
 
 @pytest.fixture(scope="module", params=["hole", "nodata_rows"])

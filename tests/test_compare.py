@@ -10,7 +10,7 @@ from glacierseg.core.compare import compare_outlines, decimal_year
 from glacierseg.core.errors import InputError
 from glacierseg.core.geo import read_features
 
-from .conftest import write_vector
+from .helpers import write_vector
 
 X0, Y0 = 630000.0, 5190000.0  # UTM 32N (EPSG:32632), the zone of the outlines' centre
 

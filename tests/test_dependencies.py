@@ -10,7 +10,7 @@ from glacierseg.core import deps
 from glacierseg.core.deps import pinned_requirements, require
 from glacierseg.core.errors import DependencyError
 
-from .conftest import PKG_DIR
+from .helpers import PKG_DIR
 
 BLOCKED = ["onnxruntime", "torch", "rasterio", "scipy", "shapely", "skimage", "pysheds", "onnx", "h5py"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PKG_DIR, ROOT, QGIS_PROCESS
+from .helpers import PKG_DIR, ROOT, QGIS_PROCESS
 from .test_compare import CASES, write_pair
 from .test_explain import trained  # noqa: F401 (fixture)
 

@@ -14,7 +14,7 @@ from glacierseg.core.band_ratio import map_glaciers, map_lakes
 from glacierseg.core.errors import InputError
 from glacierseg.core.evaluate import evaluate
 
-from .conftest import write_vector
+from .helpers import write_vector
 
 
 def read(path):

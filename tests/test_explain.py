@@ -14,7 +14,7 @@ from glacierseg.core.errors import CancelledError, InputError
 from glacierseg.core.explain import explain_raster, parse_baselines
 from glacierseg.models.export import export_onnx
 
-from .conftest import CancelAfter, write_raster
+from .helpers import CancelAfter, write_raster
 
 BANDS = ("S2:B03", "S2:B08", "S2:B11")
 

@@ -67,7 +67,7 @@ def test_explain_checkpoint_from_the_toolbox(glacierseg_provider, trained, tmp_p
     import processing
     from shapely.geometry import box
 
-    from .conftest import write_vector
+    from .helpers import write_vector
 
     scene, model, checkpoint = trained
     mask = write_vector(tmp_path / "mask.gpkg", [box(630400.0, 5188400.0, 631000.0, 5189600.0)])

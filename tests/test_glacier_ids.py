@@ -4,7 +4,7 @@ from osgeo import ogr
 
 from glacierseg.core.glacier_ids import assign_ids, id_prefix, next_number, numbering_order
 
-from .conftest import write_vector
+from .helpers import write_vector
 
 
 def _ids(path):

@@ -11,7 +11,7 @@ import shapely
 from pyproj import Proj, Transformer
 from rasterio.transform import from_origin
 
-from .conftest import Messages, reproject, write_vector
+from .helpers import Messages, reproject, write_vector
 
 UTM = "EPSG:32632"
 X0, Y1, PX, N = 640000.0, 5190000.0, 10.0, 800  # DEM: 8 km square, 10 m cells

@@ -13,7 +13,7 @@ from glacierseg.core.optimize import optimize_model, refusal
 from glacierseg.core.runtime import load_model
 from glacierseg.core.segment import segment_raster
 
-from .conftest import CONV_BANDS, write_raster
+from .helpers import CONV_BANDS, write_raster
 
 METRICS = {"iou", "f1", "iou_change", "f1_change", "speedup", "seconds", "original_seconds"}
 

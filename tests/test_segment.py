@@ -11,7 +11,7 @@ from glacierseg.core.runtime import available_providers, load_model
 from glacierseg.core.segment import resolve_band_map, segment_raster
 from glacierseg.models.sample import sample_contract
 
-from .conftest import CancelAfter, write_raster
+from .helpers import CancelAfter, write_raster
 from .oracle import sample_expectation
 
 

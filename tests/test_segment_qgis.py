@@ -14,7 +14,7 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
-from .conftest import ROOT, write_raster
+from .helpers import ROOT, write_raster
 from .oracle import sample_expectation
 
 ALGORITHM = "glacierseg:segment"

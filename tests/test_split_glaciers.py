@@ -13,7 +13,7 @@ from pyproj import Geod
 from rasterio.features import shapes
 from rasterio.transform import from_origin
 
-from .conftest import Messages, reproject, write_vector
+from .helpers import Messages, reproject, write_vector
 
 SIZE, PIXEL = 256, 40.0  # a 10.24 km square
 GEOD = Geod(ellps="WGS84")

@@ -24,7 +24,7 @@ from glacierseg.models.train import (
     tune_thresholds,
 )
 
-from .conftest import PKG_DIR, Messages, write_raster, write_vector
+from .helpers import PKG_DIR, Messages, write_raster, write_vector
 
 GLACIER = [ClassSpec("glacier", ("1",), "#4fc3f7")]
 
@@ -287,7 +287,7 @@ def test_early_stopping_after_patience_epochs(tmp_path):
 def test_polygon_labels_without_class_field_in_another_crs(tmp_path):
     import shapely
 
-    from .conftest import reproject
+    from .helpers import reproject
 
     image = np.ones((2, 10, 12), np.float32)
     path = write_raster(tmp_path / "img.tif", image, pixel_size=10.0, origin=(630000.0, 5190000.0))

@@ -11,7 +11,7 @@ from glacierseg.core import vectorize as vz
 from glacierseg.core.contract import ClassInfo, InputSpec, ModelContract
 from glacierseg.core.errors import CancelledError, InputError
 
-from .conftest import CancelAfter, write_raster
+from .helpers import CancelAfter, write_raster
 
 PX = 20.0  # pixel size (m); 0.01 km² = 25 pixels
 PX_KM2 = PX * PX / 1e6
