@@ -19,8 +19,9 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
-from ..core.runtime import load_model, usable_cores
+from ..core.contract import parse_thresholds
+from ..core.runtime import DEVICES, load_model, usable_cores
+from ..core.segment import TTA_MODES, segment_raster
 from ..ui.styles import (
     class_raster_beneath_outlines,
     class_raster_renderer,
@@ -43,7 +44,6 @@ def resolve_model_path(value) -> str:
 
 
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
-DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 
 
