@@ -21,7 +21,7 @@ from qgis.core import (
 
 from ..core.contract import parse_thresholds
 from ..core.runtime import DEVICES, load_model, usable_cores
-from ..core.segment import TTA_MODES, segment_raster
+from ..core.segment import TTA_MODES, SegmentOptions, segment_raster
 from ..ui.styles import (
     class_raster_beneath_outlines,
     class_raster_renderer,
@@ -151,19 +151,18 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         outlines_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_OUTLINES, context) or None
         if outlines_path and os.path.splitext(outlines_path)[1].lower() != ".gpkg":
             raise QgsProcessingException(f"The outlines output must be a GeoPackage (.gpkg); got {outlines_path!r}.")
-        result = segment_raster(
-            image, model, prob_path, class_path,
+        options = SegmentOptions(
             band_map=band_map, bounds=bounds, mask_shapes=shapes, tile_size=tile,
             overlap=None if overlap < 0 else overlap,
             tta=TTA_MODES[self.parameterAsEnum(parameters, self.TTA, context)],
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             thresholds=parse_thresholds(self.parameterAsString(parameters, self.THRESHOLDS, context), contract),
-            outlines_out=outlines_path,
             outline_options={"min_area_km2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
                              "hole_area_km2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
                              "smooth_iterations": self.parameterAsInt(parameters, self.SMOOTH_ITERATIONS, context)},
-            progress=progress,
         )
+        result = segment_raster(image, model, prob_path, class_path, options, outlines_out=outlines_path,
+                                progress=progress)
         feedback.pushInfo(
             f"Ran {result.tiles_run} tiles on {result.provider} ({result.tiles_skipped} nodata tiles skipped), "
             f"{result.inference_seconds:.1f} s in the model."

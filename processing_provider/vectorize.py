@@ -12,7 +12,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.vectorize import load_class_table, vectorize
+from ..core.vectorize import VectorizeOptions, load_class_table, vectorize
 from ..ui.correction import prepare_outlines
 from ..ui.styles import style_on_load
 from .base import MAPPING, GlacierSegAlgorithm, raster_path
@@ -88,8 +88,7 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
             classes, precedence, thresholds = contract.classes, contract.precedence, contract.thresholds
             source += f"; model {contract.name or os.path.basename(table_path)}"
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        result = vectorize(
-            raster, out_path, classes,
+        options = VectorizeOptions(
             precedence=precedence,
             thresholds=thresholds,
             min_area_km2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
@@ -99,8 +98,8 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
             simplify_tolerance_m=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
             source=source,
             background_value=self.parameterAsInt(parameters, self.BACKGROUND, context),
-            progress=progress,
         )
+        result = vectorize(raster, out_path, classes, options, progress=progress)
         feedback.pushInfo(
             f"Wrote {result.feature_count} outlines ({result.removed_small} regions under the minimum area "
             f"dropped, {result.filled_holes} holes filled)."
