@@ -6,6 +6,12 @@ the window of ``core.tiling`` (never thresholded per tile); test-time augmentati
 averages probabilities over flips / the 8 dihedral transforms (as in the Attention
 DeepLabV3+ glacier work). Pixels that are nodata (or NaN) in any used band, or outside
 the processing extent / mask, are nodata in both outputs.
+
+``segment_raster`` is a short pipeline (after Deepness's processing-parameter dataclasses and
+its tile generator / tile processor split): ``SegmentOptions`` (parameters) -> ``prepare_run``
+(model) -> ``open_tiled`` (tile source) -> ``ModelStep`` (tile processor) -> ``TileLoop``
+(batches into ``core.tiling.BlendAccumulator``) -> ``SegmentWriter`` (output rasters) ->
+``core.vectorize`` (optional outlines).
 """
 from __future__ import annotations
 
