@@ -161,7 +161,9 @@ def _check_input(session, contract: ModelContract, path: str) -> None:
     """The session takes one (batch, bands, height, width) tensor with the contract's band count."""
     inputs = session.get_inputs()
     if len(inputs) != 1:
-        raise ModelContractError(f"{os.path.basename(path)}: GlacierSeg models take one input tensor, this one has {len(inputs)}.")
+        raise ModelContractError(
+            f"{os.path.basename(path)}: GlacierSeg models take one input tensor, this one has {len(inputs)}."
+        )
     shape = inputs[0].shape
     if len(shape) != 4:
         raise ModelContractError(

@@ -37,7 +37,8 @@ from .tiling import BlendAccumulator, TileGrid, apply_transform, dihedral_transf
 TTA_MODES = ("none", "flips", "d4")
 PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
-RANGE_SAMPLE_TILES, RANGE_SAMPLE_PX = 64, 4096  # compared with the training range: up to 4096 valid pixels (evenly strided) of each of the first 64 tiles
+# compared with the training range: up to 4096 valid pixels (evenly strided) of each of the first 64 tiles
+RANGE_SAMPLE_TILES, RANGE_SAMPLE_PX = 64, 4096
 TTA_CALL_TILES = 32  # the transforms of a batch share model calls of up to this many tiles (flips of batch 8: one call)
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]

@@ -22,13 +22,13 @@ from qgis.core import (
 from ..core.contract import parse_thresholds
 from ..core.runtime import DEVICES, load_model, usable_cores
 from ..core.segment import TTA_MODES, SegmentOptions, segment_raster
+from ..ui.correction import prepare_outlines
 from ..ui.styles import (
     class_raster_beneath_outlines,
     class_raster_renderer,
     probability_renderer,
     style_on_load,
 )
-from ..ui.correction import prepare_outlines
 from .base import MAPPING, GlacierSegAlgorithm, geotiff_output, model_store, raster_path, widget_metadata
 from .raster_inputs import band_mapping, extent_bounds, mask_shapes
 
@@ -117,13 +117,17 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
             self.MASK, "Mask layer (segment inside its polygons only)", [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.TTA, "Test-time augmentation", TTA_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
+        integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
         advanced = [
-            QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model's)", QgsProcessingParameterNumber.Integer, 0, minValue=0),
-            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", QgsProcessingParameterNumber.Integer, -1, minValue=-1),
-            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (tiles per model call)", QgsProcessingParameterNumber.Integer, 4, minValue=1, maxValue=256),
-            QgsProcessingParameterString(self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)", optional=True),
-            QgsProcessingParameterNumber(self.MIN_AREA, "Outlines: minimum polygon area (km²)", QgsProcessingParameterNumber.Double, 0.01, minValue=0.0),
-            QgsProcessingParameterNumber(self.SMOOTH_ITERATIONS, "Outlines: smoothing iterations", QgsProcessingParameterNumber.Integer, 3, minValue=0, maxValue=10),
+            QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model's)", integer, 0, minValue=0),
+            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", integer, -1, minValue=-1),
+            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (tiles per model call)", integer, 4, minValue=1,
+                                         maxValue=256),
+            QgsProcessingParameterString(self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)",
+                                         optional=True),
+            QgsProcessingParameterNumber(self.MIN_AREA, "Outlines: minimum polygon area (km²)", double, 0.01, minValue=0.0),
+            QgsProcessingParameterNumber(self.SMOOTH_ITERATIONS, "Outlines: smoothing iterations", integer, 3, minValue=0,
+                                         maxValue=10),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)

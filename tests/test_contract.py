@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from glacierseg.core.contract import ModelContract, REQUIRED_KEYS, read_contract
+from glacierseg.core.contract import REQUIRED_KEYS, ModelContract, read_contract
 from glacierseg.core.errors import ModelContractError
 from glacierseg.models.sample import sample_contract
 

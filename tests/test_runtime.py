@@ -41,7 +41,8 @@ def test_unknown_device_names_the_choices(sample_model):
 
 def test_one_device_list_for_every_device_parameter():
     from glacierseg.models import train
-    from glacierseg.processing_provider import segment, train as train_algorithm
+    from glacierseg.processing_provider import segment
+    from glacierseg.processing_provider import train as train_algorithm
 
     assert DEVICES == ("auto", "cpu", "cuda")
     assert segment.DEVICES is DEVICES and train_algorithm.DEVICES is DEVICES and train.DEVICES is DEVICES

@@ -147,7 +147,8 @@ def test_smoothing_keeps_areas_and_shared_boundaries(qgis_app, shapes_tif, tmp_p
         r, c = pixel_of(ORIGIN, geom)
         count = int((labels[value] == labels[value][r, c]).sum())
         assert labels[value][r, c] > 0
-        assert geom.area() / 1e6 == pytest.approx(count * PX_KM2, rel=0.01 if simplify == 0 else 0.08)  # DP may move the line by 0.5 px
+        # Douglas-Peucker may move the line by 0.5 px
+        assert geom.area() / 1e6 == pytest.approx(count * PX_KM2, rel=0.01 if simplify == 0 else 0.08)
         assert geom.area() / 1e6 == pytest.approx(attrs[layer.fields().indexOf("area_km2")], rel=1e-9)
         if simplify == 0:
             assert len(geom.asPolygon()[0]) >= 4 * 2**iterations + 1  # every corner cut 2^iterations times
@@ -430,7 +431,7 @@ def test_options_value_equals_keywords_and_validates_itself(qgis_app, shapes_tif
     a, b = str(tmp_path / "a.gpkg"), str(tmp_path / "b.gpkg")
     ra = vz.vectorize(shapes_tif, a, None, options)
     rb = vz.vectorize(shapes_tif, b, min_area_km2=0, hole_area_km2=0, smooth_iterations=2, layer_name="o")
-    (la, fa), (lb, fb) = read_layer(a), read_layer(b)
+    (_, fa), (_, fb) = read_layer(a), read_layer(b)
     assert ra.feature_count == rb.feature_count == len(fa) == len(fb) > 0
     assert [(attrs, g.asWkt()) for attrs, g in fa] == [(attrs, g.asWkt()) for attrs, g in fb]
     assert vz.vectorize(shapes_tif, str(tmp_path / "c.gpkg"), None, options, layer_name="c").layer_name == "c"
