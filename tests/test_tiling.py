@@ -179,3 +179,36 @@ def test_dihedral_transforms_invert(mode, count):
         assert np.array_equal(invert_transform(apply_transform(x, turns, flip), turns, flip), x)
     with pytest.raises(ValueError, match="augmentation"):
         dihedral_transforms("rotate")
+
+
+def test_whole_raster_blend_equals_the_direct_weighted_sum():
+    """``blend_to_arrays`` (training validation) gives, bit for bit, the weighted sum over the
+    full arrays divided by the summed weights, with tiles left out (outside a region) not
+    counted and pixels no valid tile reaches uncovered."""
+    from glacierseg.core.tiling import blend_to_arrays
+
+    rng = np.random.default_rng(3)
+    h, w, channels = 77, 58, 2
+    grid = TileGrid.plan(h, w, 32, 12, 4)
+    valid = rng.random((h, w)) > 0.1
+    region = np.zeros((h, w), bool)
+    region[10:50, 5:40] = True
+    window, tile = grid.window(), grid.tile
+    acc, weight, tiles = np.zeros((channels, h, w), np.float32), np.zeros((h, w), np.float32), []
+    for k, row in enumerate(grid.row_origins):
+        for col in grid.col_origins:
+            r0, r1, c0, c1 = max(row, 0), min(row + tile, h), max(col, 0), min(col + tile, w)
+            if not ((window > 0)[r0 - row : r1 - row, c0 - col : c1 - col] & region[r0:r1, c0:c1]).any():
+                continue  # the tile misses the region
+            ri, ci = reflect_index(np.arange(row, row + tile), h), reflect_index(np.arange(col, col + tile), w)
+            values = rng.random((channels, tile, tile), dtype=np.float32)
+            tile_valid = valid[ri[:, None], ci[None, :]]
+            tiles.append((k, col, values, tile_valid))
+            wt = window * tile_valid
+            sub = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
+            acc[:, r0:r1, c0:c1] += values[:, sub[0], sub[1]] * wt[sub]
+            weight[r0:r1, c0:c1] += wt[sub]
+    assert 0 < len(tiles) < len(grid)
+    out, covered = blend_to_arrays(grid, channels, tiles)
+    assert np.array_equal(covered, weight > 0) and covered[region & valid].all() and not covered.all()
+    assert np.array_equal(out, np.where(weight > 0, acc / np.where(weight > 0, weight, 1.0), 0.0))
