@@ -506,6 +506,7 @@ class TileLoop:
         from concurrent.futures import ThreadPoolExecutor
 
         progress = ensure_progress(progress)
+        self.tiles_skipped = 0
         accumulator = BlendAccumulator(self.src.grid, self.channels, self.strip_rows)
         prefetch = _TilePrefetcher(self.src, self.contract, ahead=self.batch_size)
         try:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping
 
 import numpy as np
 
+from . import parameters
 from .contract import ClassInfo, ModelContract, decide_classes, read_contract
 from .errors import InputError, ModelContractError
 from .io import GDAL_CACHE_BYTES, atomic_output, raster_exists
@@ -646,14 +647,15 @@ class VectorizeOptions:
     Chaikin passes cut ``smooth_offset`` of each segment per corner; ``simplify_tolerance_m``
     simplifies the smoothed arcs. ``source`` fills the ``source`` field (default: the raster's file
     name), ``layer_name`` names the GeoPackage layer; ``background_value`` is not vectorized.
+    Defaults and their sources: ``core.parameters`` (vectorize section).
     """
 
     precedence: Sequence[str] = ()
     thresholds: Optional[Mapping[str, float]] = None
-    min_area_km2: float = 0.01
-    hole_area_km2: float = 0.01
-    smooth_iterations: int = 3
-    smooth_offset: float = 0.25
+    min_area_km2: float = parameters.OUTLINE_MIN_AREA_KM2
+    hole_area_km2: float = parameters.OUTLINE_FILL_HOLE_KM2
+    smooth_iterations: int = parameters.SMOOTH_ITERATIONS
+    smooth_offset: float = parameters.SMOOTH_OFFSET
     simplify_tolerance_m: float = 0.0
     source: str = ""
     layer_name: str = "outlines"

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..core import parameters
 from ..core.contract import parse_thresholds
 from ..core.runtime import DEVICES, load_model, usable_cores
 from ..core.segment import TTA_MODES, SegmentOptions, segment_raster
@@ -125,9 +126,10 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
                                          maxValue=256),
             QgsProcessingParameterString(self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)",
                                          optional=True),
-            QgsProcessingParameterNumber(self.MIN_AREA, "Outlines: minimum polygon area (km²)", double, 0.01, minValue=0.0),
-            QgsProcessingParameterNumber(self.SMOOTH_ITERATIONS, "Outlines: smoothing iterations", integer, 3, minValue=0,
-                                         maxValue=10),
+            QgsProcessingParameterNumber(self.MIN_AREA, "Outlines: minimum polygon area (km²)", double,
+                                         parameters.OUTLINE_MIN_AREA_KM2, minValue=0.0),
+            QgsProcessingParameterNumber(self.SMOOTH_ITERATIONS, "Outlines: smoothing iterations", integer,
+                                         parameters.SMOOTH_ITERATIONS, minValue=0, maxValue=10),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
