@@ -774,13 +774,12 @@ def _filter_regions(regions: _Regions, options: VectorizeOptions) -> Tuple[int, 
 
 
 class _OutlineBatches:
-    """Smooth, measure and describe the class polygons in batches (class, then largest first): a
+    """Smooth, measure and describe the class regions in batches (class, then largest first): a
     shared arc comes out identical from any batch. Simplification needs all arcs in one batch."""
 
     def __init__(self, regions: _Regions, table: Mapping[int, ClassInfo], options: VectorizeOptions, source: str):
         import shapely
 
-        regions.keep(regions.is_class)
         codes, pieces = regions.codes, regions.pieces
         by = np.lexsort((-shapely.area(pieces), codes)) if len(pieces) else np.zeros(0, int)
         self.codes, self.pieces = codes[by], regions.grid.pixel_orientation(pieces[by])
@@ -864,6 +863,7 @@ def vectorize(class_raster: str, out_path: str, classes: Optional[Sequence[Class
     removed, filled = _filter_regions(regions, options)
     progress.set_progress(55)
     check_cancel(progress)
+    regions.keep(regions.is_class)  # no-data regions were context for the hole filling only
     batches = _OutlineBatches(regions, table, options, options.source or os.path.basename(class_raster))
     if not len(batches):  # empty is a valid answer: an empty layer, with its fields
         min_area = options.min_area_km2
