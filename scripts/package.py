@@ -14,7 +14,8 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCLUDE = ("metadata.txt", "__init__.py", "plugin.py", "LICENSE", "README.md", "requirements.txt",
-           "requirements-gpu.txt", "requirements-dev.txt", "icons", "core", "processing_provider", "ui", "models", "docs")
+           "requirements-gpu.txt", "requirements-dev.txt", "icons", "core", "processing_provider", "ui", "models",
+           "docs")
 
 
 def plugin_files():
@@ -25,7 +26,8 @@ def plugin_files():
     except (OSError, subprocess.CalledProcessError):
         out = [os.path.relpath(os.path.join(d, f), ROOT) for d, _, fs in os.walk(ROOT) for f in fs]
     for rel in sorted(set(out)):
-        if rel and rel.split("/")[0] in INCLUDE and "__pycache__" not in rel and os.path.isfile(os.path.join(ROOT, rel)):
+        if rel and rel.split("/")[0] in INCLUDE and "__pycache__" not in rel \
+                and os.path.isfile(os.path.join(ROOT, rel)):
             yield rel
 
 
@@ -52,6 +54,7 @@ def build_bundled_models(work: str) -> str:
 
 
 def main(target: str) -> None:
+    """Write the plugin zip to ``target`` (folder ``glacierseg/``, sample model installed)."""
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         bundled = build_bundled_models(work)
