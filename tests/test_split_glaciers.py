@@ -178,6 +178,7 @@ def test_cancel_leaves_no_output(valley, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_qgis_process_split(valley, qgis_process, tmp_path):
     """A separate QGIS (qgis_process) with the plugin enabled runs the algorithm."""
     out = str(tmp_path / "glaciers.gpkg")

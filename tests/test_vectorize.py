@@ -355,6 +355,7 @@ def test_through_processing_with_class_table_and_style(qgis_app, glacierseg_prov
     assert cats == {1: "#a6e1ff", 2: "#1f4fff", 3: "#8c6d46", "": "#e7298a"}  # "": catch-all for new polygons
 
 
+@pytest.mark.slow
 def test_qgis_process_run(qgis_process, shapes_tif, tmp_path):
     out = str(tmp_path / "cli.gpkg")
     rc, result, output = qgis_process.run("glacierseg:vectorize", INPUT=shapes_tif, MIN_AREA=0, OUTPUT=out)
