@@ -178,6 +178,7 @@ def test_cancel_leaves_no_output(valley, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_qgis_process_split(valley, qgis_process, tmp_path):
     """A separate QGIS (qgis_process) with the plugin enabled runs the algorithm."""
     out = str(tmp_path / "glaciers.gpkg")
@@ -189,6 +190,7 @@ def test_qgis_process_split(valley, qgis_process, tmp_path):
     assert [r[0]["complex_id"] for r in rows] == ["valley", "valley"]
 
 
+@pytest.mark.slow
 def test_hintereisferner_complex_against_rgi7(shared_data):
     """Real data: RGI 7 complex RGI2000-v7.0-C-11-02192 on SRTM vs its 23 RGI 7 glaciers."""
     from glacierseg.core.dem_split import split_complex
