@@ -56,6 +56,7 @@ class ClassInfo:
     color: str
 
     def rgb(self) -> Tuple[int, int, int]:
+        """The colour as (red, green, blue), 0-255."""
         return tuple(int(self.color[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
@@ -114,11 +115,14 @@ class InputSpec:
         return f[1] if f else (self.name,)
 
     def normalise(self, x: np.ndarray) -> np.ndarray:
+        """Scaled float32 channel from raw values: ``(x - mean) / std``, else ``x * scale + offset``."""
         if self.mean is not None:
+            assert self.std is not None  # from_dict requires std with mean
             return ((x - self.mean) / self.std).astype(np.float32, copy=False)
         return (x * self.scale + self.offset).astype(np.float32, copy=False)
 
     def to_json(self) -> Dict[str, Any]:
+        """This input as its entry in the contract's ``bands`` list."""
         d: Dict[str, Any] = {"name": self.name}
         if self.mean is not None:
             d.update(mean=self.mean, std=self.std)
@@ -153,6 +157,7 @@ class ModelContract:
     # ----------------------------------------------------------------- derived
     @property
     def class_names(self) -> List[str]:
+        """Class names in output-channel order."""
         return [c.name for c in self.classes]
 
     @property
@@ -180,6 +185,7 @@ class ModelContract:
         return order + [c for c in self.classes if c.name not in self.precedence]
 
     def threshold(self, name: str) -> float:
+        """Probability threshold of class ``name`` (0.5 where the contract gives none)."""
         return float(self.thresholds.get(name, 0.5))
 
     def classify(self, probs: np.ndarray, thresholds: Optional[Mapping[str, float]] = None) -> np.ndarray:
@@ -454,7 +460,8 @@ def input_range_warnings(bands: Sequence[InputSpec], samples: Sequence[np.ndarra
         p_lo, p_hi = scaled_range(v)
         median = float(np.median(v))
         spread = max(p_hi - p_lo, 1e-12)
-        if not lo - width <= median <= hi + width or not 1 / RANGE_SPREAD_FACTOR <= spread / width <= RANGE_SPREAD_FACTOR:
+        if (not lo - width <= median <= hi + width
+                or not 1 / RANGE_SPREAD_FACTOR <= spread / width <= RANGE_SPREAD_FACTOR):
             out.append(
                 f"Warning: input {spec.name} scaled by the model spans {p_lo:.4g}…{p_hi:.4g} (median {median:.4g}) "
                 f"but the model was trained on {lo:.4g}…{hi:.4g}: the raster's values are probably in other units "
@@ -517,7 +524,9 @@ def read_contract(model_path: str, embedded: Optional[Mapping[str, str]] = None)
                 with open(path, encoding="utf-8") as fh:
                     d = json.load(fh)
             except json.JSONDecodeError as exc:
-                raise ModelContractError(f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+                raise ModelContractError(
+                    f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno})."
+                ) from None
             return ModelContract.from_dict(d, os.path.basename(path))
     missing = [k for k in REQUIRED_KEYS if k not in embedded]
     raise ModelContractError(
@@ -569,7 +578,9 @@ def parse_thresholds(text: str, contract: ModelContract) -> Dict[str, float]:
     result = _threshold_values(text, contract.class_names)
     unknown = [n for n in result if n not in contract.class_names]
     if unknown:
-        raise InputError(f"Threshold override names unknown class(es) {unknown}; the model's classes are {contract.class_names}.")
+        raise InputError(
+            f"Threshold override names unknown class(es) {unknown}; the model's classes are {contract.class_names}."
+        )
     bad = [n for n, v in result.items() if not 0.0 <= v <= 1.0]
     if bad:
         raise InputError(f"Threshold override for {bad} must lie between 0 and 1.")
@@ -584,11 +595,13 @@ def _threshold_values(text: str, class_names: Sequence[str]) -> Dict[str, float]
             return {name: value for name in class_names}
         result = {}
         for part in text.split(","):
-            name, value = part.split("=")
-            result[name.strip()] = float(value)
+            name, number = part.split("=")
+            result[name.strip()] = float(number)
         return result
     except ValueError:
-        raise InputError(f"Threshold override {text!r} is not a number or a list like 'glacier=0.4,lake=0.6'.") from None
+        raise InputError(
+            f"Threshold override {text!r} is not a number or a list like 'glacier=0.4,lake=0.6'."
+        ) from None
 
 
 def decide_classes(probs: np.ndarray, classes: Sequence[ClassInfo], background: int, precedence: Sequence[str],

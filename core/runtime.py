@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def usable_cores() -> int:
 class LoadedModel:
     """An onnxruntime session with its contract and the provider that actually runs it."""
 
-    session: object
+    session: Any  # onnxruntime.InferenceSession (onnxruntime is imported only when a model is loaded)
     contract: ModelContract
     provider: str
     input_name: str
@@ -72,13 +72,15 @@ class LoadedModel:
 
 
 def session_options(threads: Optional[int] = None, optimization: str = "all"):
-    """onnxruntime SessionOptions as GlacierSeg sets them: ``threads`` intra-op threads (default:
+    """The onnxruntime SessionOptions as GlacierSeg sets them: ``threads`` intra-op threads (default:
     ``usable_cores()``; one inter-op thread, the graph runs sequentially), graph optimization
     ``optimization`` (one of ``OPTIMIZATION_LEVELS``)."""
     import onnxruntime as ort
 
     if optimization not in OPTIMIZATION_LEVELS:
-        raise InputError(f"Unknown graph optimization level {optimization!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}.")
+        raise InputError(
+            f"Unknown graph optimization level {optimization!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}."
+        )
     threads = usable_cores() if threads is None else int(threads)
     if threads < 1:
         raise InputError(f"Thread count must be at least 1, got {threads}.")
@@ -105,6 +107,7 @@ def _session(path: str, providers: Sequence[str], options=None):
 
 
 def available_providers() -> List[str]:
+    """Execution providers this onnxruntime build offers (``CUDA`` only with onnxruntime-gpu)."""
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
@@ -141,7 +144,7 @@ def load_model(path: str, device: str = "auto", *, threads: Optional[int] = None
 
 
 def execution_providers(device: str, available: Sequence[str]) -> List[str]:
-    """onnxruntime providers to try for ``device`` given the ``available`` ones: CUDA first and
+    """The onnxruntime providers to try for ``device`` given the ``available`` ones: CUDA first and
     the CPU as fallback for ``auto`` / ``cuda`` when CUDA is available, else the CPU; ``cuda``
     without CUDA support raises ``DeviceError`` (never a silent fallback)."""
     has_cuda = CUDA in available

@@ -22,7 +22,7 @@ import re
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -46,6 +46,8 @@ BandMap = Union[Sequence[int], Mapping[str, int], None]
 
 @dataclass
 class SegmentResult:
+    """What ``segment_raster`` wrote (output paths) and how the run went (tiles, model calls, seconds)."""
+
     probabilities: str
     classes: str
     contract: ModelContract
@@ -100,7 +102,8 @@ def resolve_band_map(
     raise InputError(
         f"The model reads {len(wanted)} band(s) ({', '.join(wanted)}) but the raster has {len(descriptions)} "
         f"({named}) and their descriptions do not name them all. Set the band mapping to the raster "
-        f"band numbers for {', '.join(wanted)}, in that order (e.g. '{','.join(str(i + 1) for i in range(len(wanted)))}')."
+        f"band numbers for {', '.join(wanted)}, in that order "
+        f"(e.g. '{','.join(str(i + 1) for i in range(len(wanted)))}')."
     )
 
 
@@ -253,7 +256,9 @@ def _extent_window(ds, bounds: Optional[Sequence[float]], shapes: Optional[list]
         col1 = min(col1, int(math.ceil(w.col_off + w.width)))
         row1 = min(row1, int(math.ceil(w.row_off + w.height)))
     if col1 <= col0 or row1 <= row0:
-        raise InputError("The processing extent / mask does not overlap the raster; choose an extent inside the layer.")
+        raise InputError(
+            "The processing extent / mask does not overlap the raster; choose an extent inside the layer."
+        )
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
@@ -315,10 +320,12 @@ class TiledSource:
 
     @property
     def width(self) -> int:
+        """Width of the processing window (= of the outputs) in pixels."""
         return int(self.window.width)
 
     @property
     def height(self) -> int:
+        """Height of the processing window (= of the outputs) in pixels."""
         return int(self.window.height)
 
     def profile(self, count: int, dtype: str, nodata) -> dict:
@@ -346,7 +353,9 @@ def open_tiled(image: str, contract: ModelContract, stack: ExitStack, *, band_ma
     pixel_size = contract.resolution_m if resampled else _pixel_size_m(src)[0]
     tile, overlap, half_rf = model_tiling(contract, tile_size, overlap)
     if tile < 16:
-        raise InputError(f"Tile size {tile} is too small; use at least 16 px (the model suggests {contract.tile_size}).")
+        raise InputError(
+            f"Tile size {tile} is too small; use at least 16 px (the model suggests {contract.tile_size})."
+        )
     if overlap >= tile:
         raise InputError(f"Overlap ({overlap} px) must be smaller than the tile size ({tile} px).")
     grid = TileGrid.plan(int(window.height), int(window.width), tile, overlap, half_rf)
@@ -461,8 +470,10 @@ class _ModelCalls:
     def push(self, batch: List[_Tile]) -> None:
         """Start the model on ``batch``, then blend the batch started before it."""
         self.calls += 1
-        following = batch, self.executor.submit(self.predict, np.stack([t.x for t in batch]),
-                                                np.stack([t.valid for t in batch]))
+        # batches hold only tiles that were read (x and valid set; skipped tiles never join one)
+        inputs = cast(List[np.ndarray], [t.x for t in batch])
+        masks = cast(List[np.ndarray], [t.valid for t in batch])
+        following = batch, self.executor.submit(self.predict, np.stack(inputs), np.stack(masks))
         self._finish()
         self.pending = following
 
@@ -478,7 +489,7 @@ class _ModelCalls:
         batch, future = self.pending
         self.accumulator.flush(self.write)
         for t, values in zip(batch, future.result()):
-            self.accumulator.add(t.k, t.col, values, t.valid)
+            self.accumulator.add(t.k, t.col, values, cast(np.ndarray, t.valid))  # a read tile (see push)
         self.tiles_run += len(batch)
         self.accumulator.flush(self.write)
 
@@ -499,6 +510,7 @@ class TileLoop:
 
     @property
     def strip_rows(self) -> int:
+        """Rows the blend accumulator holds (``strip_rows``)."""
         return strip_rows(self.src.grid, self.batch_size)
 
     def run(self, predict: Predict, write: Write, progress: Optional[Progress] = None) -> Tuple[int, int]:
@@ -566,8 +578,10 @@ def blend_tiles(src: TiledSource, contract: ModelContract, channels: int, predic
     return TileLoop(src, contract, channels, batch_size).run(predict, write, progress)
 
 
-def prepare_run(image: str, model: Union[str, LoadedModel], device: str, batch_size: int,
-                mask_shapes: Optional[Iterable[dict]], threads: Optional[int] = None) -> Tuple[LoadedModel, Optional[list]]:
+def prepare_run(
+    image: str, model: Union[str, LoadedModel], device: str, batch_size: int,
+    mask_shapes: Optional[Iterable[dict]], threads: Optional[int] = None,
+) -> Tuple[LoadedModel, Optional[list]]:
     """Checks shared by the tiled model runs (segment, explain): batch size, raster present,
     model loaded with known derived features, mask with polygons. Returns (model, mask shapes)."""
     if batch_size < 1:
@@ -606,7 +620,7 @@ class SegmentOptions:
     batch_size: int = 4
     threads: Optional[int] = None
     thresholds: Optional[Mapping[str, float]] = None
-    outline_options: Optional[Mapping[str, float]] = None
+    outline_options: Optional[Mapping[str, Any]] = None
 
     def validate(self) -> None:
         """Checks that need neither the raster nor the model (the rest are ``prepare_run``'s)."""
@@ -628,10 +642,11 @@ class ModelStep:
         self.samples: List[np.ndarray] = []
 
     def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """(N, classes, tile, tile) probabilities of a batch of model inputs (``blend_tiles``'s ``predict``)."""
         self._sample(x, valid)
         n = len(x)
         group = max(1, TTA_CALL_TILES // n)
-        probs = None
+        probs: Optional[np.ndarray] = None
         for g in range(0, len(self.transforms), group):
             chosen = self.transforms[g : g + group]
             raw = self._call(np.concatenate([apply_transform(x, turns, flip) for turns, flip in chosen]))
@@ -641,6 +656,7 @@ class ModelStep:
                     probs = p.copy()
                 else:
                     probs += p
+        assert probs is not None  # dihedral_transforms gives at least the identity
         probs /= len(self.transforms)
         return probs
 
@@ -688,6 +704,7 @@ class SegmentWriter:
         self.class_ds.write_colormap(1, class_colormap(contract.classes, contract.background))
 
     def write(self, strip: np.ndarray, covered: np.ndarray, window) -> None:
+        """Write blended probabilities and their classes where ``covered`` (``Write`` of ``TileLoop.run``)."""
         cls = self.contract.classify(strip, self.thresholds)
         cls[~covered] = CLASS_NODATA
         strip[:, ~covered] = PROBABILITY_NODATA
@@ -695,6 +712,7 @@ class SegmentWriter:
         self.class_ds.write(cls, 1, window=window)
 
     def close(self) -> None:
+        """Close both rasters (before their temporary files are moved onto the outputs)."""
         self.prob_ds.close()
         self.class_ds.close()
 
@@ -703,8 +721,9 @@ def _describe_run(loaded: LoadedModel, src: TiledSource, options: SegmentOptions
     """The run's settings in one line, for the log."""
     contract, grid = loaded.contract, src.grid
     return (
-        f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.describe()}; batch {options.batch_size}; "
-        f"{src.width}×{src.height} px in {len(grid)} tiles of {grid.tile} px, overlap {grid.overlap} px, TTA {options.tta}; "
+        f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.describe()}; "
+        f"batch {options.batch_size}; {src.width}×{src.height} px in {len(grid)} tiles of {grid.tile} px, "
+        f"overlap {grid.overlap} px, TTA {options.tta}; "
         f"bands {', '.join(f'{k}←{v}' for k, v in src.mapping.items())}"
         + (f"; resampled to the model's {contract.resolution_m:g} m" if src.resampled else "")
     )
@@ -755,8 +774,10 @@ def segment_raster(image: str, model: Union[str, LoadedModel], probabilities_out
         src = open_tiled(image, contract, stack, band_map=options.band_map, bounds=options.bounds, shapes=shapes,
                          tile_size=options.tile_size, overlap=options.overlap, progress=progress)
         progress.push_info(_describe_run(loaded, src, options))
-        prob_tmp, class_tmp, outlines_tmp = stack.enter_context(  # all outputs commit together, on success
+        temporary = stack.enter_context(  # all outputs commit together, on success
             atomic_outputs(probabilities_out, classes_out, outlines_out or None, progress=outer))
+        # paths given get paths; outlines_tmp is None only without outlines_out, and used only with it
+        prob_tmp, class_tmp, outlines_tmp = cast(List[str], temporary)
         writer = SegmentWriter(prob_tmp, class_tmp, src, contract, thresholds, stack)
         step = ModelStep(loaded, options.tta)
         loop = TileLoop(src, contract, step.channels, options.batch_size)

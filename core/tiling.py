@@ -32,6 +32,8 @@ class TileGrid:
 
     @classmethod
     def plan(cls, height: int, width: int, tile: int, overlap: int, half_receptive_field: int) -> "TileGrid":
+        """The grid for a raster: ``overlap`` clipped to [0, tile - 1], the zero-weight ``margin``
+        the half receptive field but at most half the overlap."""
         if tile <= 0:
             raise ValueError("tile size must be positive")
         overlap = int(min(max(overlap, 0), tile - 1))
@@ -40,6 +42,7 @@ class TileGrid:
 
     @property
     def stride(self) -> int:
+        """Distance between neighbouring tile origins."""
         return self.tile - self.overlap
 
     def _origins(self, length: int) -> List[int]:
@@ -52,10 +55,12 @@ class TileGrid:
 
     @property
     def row_origins(self) -> List[int]:
+        """Top rows of the tile rows (the first at ``-margin``)."""
         return self._origins(self.height)
 
     @property
     def col_origins(self) -> List[int]:
+        """Left columns of the tile columns (the first at ``-margin``)."""
         return self._origins(self.width)
 
     def __len__(self) -> int:
@@ -100,6 +105,7 @@ def apply_transform(batch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
 
 
 def invert_transform(batch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    """Undo ``apply_transform(batch, turns, flip)``."""
     out = np.rot90(batch, -turns, axes=(-2, -1))
     return out[..., ::-1] if flip else out
 

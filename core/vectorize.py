@@ -67,7 +67,8 @@ def load_class_table(path: str) -> ModelContract:
                 data = json.load(fh)
         except json.JSONDecodeError as exc:
             raise ModelContractError(
-                f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno}); fix the file or give the .onnx model."
+                f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno}); "
+                "fix the file or give the .onnx model."
             ) from None
         return ModelContract.from_dict(data, os.path.basename(path))
     return read_contract(path)
@@ -213,7 +214,8 @@ def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: i
     points, starts = chaikin(np.concatenate(arcs), starts, closed, iterations, offset)
     if simplify_px > 0:
         lines = shapely.linestrings(points, indices=np.repeat(np.arange(len(arcs)), np.diff(starts)))
-        simple = shapely.get_parts(shapely.simplify(shapely.multilinestrings(lines), simplify_px, preserve_topology=True))
+        simple = shapely.get_parts(
+            shapely.simplify(shapely.multilinestrings(lines), simplify_px, preserve_topology=True))
         # an arc cut down to its chord can collapse a small region onto a neighbour's arc
         # (GEOS < 3.12 does not prevent it): such arcs stay as smoothed
         collapsed = (shapely.get_num_coordinates(simple) == 2) & (np.diff(starts) > 2)
@@ -230,11 +232,13 @@ def _smooth_topology(polys: np.ndarray, nodes: np.ndarray, width: int, height: i
     later[np.cumsum(parts_per_ring) - parts_per_ring] = False
     count = np.diff(starts)[arc] - later
     pos = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(later, count)
-    take = np.where(np.repeat(rev, count), np.repeat(starts[arc + 1] - 1, count) - pos, np.repeat(starts[arc], count) + pos)
+    take = np.where(np.repeat(rev, count), np.repeat(starts[arc + 1] - 1, count) - pos,
+                    np.repeat(starts[arc], count) + pos)
     del pos
     coords = points[take]
     del points, take
-    ring_geoms = shapely.linearrings(coords, indices=np.repeat(np.repeat(np.arange(len(ring_arcs)), parts_per_ring), count))
+    ring_of_point = np.repeat(np.repeat(np.arange(len(ring_arcs)), parts_per_ring), count)
+    ring_geoms = shapely.linearrings(coords, indices=ring_of_point)
     del coords
     return _polygons(ring_geoms, owner, len(polys))
 
@@ -586,10 +590,10 @@ def _fill_small_holes(geoms: np.ndarray, owners: np.ndarray, context: np.ndarray
             hole_ring.append(j)
     if not holes:
         return geoms, 0
-    holes = np.array(holes, dtype=object)
-    small = grid.area_m2(holes) < hole_m2 * (1 - _REL_EPS)
-    occupied = np.zeros(len(holes), bool)
-    hits, _ = shapely.STRtree(context).query(holes, predicate="covers")
+    hole_geoms = np.array(holes, dtype=object)
+    small = grid.area_m2(hole_geoms) < hole_m2 * (1 - _REL_EPS)
+    occupied = np.zeros(len(hole_geoms), bool)
+    hits, _ = shapely.STRtree(context).query(hole_geoms, predicate="covers")
     occupied[hits] = True
     fill = small & ~occupied
     out = geoms.copy()
@@ -729,7 +733,9 @@ def _read_regions(class_raster: str, band_classes: Sequence[ClassInfo], options:
     try:
         src = rasterio.open(class_raster)
     except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"cannot open {class_raster!r} as a raster ({exc}); give a GeoTIFF or another GDAL raster.") from None
+        raise InputError(
+            f"cannot open {class_raster!r} as a raster ({exc}); give a GeoTIFF or another GDAL raster."
+        ) from None
     with src, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         if src.crs is None:
             raise InputError(
@@ -764,7 +770,8 @@ def _filter_regions(regions: _Regions, options: VectorizeOptions) -> Tuple[int, 
     filled. Returns (regions removed, holes filled)."""
     is_class = regions.is_class
     keep = np.ones(len(regions.pieces), bool)
-    keep[np.flatnonzero(is_class)] = regions.grid.area_m2(regions.pieces[is_class]) >= options.min_area_km2 * 1e6 * (1 - _REL_EPS)
+    min_m2 = options.min_area_km2 * 1e6 * (1 - _REL_EPS)
+    keep[np.flatnonzero(is_class)] = regions.grid.area_m2(regions.pieces[is_class]) >= min_m2
     regions.keep(keep)
     filled = 0
     if options.hole_area_km2 > 0 and len(regions.pieces):

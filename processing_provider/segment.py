@@ -49,7 +49,7 @@ DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 
 
 def qgis_threads() -> int:
-    """onnxruntime's intra-op threads in QGIS: the threads QGIS may use (Settings › Options ›
+    """The intra-op threads of onnxruntime in QGIS: the threads QGIS may use (Settings › Options ›
     Rendering › Max cores, ``QgsApplication.maxThreads``; -1 = all), at most the usable cores."""
     from qgis.core import QgsApplication
 
@@ -61,7 +61,8 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
     NAME = "segment"
     DISPLAY_NAME = "Segment raster with model"
     GROUP = MAPPING
-    SHORT = "Glacier, glacial-lake or landslide masks and outlines from a satellite image with a deep-learning (ONNX) model."
+    SHORT = ("Glacier, glacial-lake or landslide masks and outlines from a satellite image with a deep-learning "
+             "(ONNX) model.")
     TAGS = ("onnx", "deep learning", "segmentation", "cnn", "u-net", "glacial lake", "landslide", "sentinel-2",
             "landsat", "probability", "outlines", "mask", "classification", "inference")
     MANUAL_SECTION = "map-with-a-model"
@@ -115,13 +116,15 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         self.addParameter(bands)
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.MASK, "Mask layer (segment inside its polygons only)", [QgsProcessing.TypeVectorPolygon], optional=True))
+            self.MASK, "Mask layer (segment inside its polygons only)", [QgsProcessing.TypeVectorPolygon],
+            optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.TTA, "Test-time augmentation", TTA_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
         integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
         advanced = [
             QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model's)", integer, 0, minValue=0),
-            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", integer, -1, minValue=-1),
+            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", integer, -1,
+                                         minValue=-1),
             QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (tiles per model call)", integer, 4, minValue=1,
                                          maxValue=256),
             QgsProcessingParameterString(self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)",
@@ -152,7 +155,8 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         shapes = mask_shapes(self, parameters, self.MASK, context, feedback, layer, progress)
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
-        prob_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context), "probabilities")
+        prob_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context),
+                                   "probabilities")
         class_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_CLASSES, context), "classes")
         outlines_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_OUTLINES, context) or None
         if outlines_path and os.path.splitext(outlines_path)[1].lower() != ".gpkg":

@@ -124,4 +124,5 @@ def test_activation_and_class_decision_follow_the_contract():
     assert [c.class_names[0], c.class_names[1]] == ["glacier", "glacial_lake"]
     values = {x.name: x.value for x in c.classes}
     assert c.classify(probs).tolist() == [[values["glacier"], values["glacial_lake"], c.background.value]]
-    assert c.classify(probs, {"glacier": 0.95}).tolist() == [[c.background.value, values["glacial_lake"], c.background.value]]
+    assert c.classify(probs, {"glacier": 0.95}).tolist() == [
+        [c.background.value, values["glacial_lake"], c.background.value]]

@@ -58,7 +58,8 @@ def test_session_options():
     assert o.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert o.log_severity_level == 3
     assert session_options().intra_op_num_threads == usable_cores()
-    assert session_options(optimization="disabled").graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    disabled = session_options(optimization="disabled")
+    assert disabled.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     with pytest.raises(InputError, match="all, extended, basic, disabled"):
         session_options(optimization="fast")
     with pytest.raises(InputError, match="at least 1"):

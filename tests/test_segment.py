@@ -110,7 +110,8 @@ def test_extent_and_mask_limit_the_output(sample_scene, sample_model, tmp_path):
     assert classes.shape == (1, 100, 200) and (transform.c, transform.f) == (x0, y0 + 100 * 20)
     _, want = sample_expectation(sample_scene.image)
     np.testing.assert_array_equal(classes[0], want[200:300, 100:300])
-    square = {"type": "Polygon", "coordinates": [[(x0, y0), (x0 + 800, y0), (x0 + 800, y0 + 800), (x0, y0 + 800), (x0, y0)]]}
+    square = {"type": "Polygon",
+              "coordinates": [[(x0, y0), (x0 + 800, y0), (x0 + 800, y0 + 800), (x0, y0 + 800), (x0, y0)]]}
     masked = run(sample_scene.image, sample_model, tmp_path, "mask", mask_shapes=[square])
     classes, _, _ = read(masked.classes)
     assert classes.shape == (1, 40, 40) and (classes != 255).all()

@@ -125,7 +125,8 @@ def test_batch_process_style_reuse(glacierseg_provider, sample_scene, sample_mod
     context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
     for name, tta in (("a", 0), ("b", 2)):
         params = {"INPUT": sample_scene.image, "MODEL": sample_model, "TTA": tta,
-                  "OUTPUT_PROBABILITIES": str(tmp_path / f"{name}_p.tif"), "OUTPUT_CLASSES": str(tmp_path / f"{name}_c.tif")}
+                  "OUTPUT_PROBABILITIES": str(tmp_path / f"{name}_p.tif"),
+                  "OUTPUT_CLASSES": str(tmp_path / f"{name}_c.tif")}
         results, ok = alg.run(params, context, feedback)
         assert ok and os.path.exists(results["OUTPUT_CLASSES"])
 
@@ -144,7 +145,8 @@ def test_qgis_process_runs_segment(qgis_process, sample_scene, sample_model, tmp
 @pytest.mark.slow
 def test_qgis_process_reports_errors(qgis_process, sample_scene, tmp_path):
     rc, _, output = qgis_process.run(ALGORITHM, INPUT=sample_scene.image, MODEL=str(tmp_path / "nope.onnx"),
-                                     OUTPUT_PROBABILITIES=str(tmp_path / "p.tif"), OUTPUT_CLASSES=str(tmp_path / "c.tif"))
+                                     OUTPUT_PROBABILITIES=str(tmp_path / "p.tif"),
+                                     OUTPUT_CLASSES=str(tmp_path / "c.tif"))
     assert rc != 0 and "nope.onnx" in output
 
 

@@ -87,7 +87,8 @@ def run_accumulator(grid, image, valid, depth=None, order=None):
     return out, covered_out, windows
 
 
-@pytest.mark.parametrize("shape,tile,overlap,half_rf", [((70, 90), 32, 12, 3), ((33, 5), 16, 6, 1), ((40, 40), 40, 0, 0)])
+@pytest.mark.parametrize("shape,tile,overlap,half_rf",
+                         [((70, 90), 32, 12, 3), ((33, 5), 16, 6, 1), ((40, 40), 40, 0, 0)])
 def test_blended_identity_tiles_give_the_image_back(shape, tile, overlap, half_rf):
     """Weights are normalised: tiles that repeat the raster blend back to it exactly (to float
     rounding), on every pixel, at every edge."""
@@ -111,8 +112,8 @@ def test_constant_tiles_blend_to_the_constant_and_weights_sum_over_the_overlap()
     for r in grid.row_origins:  # the windows of all tiles, summed independently
         for c in grid.col_origins:
             expected[r + grid.tile : r + 2 * grid.tile, c + grid.tile : c + 2 * grid.tile] += grid.window()
-    np.testing.assert_allclose(weights, expected[grid.tile : grid.tile + grid.height, grid.tile : grid.tile + grid.width],
-                               rtol=1e-6)
+    inside = expected[grid.tile : grid.tile + grid.height, grid.tile : grid.tile + grid.width]
+    np.testing.assert_allclose(weights, inside, rtol=1e-6)
     values = []
     acc.flush(lambda v, covered, window: values.append((v, covered)))
     assert all(np.allclose(v, 0.25) and c.all() for v, c in values)

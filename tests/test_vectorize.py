@@ -118,7 +118,8 @@ def test_exact_pixel_areas_and_perimeters_without_smoothing(qgis_app, shapes_tif
     out = str(tmp_path / "exact.gpkg")
     result = vz.vectorize(shapes_tif, out, min_area_km2=0, hole_area_km2=0, smooth_iterations=0)
     layer, feats = read_layer(out)
-    got = sorted(zip(field(layer, feats, "class_value"), field(layer, feats, "area_km2"), field(layer, feats, "perimeter_m")))
+    got = sorted(zip(field(layer, feats, "class_value"), field(layer, feats, "area_km2"),
+                     field(layer, feats, "perimeter_m")))
     want = expected_regions(shapes_mask())
     assert result.feature_count == len(feats) == len(want) == 5
     for (v, area, perim), (wv, count, edges) in zip(got, want):
@@ -342,7 +343,8 @@ def test_through_processing_with_class_table_and_style(qgis_app, glacierseg_prov
     out = str(tmp_path / "proc.gpkg")
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
-    context.addLayerToLoadOnCompletion(out, QgsProcessingContext.LayerDetails("outlines", QgsProject.instance(), "OUTPUT"))
+    context.addLayerToLoadOnCompletion(
+        out, QgsProcessingContext.LayerDetails("outlines", QgsProject.instance(), "OUTPUT"))
     res = processing.run("glacierseg:vectorize", {"INPUT": shapes_tif, "CLASS_TABLE": table, "MIN_AREA": 0.045,
                                                   "OUTPUT": out}, context=context, feedback=QgsProcessingFeedback())
     assert res["OUTPUT"] == out and res["FEATURE_COUNT"] == 4  # the 100 px (0.04 km²) square dropped
@@ -436,7 +438,8 @@ def test_options_value_equals_keywords_and_validates_itself(qgis_app, shapes_tif
     assert [(attrs, g.asWkt()) for attrs, g in fa] == [(attrs, g.asWkt()) for attrs, g in fb]
     assert vz.vectorize(shapes_tif, str(tmp_path / "c.gpkg"), None, options, layer_name="c").layer_name == "c"
     for bad, message in (({"smooth_iterations": 11}, "from 0 to 10"), ({"smooth_iterations": 1.5}, "integer"),
-                         ({"smooth_offset": -0.1}, "between 0 and 0.5"), ({"hole_area_km2": float("nan")}, "hole_area_km2"),
+                         ({"smooth_offset": -0.1}, "between 0 and 0.5"),
+                         ({"hole_area_km2": float("nan")}, "hole_area_km2"),
                          ({"simplify_tolerance_m": -1}, "simplify_tolerance_m"), ({"layer_name": ""}, "layer_name")):
         with pytest.raises(InputError, match=message):
             vz.VectorizeOptions(**bad).validate()
