@@ -185,6 +185,8 @@ def test_processing_outputs_are_styled(qgis_app, glacierseg_provider, scene, tmp
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsVectorLayer
 
+    from glacierseg.ui.styles import pending_styles
+
     s, _, _ = scene
     out = {k: str(tmp_path / f) for k, f in
            (("OUTPUT_INDEX", "i.tif"), ("OUTPUT_CLASSES", "c.tif"), ("OUTPUT_OUTLINES", "o.gpkg"))}
@@ -195,11 +197,14 @@ def test_processing_outputs_are_styled(qgis_app, glacierseg_provider, scene, tmp
     res = processing.run("glacierseg:map_lakes", {"INPUT": s.image, "DEM": s.dem, "THRESHOLD": 0.3, **out},
                          context=context, feedback=QgsProcessingFeedback())
     assert res["OUTPUT_OUTLINES"] == out["OUTPUT_OUTLINES"] and res["AREA_GLACIAL_LAKE"] > 0
+    assert set(out.values()) <= set(pending_styles())  # held until Processing has styled them
     raster = QgsRasterLayer(out["OUTPUT_CLASSES"], "classes")
     vector = QgsVectorLayer(out["OUTPUT_OUTLINES"], "outlines", "ogr")
     assert vector.featureCount() == 3
-    for key, layer in (("OUTPUT_CLASSES", raster), ("OUTPUT_OUTLINES", vector)):
+    index = QgsRasterLayer(out["OUTPUT_INDEX"], "index")
+    for key, layer in (("OUTPUT_CLASSES", raster), ("OUTPUT_OUTLINES", vector), ("OUTPUT_INDEX", index)):
         context.layerToLoadOnCompletionDetails(out[key]).postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
+    assert not set(out.values()) & set(pending_styles())  # and let go once applied: nothing grows run after run
     assert [(c.value, c.label) for c in raster.renderer().classes()] == [(1, "glacial_lake")]
     # the class, and the catch-all category that shows hand-drawn polygons before their class is set
     assert [(c.value(), c.symbol().color().name()) for c in vector.renderer().categories()] == [
@@ -232,3 +237,26 @@ def test_srtm_void_value_is_no_debris_candidate(scene, glaciers, tmp_path):
     assert np.array_equal(classes[away], intact[away])
     assert np.count_nonzero(intact[block] == 2) > 0  # there were candidates where the void now is
     assert sum("outside the plausible range" in m for m in messages.messages) == 1
+
+
+def test_options_value_and_keywords_are_one_setting_and_messages_reach_the_log(scene, tmp_path, caplog):
+    import logging
+
+    from glacierseg.core.band_ratio import GlacierOptions, LakeOptions
+
+    s, _, _ = scene
+    with caplog.at_level(logging.INFO, logger="glacierseg"):  # no progress object: library use
+        by_keywords = map_glaciers(s.image, str(tmp_path / "i0.tif"), str(tmp_path / "c0.tif"), method="ndsi",
+                                   median=False)
+    assert ("glacierseg.band_ratio", "Glacier mapping: NDSI > 0.6; bands green←2, swir←5, nir←4") in [
+        (r.name, r.getMessage()) for r in caplog.records]
+    by_value = map_glaciers(s.image, str(tmp_path / "i1.tif"), str(tmp_path / "c1.tif"),
+                            options=GlacierOptions(method="ndsi", median=False))
+    mixed = map_glaciers(s.image, str(tmp_path / "i2.tif"), str(tmp_path / "c2.tif"),
+                         options=GlacierOptions(method="ndsi"), median=False)
+    for r in (by_value, mixed):
+        assert np.array_equal(read(r.classes), read(by_keywords.classes)) and r.pixel_counts == by_keywords.pixel_counts
+    with pytest.raises(TypeError):
+        map_glaciers(s.image, str(tmp_path / "i3.tif"), str(tmp_path / "c3.tif"), slope_max=5.0)  # a lake setting
+    lakes = map_lakes(s.image, str(tmp_path / "l.tif"), str(tmp_path / "lc.tif"), options=LakeOptions(threshold=0.3))
+    assert lakes.pixel_counts["glacial_lake"] > 0 and LakeOptions().min_area_km2 == 0.0054
