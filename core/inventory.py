@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 from .dem import MAX_VOID_FRACTION, PLAUSIBLE_ELEVATION_M, Dem, fill_voids
 from .errors import CancelledError, InputError, NoDemError
 from .features import gradient_slope_deg, mean_aspect_deg, terrain_gradient
-from .geo import (WGS84, cells_inside, feature_name, geodesic_area_m2, grid_around, read_features, transform_geom,
+from .geo import (WGS84, SourceLike, cells_inside, feature_name, geodesic_area_m2, grid_around, read_features, transform_geom,
                   utm_epsg_for, utm_zone_for, write_features)
 from .io import atomic_output
 from .parameters import GRID_BORDER_CELLS, TOPO_DX_MAX_M, TOPO_DX_OFFSET_M, TOPO_DX_PER_SQRT_KM2
@@ -108,7 +108,7 @@ def glacier_attributes(geom: BaseGeometry, crs: Any, dem: Union[str, Dem], name:
 
 
 def inventory_attributes(
-    outlines_path: str,
+    outlines_path: "SourceLike",
     dem_path: str,
     output_path: str,
     dem_source: Optional[str] = None,
@@ -118,7 +118,8 @@ def inventory_attributes(
     max_void_fraction: float = MAX_VOID_FRACTION,
     progress: Optional[Progress] = None,
 ) -> Dict[str, Any]:
-    """Copy glacier outlines with their fields plus the RGI 7-style attributes to ``output_path``.
+    """Copy glacier outlines (any vector source: ``core.geo.VectorSource``, a path, or a path and
+    ``outlines_layer``) with their fields plus the RGI 7-style attributes to ``output_path``.
 
     ``dem_source`` defaults to the DEM's file name; ``src_date`` (outline date, ISO 8601)
     defaults to the outlines' own ``src_date`` field where they have one. Fields of the

@@ -93,11 +93,12 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
             return self.update_in_place(parameters, context, feedback, progress, dem, dem_source, src_date)
         if not parameters.get(self.OUTPUT):
             raise QgsProcessingException("Give the Glaciers with attributes output, or tick Update in place.")
-        from ..core.inventory import inventory_attributes  # here, not at load: the provider loads without its dependencies
+        from ..core.geo import VectorSource  # here, not at load: the provider loads without its dependencies
+        from ..core.inventory import inventory_attributes
         path, layer_name = class_filtered_source(self, parameters, self.INPUT, self.CLASSES, context, feedback)
+        outlines = VectorSource(path, layer_name or None)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        result = inventory_attributes(path, dem, output, dem_source=dem_source, src_date=src_date,
-                                      outlines_layer=layer_name or None,
+        result = inventory_attributes(outlines, dem, output, dem_source=dem_source, src_date=src_date,
                                       plausible_elevation=plausible_elevation(self, parameters, context),
                                       max_void_fraction=max_void_fraction(self, parameters, context), progress=progress)
         source_name = self.parameterAsSource(parameters, self.INPUT, context).sourceName()
