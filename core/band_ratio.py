@@ -14,6 +14,7 @@ optionally outlines (``core.vectorize``); a pixel that is nodata in any band use
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import math
@@ -232,7 +233,7 @@ class _Strip:
 
 
 @dataclass
-class _Mapper:
+class _Mapper(abc.ABC):
     """What differs between the glacier and the lake mapper: the index, the per-strip
     masks, the whole-image decision (connected regions) and their texts."""
 
@@ -249,11 +250,13 @@ class _Mapper:
     def __post_init__(self):
         self.valid = np.zeros(self.shape, bool)
 
-    def strip(self, s: _Strip, pixel: Tuple[float, float], out: slice) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def strip(self, s: _Strip, pixel: Tuple[float, float], out: slice) -> np.ndarray:
+        """Classify one strip into the mapper's masks (rows ``out``); returns its index values."""
 
-    def classes(self, ds, progress: Progress) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def classes(self, ds, progress: Progress) -> np.ndarray:
+        """The uint8 class raster, decided on the whole image from the masks."""
 
 
 def _map_image(image: str, outputs: Tuple[Optional[str], ...], options: ImageOptions, roles: Sequence[str],
@@ -448,7 +451,8 @@ def map_lakes(image: str, index_out: str, classes_out: str, outlines_out: Option
     progress = ensure_progress(progress, LOG)
     options = dataclasses.replace(options or LakeOptions(), **settings)
     if not -1.0 < options.threshold < 1.0:
-        raise InputError(f"NDWI threshold {options.threshold} is outside (−1, 1); glacial-lake studies use 0.2–0.55.")
+        raise InputError(f"NDWI threshold {options.threshold} is outside (−1, 1); "
+                         "glacial-lake studies use 0.2–0.55.")
     return _map_image(image, (index_out, classes_out, outlines_out), options, ["green", "nir"],
                       lambda shape: _LakeMapper(options, shape), progress)
 
