@@ -26,7 +26,7 @@ from .contract import ClassInfo
 from .errors import InputError
 from .geo import (SourceLike, VectorSource, field_names, layer_crs_wkt, pixel_size_m, rasterize, read_features,
                   transform_geom, utm_epsg_for)
-from .io import atomic_outputs
+from .io import atomic_outputs, opens_as_raster
 from .metrics import (
     BinaryScores,
     binary_scores,
@@ -140,17 +140,9 @@ class EvaluationResult:
 
 
 # ------------------------------------------------------------------ inputs
-def is_raster(source: str) -> bool:
+def is_raster(source: SourceLike) -> bool:
     """Whether ``source`` opens as a raster (else it is read as a vector layer)."""
-    from osgeo import gdal
-
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        return gdal.OpenEx(VectorSource.of(source).path, gdal.OF_RASTER) is not None
-    except RuntimeError:
-        return False
-    finally:
-        gdal.PopErrorHandler()
+    return opens_as_raster(VectorSource.of(source).path)
 
 
 def polygon_features(source: SourceLike, crs, field_name: Optional[str] = None,

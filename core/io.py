@@ -217,14 +217,19 @@ def atomic_output(path: str, progress=None) -> Iterator[str]:
 
 
 def raster_exists(name: str) -> bool:
-    """Whether GDAL opens ``name`` as a raster: a file, or a GDAL dataset name such as a VRT,
+    """Whether ``name`` is a file or GDAL opens it as a raster: a GDAL dataset name such as a VRT,
     'GPKG:file.gpkg:table', '/vsizip/archive.zip/image.tif' or '/vsicurl/https://…/cog.tif'."""
-    if os.path.isfile(name):
-        return True
+    return os.path.isfile(name) or opens_as_raster(name)
+
+
+def opens_as_raster(name: str) -> bool:
+    """Whether GDAL opens ``name`` as a raster (quietly; a vector file or a missing name: False)."""
     from osgeo import gdal
 
     gdal.PushErrorHandler("CPLQuietErrorHandler")
     try:
         return gdal.OpenEx(name, gdal.OF_RASTER) is not None
+    except RuntimeError:
+        return False
     finally:
         gdal.PopErrorHandler()

@@ -17,6 +17,7 @@ from glacierseg.core.io import (
     atomic_outputs,
     check_output_paths,
     geotiff_profile,
+    opens_as_raster,
     raster_exists,
     remove_dataset,
     remove_stale_partials,
@@ -27,6 +28,7 @@ from .helpers import Messages, write_raster
 
 
 def _shapefile(path, area):
+    """One rectangle of ``area`` m² written with core.geo.write_features (driver by extension)."""
     from osgeo import ogr, osr
 
     srs = osr.SpatialReference()
@@ -145,6 +147,10 @@ def test_raster_exists_for_files_and_gdal_names(tmp_path):
 
     gdal.BuildVRT(str(vrt), [path]).FlushCache()
     assert raster_exists(f"/vsisubfile/0_{os.path.getsize(path)},{path}") and raster_exists(str(vrt))
+    vector = str(tmp_path / "v.gpkg")
+    _shapefile(vector, 2)  # (a GeoPackage: write_features follows the extension)
+    assert raster_exists(vector) and not opens_as_raster(vector)  # a file, but no raster
+    assert opens_as_raster(path) and not opens_as_raster(str(tmp_path / "missing.tif"))
 
 
 def test_without_a_progress_messages_go_to_the_log(caplog):
