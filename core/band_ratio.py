@@ -206,19 +206,6 @@ def _profile(ds, dtype: str, nodata) -> dict:
     return geotiff_profile(ds.crs, ds.transform, ds.width, ds.height, 1, dtype, nodata)
 
 
-def _write_classes(path: str, ds, classes: np.ndarray, valid: np.ndarray, class_info: Sequence[ClassInfo],
-                   description: str) -> None:
-    import rasterio
-    from rasterio.windows import Window
-
-    with rasterio.open(path, "w", **_profile(ds, "uint8", CLASS_NODATA)) as out:
-        out.set_band_description(1, description)
-        out.write_colormap(1, class_colormap(class_info, BACKGROUND))
-        for _, _, start, stop in _strips(ds.height, 0):
-            block = np.where(valid[start:stop], classes[start:stop], CLASS_NODATA).astype(np.uint8)
-            out.write(block, 1, window=Window(0, start, ds.width, stop - start))
-
-
 # ------------------------------------------------------------------ the shared pipeline
 @dataclass
 class _Strip:
@@ -232,10 +219,15 @@ class _Strip:
     inner: slice
 
 
+# Bits of the mappers' one whole-image array (one byte a pixel): what each strip found.
+VALID, FIRST, SECOND, NEAR = 1, 2, 4, 8  # FIRST: ice / water; SECOND: debris candidate / flat
+EIGHT = np.ones((3, 3), bool)  # 8-connected regions
+
+
 @dataclass
 class _Mapper(abc.ABC):
-    """What differs between the glacier and the lake mapper: the index, the per-strip
-    masks, the whole-image decision (connected regions) and their texts."""
+    """What differs between the glacier and the lake mapper: the index and the masks of a
+    strip, and the decision on connected regions; the masks are kept as bits of ``state``."""
 
     class_info: Tuple[ClassInfo, ...]
     index_name: str
@@ -245,25 +237,94 @@ class _Mapper(abc.ABC):
     halo: int  # rows of context a strip needs (3 × 3 median, slope)
     strips_percent: float  # progress once all strips are done
     shape: Tuple[int, int]
-    valid: np.ndarray = field(init=False)
+    state: np.ndarray = field(init=False)
 
     def __post_init__(self):
-        self.valid = np.zeros(self.shape, bool)
+        self.state = np.zeros(self.shape, np.uint8)
+
+    def keep(self, out: slice, ok: np.ndarray, first: np.ndarray, second: Optional[np.ndarray] = None) -> None:
+        """Store a strip's validity and masks (rows ``out``)."""
+        bits = ok.astype(np.uint8) * VALID | first.astype(np.uint8) * FIRST
+        if second is not None:
+            bits |= second.astype(np.uint8) * SECOND
+        self.state[out] = bits
+
+    def has(self, bit: int, rows: slice = slice(None)) -> np.ndarray:
+        return (self.state[rows] & bit) != 0
 
     @abc.abstractmethod
     def strip(self, s: _Strip, pixel: Tuple[float, float], out: slice) -> np.ndarray:
-        """Classify one strip into the mapper's masks (rows ``out``); returns its index values."""
+        """Classify one strip (``keep`` its masks, rows ``out``); returns its index values."""
 
     @abc.abstractmethod
-    def classes(self, ds, progress: Progress) -> np.ndarray:
-        """The uint8 class raster, decided on the whole image from the masks."""
+    def decide(self, ds, progress: Progress) -> None:
+        """Decide the classes of the connected regions, once all strips are in."""
+
+    @abc.abstractmethod
+    def class_rows(self, rows: slice) -> np.ndarray:
+        """The uint8 classes of rows ``rows`` (after ``decide``)."""
+
+
+class _Regions:
+    """The 8-connected regions of a mask, labelled strip by strip (``scipy.ndimage.label``)
+    and joined across the strip seams (``scipy.sparse.csgraph.connected_components``): the
+    same regions as labelling the whole image, without a whole-image label array."""
+
+    def __init__(self, mask_rows, height: int, weights_rows=()):
+        """``mask_rows(rows)`` gives the mask of a row slice; per region, the sums of each
+        ``weights_rows[k](rows)`` array over its pixels are kept (``sums[k]``)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        self.mask_rows, self.offsets = mask_rows, {}
+        pairs, sums, above, total = [], [], None, 0
+        for _, _, s0, s1 in _strips(height, 0):
+            rows = slice(s0, s1)
+            local, n = self._label(rows)
+            self.offsets[s0] = total
+            ids = np.where(local > 0, local + total, 0)
+            if above is not None:
+                pairs.append(_seam_pairs(above, ids[0]))
+            above = ids[-1]
+            sums.append([np.bincount(local.ravel(), weights=w(rows).ravel(), minlength=n + 1)[1:] for w in weights_rows])
+            total += n
+        edges = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
+        graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(total + 1, total + 1))
+        count, self.region = connected_components(graph, directed=False)  # id 0 (outside): a region of its own
+        self.count = count - 1
+        self.sums = [np.bincount(self.region[1:], weights=np.concatenate([s[k] for s in sums]), minlength=count)
+                     for k in range(len(weights_rows))]
+
+    def _label(self, rows: slice):
+        from scipy import ndimage
+
+        return ndimage.label(self.mask_rows(rows), EIGHT)
+
+    def of_rows(self, rows: slice) -> np.ndarray:
+        """The region of every pixel of the strip ``rows`` (one of the strips labelled);
+        ``region[0]`` outside the mask."""
+        local, _ = self._label(rows)
+        return np.where(local > 0, self.region[local + self.offsets[rows.start]], self.region[0])
+
+
+def _seam_pairs(above: np.ndarray, below: np.ndarray) -> np.ndarray:
+    """(2, n) region-id pairs joined across a strip seam: a pixel of the row ``above`` and its
+    three 8-neighbours in the row ``below``, both in regions."""
+    out = []
+    for d in (-1, 0, 1):
+        a = above[max(0, -d): len(above) - max(0, d)]
+        b = below[max(0, d): len(below) - max(0, -d)]
+        both = (a > 0) & (b > 0)
+        out.append(np.stack([a[both], b[both]]))
+    return np.concatenate(out, axis=1)
 
 
 def _map_image(image: str, outputs: Tuple[Optional[str], ...], options: ImageOptions, roles: Sequence[str],
                make_mapper, progress: Progress) -> MappingResult:
     """The mappers' one pipeline: open the image (and DEM), find the bands, stream strips
-    through ``mapper.strip`` writing the index raster as they come, decide the classes on the
-    whole image, then write the class raster and outlines; all outputs as one group."""
+    through ``mapper.strip`` writing the index raster as they come, decide the classes of the
+    connected regions, then write the class raster strip by strip and the outlines; all
+    outputs as one group."""
     import rasterio
 
     from .geo import raster_pixel_size_m
@@ -278,8 +339,8 @@ def _map_image(image: str, outputs: Tuple[Optional[str], ...], options: ImageOpt
         index_ds.set_band_description(1, mapper.index_name)
         progress.push_info(mapper.summary + "; bands " + ", ".join(f"{k}←{v}" for k, v in mapping.items()))
         _stream(ds, dem, mapping, options, mapper, pixel, index_ds, progress)
-        classes = mapper.classes(ds, progress)
-        return _finish(ds, outputs, tmps, classes, mapper, mapping, options.min_area_km2, progress)
+        mapper.decide(ds, progress)
+        return _finish(ds, outputs, tmps, mapper, mapping, options.min_area_km2, progress)
 
 
 def _stream(ds, dem: Optional[Dem], mapping: Mapping[str, int], options: ImageOptions, mapper: _Mapper,
@@ -294,33 +355,51 @@ def _stream(ds, dem: Optional[Dem], mapping: Mapping[str, int], options: ImageOp
         z = _dem_rows(dem, ds, r0, r1) if dem is not None else None
         strip = _Strip(x, ok, z, (r0, r1), slice(s0 - r0, s1 - r0))
         index = mapper.strip(strip, pixel, slice(s0, s1))
-        mapper.valid[s0:s1] = strip.ok[strip.inner]
         index_ds.write(np.where(strip.ok, index, np.nan)[strip.inner].astype(np.float32), 1,
                        window=Window(0, s0, ds.width, s1 - s0))
         progress.set_progress(mapper.strips_percent * (i + 1) / n_strips)
 
 
-def _finish(ds, outputs: Sequence[Optional[str]], tmps: Sequence[Optional[str]], classes: np.ndarray,
-            mapper: _Mapper, bands: Dict[str, int], min_area_km2: float, progress: Progress) -> MappingResult:
+def _write_classes(path: str, ds, mapper: _Mapper) -> Dict[int, int]:
+    """The class raster, strip by strip (255 where not valid); returns pixels per class value."""
+    import rasterio
+    from rasterio.windows import Window
+
+    counts: Dict[int, int] = {}
+    with rasterio.open(path, "w", **_profile(ds, "uint8", CLASS_NODATA)) as out:
+        out.set_band_description(1, mapper.description)
+        out.write_colormap(1, class_colormap(mapper.class_info, BACKGROUND))
+        for _, _, start, stop in _strips(ds.height, 0):
+            rows = slice(start, stop)
+            classes, valid = mapper.class_rows(rows), mapper.has(VALID, rows)
+            for c in mapper.class_info:
+                counts[c.value] = counts.get(c.value, 0) + int(np.count_nonzero(classes[valid] == c.value))
+            out.write(np.where(valid, classes, CLASS_NODATA).astype(np.uint8), 1, window=Window(0, start, ds.width,
+                                                                                               stop - start))
+    return counts
+
+
+def _finish(ds, outputs: Sequence[Optional[str]], tmps: Sequence[Optional[str]], mapper: _Mapper,
+            bands: Dict[str, int], min_area_km2: float, progress: Progress) -> MappingResult:
     """Write the class raster and outlines under the temporary names of the output group
     (``outputs``: index, classes, outlines paths; ``tmps``: theirs); the group commits them
     all together with the index raster once this returns."""
     from .geo import raster_pixel_size_m
 
     index_path, classes_out, outlines_out = outputs
-    valid, class_info = mapper.valid, mapper.class_info
+    class_info = mapper.class_info
     outlines = None
-    _write_classes(tmps[1], ds, classes, valid, class_info, mapper.description)
+    by_value = _write_classes(tmps[1], ds, mapper)
     if outlines_out:
         outlines = vectorize(tmps[1], tmps[2], class_info, min_area_km2=min_area_km2, source=mapper.source,
                              progress=SubProgress(progress, 80, 100))
         outlines = dataclasses.replace(outlines, path=outlines_out)
-    if not classes[valid].any():
+    if not any(by_value.values()):
         progress.push_info(f"No {', '.join(c.name for c in class_info)} pixel found: the class raster holds "
-             "background only" + (" and the outlines layer is empty." if outlines_out else "."))
+                           "background only" + (" and the outlines layer is empty." if outlines_out else "."))
     dy, dx = raster_pixel_size_m(ds)
     area = dy * dx / 1e6
-    counts = {c.name: int(np.count_nonzero(classes[valid] == c.value)) for c in class_info}
+    counts = {c.name: by_value[c.value] for c in class_info}
     progress.set_progress(100)
     return MappingResult(index_path, classes_out, outlines, class_info, counts,
                          {k: v * area for k, v in counts.items()}, bands)
@@ -329,7 +408,7 @@ def _finish(ds, outputs: Sequence[Optional[str]], tmps: Sequence[Optional[str]],
 # ------------------------------------------------------------------ glaciers
 class _GlacierMapper(_Mapper):
     """Clean ice per strip (index above the threshold, blue test, water removed, median
-    filter) and, with a DEM, debris candidates; on the whole image, candidates touching ice."""
+    filter) and, with a DEM, debris candidates; then candidates in regions touching ice."""
 
     def __init__(self, options: GlacierOptions, shape: Tuple[int, int]):
         ratio = options.method == "ratio"
@@ -338,8 +417,8 @@ class _GlacierMapper(_Mapper):
                          f"Glacier mapping: {'red/SWIR ratio' if ratio else 'NDSI'} > {options.threshold:g}",
                          1 if (options.median or options.dem) else 0, 60.0, shape)
         self.options = options
-        self.ice = np.zeros(shape, bool)
-        self.candidate = np.zeros(shape, bool)
+        self.regions: Optional[_Regions] = None
+        self.touching = np.zeros(0, bool)
 
     def strip(self, s: _Strip, pixel: Tuple[float, float], out: slice) -> np.ndarray:
         from scipy import ndimage
@@ -358,26 +437,74 @@ class _GlacierMapper(_Mapper):
             clean &= ~water
         if o.median:
             clean = ndimage.median_filter(clean.astype(np.uint8), size=3, mode="nearest").astype(bool) & ok
+        candidate = None
         if s.z is not None:
             gentle = slope_deg(s.z, pixel, "central") < o.debris_slope_max  # False at DEM voids (NaN slope)
             bare = normalized_difference(x["nir"], x["red"]) < o.debris_ndvi_max
-            self.candidate[out] = (ok & gentle & bare & ~clean & ~water)[s.inner]
-        self.ice[out] = clean[s.inner] & ok[s.inner]
+            candidate = (ok & gentle & bare & ~clean & ~water)[s.inner]
+        self.keep(out, ok[s.inner], clean[s.inner] & ok[s.inner], candidate)
         return index
 
-    def classes(self, ds, progress: Progress) -> np.ndarray:
+    def decide(self, ds, progress: Progress) -> None:
         """Debris candidates 8-connected to clean ice become class 2 (Paul et al. 2004)."""
-        from scipy import ndimage
-
-        classes = self.ice.astype(np.uint8)
         if self.options.dem:
-            labels, _ = ndimage.label(self.ice | self.candidate, np.ones((3, 3)))
-            touching = np.zeros(labels.max() + 1, bool)
-            touching[np.unique(labels[self.ice])] = True
-            touching[0] = False
-            classes[self.candidate & touching[labels]] = 2
+            self.regions = _Regions(lambda rows: self.has(FIRST | SECOND, rows), self.shape[0],
+                                    [lambda rows: self.has(FIRST, rows)])
+            self.touching = self.regions.sums[0] > 0
         progress.set_progress(70)
+
+    def class_rows(self, rows: slice) -> np.ndarray:
+        classes = self.has(FIRST, rows).astype(np.uint8)
+        if self.regions is not None:
+            classes[self.has(SECOND, rows) & self.touching[self.regions.of_rows(rows)]] = 2
         return classes
+
+
+# ------------------------------------------------------------------ lakes
+class _LakeMapper(_Mapper):
+    """Water per strip (NDWI above the threshold) and, with a DEM, flat pixels; then water
+    bodies kept by size, median slope and distance to glaciers."""
+
+    def __init__(self, options: LakeOptions, shape: Tuple[int, int]):
+        super().__init__(LAKE_CLASSES, "NDWI", "lake class", f"NDWI > {options.threshold:g}",
+                         f"Lake mapping: NDWI > {options.threshold:g}", 1 if options.dem else 0, 50.0, shape)
+        self.options = options
+        self.regions: Optional[_Regions] = None
+        self.kept = np.zeros(0, bool)
+
+    def strip(self, s: _Strip, pixel: Tuple[float, float], out: slice) -> np.ndarray:
+        ndwi = normalized_difference(s.x["green"], s.x["nir"])
+        flat = None
+        if s.z is not None:
+            s.ok &= np.isfinite(s.z)
+            flat = (slope_deg(s.z, pixel, "central") <= self.options.slope_max)[s.inner]
+        self.keep(out, s.ok[s.inner], (s.ok & (ndwi > self.options.threshold))[s.inner], flat)
+        return ndwi
+
+    def decide(self, ds, progress: Progress) -> None:
+        from .geo import raster_pixel_size_m
+
+        o = self.options
+        if o.glaciers:
+            self.state |= glacier_zone(o.glaciers, ds, o.max_distance_m, progress).astype(np.uint8) * NEAR
+        self.regions = regions = _Regions(lambda rows: self.has(FIRST, rows), self.shape[0],
+                                          [lambda rows: self.has(FIRST, rows), lambda rows: self.has(SECOND, rows),
+                                           lambda rows: self.has(NEAR, rows)])
+        size, flat, near = regions.sums
+        dy, dx = raster_pixel_size_m(ds)
+        keep = size >= o.min_area_km2 / (dy * dx / 1e6)
+        if o.dem:  # median slope ≤ limit <=> at least half the body's pixels are flat
+            keep &= 2 * flat >= size
+        if o.glaciers:
+            keep &= near > 0
+        keep[regions.region[0]] = False
+        self.kept = keep
+        progress.push_info(f"{regions.count} water bodies above the NDWI threshold, {int(keep.sum())} kept as "
+                           "glacial lakes.")
+        progress.set_progress(60)
+
+    def class_rows(self, rows: slice) -> np.ndarray:
+        return self.kept[self.regions.of_rows(rows)].astype(np.uint8)
 
 
 def map_glaciers(image: str, index_out: str, classes_out: str, outlines_out: Optional[str] = None,
@@ -396,48 +523,6 @@ def map_glaciers(image: str, index_out: str, classes_out: str, outlines_out: Opt
     options = dataclasses.replace(options or GlacierOptions(), **settings).checked()
     return _map_image(image, (index_out, classes_out, outlines_out), options, options.roles(),
                       lambda shape: _GlacierMapper(options, shape), progress)
-
-
-# ------------------------------------------------------------------ lakes
-class _LakeMapper(_Mapper):
-    """Water per strip (NDWI above the threshold) and, with a DEM, flat pixels; on the whole
-    image, water bodies kept by size, median slope and distance to glaciers."""
-
-    def __init__(self, options: LakeOptions, shape: Tuple[int, int]):
-        super().__init__(LAKE_CLASSES, "NDWI", "lake class", f"NDWI > {options.threshold:g}",
-                         f"Lake mapping: NDWI > {options.threshold:g}", 1 if options.dem else 0, 50.0, shape)
-        self.options = options
-        self.water = np.zeros(shape, bool)
-        self.flat = np.ones(shape, bool)
-
-    def strip(self, s: _Strip, pixel: Tuple[float, float], out: slice) -> np.ndarray:
-        ndwi = normalized_difference(s.x["green"], s.x["nir"])
-        if s.z is not None:
-            s.ok &= np.isfinite(s.z)
-            self.flat[out] = (slope_deg(s.z, pixel, "central") <= self.options.slope_max)[s.inner]
-        self.water[out] = (s.ok & (ndwi > self.options.threshold))[s.inner]
-        return ndwi
-
-    def classes(self, ds, progress: Progress) -> np.ndarray:
-        from scipy import ndimage
-
-        from .geo import raster_pixel_size_m
-
-        o = self.options
-        labels, n = ndimage.label(self.water, np.ones((3, 3)))
-        keep = np.ones(n + 1, bool)
-        size = np.bincount(labels.ravel(), minlength=n + 1)
-        dy, dx = raster_pixel_size_m(ds)
-        keep &= size >= o.min_area_km2 / (dy * dx / 1e6)
-        if o.dem:  # median slope ≤ limit <=> at least half the body's pixels are flat
-            keep &= 2 * np.bincount(labels.ravel(), weights=self.flat.ravel(), minlength=n + 1) >= size
-        if o.glaciers:
-            near = glacier_zone(o.glaciers, ds, o.max_distance_m, progress)
-            keep &= np.isin(np.arange(n + 1), np.unique(labels[near & self.water]))
-        keep[0] = False
-        progress.push_info(f"{n} water bodies above the NDWI threshold, {int(keep.sum())} kept as glacial lakes.")
-        progress.set_progress(60)
-        return keep[labels].astype(np.uint8)
 
 
 def map_lakes(image: str, index_out: str, classes_out: str, outlines_out: Optional[str] = None,
