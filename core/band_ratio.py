@@ -558,4 +558,4 @@ def glacier_zone(glaciers: "SourceLike", ds, distance_m: float, progress: Option
     utm = utm_epsg_for((x0 + x1) / 2, (y0 + y1) / 2)
     zone = shapely.union_all(transform_geom(shapely.MultiPolygon(parts), WGS84, utm)).buffer(distance_m, quad_segs=30)
     zone = transform_geom(zone, utm, ds.crs.to_wkt())
-    return rasterize([(zone, 1)], ds.transform, (ds.height, ds.width), dtype="int32") > 0
+    return rasterize([(zone, 1)], ds.transform, (ds.height, ds.width)) > 0
