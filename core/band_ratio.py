@@ -29,9 +29,19 @@ from .dem import PLAUSIBLE_ELEVATION_M, Dem
 from .errors import InputError
 from .features import normalized_difference, slope_deg
 from .io import atomic_outputs, geotiff_profile
-from .parameters import (DEBRIS_NDVI_MAX, DEBRIS_SLOPE_MAX_DEG, GLACIER_MIN_AREA_KM2, LAKE_MAX_DISTANCE_M,
-                         LAKE_MIN_AREA_KM2, LAKE_NDWI_THRESHOLD, LAKE_SLOPE_MAX_DEG, NDSI_THRESHOLD,
-                         RATIO_SWIR_FLOOR, RATIO_THRESHOLD, WATER_NDWI_THRESHOLD)
+from .parameters import (
+    DEBRIS_NDVI_MAX,
+    DEBRIS_SLOPE_MAX_DEG,
+    GLACIER_MIN_AREA_KM2,
+    LAKE_MAX_DISTANCE_M,
+    LAKE_MIN_AREA_KM2,
+    LAKE_NDWI_THRESHOLD,
+    LAKE_SLOPE_MAX_DEG,
+    NDSI_THRESHOLD,
+    RATIO_SWIR_FLOOR,
+    RATIO_THRESHOLD,
+    WATER_NDWI_THRESHOLD,
+)
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .vectorize import VectorizeResult, vectorize
 
@@ -286,7 +296,8 @@ class _Regions:
             if above is not None:
                 pairs.append(_seam_pairs(above, ids[0]))
             above = ids[-1]
-            sums.append([np.bincount(local.ravel(), weights=w(rows).ravel(), minlength=n + 1)[1:] for w in weights_rows])
+            sums.append([np.bincount(local.ravel(), weights=w(rows).ravel(), minlength=n + 1)[1:]
+                         for w in weights_rows])
             total += n
         edges = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
         graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(total + 1, total + 1))

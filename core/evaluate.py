@@ -24,8 +24,17 @@ from shapely.geometry.base import BaseGeometry
 
 from .contract import ClassInfo
 from .errors import InputError
-from .geo import (SourceLike, VectorSource, field_names, layer_crs_wkt, pixel_size_m, rasterize, read_features,
-                  transform_geom, utm_epsg_for)
+from .geo import (
+    SourceLike,
+    VectorSource,
+    field_names,
+    layer_crs_wkt,
+    pixel_size_m,
+    rasterize,
+    read_features,
+    transform_geom,
+    utm_epsg_for,
+)
 from .io import atomic_outputs, opens_as_raster
 from .metrics import (
     BinaryScores,
@@ -188,11 +197,13 @@ def common_grid(prediction: str, reference: str, resolution: Optional[float] = N
     rasters = [p for p in (prediction, reference) if is_raster(p)]
     if not resolution:
         if not rasters:
-            raise InputError("Both inputs are polygon layers: set the resolution (metres) of the grid to compare them on.")
+            raise InputError("Both inputs are polygon layers: set the resolution (metres) of the grid to compare them "
+                             "on.")
         with rasterio.open(VectorSource.of(rasters[0]).path) as ds:
             if ds.crs is None:
                 raise InputError(f"{rasters[0]}: no coordinate reference system; assign one first.")
-            return Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height, pixel_size_m(ds.crs, ds.transform))
+            return Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height,
+                        pixel_size_m(ds.crs, ds.transform))
     if resolution <= 0:
         raise InputError(f"Resolution {resolution} must be positive (metres), or empty for the prediction's grid.")
     if rasters:
@@ -235,8 +246,10 @@ def raster_on_grid(path: str, grid: Grid) -> np.ndarray:
 
     with rasterio.open(VectorSource.of(path).path) as src:
         if src.dtypes[0] not in ("uint8", "int8", "uint16", "int16", "int32", "uint32"):
-            raise InputError(f"{path}: band 1 is {src.dtypes[0]}, not class values; give a class raster (integers 0–254).")
-        same = (src.crs is not None and src.crs == RioCRS.from_wkt(grid.crs) and (src.width, src.height) == (grid.width, grid.height)
+            raise InputError(f"{path}: band 1 is {src.dtypes[0]}, not class values; give a class raster "
+                             "(integers 0–254).")
+        same = (src.crs is not None and src.crs == RioCRS.from_wkt(grid.crs)
+                and (src.width, src.height) == (grid.width, grid.height)
                 and src.transform.almost_equals(grid.affine))
         if same:
             data = src.read(1)
@@ -370,7 +383,8 @@ def _class_rows(pred: np.ndarray, ref: np.ndarray, valid: np.ndarray, values: Se
     for i, v in enumerate(values):
         if v == 0:
             continue
-        rows.append(row(names.get(v, f"class {v}"), v, class_scores(matrix, i), valid & (pred == v), valid & (ref == v)))
+        rows.append(row(names.get(v, f"class {v}"), v, class_scores(matrix, i), valid & (pred == v),
+                        valid & (ref == v)))
         progress.set_progress(25 + 50 * len(rows) / n_foreground)
     p_any, r_any = valid & (pred != 0), valid & (ref != 0)
     rows.append(row("all", None, binary_scores(r_any, p_any, valid), p_any, r_any))
@@ -417,7 +431,8 @@ def match_objects(pred: np.ndarray, ref: np.ndarray, ref_ids: Optional[np.ndarra
         for o, size_o in zip(obj_ids, obj_size):
             iou, size_p = best.get(int(o), (0.0, 0))
             ref_id = int(o) - 1 if ref_ids is not None else int(o)  # polygons are burnt as feature id + 1
-            out.append(ObjectMatch(ref_id, names.get(v, f"class {v}"), int(v), size_o * pixel_km2, size_p * pixel_km2, iou))
+            out.append(ObjectMatch(ref_id, names.get(v, f"class {v}"), int(v), size_o * pixel_km2,
+                                   size_p * pixel_km2, iou))
     return out
 
 

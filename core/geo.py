@@ -202,7 +202,8 @@ def _text(value: Any, encoding: str) -> Any:
 
 
 # Invalid outlines are repaired by GEOS MakeValid ('linework' method, the PostGIS ST_MakeValid
-# algorithm: the faces the rings enclose an odd number of times), keeping the polygonal parts. The repair is refused when that reading and the one that keeps everything
+# algorithm: the faces the rings enclose an odd number of times), keeping the polygonal parts.
+# The repair is refused when that reading and the one that keeps everything
 # the rings enclose (method 'structure') differ by more than this fraction of the area: then
 # the outline crosses itself around a real area and no rule can say which shape was meant.
 REPAIR_AREA_TOLERANCE = 0.01
@@ -246,7 +247,8 @@ def valid_polygon(geom: BaseGeometry, label: str, where: str, progress=None) -> 
         raise InputError(
             f"{where}: {label} is invalid ({reason}) and crosses itself around a real area: repaired, its area "
             f"is {repaired.area:.6g} or {enclosed:.6g} (layer units², {100 * change:.1f} % apart, more than the "
-            f"{100 * REPAIR_AREA_TOLERANCE:g} % tolerated), so its true shape is unknown. Redraw that outline and run again.")
+            f"{100 * REPAIR_AREA_TOLERANCE:g} % tolerated), so its true shape is unknown. Redraw that outline and "
+            "run again.")
     if progress is not None:
         progress.push_info(
             f"Warning: {where}: {label} is invalid ({reason}); repaired with GEOS MakeValid, keeping its polygons "

@@ -23,8 +23,19 @@ from shapely.geometry.base import BaseGeometry
 from .dem import MAX_VOID_FRACTION, PLAUSIBLE_ELEVATION_M, Dem, fill_voids
 from .errors import CancelledError, InputError, NoDemError
 from .features import gradient_slope_deg, mean_aspect_deg, terrain_gradient
-from .geo import (WGS84, SourceLike, cells_inside, feature_name, geodesic_area_m2, grid_around, read_features, transform_geom,
-                  utm_epsg_for, utm_zone_for, write_features)
+from .geo import (
+    WGS84,
+    SourceLike,
+    cells_inside,
+    feature_name,
+    geodesic_area_m2,
+    grid_around,
+    read_features,
+    transform_geom,
+    utm_epsg_for,
+    utm_zone_for,
+    write_features,
+)
 from .io import atomic_output
 from .parameters import GRID_BORDER_CELLS, TOPO_DX_MAX_M, TOPO_DX_OFFSET_M, TOPO_DX_PER_SQRT_KM2
 from .progress import Progress, check_cancel, ensure_progress
@@ -208,7 +219,8 @@ def outline_date(text: str) -> str:
         raise InputError(f"Outline date {text!r} is not an ISO 8601 date; write it as YYYY-MM-DD, e.g. 2003-08-29 "
                          "(the date of the image the outlines were drawn on).") from None
     if day > datetime.date.today():
-        raise InputError(f"Outline date {text!r} lies in the future; give the date of the image the outlines were drawn on.")
+        raise InputError(f"Outline date {text!r} lies in the future; give the date of the image the outlines were "
+                         "drawn on.")
     return day.isoformat()
 
 

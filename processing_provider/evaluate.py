@@ -20,7 +20,15 @@ from qgis.core import (
     QgsVectorFileWriter,
 )
 
-from .base import EVALUATION, GlacierSegAlgorithm, model_store, optional_number, raster_path, vector_source, widget_metadata
+from .base import (
+    EVALUATION,
+    GlacierSegAlgorithm,
+    model_store,
+    optional_number,
+    raster_path,
+    vector_source,
+    widget_metadata,
+)
 
 # Processing outputs: the "all" row (any class against background) and the multi-class figures.
 SCORES = {"IOU": "iou", "PRECISION": "precision", "RECALL": "recall", "F1": "f1", "ACCURACY": "accuracy",
@@ -101,11 +109,14 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         types = [QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon]
-        self.addParameter(QgsProcessingParameterMapLayer("PREDICTION", "Prediction (class raster or polygons)", types=types))
+        self.addParameter(QgsProcessingParameterMapLayer("PREDICTION", "Prediction (class raster or polygons)",
+                                                         types=types))
         self.addParameter(class_field("PREDICTION_FIELD", "Prediction class field (polygons)", "PREDICTION"))
-        self.addParameter(QgsProcessingParameterMapLayer("REFERENCE", "Reference (polygons or class raster)", types=types))
+        self.addParameter(QgsProcessingParameterMapLayer("REFERENCE", "Reference (polygons or class raster)",
+                                                         types=types))
         self.addParameter(class_field("REFERENCE_FIELD", "Reference class field (polygons)", "REFERENCE"))
-        self.addParameter(QgsProcessingParameterFeatureSource("AOI", "Area of interest", [QgsProcessing.TypeVectorPolygon],
+        self.addParameter(QgsProcessingParameterFeatureSource("AOI", "Area of interest",
+                                                              [QgsProcessing.TypeVectorPolygon],
                                                               optional=True))
         number = QgsProcessingParameterNumber
         self.addParameter(number("RESOLUTION", "Resolution of the comparison grid (m; empty: the prediction's grid)",
@@ -117,10 +128,14 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_OBJECTS", "Per-object scores", "CSV files (*.csv)", optional=True, createByDefault=False))
         for key in SCORES:
-            self.addOutput(QgsProcessingOutputNumber(key, f"{key.replace('_', ' ').title()} (all classes against background)"))
-        self.addParameter(QgsProcessingParameterString("SCORE_MODEL", "Add the score to the card of installed model (name)", optional=True))
-        self.addParameter(QgsProcessingParameterString("SCORE_DATASET", "Reference dataset name (for the model card)", optional=True))
-        for key, label in (("SCORE_REGION", "Region (for the model card)"), ("SCORE_DATE", "Date of the reference (for the model card)")):
+            self.addOutput(QgsProcessingOutputNumber(
+                key, f"{key.replace('_', ' ').title()} (all classes against background)"))
+        self.addParameter(QgsProcessingParameterString(
+            "SCORE_MODEL", "Add the score to the card of installed model (name)", optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            "SCORE_DATASET", "Reference dataset name (for the model card)", optional=True))
+        for key, label in (("SCORE_REGION", "Region (for the model card)"),
+                           ("SCORE_DATE", "Date of the reference (for the model card)")):
             p = QgsProcessingParameterString(key, label, optional=True)
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
@@ -135,7 +150,8 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
         if card_model:
             model_store().get(card_model)  # fails early, naming the installed models
             if not dataset:
-                raise QgsProcessingException("Name the reference dataset (e.g. 'RGI 7.0, 2000') to add the score to a model card.")
+                raise QgsProcessingException("Name the reference dataset (e.g. 'RGI 7.0, 2000') to add the score to a "
+                                             "model card.")
         aoi, aoi_layer = vector_source(self, parameters, "AOI", context, feedback)
         objects_out = (self.parameterAsFileOutput(parameters, "OUTPUT_OBJECTS", context)
                        if parameters.get("OUTPUT_OBJECTS") else None)
@@ -159,8 +175,10 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
         if card_model:
             score = {"dataset": dataset, "metrics": {k: float(v) for k, v in scores.items() if k in SCORES.values()
                                                     and isinstance(v, (int, float)) and math.isfinite(v)},
-                     "method": (f"glacierseg:evaluate of {self.parameterAsLayer(parameters, 'PREDICTION', context).name()} "
-                                f"against {self.parameterAsLayer(parameters, 'REFERENCE', context).name()} (all classes against background)")}
+                     "method": (f"glacierseg:evaluate of "
+                                f"{self.parameterAsLayer(parameters, 'PREDICTION', context).name()}"
+                                f" against {self.parameterAsLayer(parameters, 'REFERENCE', context).name()}"
+                                " (all classes against background)")}
             for key in ("region", "date"):
                 value = self.parameterAsString(parameters, f"SCORE_{key.upper()}", context).strip()
                 if value:

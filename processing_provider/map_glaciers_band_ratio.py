@@ -11,7 +11,8 @@ from qgis.core import (
 
 from ..core.band_ratio import GLACIER_CLASSES, METHODS, map_glaciers
 from .base import MAPPING, GlacierSegAlgorithm, optional_number, raster_path
-from .dem_parameters import HELP as DEM_HELP, add_dem_void_parameters, plausible_elevation
+from .dem_parameters import HELP as DEM_HELP
+from .dem_parameters import add_dem_void_parameters, plausible_elevation
 from .mapping_parameters import (
     OUTPUT_HELP,
     SCALE_HELP,
@@ -68,7 +69,8 @@ class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         number = QgsProcessingParameterNumber
         add_sensor_parameters(self, self.ROLES)
-        self.addParameter(QgsProcessingParameterEnum("METHOD", "Index", ["Red/SWIR band ratio", "NDSI"], defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("METHOD", "Index", ["Red/SWIR band ratio", "NDSI"],
+                                                     defaultValue=0))
         self.addParameter(number("THRESHOLD", "Threshold (empty: 2.0 for the ratio, 0.6 for NDSI)", number.Double,
                                  None, optional=True))
         self.addParameter(number("BLUE_MIN", "Minimum blue reflectance (against cast shadow; empty: not used)",
@@ -76,8 +78,10 @@ class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean("MASK_WATER", "Remove water (NDWI above threshold)", True))
         self.addParameter(number("WATER_NDWI", "Water NDWI threshold", number.Double, 0.3, minValue=-1.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterBoolean("MEDIAN", "3×3 median filter", True))
-        self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM (for debris-covered ice candidates)", optional=True))
-        self.addParameter(number("DEBRIS_SLOPE", "Debris slope limit (degrees)", number.Double, 24.0, minValue=0.0, maxValue=90.0))
+        self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM (for debris-covered ice candidates)",
+                                                            optional=True))
+        self.addParameter(number("DEBRIS_SLOPE", "Debris slope limit (degrees)", number.Double, 24.0, minValue=0.0,
+                                 maxValue=90.0))
         self.addParameter(number("DEBRIS_NDVI", "Debris NDVI limit", number.Double, 0.2, minValue=-1.0, maxValue=1.0))
         add_dem_void_parameters(self, with_fill=False)
         self.addParameter(number("MIN_AREA", "Minimum outline area (km²)", number.Double, 0.01, minValue=0.0))

@@ -10,8 +10,8 @@ from qgis.core import (
 )
 
 from ..core.band_ratio import LAKE_CLASSES, map_lakes
-from .base import MAPPING, GlacierSegAlgorithm, raster_path, vector_source
 from . import mapping_parameters as mapping
+from .base import MAPPING, GlacierSegAlgorithm, raster_path, vector_source
 
 
 class MapLakesAlgorithm(GlacierSegAlgorithm):
@@ -55,7 +55,8 @@ class MapLakesAlgorithm(GlacierSegAlgorithm):
                                  minValue=0.0, maxValue=90.0))
         self.addParameter(QgsProcessingParameterFeatureSource(
             "GLACIERS", "Glacier outlines (keep lakes near them)", [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(number("MAX_DISTANCE", "Maximum distance from glaciers (m)", number.Double, 10000.0, minValue=0.0))
+        self.addParameter(number("MAX_DISTANCE", "Maximum distance from glaciers (m)", number.Double, 10000.0,
+                                 minValue=0.0))
         self.addParameter(number("MIN_AREA", "Minimum lake area (km²)", number.Double, 0.0054, minValue=0.0))
         mapping.add_scale_parameters(self)
         mapping.add_outputs(self, "NDWI")

@@ -46,7 +46,8 @@ OUTPUT_HELP = (
 def add_sensor_parameters(alg, roles) -> None:
     """Input raster, sensor preset and one optional band-number parameter per role."""
     alg.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster (surface reflectance)"))
-    alg.addParameter(QgsProcessingParameterEnum("SENSOR", "Sensor (finds bands by name)", SENSOR_LABELS, defaultValue=0))
+    alg.addParameter(QgsProcessingParameterEnum("SENSOR", "Sensor (finds bands by name)", SENSOR_LABELS,
+                                                defaultValue=0))
     for role in roles:
         alg.addParameter(QgsProcessingParameterBand(f"{role.upper()}_BAND", BAND_LABELS[role], None, "INPUT",
                                                     optional=True))
@@ -63,7 +64,8 @@ def add_scale_parameters(alg) -> None:
 def add_outputs(alg, index_name: str) -> None:
     alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_INDEX", index_name))
     alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CLASSES", "Classes"))
-    alg.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_OUTLINES", "Outlines", QgsProcessing.TypeVectorPolygon,
+    alg.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_OUTLINES", "Outlines",
+                                                             QgsProcessing.TypeVectorPolygon,
                                                              optional=True, createByDefault=True))
 
 
@@ -71,7 +73,8 @@ def sensor_arguments(alg, parameters, context, roles) -> dict:
     """Core keyword arguments shared by the mappers: image, sensor, bands, scale, offset, outputs."""
     image = raster_path(alg.parameterAsRasterLayer(parameters, "INPUT", context))
     bands = {r: alg.parameterAsInt(parameters, f"{r.upper()}_BAND", context) for r in roles}
-    outlines = alg.parameterAsOutputLayer(parameters, "OUTPUT_OUTLINES", context) if parameters.get("OUTPUT_OUTLINES") else None
+    outlines = (alg.parameterAsOutputLayer(parameters, "OUTPUT_OUTLINES", context)
+                if parameters.get("OUTPUT_OUTLINES") else None)
     return dict(
         image=image,
         index_out=geotiff_output(alg.parameterAsOutputLayer(parameters, "OUTPUT_INDEX", context), "index"),
@@ -102,7 +105,8 @@ def finish(alg, parameters, context, feedback, result) -> dict:
     out = {"OUTPUT_INDEX": result.index, "OUTPUT_CLASSES": result.classes}
     if result.outlines is not None:
         feedback.pushInfo(f"{result.outlines.feature_count} outlines written.")
-        style_on_load(context, result.outlines.path, lambda lyr: prepare_outlines(lyr, result.class_info, input_path=image),
+        style_on_load(context, result.outlines.path,
+                      lambda lyr: prepare_outlines(lyr, result.class_info, input_path=image),
                       source_name)
         out["OUTPUT_OUTLINES"] = result.outlines.path
     for c in result.class_info:

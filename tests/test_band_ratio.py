@@ -37,12 +37,14 @@ def scene(sample_scene):
 def glaciers(scene, tmp_path_factory):
     s, _, _ = scene
     out = tmp_path_factory.mktemp("glaciers")
-    return map_glaciers(s.image, str(out / "index.tif"), str(out / "classes.tif"), str(out / "outlines.gpkg"), dem=s.dem)
+    return map_glaciers(s.image, str(out / "index.tif"), str(out / "classes.tif"), str(out / "outlines.gpkg"),
+                        dem=s.dem)
 
 
 def test_bands_found_by_name_or_number():
     assert resolve_bands(["S2:B02", "S2:B04", "S2:B11"], ["red", "swir"], "sentinel2_msi") == {"red": 2, "swir": 3}
-    assert resolve_bands(["SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6"], ["red", "swir"], "landsat8_oli") == {"red": 3, "swir": 5}
+    assert resolve_bands(["SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6"], ["red", "swir"], "landsat8_oli") == {
+        "red": 3, "swir": 5}
     assert resolve_bands(["B1", "B2", "B3", "B4", "B5"], ["red", "swir"], "landsat5_tm") == {"red": 3, "swir": 5}
     # B8A is not B8; band numbers given by hand win
     assert resolve_bands(["B8A", "B08"], ["nir"], "sentinel2_msi") == {"nir": 2}
@@ -203,7 +205,8 @@ def test_processing_outputs_are_styled(qgis_app, glacierseg_provider, scene, tmp
     assert vector.featureCount() == 3
     index = QgsRasterLayer(out["OUTPUT_INDEX"], "index")
     for key, layer in (("OUTPUT_CLASSES", raster), ("OUTPUT_OUTLINES", vector), ("OUTPUT_INDEX", index)):
-        context.layerToLoadOnCompletionDetails(out[key]).postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
+        post = context.layerToLoadOnCompletionDetails(out[key]).postProcessor()
+        post.postProcessLayer(layer, context, QgsProcessingFeedback())
     assert not set(out.values()) & set(pending_styles())  # and let go once applied: nothing grows run after run
     assert [(c.value, c.label) for c in raster.renderer().classes()] == [(1, "glacial_lake")]
     # the class, and the catch-all category that shows hand-drawn polygons before their class is set
