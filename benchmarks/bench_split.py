@@ -41,8 +41,9 @@ if not (ROOT / ".build" / "pkg" / "glacierseg").exists():
 
 from glacierseg.core.dem_split import SplitParameters, ice_divides, split_complex  # noqa: E402
 from glacierseg.core.dem import Dem, fill_voids  # noqa: E402
-from glacierseg.core.geo import WGS84, geodesic_area_m2, grid_around, read_features, transform_geom, utm_epsg_for  # noqa: E402
-from glacierseg.core.inventory import GRID_BORDER_CELLS, _rasterize, inventory_attributes, topo_cell_size_m  # noqa: E402
+from glacierseg.core.geo import (WGS84, cells_inside, geodesic_area_m2, grid_around, read_features,  # noqa: E402
+                                 transform_geom, utm_epsg_for)
+from glacierseg.core.inventory import GRID_BORDER_CELLS, inventory_attributes, topo_cell_size_m  # noqa: E402
 
 DIVIDE_TOLERANCE_M = 60.0
 TOUCH_TOLERANCE_M = 1.0  # reference outlines closer than this share a divide (RGI edges are not exact)
@@ -146,7 +147,7 @@ def cell_mean_aspect(geom, crs, dem: Dem) -> float:
     dx = topo_cell_size_m(geodesic_area_m2(geom, crs) / 1e6)
     transform, shape = grid_around(utm.bounds, dx, GRID_BORDER_CELLS)
     z, _ = fill_voids(dem.read(epsg, transform, shape))
-    mask = _rasterize(utm, transform, shape)
+    mask = cells_inside(utm, transform, shape)
     sy, sx = np.gradient(z, dx)
     cells = np.arctan2(-sx[mask], sy[mask])
     return float(np.degrees(np.arctan2(np.sin(cells).mean(), np.cos(cells).mean())) % 360.0)

@@ -12,18 +12,30 @@ object (polygon, or connected region of a reference raster).
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
+from shapely.geometry.base import BaseGeometry
 
 from .contract import ClassInfo
 from .errors import InputError
-from .geo import utm_epsg_for
-from .io import atomic_outputs
+from .geo import (
+    SourceLike,
+    VectorSource,
+    field_names,
+    layer_crs_wkt,
+    pixel_size_m,
+    rasterize,
+    read_features,
+    transform_geom,
+    utm_epsg_for,
+)
+from .io import atomic_outputs, opens_as_raster
 from .metrics import (
     BinaryScores,
     binary_scores,
@@ -34,6 +46,8 @@ from .metrics import (
     surface_distances,
 )
 from .progress import Progress, check_cancel, ensure_progress
+
+LOG = logging.getLogger("glacierseg.evaluate")
 
 NODATA = 255
 DEFAULT_FIELD = "class_value"  # class field of GlacierSeg outlines, used when no field is named
@@ -135,122 +149,32 @@ class EvaluationResult:
 
 
 # ------------------------------------------------------------------ inputs
-def split_source(source: str) -> Tuple[str, Optional[str]]:
-    """'file.gpkg|layername=x' (a QGIS layer source) -> ('file.gpkg', 'x')."""
-    parts = source.split("|")
-    layer = next((p.split("=", 1)[1] for p in parts[1:] if p.lower().startswith("layername=")), None)
-    return parts[0], layer
+def is_raster(source: SourceLike) -> bool:
+    """Whether ``source`` opens as a raster (else it is read as a vector layer)."""
+    return opens_as_raster(VectorSource.of(source).path)
 
 
-def is_raster(path: str) -> bool:
-    """Whether ``path`` opens as a raster (else it is read as a vector layer)."""
-    from osgeo import gdal
-
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        return gdal.OpenEx(split_source(path)[0], gdal.OF_RASTER) is not None
-    except RuntimeError:
-        return False
-    finally:
-        gdal.PopErrorHandler()
-
-
-def spatial_reference(crs):
-    """OSR spatial reference (x = easting/longitude) from WKT or an 'EPSG:n' string."""
-    from osgeo import osr
-
-    srs = osr.SpatialReference()
-    srs.SetFromUserInput(str(crs))
-    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return srs
-
-
-def _open_layer(source: str):
-    """(dataset, layer) of a vector source; keep the dataset referenced while using the layer."""
-    from osgeo import ogr
-
-    path, layer_name = split_source(source)
-    try:
-        ds = ogr.Open(path)
-    except RuntimeError:
-        ds = None
-    layer = None if ds is None else (ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0))
-    if layer is None:
-        raise InputError(f"{source}: cannot open it as a vector layer; give a polygon layer (GeoPackage, Shapefile, ...).")
-    if layer.GetSpatialRef() is None:
-        raise InputError(f"{source}: the layer has no coordinate reference system; assign one first.")
-    return ds, layer
-
-
-def field_names(source: str) -> List[str]:
-    """Attribute field names of a vector layer (``path`` or ``path|layername=x``)."""
-    _, layer = _open_layer(source)
-    defn = layer.GetLayerDefn()
-    return [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-
-
-def polygon_features(source: str, crs, field_name: Optional[str] = None,
-                     progress=None) -> Iterator[Tuple[object, object, int]]:
-    """(OGR polygon geometry in ``crs``, value of ``field_name`` or None, feature id) for every
+def polygon_features(source: SourceLike, crs, field_name: Optional[str] = None,
+                     progress=None) -> Iterator[Tuple[BaseGeometry, object, int]]:
+    """(shapely polygon in ``crs``, value of ``field_name`` or None, feature id) for every
     feature of a polygon layer, read by ``geo.read_features`` (invalid outlines repaired or
     refused by its rule, point/line layers refused)."""
-    import shapely
-    from osgeo import ogr
-
-    from .geo import read_features, transform_geom
-
-    _open_layer(source)  # the clear "cannot open" / "no CRS" messages
-    if field_name and field_name not in field_names(source):
-        raise InputError(f"{source}: no field {field_name!r}; its fields are {', '.join(field_names(source)) or 'none'}. "
+    names = field_names(source)  # also the clear "cannot open" / "no CRS" messages
+    if field_name and field_name not in names:
+        raise InputError(f"{source}: no field {field_name!r}; its fields are {', '.join(names) or 'none'}. "
                          "Pick the field holding the class.")
-    path, layer = split_source(source)
-    feats = read_features(path, layer, progress)
+    feats = read_features(source, progress=progress)
     for g, attrs, fid in zip(feats.geoms, feats.attributes, feats.fids):
         if g is None or g.is_empty:
             continue
-        g = transform_geom(g, feats.crs_wkt, crs)
-        yield ogr.CreateGeometryFromWkb(shapely.to_wkb(g)), (attrs.get(field_name) if field_name else None), int(fid)
-
-
-def burn(items: Iterable[Tuple[object, int]], crs, transform, width: int, height: int) -> np.ndarray:
-    """int32 raster of (OGR geometry, value) pairs burnt by pixel centre (later ones on top), 0 elsewhere."""
-    from osgeo import gdal, ogr
-
-    srs = spatial_reference(crs)
-    raster = gdal.GetDriverByName("MEM").Create("", int(width), int(height), 1, gdal.GDT_Int32)
-    t = transform
-    raster.SetGeoTransform((t.c, t.a, t.b, t.f, t.d, t.e))
-    raster.SetProjection(srs.ExportToWkt())
-    vectors = ogr.GetDriverByName("Memory").CreateDataSource("")
-    layer = vectors.CreateLayer("burn", srs, ogr.wkbUnknown)
-    layer.CreateField(ogr.FieldDefn("v", ogr.OFTInteger))
-    for geom, value in items:
-        f = ogr.Feature(layer.GetLayerDefn())
-        f.SetField("v", int(value))
-        f.SetGeometry(geom)
-        layer.CreateFeature(f)
-    gdal.RasterizeLayer(raster, [1], layer, options=["ATTRIBUTE=v"])
-    return raster.ReadAsArray().astype(np.int32)
-
-
-def _pixel_m(crs, transform) -> Tuple[float, float]:
-    from pyproj import CRS, Geod
-
-    c = CRS.from_user_input(crs)
-    a, e = abs(transform.a), abs(transform.e)
-    if c.is_geographic:
-        geod = Geod(ellps="WGS84")
-        x, y = transform.c, transform.f
-        return geod.inv(x, y, x, y - e)[2], geod.inv(x, y, x + a, y)[2]
-    factor = c.axis_info[0].unit_conversion_factor if c.axis_info else 1.0
-    return e * factor, a * factor
+        yield transform_geom(g, feats.crs_wkt, crs), (attrs.get(field_name) if field_name else None), int(fid)
 
 
 def _vector_bounds(source: str, crs) -> Tuple[float, float, float, float]:
-    boxes = np.array([g.GetEnvelope() for g, _, _ in polygon_features(source, crs)])  # (minx, maxx, miny, maxy)
+    boxes = np.array([g.bounds for g, _, _ in polygon_features(source, crs)])  # (minx, miny, maxx, maxy)
     if not len(boxes):
         raise InputError(f"{source}: no polygons to compare.")
-    return boxes[:, 0].min(), boxes[:, 2].min(), boxes[:, 1].max(), boxes[:, 3].max()
+    return boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()
 
 
 def _utm_for(bounds, crs) -> str:
@@ -273,27 +197,27 @@ def common_grid(prediction: str, reference: str, resolution: Optional[float] = N
     rasters = [p for p in (prediction, reference) if is_raster(p)]
     if not resolution:
         if not rasters:
-            raise InputError("Both inputs are polygon layers: set the resolution (metres) of the grid to compare them on.")
-        with rasterio.open(split_source(rasters[0])[0]) as ds:
+            raise InputError("Both inputs are polygon layers: set the resolution (metres) of the grid to compare them "
+                             "on.")
+        with rasterio.open(VectorSource.of(rasters[0]).path) as ds:
             if ds.crs is None:
                 raise InputError(f"{rasters[0]}: no coordinate reference system; assign one first.")
-            return Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height, _pixel_m(ds.crs, ds.transform))
+            return Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height,
+                        pixel_size_m(ds.crs, ds.transform))
     if resolution <= 0:
         raise InputError(f"Resolution {resolution} must be positive (metres), or empty for the prediction's grid.")
     if rasters:
-        with rasterio.open(split_source(rasters[0])[0]) as ds:
+        with rasterio.open(VectorSource.of(rasters[0]).path) as ds:
             crs = ds.crs.to_wkt()
     else:
-        ds, layer = _open_layer(prediction)  # the layer lives only while its dataset does
-        crs = layer.GetSpatialRef().ExportToWkt()
-        del ds
+        crs = layer_crs_wkt(prediction)
     sources = [aoi] if aoi else [prediction, reference]
     boxes = []
     for s in sources:
         if is_raster(s):
             from rasterio.warp import transform_bounds
 
-            with rasterio.open(split_source(s)[0]) as ds:
+            with rasterio.open(VectorSource.of(s).path) as ds:
                 boxes.append(transform_bounds(ds.crs, crs, *ds.bounds))
         else:
             boxes.append(_vector_bounds(s, crs))
@@ -310,7 +234,7 @@ def common_grid(prediction: str, reference: str, resolution: Optional[float] = N
     width = max(int(math.ceil((bounds[2] - x0) / resolution)), 1)
     height = max(int(math.ceil((y1 - bounds[1]) / resolution)), 1)
     transform = from_origin(x0, y1, resolution, resolution)
-    return Grid(crs, tuple(transform)[:6], width, height, _pixel_m(crs, transform))
+    return Grid(crs, tuple(transform)[:6], width, height, pixel_size_m(crs, transform))
 
 
 def raster_on_grid(path: str, grid: Grid) -> np.ndarray:
@@ -320,10 +244,12 @@ def raster_on_grid(path: str, grid: Grid) -> np.ndarray:
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
-    with rasterio.open(split_source(path)[0]) as src:
+    with rasterio.open(VectorSource.of(path).path) as src:
         if src.dtypes[0] not in ("uint8", "int8", "uint16", "int16", "int32", "uint32"):
-            raise InputError(f"{path}: band 1 is {src.dtypes[0]}, not class values; give a class raster (integers 0–254).")
-        same = (src.crs is not None and src.crs == RioCRS.from_wkt(grid.crs) and (src.width, src.height) == (grid.width, grid.height)
+            raise InputError(f"{path}: band 1 is {src.dtypes[0]}, not class values; give a class raster "
+                             "(integers 0–254).")
+        same = (src.crs is not None and src.crs == RioCRS.from_wkt(grid.crs)
+                and (src.width, src.height) == (grid.width, grid.height)
                 and src.transform.almost_equals(grid.affine))
         if same:
             data = src.read(1)
@@ -363,8 +289,9 @@ def polygons_on_grid(source: str, grid: Grid, field_name: Optional[str], codes: 
             raise InputError(f"{source}: class value {v} in field {field_name!r} is outside 0–254.")
         values.append((geom, v))
         ids.append((geom, fid + 1))
-    classes = burn(values, grid.crs, grid.affine, grid.width, grid.height).astype(np.uint8)
-    fids = burn(ids, grid.crs, grid.affine, grid.width, grid.height).astype(np.int64)
+    shape = (grid.height, grid.width)
+    classes = rasterize(values, grid.affine, shape, dtype="int32").astype(np.uint8)
+    fids = rasterize(ids, grid.affine, shape, dtype="int32").astype(np.int64)
     return classes, fids
 
 
@@ -389,35 +316,61 @@ def evaluate(
     ``classes``; without a field, ``class_value`` where the layer has it, else every polygon
     is class 1. Writes the table (CSV) to
     ``table_out`` and, with ``objects_out`` or ``per_object``, matches every reference object."""
-    progress = ensure_progress(progress)
+    progress = ensure_progress(progress, LOG)
     grid = common_grid(prediction, reference, resolution, aoi)
     codes = {c.name: c.value for c in classes}
     names = {c.value: c.name for c in classes}
     progress.set_progress(5)
-
-    def load(source: str, field_name: Optional[str]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        if is_raster(source):
-            return raster_on_grid(source, grid), None
-        if not field_name and DEFAULT_FIELD in field_names(source):
-            field_name = DEFAULT_FIELD
-        return polygons_on_grid(source, grid, field_name, codes, progress)
-
-    pred, _ = load(prediction, prediction_field)
+    pred, _ = _on_grid(prediction, prediction_field, grid, codes, progress)
     check_cancel(progress)
-    ref, ref_ids = load(reference, reference_field)
+    ref, ref_ids = _on_grid(reference, reference_field, grid, codes, progress)
     progress.set_progress(25)
+    valid = _compared(pred, ref, aoi, grid, progress)
+    n_valid = int(np.count_nonzero(valid))
+    values = sorted(set(np.unique(pred[valid]).tolist()) | set(np.unique(ref[valid]).tolist()) | {0})
+    matrix = confusion_matrix(ref, pred, values, valid)
+    pixel_km2 = grid.pixel_m[0] * grid.pixel_m[1] / 1e6
+    rows = _class_rows(pred, ref, valid, values, matrix, names, grid, boundary_width_px, progress)
+    accuracy = float(np.trace(matrix)) / float(matrix.sum())
+    result = EvaluationResult(rows, accuracy, cohen_kappa(matrix), grid, n_valid)
+    if objects_out or per_object:
+        result.objects = match_objects(pred, ref, ref_ids, valid, [v for v in values if v != 0], names, pixel_km2)
+    progress.set_progress(90)
+    _write_tables(result, table_out, objects_out, progress)
+    for line in result.summary():
+        progress.push_info(line)
+    progress.set_progress(100)
+    return result
+
+
+def _on_grid(source: str, field_name: Optional[str], grid: Grid, codes: Dict[str, int],
+             progress: Progress) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(class values, polygon ids or None) of one input on the grid: a class raster warped, or a
+    polygon layer burnt by its class field (``class_value`` where it has one and none is named)."""
+    if is_raster(source):
+        return raster_on_grid(source, grid), None
+    if not field_name and DEFAULT_FIELD in field_names(source):
+        field_name = DEFAULT_FIELD
+    return polygons_on_grid(source, grid, field_name, codes, progress)
+
+
+def _compared(pred: np.ndarray, ref: np.ndarray, aoi: Optional[str], grid: Grid, progress: Progress) -> np.ndarray:
+    """The pixels compared: valid in both inputs and, with ``aoi``, inside its polygons."""
     valid = (pred != NODATA) & (ref != NODATA)
     if aoi:
         shapes = [(g, 1) for g, _, _ in polygon_features(aoi, grid.crs, progress=progress)]
         if not shapes:
             raise InputError(f"{aoi}: the area of interest holds no polygons.")
-        valid &= burn(shapes, grid.crs, grid.affine, grid.width, grid.height) > 0
-    n_valid = int(np.count_nonzero(valid))
-    if n_valid == 0:
+        valid &= rasterize(shapes, grid.affine, (grid.height, grid.width), dtype="int32") > 0
+    if not valid.any():
         raise InputError("Prediction and reference share no valid pixel (inside the area of interest); check that "
                          "they overlap and are in the right coordinate reference systems.")
-    values = sorted(set(np.unique(pred[valid]).tolist()) | set(np.unique(ref[valid]).tolist()) | {0})
-    matrix = confusion_matrix(ref, pred, values, valid)
+    return valid
+
+
+def _class_rows(pred: np.ndarray, ref: np.ndarray, valid: np.ndarray, values: Sequence[int], matrix: np.ndarray,
+                names: Dict[int, str], grid: Grid, boundary_width_px: float, progress: Progress) -> List[ClassRow]:
+    """One row per class present (one against the rest), then "all" (any class against background)."""
     pixel_km2 = grid.pixel_m[0] * grid.pixel_m[1] / 1e6
 
     def row(name: str, value: Optional[int], scores: BinaryScores, p: np.ndarray, r: np.ndarray) -> ClassRow:
@@ -426,31 +379,29 @@ def evaluate(
         return ClassRow(name, value, scores, asd_px, asd_m, boundary_iou(p, r, boundary_width_px), pixel_km2)
 
     rows = []
-    foreground = [v for v in values if v != 0]
+    n_foreground = max(len([v for v in values if v != 0]), 1)
     for i, v in enumerate(values):
         if v == 0:
             continue
-        rows.append(row(names.get(v, f"class {v}"), v, class_scores(matrix, i), valid & (pred == v), valid & (ref == v)))
-        progress.set_progress(25 + 50 * len(rows) / max(len(foreground), 1))
+        rows.append(row(names.get(v, f"class {v}"), v, class_scores(matrix, i), valid & (pred == v),
+                        valid & (ref == v)))
+        progress.set_progress(25 + 50 * len(rows) / n_foreground)
     p_any, r_any = valid & (pred != 0), valid & (ref != 0)
     rows.append(row("all", None, binary_scores(r_any, p_any, valid), p_any, r_any))
-    accuracy = float(np.trace(matrix)) / float(matrix.sum())
-    result = EvaluationResult(rows, accuracy, cohen_kappa(matrix), grid, n_valid)
-    if objects_out or per_object:
-        result.objects = match_objects(pred, ref, ref_ids, valid, foreground, names, pixel_km2)
-    progress.set_progress(90)
+    return rows
+
+
+def _write_tables(result: EvaluationResult, table_out: Optional[str], objects_out: Optional[str],
+                  progress: Progress) -> None:
+    """The scores table and the per-object table (CSV), as one output group."""
     with atomic_outputs(table_out, objects_out, progress=progress) as (table_tmp, objects_tmp):
         if table_out:
-            _write_csv(table_tmp, TABLE_FIELDS, [r.as_dict() for r in rows]
+            _write_csv(table_tmp, TABLE_FIELDS, [r.as_dict() for r in result.rows]
                        + [{"class": "all classes (multi-class)", "accuracy": result.accuracy, "kappa": result.kappa}])
             result.table = table_out
         if objects_out:
             _write_csv(objects_tmp, OBJECT_FIELDS, [o.as_dict() for o in result.objects])
             result.objects_table = objects_out
-    for line in result.summary():
-        progress.push_info(line)
-    progress.set_progress(100)
-    return result
 
 
 def match_objects(pred: np.ndarray, ref: np.ndarray, ref_ids: Optional[np.ndarray], valid: np.ndarray,
@@ -480,7 +431,8 @@ def match_objects(pred: np.ndarray, ref: np.ndarray, ref_ids: Optional[np.ndarra
         for o, size_o in zip(obj_ids, obj_size):
             iou, size_p = best.get(int(o), (0.0, 0))
             ref_id = int(o) - 1 if ref_ids is not None else int(o)  # polygons are burnt as feature id + 1
-            out.append(ObjectMatch(ref_id, names.get(v, f"class {v}"), int(v), size_o * pixel_km2, size_p * pixel_km2, iou))
+            out.append(ObjectMatch(ref_id, names.get(v, f"class {v}"), int(v), size_o * pixel_km2,
+                                   size_p * pixel_km2, iou))
     return out
 
 

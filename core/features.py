@@ -6,7 +6,8 @@ way in training and inference. Register a feature with ``@feature("NAME")``.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping
+import math
+from typing import Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
@@ -151,22 +152,58 @@ def sobel_magnitude(band: np.ndarray, pixel_size=None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- terrain
-def _terrain_gradient(dem: np.ndarray, pixel_size) -> tuple:
-    if not pixel_size or pixel_size <= 0:
+# The one home of slope and aspect from a DEM. Two gradient methods, by design:
+# "horn" — Horn (1981) 3 × 3 weighted differences (Sobel / 8, edges mirrored), as gdaldem: the
+#   model's terrain features, computed the same in tiles and whole images;
+# "central" — central differences inside, one-sided at the edges (numpy.gradient): OGGM's
+#   definition (Maussion et al. 2019), with which RGI 7 computed its glacier slope and aspect
+#   (inventory attributes), also used by the band-ratio mapper's slope tests.
+TERRAIN_METHODS = ("horn", "central")
+
+
+def terrain_gradient(dem: np.ndarray, pixel_size, method: str = "horn") -> Tuple[np.ndarray, np.ndarray]:
+    """(dz/dx eastwards, dz/dy southwards) of a DEM in metres, float64, by ``method`` (above);
+    ``pixel_size``: metres, one number or (row, column)."""
+    if pixel_size is None or np.any(np.asarray(pixel_size, dtype=float) <= 0):
         raise ModelContractError("terrain features (SLOPE, ASPECT, ...) need the raster's pixel size in metres.")
+    if method not in TERRAIN_METHODS:
+        raise ValueError(f"unknown terrain gradient method {method!r}; one of {', '.join(TERRAIN_METHODS)}")
+    row_m, col_m = (pixel_size, pixel_size) if np.isscalar(pixel_size) else pixel_size
+    if method == "central":
+        if dem.shape[0] < 2 or dem.shape[1] < 2:  # no neighbour to difference with: flat
+            return np.zeros(dem.shape), np.zeros(dem.shape)
+        spacing = (pixel_size,) if np.isscalar(pixel_size) else (row_m, col_m)
+        gy, gx = np.gradient(dem.astype(np.float64), *spacing)
+        return gx, gy
     gx, gy = _sobel(dem)
-    return gx / pixel_size, gy / pixel_size
+    return gx / col_m, gy / row_m
+
+
+def slope_deg(dem: np.ndarray, pixel_size, method: str = "horn") -> np.ndarray:
+    """Slope in degrees (float64) from a DEM in metres; NaN where the DEM is NaN."""
+    return gradient_slope_deg(*terrain_gradient(dem, pixel_size, method))
+
+
+def gradient_slope_deg(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Slope in degrees of the gradient (``gx``, ``gy``) in metres per metre."""
+    return np.degrees(np.arctan(np.hypot(gx, gy)))
+
+
+def mean_aspect_deg(gx: np.ndarray, gy: np.ndarray, mask: np.ndarray) -> float:
+    """Aspect of an area (RGI 7 / OGGM): azimuth, degrees clockwise from north, of the mean
+    downslope gradient vector of its cells (``gx`` eastwards, ``gy`` southwards, as
+    ``terrain_gradient`` returns them)."""
+    return math.degrees(math.atan2(np.mean(-gx[mask]), np.mean(gy[mask]))) % 360.0
 
 
 @feature("SLOPE", reach_px=1)
 def slope(dem: np.ndarray, pixel_size=None) -> np.ndarray:
     """Slope in degrees from a DEM in metres (Horn 1981 3 × 3 gradient)."""
-    gx, gy = _terrain_gradient(dem, pixel_size)
-    return np.degrees(np.arctan(np.hypot(gx, gy))).astype(np.float32)
+    return slope_deg(dem, pixel_size, "horn").astype(np.float32)
 
 
 def _aspect_rad(dem: np.ndarray, pixel_size) -> tuple:
-    gx, gy = _terrain_gradient(dem, pixel_size)
+    gx, gy = terrain_gradient(dem, pixel_size, "horn")
     flat = (gx == 0) & (gy == 0)
     # downslope direction (-gx east, +gy north as rows run south), clockwise from north
     return np.mod(np.arctan2(-gx, gy), 2 * np.pi), flat

@@ -1,7 +1,10 @@
-"""Local metric CRSs, geodesic areas and small OGR vector I/O shared by the inventory tools.
+"""The one home of geometry and raster-grid helpers: local metric CRSs, geodesic areas,
+pixel size in metres, the vector source value adapters hand the core, reading and writing
+polygon layers (OGR), rasterizing geometries onto a grid.
 
 Geometries are shapely 2 objects with x = easting/longitude (``always_xy``); CRSs are
-anything ``pyproj.CRS.from_user_input`` accepts (EPSG code, WKT, ``"EPSG:4326"``).
+anything ``pyproj.CRS.from_user_input`` accepts (EPSG code, WKT, ``"EPSG:4326"``, a
+rasterio CRS).
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import codecs
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import shapely
@@ -53,6 +56,70 @@ def utm_area_m2(geom: BaseGeometry, crs: Any) -> float:
     lonlat = transform_geom(geom, crs, WGS84)
     p = lonlat.representative_point()
     return transform_geom(lonlat, WGS84, utm_epsg_for(p.x, p.y)).area
+
+
+# ------------------------------------------------------------------------------ pixel size
+def pixel_size_m(crs: Any, transform, *, at: Optional[Tuple[float, float]] = None, row_north: bool = False,
+                 geographic: str = "geodesic", name: str = "The raster") -> Tuple[float, float]:
+    """(row, column) size in metres of a pixel of the grid ``transform`` in ``crs``: the one
+    rule for every module.
+
+    Projected CRS: the transform's steps times the CRS's linear unit (metres when the CRS
+    states none). Geographic CRS with ``geographic="geodesic"``: the pixel's sides measured on
+    the WGS 84 ellipsoid (Karney 2013, via pyproj) from the point ``at`` (x, y in the CRS;
+    default the grid's origin), the column step eastwards along the parallel and the row step
+    along the meridian, southwards (the way rows run) or with ``row_north`` northwards (the
+    band-ratio mapper's historical choice, kept so its outputs stay identical; the two differ
+    by less than 1e-7 of the size). ``geographic="refuse"``: ``InputError`` asking for a
+    projection, for callers that need one size in metres over the whole raster (model
+    resolution, training). No CRS: ``InputError``."""
+    if crs is None:
+        raise InputError(f"{name} has no coordinate reference system; assign one (Layer Properties › Source) first.")
+    c = CRS.from_user_input(crs)
+    a, e = abs(transform.a), abs(transform.e)
+    if not c.is_geographic:
+        factor = c.axis_info[0].unit_conversion_factor if c.axis_info else 1.0
+        return e * factor, a * factor
+    if geographic == "refuse":
+        raise InputError(f"{name} is in a geographic CRS ({c.to_string()}, pixel size in degrees); reproject it "
+                         "(Raster › Projections › Warp) to its UTM zone first.")
+    x, y = (transform.c, transform.f) if at is None else at
+    dy = _GEOD.inv(x, y, x, y + e if row_north else y - e)[2]
+    return dy, _GEOD.inv(x, y, x + a, y)[2]
+
+
+def raster_pixel_size_m(ds, geographic: str = "geodesic") -> Tuple[float, float]:
+    """``pixel_size_m`` of an open raster (rasterio dataset), measured at the centre of its
+    middle pixel (row step northwards) where its CRS is geographic."""
+    return pixel_size_m(ds.crs, ds.transform, at=ds.xy(ds.height // 2, ds.width // 2), row_north=True,
+                        geographic=geographic)
+
+
+# ------------------------------------------------------------------------------ vector sources
+@dataclass(frozen=True)
+class VectorSource:
+    """A polygon layer as adapters hand it to the core: a file OGR reads and, for files with
+    several layers, the layer's name. ``VectorSource.of`` takes this value, a path, a QGIS
+    layer source ``'file.gpkg|layername=x'`` or a (path, layer) pair."""
+
+    path: str
+    layer: Optional[str] = None
+
+    @classmethod
+    def of(cls, source: "SourceLike", layer: Optional[str] = None) -> "VectorSource":
+        if isinstance(source, VectorSource):
+            return source if layer is None else cls(source.path, layer)
+        if isinstance(source, tuple):
+            return cls(os.fspath(source[0]), layer or source[1])
+        parts = os.fspath(source).split("|")
+        named = next((p.split("=", 1)[1] for p in parts[1:] if p.lower().startswith("layername=")), None)
+        return cls(parts[0], layer or named)
+
+    def __str__(self) -> str:
+        return f"{self.path}|layername={self.layer}" if self.layer else self.path
+
+
+SourceLike = Union[VectorSource, str, "os.PathLike[str]", Tuple[str, Optional[str]]]
 
 
 # ------------------------------------------------------------------------------ vector I/O
@@ -135,7 +202,8 @@ def _text(value: Any, encoding: str) -> Any:
 
 
 # Invalid outlines are repaired by GEOS MakeValid ('linework' method, the PostGIS ST_MakeValid
-# algorithm: the faces the rings enclose an odd number of times), keeping the polygonal parts. The repair is refused when that reading and the one that keeps everything
+# algorithm: the faces the rings enclose an odd number of times), keeping the polygonal parts.
+# The repair is refused when that reading and the one that keeps everything
 # the rings enclose (method 'structure') differ by more than this fraction of the area: then
 # the outline crosses itself around a real area and no rule can say which shape was meant.
 REPAIR_AREA_TOLERANCE = 0.01
@@ -179,7 +247,8 @@ def valid_polygon(geom: BaseGeometry, label: str, where: str, progress=None) -> 
         raise InputError(
             f"{where}: {label} is invalid ({reason}) and crosses itself around a real area: repaired, its area "
             f"is {repaired.area:.6g} or {enclosed:.6g} (layer units², {100 * change:.1f} % apart, more than the "
-            f"{100 * REPAIR_AREA_TOLERANCE:g} % tolerated), so its true shape is unknown. Redraw that outline and run again.")
+            f"{100 * REPAIR_AREA_TOLERANCE:g} % tolerated), so its true shape is unknown. Redraw that outline and "
+            "run again.")
     if progress is not None:
         progress.push_info(
             f"Warning: {where}: {label} is invalid ({reason}); repaired with GEOS MakeValid, keeping its polygons "
@@ -187,46 +256,80 @@ def valid_polygon(geom: BaseGeometry, label: str, where: str, progress=None) -> 
     return repaired
 
 
-def read_features(path: str, layer: Optional[str] = None, progress=None, polygons: bool = True) -> Features:
+@contextlib.contextmanager
+def open_layer(source: SourceLike, layer: Optional[str] = None, update: bool = False) -> Iterator[Any]:
+    """The OGR layer of a vector source (its dataset open inside the block, for writing with
+    ``update``); ``InputError`` when the file does not open as a vector layer, lacks the named
+    layer or has no CRS."""
+    ogr, _ = _ogr()
+    src = VectorSource.of(source, layer)
+    try:
+        ds = ogr.Open(src.path, 1 if update else 0)
+    except RuntimeError as exc:
+        raise InputError(f"Cannot open vector file '{src.path}' ({exc}). Give a GeoPackage or shapefile.") from None
+    if ds is None:
+        raise InputError(f"Cannot open vector file '{src.path}' (missing, or not a vector format OGR reads). "
+                         "Give a GeoPackage or shapefile.")
+    lyr = ds.GetLayerByName(src.layer) if src.layer else ds.GetLayer(0)
+    if lyr is None:
+        raise InputError(f"'{src.path}' has no layer '{src.layer}'. Pick one of its layers.")
+    if lyr.GetSpatialRef() is None:
+        raise InputError(f"Layer '{lyr.GetName()}' in '{src.path}' has no CRS. Assign it a CRS and run again.")
+    try:
+        yield lyr
+    finally:
+        lyr = ds = None  # noqa: F841 (the layer lives only while its dataset does)
+
+
+def field_names(source: SourceLike) -> List[str]:
+    """Attribute field names of a vector layer."""
+    with open_layer(source) as lyr:
+        defn = lyr.GetLayerDefn()
+        return [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+
+
+def layer_crs_wkt(source: SourceLike) -> str:
+    """WKT of a vector layer's CRS."""
+    with open_layer(source) as lyr:
+        return lyr.GetSpatialRef().ExportToWkt()
+
+
+def read_features(path: SourceLike, layer: Optional[str] = None, progress=None, polygons: bool = True) -> Features:
     """All features of a vector layer (OGR): 2-D shapely geometries, attributes (text as
-    ``str`` whatever the source's encoding), CRS.
+    ``str`` whatever the source's encoding), CRS. ``path`` is any vector source
+    (``VectorSource``, a path, ``'file.gpkg|layername=x'``); ``layer`` names the layer.
 
     With ``polygons`` (the default) every geometry passes ``valid_polygon``: invalid outlines
     are repaired or refused by one stated rule, never used as they are, and a point or line
     layer is refused as "needs polygons"; warnings go to ``progress``."""
     ogr, _ = _ogr()
-    with _recoded_to_utf8():
-        try:
-            ds = ogr.Open(path)
-        except RuntimeError as exc:
-            raise InputError(f"Cannot open vector file '{path}' ({exc}). Give a GeoPackage or shapefile.") from None
-        if ds is None:
-            raise InputError(f"Cannot open vector file '{path}' (missing, or not a vector format OGR reads). "
-                             "Give a GeoPackage or shapefile.")
-        lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
-        if lyr is None:
-            raise InputError(f"'{path}' has no layer '{layer}'. Pick one of its layers.")
-        srs = lyr.GetSpatialRef()
-        if srs is None:
-            raise InputError(f"Layer '{lyr.GetName()}' in '{path}' has no CRS. Assign it a CRS and run again.")
-        encoding = _source_encoding(path)
+    src = VectorSource.of(path, layer)
+    with _recoded_to_utf8(), open_layer(src) as lyr:
+        encoding = _source_encoding(src.path)
         defn = lyr.GetLayerDefn()
         fields = [defn.GetFieldDefn(i) for i in range(defn.GetFieldCount())]
-        out = Features([], srs.ExportToWkt(), [], [ogr.FieldDefn(f.GetName(), f.GetType()) for f in fields], [])
-        for f, src in zip(out.fields, fields):
-            f.SetWidth(src.GetWidth())
-            f.SetPrecision(src.GetPrecision())
+        out = Features([], lyr.GetSpatialRef().ExportToWkt(), [],
+                       [ogr.FieldDefn(f.GetName(), f.GetType()) for f in fields], [])
+        for f, field_defn in zip(out.fields, fields):
+            f.SetWidth(field_defn.GetWidth())
+            f.SetPrecision(field_defn.GetPrecision())
+        where = f"Layer '{lyr.GetName()}' of {os.path.basename(src.path)}"
         for feat in lyr:
-            g = feat.GetGeometryRef()
-            geom = shapely.force_2d(shapely.from_wkb(bytes(g.ExportToIsoWkb()))) if g is not None else None
-            attrs = {f.GetName(): _text(feat.GetField(f.GetName()), encoding) for f in fields}
-            if polygons and geom is not None and not geom.is_empty:
-                geom = valid_polygon(geom, feature_label(feat.GetFID(), attrs),
-                                     f"Layer '{lyr.GetName()}' of {os.path.basename(path)}", progress)
-            out.geoms.append(geom)
-            out.attributes.append(attrs)
-            out.fids.append(feat.GetFID())
+            _append_feature(out, feat, fields, encoding, where if polygons else None, progress)
     return out
+
+
+def _append_feature(out: Features, feat, fields, encoding: str, polygons_where: Optional[str], progress) -> None:
+    """One OGR feature appended to ``out``: its 2-D geometry (through ``valid_polygon`` when
+    ``polygons_where`` names the layer), its attributes as text decoded, its id."""
+    g = feat.GetGeometryRef()
+    geom = shapely.force_2d(shapely.from_wkb(bytes(g.ExportToIsoWkb()))) if g is not None else None
+    attrs = {f.GetName(): _text(feat.GetField(f.GetName()), encoding) for f in fields}
+    if polygons_where and geom is not None and not geom.is_empty:
+        geom = valid_polygon(geom, feature_label(feat.GetFID(), attrs), polygons_where, progress)
+    out.geoms.append(geom)
+    out.attributes.append(attrs)
+    out.fids.append(feat.GetFID())
 
 
 def write_features(
@@ -275,19 +378,14 @@ def write_features(
 
 # ------------------------------------------------------------------------- rasters on local grids
 def raster_cell_size_m(path: str, lon: float, lat: float) -> float:
-    """Geometric-mean cell size (m) of a raster near (lon, lat), whatever its CRS."""
+    """Geometric-mean cell size (m) of a raster near (lon, lat), whatever its CRS
+    (``pixel_size_m`` measured at (lon, lat) where the CRS is geographic)."""
     import rasterio
 
     with rasterio.open(path) as src:
         if src.crs is None:
             raise InputError(f"Raster '{path}' has no CRS. Assign it one (Raster > Projections > Assign Projection).")
-        rx, ry = abs(src.res[0]), abs(src.res[1])
-        if src.crs.is_geographic:
-            dx = _GEOD.inv(lon, lat, lon + rx, lat)[2]
-            dy = _GEOD.inv(lon, lat, lon, lat + ry)[2]
-        else:
-            factor = src.crs.linear_units_factor[1]
-            dx, dy = rx * factor, ry * factor
+        dy, dx = pixel_size_m(src.crs, src.transform, at=(lon, lat), row_north=True)
     return float(np.sqrt(dx * dy))
 
 
@@ -302,3 +400,27 @@ def grid_around(bounds: Sequence[float], dx: float, pad_cells: int):
     y1 = (np.ceil(bounds[3] / dx) + pad_cells) * dx
     shape = (int(round((y1 - y0) / dx)), int(round((x1 - x0) / dx)))
     return from_origin(x0, y1, dx, dx), shape
+
+
+# ------------------------------------------------------------------------------ rasterize
+def rasterize(shapes: Iterable[Tuple[Any, int]], transform, shape: Tuple[int, int], *, all_touched: bool = False,
+              dtype: str = "uint8", fill: int = 0) -> np.ndarray:
+    """(geometry, value) pairs burnt onto the grid ``transform``/``shape`` (GDAL's rasterizer via
+    rasterio: cells whose centre is inside, or every cell touched with ``all_touched``; later
+    pairs on top), ``fill`` elsewhere. Geometries are shapely objects or GeoJSON-like dicts in
+    the grid's CRS."""
+    from rasterio.features import rasterize as burn
+
+    shapes = list(shapes)
+    if not shapes:
+        return np.full(shape, fill, dtype=dtype)
+    return burn(shapes, out_shape=shape, transform=transform, fill=fill, all_touched=all_touched, dtype=dtype)
+
+
+def cells_inside(geom: BaseGeometry, transform, shape: Tuple[int, int]) -> np.ndarray:
+    """Boolean mask of the cells whose centre is in ``geom`` (OGGM's rule for glacier
+    statistics); all touched cells for outlines smaller than a cell, so none is empty."""
+    mask = rasterize([(geom, 1)], transform, shape).astype(bool)
+    if not mask.any():
+        mask = rasterize([(geom, 1)], transform, shape, all_touched=True).astype(bool)
+    return mask

@@ -31,32 +31,26 @@ def next_number(existing: Iterable[Optional[str]], prefix: str) -> int:
 def assign_ids(path: str, prefix: str, layer: Optional[str] = None) -> int:
     """Write ``glacier_id`` (added when missing) to every feature of the vector file ``path``, in
     ``numbering_order``; returns the number of glaciers. One transaction: all IDs or none."""
-    import shapely
     from osgeo import ogr
 
-    from .geo import WGS84, transform_geom
+    from .geo import WGS84, open_layer, read_features, transform_geom
 
-    ogr.UseExceptions()
-    ds = ogr.Open(path, 1)
-    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
-    if lyr.GetLayerDefn().GetFieldIndex(ID_FIELD) < 0:
-        lyr.CreateField(ogr.FieldDefn(ID_FIELD, ogr.OFTString))
-    wkt = lyr.GetSpatialRef().ExportToWkt()
-    fids, points = [], []
-    for feat in lyr:
-        g = feat.GetGeometryRef()
-        geom = shapely.from_wkb(bytes(g.ExportToIsoWkb())) if g is not None else None
-        p = transform_geom(geom.representative_point(), wkt, WGS84) if geom is not None and not geom.is_empty else None
-        fids.append(feat.GetFID())
+    feats = read_features(path, layer, polygons=False)  # the outlines as they are
+    points = []
+    for geom in feats.geoms:
+        p = transform_geom(geom.representative_point(), feats.crs_wkt, WGS84) \
+            if geom is not None and not geom.is_empty else None
         points.append((p.x, p.y) if p is not None else (float("inf"), float("inf")))
-    lyr.StartTransaction()
-    for number, index in enumerate(numbering_order(points), start=1):
-        feat = lyr.GetFeature(fids[index])
-        feat.SetField(ID_FIELD, glacier_id(prefix, number))
-        lyr.SetFeature(feat)
-    lyr.CommitTransaction()
-    ds = None  # noqa: F841 (closes the file)
-    return len(fids)
+    with open_layer(path, layer, update=True) as lyr:
+        if lyr.GetLayerDefn().GetFieldIndex(ID_FIELD) < 0:
+            lyr.CreateField(ogr.FieldDefn(ID_FIELD, ogr.OFTString))
+        lyr.StartTransaction()
+        for number, index in enumerate(numbering_order(points), start=1):
+            feat = lyr.GetFeature(feats.fids[index])
+            feat.SetField(ID_FIELD, glacier_id(prefix, number))
+            lyr.SetFeature(feat)
+        lyr.CommitTransaction()
+    return len(feats.fids)
 
 
 def id_prefix(existing: Iterable[Optional[str]], default: str = "G-") -> str:

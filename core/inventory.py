@@ -9,6 +9,7 @@ resampling, statistics over the cells whose centre lies in the outline. ``lmax_m
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Any, Dict, Optional, Sequence, Union
@@ -21,10 +22,25 @@ from shapely.geometry.base import BaseGeometry
 
 from .dem import MAX_VOID_FRACTION, PLAUSIBLE_ELEVATION_M, Dem, fill_voids
 from .errors import CancelledError, InputError, NoDemError
+from .features import gradient_slope_deg, mean_aspect_deg, terrain_gradient
+from .geo import (
+    WGS84,
+    SourceLike,
+    cells_inside,
+    feature_name,
+    geodesic_area_m2,
+    grid_around,
+    read_features,
+    transform_geom,
+    utm_epsg_for,
+    utm_zone_for,
+    write_features,
+)
 from .io import atomic_output
-from .geo import (WGS84, feature_name, geodesic_area_m2, grid_around, read_features, transform_geom,
-                  utm_epsg_for, utm_zone_for, write_features)
+from .parameters import GRID_BORDER_CELLS, TOPO_DX_MAX_M, TOPO_DX_OFFSET_M, TOPO_DX_PER_SQRT_KM2
 from .progress import Progress, check_cancel, ensure_progress
+
+LOG = logging.getLogger("glacierseg.inventory")
 
 # (name, OGR type) of the fields written, in order.
 ATTRIBUTE_FIELDS = (
@@ -36,12 +52,12 @@ ATTRIBUTE_FIELDS = (
 )
 TOPOGRAPHY = ("zmin_m", "zmax_m", "zmed_m", "zmean_m", "slope_deg", "aspect_deg", "aspect_sec", "termlon", "termlat",
               "filled_pct")
-GRID_BORDER_CELLS = 5
 
 
 def topo_cell_size_m(area_km2: float) -> float:
     """OGGM/RGI 7 local grid spacing: round(14·sqrt(A) + 10) m, at most 100 m."""
-    return float(min(np.rint(14.0 * math.sqrt(max(area_km2, 0.0)) + 10.0), 100.0))
+    return float(min(np.rint(TOPO_DX_PER_SQRT_KM2 * math.sqrt(max(area_km2, 0.0)) + TOPO_DX_OFFSET_M),
+                     TOPO_DX_MAX_M))
 
 
 def aspect_sector(aspect_deg: float) -> int:
@@ -74,7 +90,7 @@ def glacier_attributes(geom: BaseGeometry, crs: Any, dem: Union[str, Dem], name:
     dx = topo_cell_size_m(area_km2)
     transform, shape = grid_around(utm.bounds, dx, GRID_BORDER_CELLS)
     z = dem.read(epsg, transform, shape, "bilinear")
-    mask = _rasterize(utm, transform, shape)
+    mask = cells_inside(utm, transform, shape)
     missing = float((~np.isfinite(z[mask])).mean())
     if missing > max_void_fraction or not np.isfinite(z).any():
         raise NoDemError(
@@ -83,10 +99,10 @@ def glacier_attributes(geom: BaseGeometry, crs: Any, dem: Union[str, Dem], name:
             "outline, or leave that glacier out.")
     dem_z, void = fill_voids(z)
     z = dem_z[mask]
-    sy, sx = np.gradient(dem_z, dx)  # rows run south: sy = -dz/dnorth
-    slope = np.degrees(np.arctan(np.hypot(sx, sy)))
-    aspect = math.degrees(math.atan2(np.mean(-sx[mask]), np.mean(sy[mask]))) % 360.0
-    exterior = _rasterize(shapely.union_all([Polygon(p.exterior) for p in shapely.get_parts(utm)]), transform, shape)
+    sx, sy = terrain_gradient(dem_z, dx, "central")  # OGGM's / RGI 7's; rows run south: sy = -dz/dnorth
+    slope = gradient_slope_deg(sx, sy)
+    aspect = mean_aspect_deg(sx, sy, mask)
+    exterior = cells_inside(shapely.union_all([Polygon(p.exterior) for p in shapely.get_parts(utm)]), transform, shape)
     edge = exterior & ~ndimage.binary_erosion(exterior)
     if not edge.any():
         edge = mask
@@ -102,19 +118,8 @@ def glacier_attributes(geom: BaseGeometry, crs: Any, dem: Union[str, Dem], name:
     }
 
 
-def _rasterize(geom: BaseGeometry, transform, shape) -> np.ndarray:
-    """Cells whose centre is in ``geom``; all touched cells for outlines smaller than a cell."""
-    from rasterio.features import rasterize
-
-    mask = rasterize([(geom, 1)], out_shape=shape, transform=transform, dtype="uint8").astype(bool)
-    if not mask.any():
-        mask = rasterize([(geom, 1)], out_shape=shape, transform=transform, dtype="uint8",
-                         all_touched=True).astype(bool)
-    return mask
-
-
 def inventory_attributes(
-    outlines_path: str,
+    outlines_path: "SourceLike",
     dem_path: str,
     output_path: str,
     dem_source: Optional[str] = None,
@@ -124,59 +129,81 @@ def inventory_attributes(
     max_void_fraction: float = MAX_VOID_FRACTION,
     progress: Optional[Progress] = None,
 ) -> Dict[str, Any]:
-    """Copy glacier outlines with their fields plus the RGI 7-style attributes to ``output_path``.
+    """Copy glacier outlines (any vector source: ``core.geo.VectorSource``, a path, or a path and
+    ``outlines_layer``) with their fields plus the RGI 7-style attributes to ``output_path``.
 
     ``dem_source`` defaults to the DEM's file name; ``src_date`` (outline date, ISO 8601)
     defaults to the outlines' own ``src_date`` field where they have one. Fields of the
     input with the same names as the attributes are replaced. A glacier whose topography
     cannot be computed (off the DEM, or an error) keeps empty topography fields and a
     warning names it; only when no glacier has topography is the run refused."""
-    from osgeo import ogr
-
-    progress = ensure_progress(progress)
+    progress = ensure_progress(progress, LOG)
     if src_date:
         src_date = outline_date(src_date)
     feats = read_features(outlines_path, outlines_layer, progress)
     if not feats.geoms:
         raise InputError(f"'{outlines_path}' holds no features. Give a layer of glacier outlines.")
     dem_source = dem_source or os.path.splitext(os.path.basename(dem_path))[0]
-    ours = {name.lower() for name, _ in ATTRIBUTE_FIELDS}
-    types = {"int": ogr.OFTInteger, "str": ogr.OFTString, "real": ogr.OFTReal}
-    fields = [f for f in feats.fields if f.GetName().lower() not in ours]
-    fields += [ogr.FieldDefn(name, types[kind]) for name, kind in ATTRIBUTE_FIELDS]
+    fields = _output_fields(feats.fields)
     kept = [f.GetName() for f in fields]
     rows, failures = [], []
     with Dem(dem_path, plausible_elevation, progress) as dem:
         for i, (geom, attrs, fid) in enumerate(zip(feats.geoms, feats.attributes, feats.fids)):
             check_cancel(progress)
-            name = feature_name(attrs, fid)
             row = {k: v for k, v in attrs.items() if k in kept}
-            try:
-                row.update(glacier_attributes(geom, feats.crs_wkt, dem, name, max_void_fraction))
-            except CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 — one bad glacier never fails the layer
-                failures.append(f"'{name}': {exc}")
-                progress.push_info(f"Warning: glacier '{name}' gets no topography: {exc}")
-                row.update({k: None for k in TOPOGRAPHY})
-                if geom is not None and not geom.is_empty:
-                    centre = transform_geom(geom, feats.crs_wkt, WGS84).representative_point()
-                    row.update({"area_km2": geodesic_area_m2(geom, feats.crs_wkt) / 1e6, "cenlon": centre.x,
-                                "cenlat": centre.y, "utm_zone": utm_zone_for(centre.x)})
+            failure = _add_topography(row, geom, feats.crs_wkt, dem, feature_name(attrs, fid), max_void_fraction,
+                                      progress)
+            if failure:
+                failures.append(failure)
             row["dem_source"] = dem_source
             row["src_date"] = src_date or _get(attrs, "src_date")
             rows.append(row)
             progress.set_progress(100.0 * (i + 1) / len(feats.geoms))
+    _report(rows, failures, progress)
+    with atomic_output(output_path, progress) as tmp:
+        write_features(tmp, feats.geoms, feats.crs_wkt, rows, fields,
+                       os.path.splitext(os.path.basename(output_path))[0])
+    return {"output": output_path, "n_glaciers": len(rows), "n_without_topography": len(failures)}
+
+
+def _output_fields(source_fields: Sequence[Any]) -> list:
+    """ogr.FieldDefn list of the output: the input's fields, less those named like an
+    attribute (case-insensitive), then ``ATTRIBUTE_FIELDS``."""
+    from osgeo import ogr
+
+    ours = {name.lower() for name, _ in ATTRIBUTE_FIELDS}
+    types = {"int": ogr.OFTInteger, "str": ogr.OFTString, "real": ogr.OFTReal}
+    fields = [f for f in source_fields if f.GetName().lower() not in ours]
+    return fields + [ogr.FieldDefn(name, types[kind]) for name, kind in ATTRIBUTE_FIELDS]
+
+
+def _add_topography(row: Dict[str, Any], geom: BaseGeometry, crs_wkt: str, dem: Dem, name: str,
+                    max_void_fraction: float, progress: Progress) -> Optional[str]:
+    """``glacier_attributes`` into ``row``; when they cannot be computed (a cancel aside), empty
+    topography, area and centre where the geometry allows, a warning, and the failure returned."""
+    try:
+        row.update(glacier_attributes(geom, crs_wkt, dem, name, max_void_fraction))
+        return None
+    except CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — one bad glacier never fails the layer
+        progress.push_info(f"Warning: glacier '{name}' gets no topography: {exc}")
+        row.update({k: None for k in TOPOGRAPHY})
+        if geom is not None and not geom.is_empty:
+            centre = transform_geom(geom, crs_wkt, WGS84).representative_point()
+            row.update({"area_km2": geodesic_area_m2(geom, crs_wkt) / 1e6, "cenlon": centre.x,
+                        "cenlat": centre.y, "utm_zone": utm_zone_for(centre.x)})
+        return f"'{name}': {exc}"
+
+
+def _report(rows: Sequence[Dict[str, Any]], failures: Sequence[str], progress: Progress) -> None:
+    """Refuse the run when no glacier got topography; else say how many did and how much was filled."""
     if len(failures) == len(rows):
         raise InputError("No glacier got topography: " + "; ".join(failures[:5])
                          + (f"; … ({len(failures)} in all)" if len(failures) > 5 else ""))
     filled = [r["filled_pct"] for r in rows if r.get("filled_pct")]
     progress.push_info(f"{len(rows)} glacier(s): {len(rows) - len(failures)} with topography, {len(failures)} without; "
                        f"{len(filled)} had DEM voids filled (largest share {max(filled, default=0):.1f} %).")
-    with atomic_output(output_path, progress) as tmp:
-        write_features(tmp, feats.geoms, feats.crs_wkt, rows, fields,
-                       os.path.splitext(os.path.basename(output_path))[0])
-    return {"output": output_path, "n_glaciers": len(rows), "n_without_topography": len(failures)}
 
 
 def outline_date(text: str) -> str:
@@ -192,7 +219,8 @@ def outline_date(text: str) -> str:
         raise InputError(f"Outline date {text!r} is not an ISO 8601 date; write it as YYYY-MM-DD, e.g. 2003-08-29 "
                          "(the date of the image the outlines were drawn on).") from None
     if day > datetime.date.today():
-        raise InputError(f"Outline date {text!r} lies in the future; give the date of the image the outlines were drawn on.")
+        raise InputError(f"Outline date {text!r} lies in the future; give the date of the image the outlines were "
+                         "drawn on.")
     return day.isoformat()
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import uuid
-from typing import Dict, Iterator, List, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+
+from .progress import ensure_progress
+
+LOG = logging.getLogger("glacierseg.io")
 
 GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache defaults to 5 % of RAM; 128 MB holds a strip of a 16k-wide raster
 
@@ -151,6 +156,18 @@ def atomic_outputs(*paths: Optional[str], progress=None) -> Iterator[List[Option
     under the temporary names is removed and every existing output is left untouched, so a
     failed run never leaves a half-written output and never removes an older one.
     """
+    tmps = _prepare(paths, progress)
+    try:
+        yield tmps
+    except BaseException:
+        _discard(tmps)
+        raise
+    _commit(paths, tmps)
+
+
+def _prepare(paths: Sequence[Optional[str]], progress) -> List[Optional[str]]:
+    """The temporary paths of an output group, once its paths are distinct, their folders can
+    take a file and the temporary files a killed earlier run left for them are gone."""
     from .errors import InputError
 
     given = [p for p in paths if p]
@@ -161,17 +178,22 @@ def atomic_outputs(*paths: Optional[str], progress=None) -> Iterator[List[Option
         if p:
             _check_writable(p, tmp)
             stale = remove_stale_partials(p)
-            if stale and progress is not None:
-                progress.push_info(f"Removed {len(stale)} temporary file(s) of {os.path.basename(p)} left by an "
-                                   "interrupted earlier run.")
-    try:
-        yield tmps
-    except BaseException:
-        for tmp in tmps:
-            for f in _written(tmp) if tmp else ():
-                with contextlib.suppress(OSError):
-                    os.remove(f)
-        raise
+            if stale:
+                _say(progress, f"Removed {len(stale)} temporary file(s) of {os.path.basename(p)} left by an "
+                     "interrupted earlier run.")
+    return tmps
+
+
+def _discard(tmps: Sequence[Optional[str]]) -> None:
+    """Remove everything written under the temporary names (a failed or cancelled run)."""
+    for tmp in tmps:
+        for f in _written(tmp) if tmp else ():
+            with contextlib.suppress(OSError):
+                os.remove(f)
+
+
+def _commit(paths: Sequence[Optional[str]], tmps: Sequence[Optional[str]]) -> None:
+    """Move each output, with its sidecars, from its temporary name onto its path."""
     for p, tmp in zip(paths, tmps):
         if not p:
             continue
@@ -183,6 +205,10 @@ def atomic_outputs(*paths: Optional[str], progress=None) -> Iterator[List[Option
             os.replace(f, os.path.join(directory, root) + f[len(tmp_stem):])
 
 
+def _say(progress, message: str) -> None:
+    ensure_progress(progress, LOG).push_info(message)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str, progress=None) -> Iterator[str]:
     """``atomic_outputs`` of one path: yields its temporary path."""
@@ -191,14 +217,19 @@ def atomic_output(path: str, progress=None) -> Iterator[str]:
 
 
 def raster_exists(name: str) -> bool:
-    """Whether GDAL opens ``name`` as a raster: a file, or a GDAL dataset name such as a VRT,
+    """Whether ``name`` is a file or GDAL opens it as a raster: a GDAL dataset name such as a VRT,
     'GPKG:file.gpkg:table', '/vsizip/archive.zip/image.tif' or '/vsicurl/https://…/cog.tif'."""
-    if os.path.isfile(name):
-        return True
+    return os.path.isfile(name) or opens_as_raster(name)
+
+
+def opens_as_raster(name: str) -> bool:
+    """Whether GDAL opens ``name`` as a raster (quietly; a vector file or a missing name: False)."""
     from osgeo import gdal
 
     gdal.PushErrorHandler("CPLQuietErrorHandler")
     try:
         return gdal.OpenEx(name, gdal.OF_RASTER) is not None
+    except RuntimeError:
+        return False
     finally:
         gdal.PopErrorHandler()

@@ -2,11 +2,15 @@
 
 Core functions take an optional ``progress`` object with ``set_progress`` (percent,
 0–100), ``is_canceled`` and ``push_info``. Processing adapters wrap their
-``QgsProcessingFeedback`` in ``FeedbackProgress``; ``NullProgress`` is the default.
+``QgsProcessingFeedback`` in ``FeedbackProgress``. Without one (library and command-line
+use) ``ensure_progress`` gives a ``LogProgress``: the messages go to the standard ``logging``
+logger ``glacierseg`` (or a module's ``glacierseg.<module>``), warnings at WARNING, the rest at
+INFO, so ``logging.basicConfig(level=logging.INFO)`` shows them.
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol
+import logging
+from typing import Optional, Protocol, Union
 
 from .errors import CancelledError
 
@@ -48,8 +52,33 @@ class FeedbackProgress:
         self._feedback.pushInfo(message)
 
 
-def ensure_progress(progress: Optional[Progress]) -> Progress:
-    return NullProgress() if progress is None else progress
+class LogProgress:
+    """Progress sink for callers without one: messages to a ``logging`` logger (those that
+    start with "Warning" at WARNING, others at INFO), percentages dropped, never cancels."""
+
+    def __init__(self, logger: Optional[logging.Logger] = None):
+        self.logger = logger or logging.getLogger(LOGGER)
+
+    def set_progress(self, percent: float) -> None:
+        pass
+
+    def is_canceled(self) -> bool:
+        return False
+
+    def push_info(self, message: str) -> None:
+        level = logging.WARNING if message.lower().startswith("warning") else logging.INFO
+        self.logger.log(level, message)
+
+
+LOGGER = "glacierseg"  # the package's logger; modules log to children of it (glacierseg.band_ratio, …)
+
+
+def ensure_progress(progress: Optional[Progress], logger: Union[str, logging.Logger, None] = None) -> Progress:
+    """``progress``, or where it is None a ``LogProgress`` writing to ``logger`` (a name or a
+    logger; default ``glacierseg``)."""
+    if progress is not None:
+        return progress
+    return LogProgress(logging.getLogger(logger) if isinstance(logger, str) else logger)
 
 
 def check_cancel(progress: Progress) -> None:

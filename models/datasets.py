@@ -132,11 +132,9 @@ def pixel_size_m(src, path: str) -> float:
     xres, yres = abs(src.transform.a), abs(src.transform.e)
     if abs(xres - yres) > 0.01 * xres:
         raise InputError(f"{os.path.basename(path)} has non-square pixels ({xres} × {yres}); resample it to square pixels.")
-    try:
-        factor = src.crs.linear_units_factor[1]
-    except Exception:  # CRS without reported linear units: metres
-        factor = 1.0
-    return float(xres * factor)
+    from ..core.geo import pixel_size_m as grid_pixel_size_m  # the one rule (CRS units to metres)
+
+    return float(grid_pixel_size_m(src.crs, src.transform)[1])
 
 
 def read_vector(path: str, field_name: Optional[str] = None) -> Tuple[str, List[Tuple[dict, str]]]:

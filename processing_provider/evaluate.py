@@ -20,30 +20,40 @@ from qgis.core import (
     QgsVectorFileWriter,
 )
 
-from .base import EVALUATION, GlacierSegAlgorithm, model_store, optional_number, raster_path, vector_source_uri, widget_metadata
+from .base import (
+    EVALUATION,
+    GlacierSegAlgorithm,
+    model_store,
+    optional_number,
+    raster_path,
+    vector_source,
+    widget_metadata,
+)
 
 # Processing outputs: the "all" row (any class against background) and the multi-class figures.
 SCORES = {"IOU": "iou", "PRECISION": "precision", "RECALL": "recall", "F1": "f1", "ACCURACY": "accuracy",
           "KAPPA": "kappa", "MEAN_IOU": "mean_iou"}
 
 
-def layer_path(layer, context) -> str:
-    """File path of a raster layer, or 'file|layername=x' of a vector layer (other vector
-    sources, and layers with a filter, are first saved to a temporary GeoPackage)."""
+def layer_path(layer, context):
+    """File path of a raster layer, or the ``core.geo.VectorSource`` of a vector layer (other
+    vector sources, and layers with a filter, are first saved to a temporary GeoPackage)."""
+    from ..core.geo import VectorSource  # here, not at load: the provider loads without shapely
+
     if layer is None:
         raise QgsProcessingException("No layer was given.")
     if isinstance(layer, QgsRasterLayer):
         return raster_path(layer)
     source = layer.source()
     if layer.providerType() == "ogr" and os.path.isfile(source.split("|")[0]) and "subset=" not in source.lower():
-        return source
+        return VectorSource.of(source)
     path = QgsProcessingUtils.generateTempFilename(f"{layer.id()}.gpkg")
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
     error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), options)
     if error != QgsVectorFileWriter.NoError:
         raise QgsProcessingException(f"Could not save layer '{layer.name()}' for the comparison: {message}")
-    return path
+    return VectorSource(path)
 
 
 def class_field(name: str, description: str, parent: str) -> QgsProcessingParameterField:
@@ -99,11 +109,14 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         types = [QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon]
-        self.addParameter(QgsProcessingParameterMapLayer("PREDICTION", "Prediction (class raster or polygons)", types=types))
+        self.addParameter(QgsProcessingParameterMapLayer("PREDICTION", "Prediction (class raster or polygons)",
+                                                         types=types))
         self.addParameter(class_field("PREDICTION_FIELD", "Prediction class field (polygons)", "PREDICTION"))
-        self.addParameter(QgsProcessingParameterMapLayer("REFERENCE", "Reference (polygons or class raster)", types=types))
+        self.addParameter(QgsProcessingParameterMapLayer("REFERENCE", "Reference (polygons or class raster)",
+                                                         types=types))
         self.addParameter(class_field("REFERENCE_FIELD", "Reference class field (polygons)", "REFERENCE"))
-        self.addParameter(QgsProcessingParameterFeatureSource("AOI", "Area of interest", [QgsProcessing.TypeVectorPolygon],
+        self.addParameter(QgsProcessingParameterFeatureSource("AOI", "Area of interest",
+                                                              [QgsProcessing.TypeVectorPolygon],
                                                               optional=True))
         number = QgsProcessingParameterNumber
         self.addParameter(number("RESOLUTION", "Resolution of the comparison grid (m; empty: the prediction's grid)",
@@ -115,10 +128,14 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_OBJECTS", "Per-object scores", "CSV files (*.csv)", optional=True, createByDefault=False))
         for key in SCORES:
-            self.addOutput(QgsProcessingOutputNumber(key, f"{key.replace('_', ' ').title()} (all classes against background)"))
-        self.addParameter(QgsProcessingParameterString("SCORE_MODEL", "Add the score to the card of installed model (name)", optional=True))
-        self.addParameter(QgsProcessingParameterString("SCORE_DATASET", "Reference dataset name (for the model card)", optional=True))
-        for key, label in (("SCORE_REGION", "Region (for the model card)"), ("SCORE_DATE", "Date of the reference (for the model card)")):
+            self.addOutput(QgsProcessingOutputNumber(
+                key, f"{key.replace('_', ' ').title()} (all classes against background)"))
+        self.addParameter(QgsProcessingParameterString(
+            "SCORE_MODEL", "Add the score to the card of installed model (name)", optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            "SCORE_DATASET", "Reference dataset name (for the model card)", optional=True))
+        for key, label in (("SCORE_REGION", "Region (for the model card)"),
+                           ("SCORE_DATE", "Date of the reference (for the model card)")):
             p = QgsProcessingParameterString(key, label, optional=True)
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
@@ -127,12 +144,15 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
 
     def process(self, parameters, context, feedback, progress):
         from ..core.evaluate import evaluate  # here, not at load: the provider loads without its dependencies
+        from ..core.geo import VectorSource
         card_model = self.parameterAsString(parameters, "SCORE_MODEL", context).strip()
         dataset = self.parameterAsString(parameters, "SCORE_DATASET", context).strip()
         if card_model:
             model_store().get(card_model)  # fails early, naming the installed models
             if not dataset:
-                raise QgsProcessingException("Name the reference dataset (e.g. 'RGI 7.0, 2000') to add the score to a model card.")
+                raise QgsProcessingException("Name the reference dataset (e.g. 'RGI 7.0, 2000') to add the score to a "
+                                             "model card.")
+        aoi, aoi_layer = vector_source(self, parameters, "AOI", context, feedback)
         objects_out = (self.parameterAsFileOutput(parameters, "OUTPUT_OBJECTS", context)
                        if parameters.get("OUTPUT_OBJECTS") else None)
         result = evaluate(
@@ -141,7 +161,7 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
             self.parameterAsFileOutput(parameters, "OUTPUT_TABLE", context),
             prediction_field=self.parameterAsString(parameters, "PREDICTION_FIELD", context) or None,
             reference_field=self.parameterAsString(parameters, "REFERENCE_FIELD", context) or None,
-            aoi=vector_source_uri(self, parameters, "AOI", context, feedback),
+            aoi=VectorSource(aoi, aoi_layer) if aoi else None,
             resolution=optional_number(self, parameters, "RESOLUTION", context),
             boundary_width_px=self.parameterAsDouble(parameters, "BOUNDARY_WIDTH", context),
             objects_out=objects_out,
@@ -155,8 +175,10 @@ class EvaluateAlgorithm(GlacierSegAlgorithm):
         if card_model:
             score = {"dataset": dataset, "metrics": {k: float(v) for k, v in scores.items() if k in SCORES.values()
                                                     and isinstance(v, (int, float)) and math.isfinite(v)},
-                     "method": (f"glacierseg:evaluate of {self.parameterAsLayer(parameters, 'PREDICTION', context).name()} "
-                                f"against {self.parameterAsLayer(parameters, 'REFERENCE', context).name()} (all classes against background)")}
+                     "method": (f"glacierseg:evaluate of "
+                                f"{self.parameterAsLayer(parameters, 'PREDICTION', context).name()}"
+                                f" against {self.parameterAsLayer(parameters, 'REFERENCE', context).name()}"
+                                " (all classes against background)")}
             for key in ("region", "date"):
                 value = self.parameterAsString(parameters, f"SCORE_{key.upper()}", context).strip()
                 if value:

@@ -19,8 +19,9 @@ from qgis.PyQt.QtCore import QVariant
 from ..ui.correction import REVIEW_FIELD
 from ..ui.styles import style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path
+from .dem_parameters import FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
+from .dem_parameters import HELP as DEM_HELP
 from .split_glaciers import editable_style, input_file, style_glaciers
-from .dem_parameters import HELP as DEM_HELP, FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
 
 _QT_TYPES = {"int": QVariant.Int, "str": QVariant.String, "real": QVariant.Double}
 
@@ -56,7 +57,8 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
         "<b>Fields</b>: area_km2 (geodesic, WGS 84 ellipsoid); cenlon/cenlat (representative point, inside the "
         "outline); utm_zone; zmin_m, zmax_m, zmed_m, zmean_m; slope_deg (mean of the cells' slopes); aspect_deg "
         "(azimuth of the mean downslope gradient); aspect_sec (1 = N … 8 = NW, 9 = not assigned); termlon/termlat "
-        "(lowest cell on the outer boundary); dem_source; src_date; filled_pct. The longest centerline length lmax_m is not "
+        "(lowest cell on the outer boundary); dem_source; src_date; filled_pct. The longest centerline length lmax_m "
+        "is not "
         "computed. See docs/glacier-split.md."
     )
 
@@ -93,11 +95,12 @@ class InventoryAttributesAlgorithm(GlacierSegAlgorithm):
             return self.update_in_place(parameters, context, feedback, progress, dem, dem_source, src_date)
         if not parameters.get(self.OUTPUT):
             raise QgsProcessingException("Give the Glaciers with attributes output, or tick Update in place.")
-        from ..core.inventory import inventory_attributes  # here, not at load: the provider loads without its dependencies
+        from ..core.geo import VectorSource  # here, not at load: the provider loads without its dependencies
+        from ..core.inventory import inventory_attributes
         path, layer_name = class_filtered_source(self, parameters, self.INPUT, self.CLASSES, context, feedback)
+        outlines = VectorSource(path, layer_name or None)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        result = inventory_attributes(path, dem, output, dem_source=dem_source, src_date=src_date,
-                                      outlines_layer=layer_name or None,
+        result = inventory_attributes(outlines, dem, output, dem_source=dem_source, src_date=src_date,
                                       plausible_elevation=plausible_elevation(self, parameters, context),
                                       max_void_fraction=max_void_fraction(self, parameters, context), progress=progress)
         source_name = self.parameterAsSource(parameters, self.INPUT, context).sourceName()

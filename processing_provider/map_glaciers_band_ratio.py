@@ -2,115 +2,27 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterVectorDestination,
 )
 
 from ..core.band_ratio import GLACIER_CLASSES, METHODS, map_glaciers
-from ..ui.correction import prepare_outlines
-from ..ui.styles import class_raster_beneath_outlines, class_raster_renderer, style_on_load
-from .base import MAPPING, GlacierSegAlgorithm, geotiff_output, optional_number, raster_path
-from .dem_parameters import HELP as DEM_HELP, add_dem_void_parameters, plausible_elevation
-
-SENSOR_KEYS = ["sentinel2_msi", "landsat8_oli", "landsat7_etm", "landsat5_tm", ""]
-SENSOR_LABELS = ["Sentinel-2 MSI (B2, B3, B4, B8, B11)", "Landsat 8/9 OLI (B2, B3, B4, B5, B6)",
-                 "Landsat 7 ETM+ (B1, B2, B3, B4, B5)", "Landsat 5 TM (B1, B2, B3, B4, B5)",
-                 "Other (set the band numbers)"]
-BAND_LABELS = {"blue": "Blue band", "green": "Green band", "red": "Red band", "nir": "Near-infrared band",
-               "swir": "Shortwave-infrared (≈1.6 µm) band"}
-SENSOR_HELP = (
-    "<b>Sensor</b>: finds the bands by the names in the raster's band descriptions (<i>S2:B04</i>, "
-    "<i>B04</i>, <i>B4</i>, <i>SR_B4</i>): Sentinel-2 MSI B2/B3/B4/B8/B11, Landsat 8/9 OLI B2/B3/B4/B5/B6, "
-    "Landsat 5 TM and 7 ETM+ B1/B2/B3/B4/B5 (blue/green/red/NIR/SWIR). Default Sentinel-2 MSI.<br>"
-    "<b>… band</b>: band numbers set by hand win over the sensor's names (needed for rasters whose "
-    "descriptions do not name the bands).<br>"
+from .base import MAPPING, GlacierSegAlgorithm, optional_number, raster_path
+from .dem_parameters import HELP as DEM_HELP
+from .dem_parameters import add_dem_void_parameters, plausible_elevation
+from .mapping_parameters import (
+    OUTPUT_HELP,
+    SCALE_HELP,
+    SENSOR_HELP,
+    add_outputs,
+    add_scale_parameters,
+    add_sensor_parameters,
+    finish,
+    sensor_arguments,
 )
-SCALE_HELP = (
-    "<b>Reflectance scale / offset</b> (advanced): reflectance = value × scale + offset; default 0.0001 and 0 "
-    "(Sentinel-2 L1C/L2A before processing baseline 04.00; from 04.00 on the offset is −0.1; Landsat "
-    "Collection 2 Level-2: 0.0000275 and −0.2). Ratios and normalised differences need the offset right.<br>"
-)
-OUTPUT_HELP = (
-    "<b>Outputs</b>, as glacierseg:segment: the index raster (float32, NaN nodata), the class raster "
-    "(uint8, 255 nodata, paletted) and the outlines (GeoPackage from the GlacierSeg vectorizer, "
-    "categorized by class_value; regions under the minimum area dropped). A pixel that is nodata in "
-    "any band used is nodata in every output."
-)
-
-
-def add_sensor_parameters(alg, roles) -> None:
-    """Input raster, sensor preset and one optional band-number parameter per role."""
-    alg.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster (surface reflectance)"))
-    alg.addParameter(QgsProcessingParameterEnum("SENSOR", "Sensor (finds bands by name)", SENSOR_LABELS, defaultValue=0))
-    for role in roles:
-        alg.addParameter(QgsProcessingParameterBand(f"{role.upper()}_BAND", BAND_LABELS[role], None, "INPUT",
-                                                    optional=True))
-
-
-def add_scale_parameters(alg) -> None:
-    number = QgsProcessingParameterNumber
-    for p in (number("SCALE", "Reflectance scale (reflectance = value × scale + offset)", number.Double, 0.0001),
-              number("OFFSET", "Reflectance offset", number.Double, 0.0)):
-        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        alg.addParameter(p)
-
-
-def add_outputs(alg, index_name: str) -> None:
-    alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_INDEX", index_name))
-    alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CLASSES", "Classes"))
-    alg.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_OUTLINES", "Outlines", QgsProcessing.TypeVectorPolygon,
-                                                             optional=True, createByDefault=True))
-
-
-def sensor_arguments(alg, parameters, context, roles) -> dict:
-    """Core keyword arguments shared by the mappers: image, sensor, bands, scale, offset, outputs."""
-    image = raster_path(alg.parameterAsRasterLayer(parameters, "INPUT", context))
-    bands = {r: alg.parameterAsInt(parameters, f"{r.upper()}_BAND", context) for r in roles}
-    outlines = alg.parameterAsOutputLayer(parameters, "OUTPUT_OUTLINES", context) if parameters.get("OUTPUT_OUTLINES") else None
-    return dict(
-        image=image,
-        index_out=geotiff_output(alg.parameterAsOutputLayer(parameters, "OUTPUT_INDEX", context), "index"),
-        classes_out=geotiff_output(alg.parameterAsOutputLayer(parameters, "OUTPUT_CLASSES", context), "classes"),
-        outlines_out=outlines,
-        sensor=SENSOR_KEYS[alg.parameterAsEnum(parameters, "SENSOR", context)],
-        bands={r: b for r, b in bands.items() if b > 0},
-        scale=alg.parameterAsDouble(parameters, "SCALE", context),
-        offset=alg.parameterAsDouble(parameters, "OFFSET", context),
-    )
-
-
-def finish(alg, parameters, context, feedback, result) -> dict:
-    """Log the mapped areas, style and name the outputs and return them."""
-    for c in result.class_info:
-        feedback.pushInfo(f"{c.name}: {result.pixel_counts[c.name]} pixels, {result.area_km2[c.name]:.4f} km²")
-    source = alg.parameterAsRasterLayer(parameters, "INPUT", context)
-    source_name, image = source.name(), raster_path(source)
-
-    def style_classes(lyr):
-        lyr.setRenderer(class_raster_renderer(lyr, result.class_info))
-        if result.outlines is not None:
-            class_raster_beneath_outlines(lyr)
-
-    style_on_load(context, result.classes, style_classes, source_name)
-    style_on_load(context, result.index,  # the grey index would hide the image: off when outlines show the result
-                  class_raster_beneath_outlines if result.outlines is not None else (lambda lyr: None), source_name)
-    out = {"OUTPUT_INDEX": result.index, "OUTPUT_CLASSES": result.classes}
-    if result.outlines is not None:
-        feedback.pushInfo(f"{result.outlines.feature_count} outlines written.")
-        style_on_load(context, result.outlines.path, lambda lyr: prepare_outlines(lyr, result.class_info, input_path=image),
-                      source_name)
-        out["OUTPUT_OUTLINES"] = result.outlines.path
-    for c in result.class_info:
-        out[f"AREA_{c.name.upper()}"] = result.area_km2[c.name]
-    return out
 
 
 class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
@@ -157,7 +69,8 @@ class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         number = QgsProcessingParameterNumber
         add_sensor_parameters(self, self.ROLES)
-        self.addParameter(QgsProcessingParameterEnum("METHOD", "Index", ["Red/SWIR band ratio", "NDSI"], defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("METHOD", "Index", ["Red/SWIR band ratio", "NDSI"],
+                                                     defaultValue=0))
         self.addParameter(number("THRESHOLD", "Threshold (empty: 2.0 for the ratio, 0.6 for NDSI)", number.Double,
                                  None, optional=True))
         self.addParameter(number("BLUE_MIN", "Minimum blue reflectance (against cast shadow; empty: not used)",
@@ -165,8 +78,10 @@ class MapGlaciersBandRatioAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean("MASK_WATER", "Remove water (NDWI above threshold)", True))
         self.addParameter(number("WATER_NDWI", "Water NDWI threshold", number.Double, 0.3, minValue=-1.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterBoolean("MEDIAN", "3×3 median filter", True))
-        self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM (for debris-covered ice candidates)", optional=True))
-        self.addParameter(number("DEBRIS_SLOPE", "Debris slope limit (degrees)", number.Double, 24.0, minValue=0.0, maxValue=90.0))
+        self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM (for debris-covered ice candidates)",
+                                                            optional=True))
+        self.addParameter(number("DEBRIS_SLOPE", "Debris slope limit (degrees)", number.Double, 24.0, minValue=0.0,
+                                 maxValue=90.0))
         self.addParameter(number("DEBRIS_NDVI", "Debris NDVI limit", number.Double, 0.2, minValue=-1.0, maxValue=1.0))
         add_dem_void_parameters(self, with_fill=False)
         self.addParameter(number("MIN_AREA", "Minimum outline area (km²)", number.Double, 0.01, minValue=0.0))

@@ -321,7 +321,8 @@ def test_d5_evaluate_scores_a_repaired_bowtie_reference(tmp_path):
 
     classes = np.zeros((100, 100), np.uint8)
     rows, cols = np.mgrid[0:100, 0:100]
-    classes[(cols < 50) & (abs(rows + 0.5 - 50) <= 50 - cols - 0.5)] = 1  # the left triangle of the bow-tie, 20 m pixels
+    # the left triangle of the bow-tie, 20 m pixels
+    classes[(cols < 50) & (abs(rows + 0.5 - 50) <= 50 - cols - 0.5)] = 1
     raster = write_raster(tmp_path / "pred.tif", classes)
     x0, y1 = 630000.0, 5190000.0
     tie = shapely.Polygon([(x0, y1), (x0 + 2000, y1 - 2000), (x0 + 2000, y1), (x0, y1 - 2000)])
@@ -476,7 +477,8 @@ def test_d10_point_layer_as_mask_needs_polygons(glacierseg_provider, image, samp
     points = write_vector(tmp_path / "points.gpkg", [shapely.Point(635000, 5185000)], crs="EPSG:32632")
     inputs = {p: digest(p) for p in (image, points)}
     out = tmp_path / "out"
-    with pytest.raises(QgsProcessingException, match=r"'Mask layer \(segment inside its polygons only\)' holds Point geometry but needs polygons") as err:
+    with pytest.raises(QgsProcessingException, match=r"'Mask layer \(segment inside its polygons only\)' holds Point "
+                       r"geometry but needs polygons") as err:
         processing.run("glacierseg:segment", {"INPUT": image, "MODEL": sample_model, "MASK": points,
                                               "OUTPUT_PROBABILITIES": str(out / "p.tif"),
                                               "OUTPUT_CLASSES": str(out / "c.tif")}, feedback=QgsProcessingFeedback())
@@ -573,7 +575,8 @@ def test_d13_input_far_from_the_training_range_warns(sample_model, tmp_path):
     model = str(tmp_path / "ranged.onnx")
     shutil.copy(sample_model, model)
     contract = read_contract(model)
-    write_contract(model, replace(contract, bands=tuple(replace(b, training_range=(0.05, 0.6)) for b in contract.bands)))
+    bands = tuple(replace(b, training_range=(0.05, 0.6)) for b in contract.bands)
+    write_contract(model, replace(contract, bands=bands))
     dn = np.stack([np.full((64, 64), v, np.uint16) for v in S2_ROCK])
     dn[:, :32] = np.array([5000, 4000, 800], np.uint16)[:, None, None]  # snow beside rock
     for name, data, warned in (("dn", dn, False), ("reflectance", dn.astype(np.float32) / 1e4, True)):

@@ -37,12 +37,14 @@ def scene(sample_scene):
 def glaciers(scene, tmp_path_factory):
     s, _, _ = scene
     out = tmp_path_factory.mktemp("glaciers")
-    return map_glaciers(s.image, str(out / "index.tif"), str(out / "classes.tif"), str(out / "outlines.gpkg"), dem=s.dem)
+    return map_glaciers(s.image, str(out / "index.tif"), str(out / "classes.tif"), str(out / "outlines.gpkg"),
+                        dem=s.dem)
 
 
 def test_bands_found_by_name_or_number():
     assert resolve_bands(["S2:B02", "S2:B04", "S2:B11"], ["red", "swir"], "sentinel2_msi") == {"red": 2, "swir": 3}
-    assert resolve_bands(["SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6"], ["red", "swir"], "landsat8_oli") == {"red": 3, "swir": 5}
+    assert resolve_bands(["SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6"], ["red", "swir"], "landsat8_oli") == {
+        "red": 3, "swir": 5}
     assert resolve_bands(["B1", "B2", "B3", "B4", "B5"], ["red", "swir"], "landsat5_tm") == {"red": 3, "swir": 5}
     # B8A is not B8; band numbers given by hand win
     assert resolve_bands(["B8A", "B08"], ["nir"], "sentinel2_msi") == {"nir": 2}
@@ -185,6 +187,8 @@ def test_processing_outputs_are_styled(qgis_app, glacierseg_provider, scene, tmp
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsVectorLayer
 
+    from glacierseg.ui.styles import pending_styles
+
     s, _, _ = scene
     out = {k: str(tmp_path / f) for k, f in
            (("OUTPUT_INDEX", "i.tif"), ("OUTPUT_CLASSES", "c.tif"), ("OUTPUT_OUTLINES", "o.gpkg"))}
@@ -195,11 +199,15 @@ def test_processing_outputs_are_styled(qgis_app, glacierseg_provider, scene, tmp
     res = processing.run("glacierseg:map_lakes", {"INPUT": s.image, "DEM": s.dem, "THRESHOLD": 0.3, **out},
                          context=context, feedback=QgsProcessingFeedback())
     assert res["OUTPUT_OUTLINES"] == out["OUTPUT_OUTLINES"] and res["AREA_GLACIAL_LAKE"] > 0
+    assert set(out.values()) <= set(pending_styles())  # held until Processing has styled them
     raster = QgsRasterLayer(out["OUTPUT_CLASSES"], "classes")
     vector = QgsVectorLayer(out["OUTPUT_OUTLINES"], "outlines", "ogr")
     assert vector.featureCount() == 3
-    for key, layer in (("OUTPUT_CLASSES", raster), ("OUTPUT_OUTLINES", vector)):
-        context.layerToLoadOnCompletionDetails(out[key]).postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
+    index = QgsRasterLayer(out["OUTPUT_INDEX"], "index")
+    for key, layer in (("OUTPUT_CLASSES", raster), ("OUTPUT_OUTLINES", vector), ("OUTPUT_INDEX", index)):
+        post = context.layerToLoadOnCompletionDetails(out[key]).postProcessor()
+        post.postProcessLayer(layer, context, QgsProcessingFeedback())
+    assert not set(out.values()) & set(pending_styles())  # and let go once applied: nothing grows run after run
     assert [(c.value, c.label) for c in raster.renderer().classes()] == [(1, "glacial_lake")]
     # the class, and the catch-all category that shows hand-drawn polygons before their class is set
     assert [(c.value(), c.symbol().color().name()) for c in vector.renderer().categories()] == [
@@ -232,3 +240,48 @@ def test_srtm_void_value_is_no_debris_candidate(scene, glaciers, tmp_path):
     assert np.array_equal(classes[away], intact[away])
     assert np.count_nonzero(intact[block] == 2) > 0  # there were candidates where the void now is
     assert sum("outside the plausible range" in m for m in messages.messages) == 1
+
+
+def test_options_value_and_keywords_are_one_setting_and_messages_reach_the_log(scene, tmp_path, caplog):
+    import logging
+
+    from glacierseg.core.band_ratio import GlacierOptions, LakeOptions
+
+    s, _, _ = scene
+    with caplog.at_level(logging.INFO, logger="glacierseg"):  # no progress object: library use
+        by_keywords = map_glaciers(s.image, str(tmp_path / "i0.tif"), str(tmp_path / "c0.tif"), method="ndsi",
+                                   median=False)
+    assert ("glacierseg.band_ratio", "Glacier mapping: NDSI > 0.6; bands green←2, swir←5, nir←4") in [
+        (r.name, r.getMessage()) for r in caplog.records]
+    by_value = map_glaciers(s.image, str(tmp_path / "i1.tif"), str(tmp_path / "c1.tif"),
+                            options=GlacierOptions(method="ndsi", median=False))
+    mixed = map_glaciers(s.image, str(tmp_path / "i2.tif"), str(tmp_path / "c2.tif"),
+                         options=GlacierOptions(method="ndsi"), median=False)
+    for r in (by_value, mixed):
+        assert np.array_equal(read(r.classes), read(by_keywords.classes)) and r.pixel_counts == by_keywords.pixel_counts
+    with pytest.raises(TypeError):
+        map_glaciers(s.image, str(tmp_path / "i3.tif"), str(tmp_path / "c3.tif"), slope_max=5.0)  # a lake setting
+    lakes = map_lakes(s.image, str(tmp_path / "l.tif"), str(tmp_path / "lc.tif"), options=LakeOptions(threshold=0.3))
+    assert lakes.pixel_counts["glacial_lake"] > 0 and LakeOptions().min_area_km2 == 0.0054
+
+
+def test_regions_joined_across_strips_are_the_whole_image_regions(monkeypatch):
+    """The class decision labels strip by strip and joins regions across the seams: the same
+    8-connected regions and per-region sums as labelling the whole image, on a random mask cut
+    into 3-row strips (every seam crossed by many regions, diagonal contacts included)."""
+    from scipy import ndimage
+
+    from glacierseg.core import band_ratio
+
+    monkeypatch.setattr(band_ratio, "STRIP_ROWS", 3)
+    rng = np.random.default_rng(5)
+    mask = rng.random((40, 37)) < 0.45
+    weight = (rng.random((40, 37)) < 0.3).astype(float)
+    regions = band_ratio._Regions(lambda rows: mask[rows], 40, [lambda rows: weight[rows]])
+    labels, n = ndimage.label(mask, np.ones((3, 3)))
+    ours = np.concatenate([regions.of_rows(slice(s0, s1)) for _, _, s0, s1 in band_ratio._strips(40, 0)])
+    pairs = set(zip(ours[mask].tolist(), labels[mask].tolist()))
+    assert regions.count == n == len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+    assert not (set(ours[~mask].tolist()) & {a for a, _ in pairs})  # outside the mask: no region's id
+    by_label = {b: regions.sums[0][a] for a, b in pairs}
+    assert [by_label[i] for i in range(1, n + 1)] == list(ndimage.sum_labels(weight, labels, range(1, n + 1)))

@@ -95,7 +95,8 @@ def test_polygon_reference_and_objects(sample_scene, mapped, tmp_path):
         expected.append(max(ious, default=0.0))
     assert sorted(o.iou for o in result.objects) == pytest.approx(sorted(expected))
     o = result.objects[0]
-    assert o.as_dict()["area_difference_pct"] == pytest.approx(100 * (o.predicted_km2 - o.reference_km2) / o.reference_km2)
+    assert o.as_dict()["area_difference_pct"] == pytest.approx(
+        100 * (o.predicted_km2 - o.reference_km2) / o.reference_km2)
 
 
 def test_reference_in_another_crs_is_warped_onto_the_prediction_grid(sample_scene, mapped, tmp_path):
@@ -150,9 +151,11 @@ def test_all_three_algorithms_through_qgis_process(qgis_process, sample_scene, t
         OUTPUT_CLASSES=tmp_path / "lc.tif", OUTPUT_OUTLINES=tmp_path / "lo.gpkg")
     assert rc == 0, output
     assert (tmp_path / "lo.gpkg").exists()
-    for classes, truth, minimum in ((tmp_path / "gc.tif", s.glacier_truth, 0.9), (tmp_path / "lc.tif", s.lake_truth, 0.85)):
+    for classes, truth, minimum in ((tmp_path / "gc.tif", s.glacier_truth, 0.9),
+                                    (tmp_path / "lc.tif", s.lake_truth, 0.85)):
         table = tmp_path / f"{classes.stem}.csv"
-        rc, result, output = qgis_process.run("glacierseg:evaluate", PREDICTION=classes, REFERENCE=truth, OUTPUT_TABLE=table)
+        rc, result, output = qgis_process.run("glacierseg:evaluate", PREDICTION=classes, REFERENCE=truth,
+                                              OUTPUT_TABLE=table)
         assert rc == 0, output
         assert "class 1: IoU" in output  # the summary in the log
         pred, ref = read(classes), read(truth)

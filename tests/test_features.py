@@ -119,3 +119,46 @@ def test_model_inputs_compute_features_with_the_pixel_size():
     assert x.shape == (2, 6, 6) and x.dtype == np.float32
     np.testing.assert_allclose(x[0], dem * 0.001)
     np.testing.assert_allclose(x[1, 1:-1, 1:-1], 0.0, atol=1e-5)  # 45° slope, standardised
+
+
+# ------------------------------------------------------------------ slope and aspect, one home
+def plane(rows, cols, east, south, row_m, col_m):
+    """A DEM rising ``east`` m/m eastwards and ``south`` m/m southwards (rows run south)."""
+    r, c = np.mgrid[0:rows, 0:cols]
+    return east * c * col_m + south * r * row_m
+
+
+@pytest.mark.parametrize("method", ["horn", "central"])
+def test_both_gradient_methods_measure_a_plane_exactly(method):
+    dem = plane(7, 9, 0.3, -0.4, 30.0, 20.0)
+    gx, gy = features.terrain_gradient(dem, (30.0, 20.0), method)
+    inner = (slice(1, -1), slice(1, -1))  # Horn mirrors the edges, central goes one-sided there
+    np.testing.assert_allclose(gx[inner], 0.3, rtol=1e-12)
+    np.testing.assert_allclose(gy[inner], -0.4, rtol=1e-12)
+    np.testing.assert_allclose(features.slope_deg(dem, (30.0, 20.0), method)[inner], math.degrees(math.atan(0.5)),
+                               rtol=1e-12)
+
+
+def test_central_differences_are_numpy_gradient_as_rgi7_and_the_band_ratio_mapper_had_them():
+    rng = np.random.default_rng(4)
+    dem = rng.normal(3000, 50, (12, 15))
+    gy, gx = np.gradient(dem, 25.0)  # the inventory's former code, one cell size
+    ours = features.terrain_gradient(dem, 25.0, "central")
+    assert np.array_equal(ours[0], gx) and np.array_equal(ours[1], gy)
+    gy, gx = np.gradient(dem, 30.0, 20.0)  # the band-ratio mapper's former code, (row, column) sizes
+    slope = np.degrees(np.arctan(np.hypot(gx, gy)))
+    assert np.array_equal(features.slope_deg(dem, (30.0, 20.0), "central"), slope)
+    assert not features.slope_deg(dem[:1], (30.0, 20.0), "central").any()  # one row: no slope, no error
+    assert np.isnan(features.slope_deg(np.where(dem > 3050, np.nan, dem), 25.0, "central")).any()
+    with pytest.raises(ValueError, match="unknown terrain gradient method"):
+        features.terrain_gradient(dem, 25.0, "sobel")
+
+
+def test_area_aspect_is_the_azimuth_of_the_mean_downslope_gradient():
+    mask = np.ones((6, 6), bool)
+    for east, south, azimuth in ((-0.2, 0.0, 90.0), (0.0, 0.2, 0.0), (0.2, 0.0, 270.0), (0.0, -0.2, 180.0),
+                                 (-0.2, -0.2, 135.0)):
+        gx, gy = features.terrain_gradient(plane(6, 6, east, south, 10.0, 10.0), 10.0, "central")
+        assert features.mean_aspect_deg(gx, gy, mask) == pytest.approx(azimuth)
+        horn = value("ASPECT", plane(6, 6, east, south, 10.0, 10.0).astype(np.float32), pixel_size=10.0)
+        assert horn[2, 2] == pytest.approx(azimuth, abs=1e-4)  # the pixel aspect of the model features agrees

@@ -1,7 +1,7 @@
 """Layer styles from a model's class table, applied when Processing loads an output."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Dict, List, Sequence
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -142,22 +142,33 @@ def stack_run_outputs(context, layer) -> None:
 class ApplyStyle(QgsProcessingLayerPostProcessorInterface):
     """Post-processor that calls ``styler(layer)`` once Processing has loaded the layer.
 
-    Keep a reference to the instance (Processing does not own Python objects)."""
+    Processing does not keep the Python object alive: ``style_on_load`` holds it in
+    ``_PENDING`` until it has run, then it lets go of itself."""
 
-    def __init__(self, styler: Callable[[QgsMapLayer], None]):
+    def __init__(self, styler: Callable[[QgsMapLayer], None], layer_id: str = ""):
         super().__init__()
         self._styler = styler
+        self._layer_id = layer_id
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
-        if layer is not None and layer.isValid():
-            self._styler(layer)
-            if layer.type() == QgsMapLayerType.VectorLayer:
-                field_precision(layer)
-            stack_run_outputs(context, layer)
-            layer.triggerRepaint()
+        try:
+            if layer is not None and layer.isValid():
+                self._styler(layer)
+                if layer.type() == QgsMapLayerType.VectorLayer:
+                    field_precision(layer)
+                stack_run_outputs(context, layer)
+                layer.triggerRepaint()
+        finally:
+            if _PENDING.get(self._layer_id) is self:
+                del _PENDING[self._layer_id]
 
 
-_KEEP_ALIVE = []
+_PENDING: Dict[str, ApplyStyle] = {}  # output (layer id) -> its post-processor, until Processing has run it
+
+
+def pending_styles() -> List[str]:
+    """The outputs whose style is registered but not applied yet (layers still to load)."""
+    return list(_PENDING)
 
 
 def style_on_load(context, layer_id: str, styler: Callable[[QgsMapLayer], None], source_name: str = "") -> None:
@@ -165,8 +176,8 @@ def style_on_load(context, layer_id: str, styler: Callable[[QgsMapLayer], None],
     ``source_name`` (the input layer's name) the layer is named "<output> — <source_name>", so
     the layers of batch rows and reruns can be told apart."""
     if context.willLoadLayerOnCompletion(layer_id):
-        post = ApplyStyle(styler)
-        _KEEP_ALIVE.append(post)
+        post = ApplyStyle(styler, layer_id)
+        _PENDING[layer_id] = post  # a rerun to the same output replaces the older, never-run one
         details = context.layerToLoadOnCompletionDetails(layer_id)
         source_name = source_name.split(" — ")[-1]  # the original input's name, not a chain of outputs
         if source_name and source_name not in details.name:
