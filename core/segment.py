@@ -193,6 +193,7 @@ def model_tiling(contract: ModelContract, tile_size: Optional[int] = None,
 
 # ------------------------------------------------------------------- geometry
 def _suggest_utm(src) -> str:
+    """The UTM zone (``core.geo.utm_epsg_for``) of the raster's centre, for the reprojection hint."""
     from rasterio.warp import transform_bounds
 
     from .geo import utm_epsg_for
@@ -202,19 +203,18 @@ def _suggest_utm(src) -> str:
 
 
 def _pixel_size_m(src) -> Tuple[float, float]:
-    if src.crs is None:
-        raise InputError("The raster has no coordinate reference system; assign one (Layer Properties › Source) first.")
-    if src.crs.is_geographic:
+    """(x, y) pixel size in metres (``core.geo.pixel_size_m``). A geographic raster is refused here,
+    naming its UTM zone: the model's resolution is one size in metres over the whole raster."""
+    from .geo import pixel_size_m  # shapely and pyproj load with the first run, not with the plugin
+
+    if src.crs is not None and src.crs.is_geographic:
         raise InputError(
             f"The raster is in a geographic CRS ({src.crs.to_string()}, pixel size in degrees), so its "
             f"resolution cannot be compared with the model's in metres. Reproject it first, e.g. with "
             f"Raster › Projections › Warp (gdal:warpreproject) to its UTM zone {_suggest_utm(src)}."
         )
-    try:
-        factor = src.crs.linear_units_factor[1]
-    except Exception:  # CRS without linear units reported: assume metres
-        factor = 1.0
-    return abs(src.transform.a) * factor, abs(src.transform.e) * factor
+    row, col = pixel_size_m(src.crs, src.transform)  # no CRS: InputError asking to assign one
+    return col, row
 
 
 def _open_source(src, contract: ModelContract, stack: ExitStack):
@@ -245,10 +245,10 @@ def _extent_window(ds, bounds: Optional[Sequence[float]], shapes: Optional[list]
 
     boxes = [tuple(bounds)] if bounds is not None else []
     if shapes:
+        import shapely
         from shapely.geometry import shape as to_shape
 
-        b = np.array([to_shape(s).bounds for s in shapes])
-        boxes.append((b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()))
+        boxes.append(tuple(shapely.total_bounds([to_shape(s) for s in shapes])))
     col0, row0, col1, row1 = 0, 0, ds.width, ds.height
     for box in boxes:
         w = from_bounds(*box, transform=ds.transform)
@@ -293,11 +293,11 @@ class _TileReader:
                 valid &= a != nd
             arrays[b] = a.astype(np.float32)
         if self.shapes:
-            from rasterio.features import geometry_mask
+            from .geo import rasterize
 
-            outside = geometry_mask(self.shapes, out_shape=(int(win.height), int(win.width)),
-                                    transform=self.ds.window_transform(win))
-            valid &= ~outside[(ri - r0)[:, None], (ci - c0)[None, :]]
+            inside = rasterize([(s, 1) for s in self.shapes], self.ds.window_transform(win),
+                               (int(win.height), int(win.width))).astype(bool)
+            valid &= inside[(ri - r0)[:, None], (ci - c0)[None, :]]
         return {name: arrays[b] for name, b in self.band_map.items()}, valid
 
 
