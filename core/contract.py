@@ -520,14 +520,7 @@ def read_contract(model_path: str, embedded: Optional[Mapping[str, str]] = None)
         return ModelContract.from_metadata(embedded, name)
     for path in sidecar_paths(model_path):
         if os.path.exists(path):
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    d = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise ModelContractError(
-                    f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno})."
-                ) from None
-            return ModelContract.from_dict(d, os.path.basename(path))
+            return read_contract_json(path)
     missing = [k for k in REQUIRED_KEYS if k not in embedded]
     raise ModelContractError(
         f"{name}: not a GlacierSeg model: its ONNX metadata has no 'glacierseg_version' key and no sidecar "
@@ -535,6 +528,19 @@ def read_contract(model_path: str, embedded: Optional[Mapping[str, str]] = None)
         f"contract key(s): {', '.join(repr(k) for k in missing)}). Export it with GlacierSeg (models/export.py) "
         "or add a sidecar JSON with these keys as described in docs/model-contract.md."
     )
+
+
+def read_contract_json(path: str, advice: str = "") -> ModelContract:
+    """The contract in a JSON file (a model's sidecar or a class table); ``advice`` (``"; ..."``)
+    ends the message when the file is not valid JSON."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ModelContractError(
+            f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno}){advice}."
+        ) from None
+    return ModelContract.from_dict(d, os.path.basename(path))
 
 
 def with_score(contract: ModelContract, score: Mapping[str, Any]) -> ModelContract:

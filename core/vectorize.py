@@ -15,7 +15,6 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping
 import numpy as np
 
 from . import parameters
-from .contract import ClassInfo, ModelContract, decide_classes, read_contract
-from .errors import InputError, ModelContractError
+from .contract import ClassInfo, ModelContract, decide_classes, read_contract, read_contract_json
+from .errors import InputError
 from .io import GDAL_CACHE_BYTES, atomic_output, raster_exists
 from .progress import SubProgress, check_cancel, ensure_progress
 
@@ -62,15 +61,7 @@ def load_class_table(path: str) -> ModelContract:
     if not os.path.exists(path):
         raise InputError(f"class table {path!r} does not exist; give the model's .onnx file or its .json contract.")
     if path.lower().endswith(".json"):
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ModelContractError(
-                f"{os.path.basename(path)}: not valid JSON ({exc.msg}, line {exc.lineno}); "
-                "fix the file or give the .onnx model."
-            ) from None
-        return ModelContract.from_dict(data, os.path.basename(path))
+        return read_contract_json(path, "; fix the file or give the .onnx model")
     return read_contract(path)
 
 

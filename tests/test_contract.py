@@ -53,6 +53,25 @@ def test_invalid_json_is_named():
         ModelContract.from_metadata(meta)
 
 
+def test_broken_json_files_are_named(tmp_path):
+    """A class table / sidecar that is not JSON: the file, the parser's reason and line, and (for a
+    class table) what to do; both read by ``contract.read_contract_json``."""
+    from glacierseg.core.vectorize import load_class_table
+
+    table = tmp_path / "classes.json"
+    table.write_text('{"task": "glaciers",\n "classes": [}', encoding="utf-8")
+    with pytest.raises(ModelContractError, match=r"^classes\.json: not valid JSON \(.*, line 2\); fix the file or "
+                                                 r"give the \.onnx model\.$"):
+        load_class_table(str(table))
+    model = tmp_path / "bare.onnx"
+    model.write_bytes(b"")
+    (tmp_path / "bare.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ModelContractError, match=r"^bare\.json: not valid JSON \(.*, line 1\)\.$"):
+        read_contract(str(model), {})
+    table.write_text(json.dumps({k: json.loads(v) for k, v in metadata().items()}), encoding="utf-8")
+    assert load_class_table(str(table)) == sample_contract()
+
+
 def test_receptive_field_or_overlap_required():
     meta = metadata()
     del meta["receptive_field_px"]
