@@ -16,7 +16,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -155,7 +155,7 @@ def is_raster(source: SourceLike) -> bool:
 
 
 def polygon_features(source: SourceLike, crs, field_name: Optional[str] = None,
-                     progress=None) -> Iterator[Tuple[BaseGeometry, object, int]]:
+                     progress=None) -> Iterator[Tuple[BaseGeometry, Any, int]]:
     """(shapely polygon in ``crs``, value of ``field_name`` or None, feature id) for every
     feature of a polygon layer, read by ``geo.read_features`` (invalid outlines repaired or
     refused by its rule, point/line layers refused)."""
@@ -395,11 +395,11 @@ def _write_tables(result: EvaluationResult, table_out: Optional[str], objects_ou
                   progress: Progress) -> None:
     """The scores table and the per-object table (CSV), as one output group."""
     with atomic_outputs(table_out, objects_out, progress=progress) as (table_tmp, objects_tmp):
-        if table_out:
+        if table_out and table_tmp:
             _write_csv(table_tmp, TABLE_FIELDS, [r.as_dict() for r in result.rows]
                        + [{"class": "all classes (multi-class)", "accuracy": result.accuracy, "kappa": result.kappa}])
             result.table = table_out
-        if objects_out:
+        if objects_out and objects_tmp:
             _write_csv(objects_tmp, OBJECT_FIELDS, [o.as_dict() for o in result.objects])
             result.objects_table = objects_out
 
