@@ -33,7 +33,7 @@ from .io import atomic_outputs
 from .geo import (WGS84, feature_name, grid_around, raster_cell_size_m, read_features, transform_geom,
                   utm_area_m2, utm_epsg_for, valid_polygon, write_features)
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
-from .split_parameters import SplitParameters
+from .parameters import SplitParameters
 
 
 @dataclass

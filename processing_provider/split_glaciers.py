@@ -19,7 +19,7 @@ from qgis.core import (
 )
 
 from ..core.glacier_ids import assign_ids
-from ..core.split_parameters import ROUTINGS, SplitParameters
+from ..core.parameters import ROUTINGS, SplitParameters
 from ..ui.correction import persist_layer
 from ..ui.styles import style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata

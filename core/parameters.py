@@ -1,15 +1,12 @@
-"""Parameters of the glacier split (Kienholz et al., 2013, J. Glaciol. 59(217), 925–937),
-importable without the split's own dependencies (scipy, shapely, pysheds) so the Processing
-adapter can show them.
+"""The one documented parameters module for GlacierSeg's science constants.
 
-The merge radius r = min(a·F^b, c) with a = 14.3, b = 0.5, c = 3500 m on a 40 m grid, the
-100 m gutter, the 4-cell buffer and the sliver thresholds are the paper's values as kept by
-OGGM/partitioning and MASSIVE's kienholz.py. The paper's methods, equations and tables could
-not be consulted: the stored copies of its text end inside Section 1 (Introduction), so no
-equation or table number is cited here; see docs/glacier-split.md, "Checked against the paper". Flow routing is D-infinity (Tarboton 1997) as in
-OGGM/partitioning (pygeoprocessing's flow_direction_d_inf) and MASSIVE's default. Ours, not the paper's: the 3×3 median (OGGM: 5×5), the
-2-cell gutter (OGGM: 1), the interior-piece rule and the void limit. docs/glacier-split.md
-lists every deviation."""
+Each section belongs to one module (named in its heading comment) and each constant states its
+source: paper with section/equation/table, an open implementation that keeps the paper's value,
+or "chosen here, measured by …" with the command that measured it. Sections are appended at
+the end of the file; a module reads its constants from here, never from a copy.
+
+Section "glacier split" (core/dem_split.py) comes first and is importable without the split's
+own dependencies (scipy, shapely, pysheds) so the Processing adapter can show it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +14,19 @@ from dataclasses import dataclass
 from .dem import MAX_VOID_FRACTION
 from .errors import InputError
 
+
+# ---------------------------------------------------------------------------------------------
+# Glacier split — core/dem_split.py (Kienholz et al., 2013, J. Glaciol. 59(217), 925–937)
+#
+# The merge radius r = min(a·F^b, c) with a = 14.3, b = 0.5, c = 3500 m on a 40 m grid, the
+# 100 m gutter, the 4-cell buffer and the sliver thresholds are the paper's values as kept by
+# OGGM/partitioning and MASSIVE's kienholz.py. The paper's methods, equations and tables could
+# not be consulted: the stored copies of its text end inside Section 1 (Introduction), so no
+# equation or table number is cited here; see docs/glacier-split.md, "Checked against the paper". Flow routing is D-infinity (Tarboton 1997) as in
+# OGGM/partitioning (pygeoprocessing's flow_direction_d_inf) and MASSIVE's default. Ours, not the paper's: the 3×3 median (OGGM: 5×5), the
+# 2-cell gutter (OGGM: 1), the interior-piece rule and the void limit. docs/glacier-split.md
+# lists every deviation.
+# ---------------------------------------------------------------------------------------------
 
 ROUTINGS = ("dinf", "d8")
 
