@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -319,15 +319,8 @@ def split_glaciers(
     DEM voids, %). A complex that cannot be split is written unsplit with a warning; only when
     no complex could be split is the run refused. Returns counts and paths."""
     progress = ensure_progress(progress)
-    feats = read_features(outlines_path, outlines_layer, progress)
-    if id_field and feats.attributes and id_field not in feats.attributes[0]:
-        raise InputError(f"The outlines have no field '{id_field}'. Pick one of: "
-                         f"{', '.join(feats.attributes[0]) or '(no fields)'}.")
-    if not any(g is not None and not g.is_empty for g in feats.geoms):
-        raise InputError(f"'{outlines_path}' holds no polygons. Give a layer of glacier complex outlines.")
-    glaciers, gattrs, divides, dattrs = [], [], [], []
-    failures: List[str] = []
-    counts = {SPLIT: 0, UNSPLIT_NO_DEM: 0, UNSPLIT_ERROR: 0}
+    feats = _read_complexes(outlines_path, outlines_layer, id_field, progress)
+    layer = _GlacierLayer(feats.crs_wkt)
     n = len(feats.geoms)
     with Dem(dem_path, plausible_elevation, progress) as dem:
         for k, (geom, attrs, fid) in enumerate(zip(feats.geoms, feats.attributes, feats.fids)):
@@ -340,41 +333,78 @@ def split_glaciers(
             except CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 — one bad complex never fails the layer
-                status = UNSPLIT_NO_DEM if isinstance(exc, NoDemError) else f"{UNSPLIT_ERROR}: {exc}"
-                counts[status.split(":")[0]] += 1
-                failures.append(f"'{cid}': {exc}")
-                progress.push_info(f"Warning: complex '{cid}' is written unsplit ({status.split(':')[0]}): {exc}")
-                glaciers.append(shapely.force_2d(geom))
-                gattrs.append({"glac_id": len(glaciers), "complex_id": cid,
-                               "area_km2": utm_area_m2(geom, feats.crs_wkt) / 1e6, "split_status": status})
+                layer.add_unsplit(geom, cid, exc, progress)
                 continue
-            counts[SPLIT] += 1
-            first = len(glaciers) + 1
-            for g, filled in zip(result.glaciers, result.filled):
-                glaciers.append(transform_geom(g, result.epsg, feats.crs_wkt))
-                gattrs.append({"glac_id": len(glaciers), "complex_id": cid, "area_km2": g.area / 1e6,
-                               "split_status": SPLIT, "filled_pct": 100.0 * filled})
-            for i, j, line in result.divides:
-                divides.append(transform_geom(line, result.epsg, feats.crs_wkt))
-                dattrs.append({"complex_id": cid, "glac_id_1": first + i, "glac_id_2": first + j,
-                               "length_m": line.length})
-            progress.push_info(f"Complex '{cid}': {len(result.glaciers)} glacier(s) on a {result.cell_size_m:.1f} m "
-                               f"grid (EPSG:{result.epsg}).")
-    if counts[SPLIT] == 0:
-        raise InputError("No glacier complex could be split: " + "; ".join(failures[:5])
-                         + (f"; … ({len(failures)} in all)" if len(failures) > 5 else ""))
-    progress.push_info(f"{sum(counts.values())} complex(es): {counts[SPLIT]} split, {counts[UNSPLIT_NO_DEM]} left "
-                       f"unsplit for lack of DEM data, {counts[UNSPLIT_ERROR]} left unsplit after an error "
-                       "(see split_status).")
+            layer.add_split(result, cid, progress)
+    layer.report(progress)
     with atomic_outputs(glaciers_path, divides_path, progress=progress) as (tmp, tmp_div):
-        write_features(tmp, glaciers, feats.crs_wkt, gattrs, _field_defns(GLACIER_FIELDS),
+        write_features(tmp, layer.glaciers, feats.crs_wkt, layer.glacier_attrs, _field_defns(GLACIER_FIELDS),
                        _layer_name(glaciers_path))
         if divides_path:
-            write_features(tmp_div, divides, feats.crs_wkt, dattrs, _field_defns(DIVIDE_FIELDS),
+            write_features(tmp_div, layer.divides, feats.crs_wkt, layer.divide_attrs, _field_defns(DIVIDE_FIELDS),
                            _layer_name(divides_path), geometry="line")
-    return {"glaciers": glaciers_path, "divides": divides_path, "n_glaciers": len(glaciers),
-            "n_divides": len(divides), "n_split": counts[SPLIT], "n_unsplit_no_dem": counts[UNSPLIT_NO_DEM],
-            "n_unsplit_error": counts[UNSPLIT_ERROR]}
+    return {"glaciers": glaciers_path, "divides": divides_path, "n_glaciers": len(layer.glaciers),
+            "n_divides": len(layer.divides), "n_split": layer.counts[SPLIT],
+            "n_unsplit_no_dem": layer.counts[UNSPLIT_NO_DEM], "n_unsplit_error": layer.counts[UNSPLIT_ERROR]}
+
+
+def _read_complexes(outlines_path: str, outlines_layer: Optional[str], id_field: Optional[str], progress):
+    """The complexes' features; refuses an unknown id field and a layer without polygons."""
+    feats = read_features(outlines_path, outlines_layer, progress)
+    if id_field and feats.attributes and id_field not in feats.attributes[0]:
+        raise InputError(f"The outlines have no field '{id_field}'. Pick one of: "
+                         f"{', '.join(feats.attributes[0]) or '(no fields)'}.")
+    if not any(g is not None and not g.is_empty for g in feats.geoms):
+        raise InputError(f"'{outlines_path}' holds no polygons. Give a layer of glacier complex outlines.")
+    return feats
+
+
+@dataclass
+class _GlacierLayer:
+    """The glaciers and divides of the output layers (in the outlines' CRS ``crs``), with the
+    split status of each complex."""
+
+    crs: Any
+    glaciers: List[BaseGeometry] = field(default_factory=list)
+    glacier_attrs: List[Dict[str, Any]] = field(default_factory=list)
+    divides: List[BaseGeometry] = field(default_factory=list)
+    divide_attrs: List[Dict[str, Any]] = field(default_factory=list)
+    failures: List[str] = field(default_factory=list)
+    counts: Dict[str, int] = field(default_factory=lambda: {SPLIT: 0, UNSPLIT_NO_DEM: 0, UNSPLIT_ERROR: 0})
+
+    def add_unsplit(self, geom: BaseGeometry, cid: str, exc: Exception, progress) -> None:
+        """The complex as given, with the reason in ``split_status`` and a warning."""
+        status = UNSPLIT_NO_DEM if isinstance(exc, NoDemError) else f"{UNSPLIT_ERROR}: {exc}"
+        self.counts[status.split(":")[0]] += 1
+        self.failures.append(f"'{cid}': {exc}")
+        progress.push_info(f"Warning: complex '{cid}' is written unsplit ({status.split(':')[0]}): {exc}")
+        self.glaciers.append(shapely.force_2d(geom))
+        self.glacier_attrs.append({"glac_id": len(self.glaciers), "complex_id": cid,
+                                   "area_km2": utm_area_m2(geom, self.crs) / 1e6, "split_status": status})
+
+    def add_split(self, result: ComplexSplit, cid: str, progress) -> None:
+        """The glaciers and divides of a split complex, transformed to the layer's CRS."""
+        self.counts[SPLIT] += 1
+        first = len(self.glaciers) + 1
+        for g, filled in zip(result.glaciers, result.filled):
+            self.glaciers.append(transform_geom(g, result.epsg, self.crs))
+            self.glacier_attrs.append({"glac_id": len(self.glaciers), "complex_id": cid, "area_km2": g.area / 1e6,
+                                       "split_status": SPLIT, "filled_pct": 100.0 * filled})
+        for i, j, line in result.divides:
+            self.divides.append(transform_geom(line, result.epsg, self.crs))
+            self.divide_attrs.append({"complex_id": cid, "glac_id_1": first + i, "glac_id_2": first + j,
+                                      "length_m": line.length})
+        progress.push_info(f"Complex '{cid}': {len(result.glaciers)} glacier(s) on a {result.cell_size_m:.1f} m "
+                           f"grid (EPSG:{result.epsg}).")
+
+    def report(self, progress) -> None:
+        """Refuses the run when no complex could be split; else logs the summary line."""
+        if self.counts[SPLIT] == 0:
+            raise InputError("No glacier complex could be split: " + "; ".join(self.failures[:5])
+                             + (f"; … ({len(self.failures)} in all)" if len(self.failures) > 5 else ""))
+        progress.push_info(f"{sum(self.counts.values())} complex(es): {self.counts[SPLIT]} split, "
+                           f"{self.counts[UNSPLIT_NO_DEM]} left unsplit for lack of DEM data, "
+                           f"{self.counts[UNSPLIT_ERROR]} left unsplit after an error (see split_status).")
 
 
 def _layer_name(path: str) -> str:
