@@ -102,7 +102,7 @@ def split_complex(
     progress.set_progress(70)
     check_cancel(progress)
     pieces = _label_pieces(labels, mask, transform, poly)
-    glaciers = _merge_slivers(pieces, poly, dx, params)
+    glaciers = merge_pieces(pieces, poly, dx, params)
     glaciers = sorted(glaciers, key=lambda g: -g.area)
     filled = [_share(void, g, transform) for g in glaciers]
     progress.set_progress(100)
@@ -217,20 +217,55 @@ def _label_pieces(labels, mask, transform, poly) -> List[BaseGeometry]:
     return pieces
 
 
-def _merge_slivers(pieces: Sequence[BaseGeometry], outline: BaseGeometry, dx: float,
-                   params: SplitParameters) -> List[BaseGeometry]:
-    """Merge sliver and interior pieces, smallest first, into the neighbour with the longest
-    shared boundary."""
-    a1, a2 = params.sliver_area_km2 * 1e6, params.sliver_area2_km2 * 1e6
-    a3 = params.interior_area_km2 * 1e6
+SLIVER, ELONGATED_SLIVER, INTERIOR_PIECE, EDGE_STRIP = "sliver", "elongated sliver", "interior piece", "edge strip"
+
+
+def compactness(g: BaseGeometry) -> float:
+    """2·√(π·A)/P: 1 for a disc, small for elongated shapes (the measure MASSIVE's kienholz.py
+    applies to the sliver rule; OGGM/partitioning uses π·(largest x or y extent)/P instead)."""
+    return 2.0 * math.sqrt(math.pi * g.area) / g.length if g.length else 1.0
+
+
+def piece_kind(g: BaseGeometry, rim: BaseGeometry, params: SplitParameters) -> Optional[str]:
+    """Which merge rule applies to the piece ``g`` (None: it stays a glacier).
+
+    ``rim``: the complex outline (buffered by a hair).
+
+    - sliver: area < ``sliver_area_km2`` (0.1 km²), or elongated sliver: area <
+      ``sliver_area2_km2`` (0.2 km²) with compactness < ``sliver_compactness`` (0.5) — the
+      sliver rule of Kienholz et al. (2013) with the thresholds as kept by OGGM/partitioning
+      (``_is_sliver``) and MASSIVE (``filter_out_slivers``); the paper's section and table
+      could not be read here (docs/glacier-split.md);
+    - interior piece (ours): area < ``interior_area_km2`` (1 km²) with less than
+      ``interior_rim_share`` (50 %) of its perimeter on the complex outline;
+    - edge strip (ours): area < ``interior_area_km2``, elongated (compactness <
+      ``sliver_compactness``) and at least ``interior_rim_share`` of its perimeter on the
+      outline — merged only when it runs along one neighbour, sharing at least
+      ``edge_strip_neighbour_share`` (30 %) of its perimeter with it (``merge_pieces``)."""
+    area = g.area
+    elongated = compactness(g) < params.sliver_compactness
+    if area < params.sliver_area_km2 * 1e6:
+        return SLIVER
+    if area < params.sliver_area2_km2 * 1e6 and elongated:
+        return ELONGATED_SLIVER
+    if area >= params.interior_area_km2 * 1e6:
+        return None
+    rim_share = shapely.intersection(g.boundary, rim).length / g.length
+    if rim_share < params.interior_rim_share:
+        return INTERIOR_PIECE
+    return EDGE_STRIP if elongated else None
+
+
+def merge_pieces(pieces: Sequence[BaseGeometry], outline: BaseGeometry, dx: float,
+                 params: SplitParameters) -> List[BaseGeometry]:
+    """Merge slivers, interior pieces and edge strips (``piece_kind``), smallest first and
+    until none is left, each into the neighbour with the longest shared boundary — the
+    sliver rule of Kienholz et al. (2013) as OGGM/partitioning (``_merge_sliver``) and
+    MASSIVE implement it. Our two rules (interior pieces, edge strips) only merge a piece
+    into a neighbour at least ``merge_neighbour_ratio`` (2) times its area, so that the
+    similar-sized sectors of an ice cap stay apart. A piece with no neighbour (an isolated
+    part of a multi-part complex) stays a glacier of its own."""
     rim = outline.boundary.buffer(0.01 * dx)  # the complex's outline (nunataks included)
-
-    def is_sliver(g: BaseGeometry) -> bool:
-        compact = 2.0 * math.sqrt(math.pi * g.area) / g.length if g.length else 1.0
-        if g.area < a1 or (g.area < a2 and compact < params.sliver_compactness):
-            return True
-        return g.area < a3 and shapely.intersection(g.boundary, rim).length < params.interior_rim_share * g.length
-
     alive: Dict[int, BaseGeometry] = dict(enumerate(pieces))
     owner = list(range(len(pieces)))
     tree = shapely.STRtree(list(pieces))
@@ -241,21 +276,33 @@ def _merge_slivers(pieces: Sequence[BaseGeometry], outline: BaseGeometry, dx: fl
             i = owner[i]
         return i
 
+    def longest_shared(i: int) -> Tuple[Optional[int], float]:
+        geom = alive[i]
+        boundary = geom.boundary
+        best, best_len = None, 0.0
+        for j in {whose(int(j)) for j in tree.query(geom, predicate="intersects")} - {i}:
+            shared = shapely.intersection(boundary, alive[j]).length
+            if shared > best_len:
+                best, best_len = j, shared
+        return best, best_len
+
     changed = True
     while changed:
         changed = False
         for i in sorted(alive, key=lambda k: alive[k].area):
-            if i not in alive or not is_sliver(alive[i]):
+            if i not in alive:
                 continue
             geom = alive[i]
-            boundary = geom.boundary
-            best, best_len = None, 0.0
-            for j in {whose(int(j)) for j in tree.query(geom, predicate="intersects")} - {i}:
-                shared = shapely.intersection(boundary, alive[j]).length
-                if shared > best_len:
-                    best, best_len = j, shared
+            kind = piece_kind(geom, rim, params)
+            if kind is None:
+                continue
+            best, best_len = longest_shared(i)
             if best is None:
                 continue  # an island: it stays a glacier of its own
+            if kind == EDGE_STRIP and best_len < params.edge_strip_neighbour_share * geom.length:
+                continue  # a narrow glacier joining the complex at its ends, not a strip along a neighbour
+            if kind in (INTERIOR_PIECE, EDGE_STRIP) and alive[best].area < params.merge_neighbour_ratio * geom.area:
+                continue
             alive[best] = shapely.union(alive[best], geom)
             owner[i] = best
             del alive[i]

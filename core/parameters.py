@@ -51,6 +51,9 @@ class SplitParameters:
     sliver_compactness: float = 0.5  # compactness 2·sqrt(pi·A)/P below which a piece is elongated
     interior_area_km2: float = 1.0  # pieces smaller than this ...
     interior_rim_share: float = 0.5  # ... with less of their perimeter on the complex outline are merged
+    edge_strip_neighbour_share: float = 0.3  # elongated pieces < interior area, mostly on the outline and at least
+    #   this share of their perimeter on one neighbour, are edge strips (merged)
+    merge_neighbour_ratio: float = 2.0  # interior pieces / edge strips only join a neighbour this many times larger
     max_void_fraction: float = MAX_VOID_FRACTION  # more of a complex without elevation: left unsplit
 
     def validate(self) -> None:
@@ -61,6 +64,8 @@ class SplitParameters:
             "a_cell_m": self.a_cell_m > 0, "sliver_area_km2": self.sliver_area_km2 >= 0,
             "sliver_area2_km2": self.sliver_area2_km2 >= 0, "sliver_compactness": self.sliver_compactness >= 0,
             "interior_area_km2": self.interior_area_km2 >= 0, "interior_rim_share": 0 <= self.interior_rim_share <= 1,
+            "edge_strip_neighbour_share": 0 <= self.edge_strip_neighbour_share <= 1,
+            "merge_neighbour_ratio": self.merge_neighbour_ratio >= 0,
             "max_void_fraction": 0 <= self.max_void_fraction < 1, "routing": self.routing in ROUTINGS,
         }
         bad = [k for k, ok in checks.items() if not ok]
