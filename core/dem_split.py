@@ -5,14 +5,18 @@ dividing glacier complexes into individual glaciers. J. Glaciol. 59(217), 925–
 doi:10.3189/2013JoG12J138.
 
 Per complex, on a local UTM grid of the method's cell size (40 m, whatever the DEM's): DEM
-voids are filled (core.dem), the DEM is smoothed and sink-filled inside a buffer of the
-outline, a "gutter" just outside the outline is lowered, D8 flow routing and flow
-accumulation are computed (pysheds), pour points are where flow from the complex ends (the
-gutter's low points), each gets its flowshed, flowsheds are merged when they meet inside the
-circle of radius r = min(a·F^b, c) around a pour point (F: its flow accumulation), and slivers
-and interior pieces are merged into the neighbour with the longest shared boundary. A complex
-that cannot be split is written unsplit with its ``split_status``. See docs/glacier-split.md
-(with the deviations from the paper).
+voids are filled (core.dem); the DEM is smoothed and sink-filled and a "gutter" just outside
+the outline is lowered (``_lowered_dem``); D-infinity flow routing and flow accumulation
+(pysheds) give the pour points, where flow from the complex ends, and their flowsheds
+(``_flowsheds``); flowsheds are merged when they meet inside the disc of radius
+r = min(a·F^b, c) around a pour point (``_merge_flowsheds``); slivers, interior pieces and
+edge strips are merged into the neighbour with the longest shared boundary (``merge_pieces``).
+A complex that cannot be split is written unsplit with its ``split_status``.
+
+The paper's methods text could not be read here (only its abstract and Section 1), so no
+section, equation or table of it is cited: the constants are those of the open
+implementations that keep its workflow (OGGM/partitioning; MASSIVE's kienholz.py for the
+compactness), and docs/glacier-split.md lists every rule, its source and every deviation.
 """
 from __future__ import annotations
 
@@ -125,39 +129,60 @@ def _rasterize(geom: BaseGeometry, transform, shape, all_touched: bool) -> np.nd
 
 
 def _flowshed_glaciers(dem, mask, transform, epsg, dx, params: SplitParameters, progress) -> np.ndarray:
-    """Glacier label of each complex cell (0 elsewhere) from flowsheds merged by distance."""
+    """Glacier label of each complex cell (0 elsewhere): the flowsheds of the lowered DEM,
+    merged by distance (Kienholz et al. 2013; steps 3–7 of docs/glacier-split.md)."""
     import pyproj
     from pysheds.grid import Grid
     from pysheds.sview import Raster, ViewFinder
 
-    outside = ndimage.distance_transform_edt(~mask)  # cells from the complex
-    buffer1 = outside <= params.buffer_cells
-    gutter = (outside > params.gutter_offset_cells) & (outside <= params.gutter_offset_cells + params.gutter_cells)
-    if params.smoothing_cells > 1:
-        dem = ndimage.median_filter(dem, size=params.smoothing_cells, mode="nearest")
-
     vf = ViewFinder(affine=transform, shape=dem.shape, nodata=np.nan, crs=pyproj.Proj(f"EPSG:{epsg}"))
     grid = Grid(viewfinder=vf)
-    conditioned = grid.resolve_flats(grid.fill_depressions(grid.fill_pits(Raster(dem, viewfinder=vf))))
-    lowered = np.array(conditioned, dtype=np.float64)
-    lowered[gutter] -= params.gutter_depth_m
-    wall = np.nanmax(lowered) + params.gutter_depth_m  # a raised rim: flow ends inside the grid,
-    lowered[[0, -1], :] = wall  # where pysheds can trace catchments
-    lowered[:, [0, -1]] = wall
+    outside = ndimage.distance_transform_edt(~mask)  # cells from the complex
+    buffer1 = outside <= params.buffer_cells
+    lowered = _lowered_dem(grid, Raster(dem, viewfinder=vf), outside, params)
     fdir = grid.flowdir(Raster(lowered, viewfinder=vf), routing=params.routing)
     acc = np.asarray(grid.accumulation(fdir, weights=Raster(buffer1.astype(np.float64), viewfinder=vf),
                                         routing=params.routing))
     progress.set_progress(30)
-
-    # Pour points: where flow from the complex ends (the gutter's low points, in practice),
-    # largest flow accumulation first; each gets its flowshed.
     from_complex = np.asarray(grid.accumulation(fdir, weights=Raster(mask.astype(np.float64), viewfinder=vf),
                                                routing=params.routing))
+    flowsheds, pour_points = _flowsheds(grid, fdir, acc, from_complex, params, progress)
+    flowsheds[~mask] = 0
+    progress.set_progress(50)
+    return _merge_flowsheds(flowsheds, pour_points, mask, dx, params)
+
+
+def _lowered_dem(grid, dem, outside: np.ndarray, params: SplitParameters) -> np.ndarray:
+    """The DEM smoothed (median filter), sink-filled (pysheds) and lowered by the gutter depth
+    in the gutter (``gutter_offset_cells`` to ``gutter_offset_cells + gutter_cells`` outside
+    the complex), so that flow leaving the complex collects at the gutter's low points; the
+    grid's rim is raised so that all flow ends inside the grid."""
+    from pysheds.sview import Raster
+
+    if params.smoothing_cells > 1:
+        dem = Raster(ndimage.median_filter(np.asarray(dem), size=params.smoothing_cells, mode="nearest"),
+                     viewfinder=dem.viewfinder)
+    conditioned = grid.resolve_flats(grid.fill_depressions(grid.fill_pits(dem)))
+    lowered = np.array(conditioned, dtype=np.float64)
+    gutter = (outside > params.gutter_offset_cells) & (outside <= params.gutter_offset_cells + params.gutter_cells)
+    lowered[gutter] -= params.gutter_depth_m
+    wall = np.nanmax(lowered) + params.gutter_depth_m  # a raised rim: flow ends inside the grid,
+    lowered[[0, -1], :] = wall  # where pysheds can trace catchments
+    lowered[:, [0, -1]] = wall
+    return lowered
+
+
+def _flowsheds(grid, fdir, acc: np.ndarray, from_complex: np.ndarray, params: SplitParameters,
+               progress) -> Tuple[np.ndarray, List[Tuple[int, int, float]]]:
+    """Pour points — where flow from the complex ends (pits and flats of the lowered DEM: the
+    gutter's low points, in practice) — with their flow accumulation F (cells within buffer
+    1), largest F first, and the flowshed of each (a cell draining to several goes to the
+    first). Returns the flowshed number of each cell (0: none) and the pour points (row, col, F)."""
     direction = np.asarray(fdir, dtype=np.float64)  # D8: 0 nodata, -1 flat, -2 pit; D-inf: angle >= 0, else flat/pit
     ends = ~(direction >= 0) if params.routing == "dinf" else direction <= 0
     rows, cols = np.nonzero(ends & (from_complex > 0))
     order = np.argsort(-acc[rows, cols], kind="stable")
-    flowsheds = np.zeros(dem.shape, np.int32)
+    flowsheds = np.zeros(acc.shape, np.int32)
     pour_points: List[Tuple[int, int, float]] = []
     for n, k in enumerate(order):
         r, c = int(rows[k]), int(cols[k])
@@ -167,10 +192,16 @@ def _flowshed_glaciers(dem, mask, transform, epsg, dx, params: SplitParameters, 
         flowsheds[catchment] = len(pour_points)
         if n % 20 == 0:
             check_cancel(progress)
-    flowsheds[~mask] = 0
-    progress.set_progress(50)
+    return flowsheds, pour_points
 
-    # Merge flowsheds that meet within r = min(a F^b, c) of a pour point (in the complex).
+
+def _merge_flowsheds(flowsheds: np.ndarray, pour_points: Sequence[Tuple[int, int, float]], mask: np.ndarray,
+                     dx: float, params: SplitParameters) -> np.ndarray:
+    """Merge flowsheds by distance (Kienholz et al. 2013, "P_glac"): around each pour point a
+    disc of radius r = min(a·F^b, c) (``SplitParameters.radius_m``) is cut with the complex;
+    every flowshed met by the part of it nearest to the pour point joins the pour point's
+    glacier (union-find, so merges chain). The constants as OGGM/partitioning's
+    ``_create_p_glac`` sets them; the paper's equation number could not be read here."""
     parent = list(range(len(pour_points) + 1))
 
     def find(i: int) -> int:

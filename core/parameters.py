@@ -18,14 +18,17 @@ from .errors import InputError
 # ---------------------------------------------------------------------------------------------
 # Glacier split — core/dem_split.py (Kienholz et al., 2013, J. Glaciol. 59(217), 925–937)
 #
-# The merge radius r = min(a·F^b, c) with a = 14.3, b = 0.5, c = 3500 m on a 40 m grid, the
-# 100 m gutter, the 4-cell buffer and the sliver thresholds are the paper's values as kept by
-# OGGM/partitioning and MASSIVE's kienholz.py. The paper's methods, equations and tables could
-# not be consulted: the stored copies of its text end inside Section 1 (Introduction), so no
-# equation or table number is cited here; see docs/glacier-split.md, "Checked against the paper". Flow routing is D-infinity (Tarboton 1997) as in
-# OGGM/partitioning (pygeoprocessing's flow_direction_d_inf) and MASSIVE's default. Ours, not the paper's: the 3×3 median (OGGM: 5×5), the
-# 2-cell gutter (OGGM: 1), the interior-piece rule and the void limit. docs/glacier-split.md
-# lists every deviation.
+# Sources. The paper's methods text (Sections 2–3, equations, tables) could not be read here —
+# the stored copies end inside Section 1 — so no section, equation or table number is cited.
+# a = 14.3, b = 0.5, c = 3500 m (on a 40 m grid), the 4-cell buffer, the 1-cell gutter offset,
+# the 100 m gutter depth and the sliver areas 0.1 / 0.2 km²: OGGM/partitioning
+# (partitioning/core.py: _create_p_glac, preprocessing, _is_sliver), which states it keeps the
+# paper's workflow and values; compactness 2·sqrt(pi·A)/P < 0.5: MASSIVE's kienholz.py
+# (filter_out_slivers; its a = 5.72, c = 1400 m on 10 m cells are its own). D-infinity
+# routing (Tarboton 1997): both implementations. Chosen here, measured by
+# benchmarks/bench_split.py and the ice-cap/edge-strip tests: the 3×3 median (OGGM 5×5), the
+# 2-cell gutter (OGGM 1), the interior-piece and edge-strip rules, the merge neighbour ratio,
+# the void limit. docs/glacier-split.md lists every deviation.
 # ---------------------------------------------------------------------------------------------
 
 ROUTINGS = ("dinf", "d8")
@@ -49,11 +52,14 @@ class SplitParameters:
     sliver_area_km2: float = 0.1  # pieces smaller than this are slivers
     sliver_area2_km2: float = 0.2  # ... and those smaller than this that are not compact
     sliver_compactness: float = 0.5  # compactness 2·sqrt(pi·A)/P below which a piece is elongated
-    interior_area_km2: float = 1.0  # pieces smaller than this ...
+    interior_area_km2: float = 1.0  # ours: pieces smaller than this ...
     interior_rim_share: float = 0.5  # ... with less of their perimeter on the complex outline are merged
-    edge_strip_neighbour_share: float = 0.3  # elongated pieces < interior area, mostly on the outline and at least
-    #   this share of their perimeter on one neighbour, are edge strips (merged)
-    merge_neighbour_ratio: float = 2.0  # interior pieces / edge strips only join a neighbour this many times larger
+    #   (round values; +0.006–0.008 IoU on the shared cases, bench_split.py)
+    edge_strip_neighbour_share: float = 0.3  # ours: elongated pieces < interior area with >= interior_rim_share on
+    #   the outline and >= this share along one neighbour are edge strips, merged into it (a strip along a
+    #   glacier shares >= 0.46, narrow glaciers at HEF 0.15–0.18)
+    merge_neighbour_ratio: float = 2.0  # ours: interior pieces / edge strips only join a neighbour this many
+    #   times larger (keeps ice-cap sectors apart: tests/test_split_glaciers.py, ice-cap test)
     max_void_fraction: float = MAX_VOID_FRACTION  # more of a complex without elevation: left unsplit
 
     def validate(self) -> None:
