@@ -13,7 +13,7 @@ from pyproj import Geod
 from rasterio.features import shapes
 from rasterio.transform import from_origin
 
-from .helpers import Messages, reproject, write_vector
+from .helpers import Messages, reproject, write_raster, write_vector
 
 SIZE, PIXEL = 256, 40.0  # a 10.24 km square
 GEOD = Geod(ellps="WGS84")
@@ -279,13 +279,6 @@ def test_complex_off_the_dem_is_written_unsplit(valley, glacierseg_provider, tmp
     assert any("1 split, 1 left unsplit for lack of DEM data" in m for m in feedback.messages)
 
 
-def _write_dem(path, dem, transform, crs="EPSG:32632"):
-    with rasterio.open(path, "w", driver="GTiff", width=dem.shape[1], height=dem.shape[0], count=1, dtype="float32",
-                       crs=crs, transform=transform) as dst:
-        dst.write(dem.astype("float32"), 1)
-    return str(path)
-
-
 def test_edge_strip_along_the_outline_is_merged(tmp_path):
     """A valley glacier whose outline takes in a 120 m wide band of ice beyond a lateral ridge
     (2.4 km long, both ends on the outline): the band drains sideways into the gutter, to a low
@@ -302,7 +295,7 @@ def test_edge_strip_along_the_outline_is_merged(tmp_path):
     dem = 3000.0 - 0.15 * y + 60.0 * ((x - (left + ridge) / 2) / (ridge - left)) ** 2  # a trough falling south
     dem = np.where(x > ridge, 3015.0 - 0.15 * y - 0.4 * (x - ridge), dem)  # beyond the ridge: falling east
     dem += 60.0 * np.exp(-((x - right - 2 * px) ** 2 + (y - bottom + px) ** 2) / (3 * px) ** 2)  # the band's own low point
-    path = _write_dem(tmp_path / "strip.tif", dem, from_origin(600000, 5200000, px, px))
+    path = write_raster(tmp_path / "strip.tif", dem.astype("float32"), pixel_size=px, origin=(600000, 5200000))
     complex_ = shapely.box(600000 + left, 5200000 - bottom, 600000 + right, 5200000 - top)
     band = shapely.box(600000 + ridge, 5200000 - bottom, 600000 + right, 5200000 - top)
 
@@ -340,7 +333,7 @@ def test_ice_cap_splits_into_its_outlet_glaciers(case, tmp_path):
     150 m relief at the margin dwarfs the 4 m noise) and each outlet's merge radius
     min(a·F^b, c) (0.9 km for a 5.8 km² sector, 0.35 km for 0.92 km²) is shorter than the way
     along the margin from its outlet to the next divide (π·R/K: 1.8 km, 0.7 km). The small
-    cap's sectors are interior pieces (< 1 km², 39 % of their perimeter on the outline); they
+    cap's sectors are interior pieces (< 1 km², 40 % of their perimeter on the outline); they
     stay apart because the interior rule only merges into a neighbour twice as large."""
     from glacierseg.core.dem_split import SplitParameters, split_complex
     from glacierseg.core.sample_data import CRS, ORIGIN, ice_cap
@@ -348,7 +341,7 @@ def test_ice_cap_splits_into_its_outlet_glaciers(case, tmp_path):
     size, outlets, seed = ICE_CAPS[case]
     cap = ice_cap(size, PIXEL, outlets, seed)
     transform = from_origin(ORIGIN[0], ORIGIN[1], PIXEL, PIXEL)
-    dem = _write_dem(tmp_path / "cap.tif", cap["dem"], transform, CRS)
+    dem = write_raster(tmp_path / "cap.tif", cap["dem"], crs=CRS, pixel_size=PIXEL, origin=ORIGIN)
     outline = max((shapely.geometry.shape(g) for g, v in shapes(cap["ice"].astype("uint8"), transform=transform)
                    if v == 1), key=lambda p: p.area)
     sectors = [shapely.union_all([shapely.geometry.shape(g) for g, v in shapes(cap["sector"].astype("int32"),
