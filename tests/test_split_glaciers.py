@@ -354,3 +354,27 @@ def test_ice_cap_splits_into_its_outlet_glaciers(case, tmp_path):
     best = [max(range(outlets), key=lambda k: _iou(g, sectors[k])) for g in res.glaciers]
     assert sorted(best) == list(range(outlets))  # one glacier per outlet
     assert min(_iou(g, sectors[k]) for g, k in zip(res.glaciers, best)) >= 0.85
+
+
+def test_ice_cap_guard_through_processing_run(glacierseg_provider, tmp_path):
+    """The small generated ice cap through Processing: by default its five outlet glaciers;
+    with the advanced parameter *merge neighbour ratio* at 0 (no guard) the interior-piece
+    rule merges the five 0.92 km² sectors into one glacier, as before the guard."""
+    import processing
+
+    from glacierseg.core.sample_data import CRS, ORIGIN, ice_cap
+
+    cap = ice_cap(80, PIXEL, 5, 0)
+    dem = write_raster(tmp_path / "cap.tif", cap["dem"], crs=CRS, pixel_size=PIXEL, origin=ORIGIN)
+    transform = from_origin(ORIGIN[0], ORIGIN[1], PIXEL, PIXEL)
+    outline = max((shapely.geometry.shape(g) for g, v in shapes(cap["ice"].astype("uint8"), transform=transform)
+                   if v == 1), key=lambda p: p.area)
+    outlines = write_vector(tmp_path / "cap.gpkg", [outline], [{"name": "cap"}], crs=CRS, layer="outlines")
+    counts = {}
+    for ratio in (None, 0.0):
+        extra = {} if ratio is None else {"MERGE_NEIGHBOUR_RATIO": ratio}
+        result = processing.run("glacierseg:split_glaciers", {
+            "INPUT": outlines, "ID_FIELD": "name", "DEM": dem, "OUTPUT": str(tmp_path / f"glaciers_{ratio}.gpkg"),
+            **extra})
+        counts[ratio] = result["N_GLACIERS"]
+    assert counts == {None: 5, 0.0: 1}
