@@ -177,6 +177,7 @@ print("installed, loaded and unloaded")
 """
 
 
+@pytest.mark.slow
 def test_zip_installs_and_loads(tmp_path):
     """The zip from scripts/package.py, unpacked into a profile's plugin folder, loads in a fresh QGIS
     with the sample model installed (offered by name)."""
