@@ -70,6 +70,7 @@ class Grid:
 
     @property
     def affine(self):
+        """The grid's transform as a rasterio ``Affine``."""
         from rasterio.transform import Affine
 
         return Affine(*self.transform)
@@ -88,6 +89,7 @@ class ClassRow:
     pixel_km2: float
 
     def as_dict(self) -> Dict[str, object]:
+        """The row of the scores table (``TABLE_FIELDS``)."""
         s = self.scores
         return {"class": self.name, "value": "" if self.value is None else self.value, "tp": s.tp, "fp": s.fp,
                 "fn": s.fn, "tn": s.tn, "iou": s.iou, "precision": s.precision, "recall": s.recall, "f1": s.f1,
@@ -108,6 +110,7 @@ class ObjectMatch:
     iou: float
 
     def as_dict(self) -> Dict[str, object]:
+        """The row of the per-object table (``OBJECT_FIELDS``)."""
         diff = self.predicted_km2 - self.reference_km2
         pct = 100.0 * diff / self.reference_km2 if self.reference_km2 else math.nan
         return {"reference_id": self.reference_id, "class": self.name, "value": self.value,
@@ -117,6 +120,8 @@ class ObjectMatch:
 
 @dataclass
 class EvaluationResult:
+    """Everything ``evaluate`` measured, with the paths of the tables it wrote."""
+
     rows: List[ClassRow]  # one per class, then "all" (any class against background)
     accuracy: float  # multi-class overall accuracy
     kappa: float  # multi-class Cohen's kappa
@@ -127,12 +132,14 @@ class EvaluationResult:
     objects: List[ObjectMatch] = field(default_factory=list)
 
     def row(self, name: str) -> ClassRow:
+        """The row of class ``name`` ("all": any class against background)."""
         for r in self.rows:
             if r.name == name:
                 return r
         raise KeyError(name)
 
     def summary(self) -> List[str]:
+        """The lines the run logs: grid, scores per class, overall accuracy and kappa."""
         lines = [f"Compared {self.compared_pixels} pixels on a {self.grid.width}×{self.grid.height} grid of "
                  f"{self.grid.pixel_m[1]:g} × {self.grid.pixel_m[0]:g} m."]
         for r in self.rows:
@@ -240,7 +247,7 @@ def common_grid(prediction: str, reference: str, resolution: Optional[float] = N
 def raster_on_grid(path: str, grid: Grid) -> np.ndarray:
     """A class raster's band 1 on ``grid`` (nearest neighbour), uint8 with 255 for nodata."""
     import rasterio
-    from rasterio.crs import CRS as RioCRS
+    import rasterio.crs
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
@@ -248,7 +255,7 @@ def raster_on_grid(path: str, grid: Grid) -> np.ndarray:
         if src.dtypes[0] not in ("uint8", "int8", "uint16", "int16", "int32", "uint32"):
             raise InputError(f"{path}: band 1 is {src.dtypes[0]}, not class values; give a class raster "
                              "(integers 0–254).")
-        same = (src.crs is not None and src.crs == RioCRS.from_wkt(grid.crs)
+        same = (src.crs is not None and src.crs == rasterio.crs.CRS.from_wkt(grid.crs)
                 and (src.width, src.height) == (grid.width, grid.height)
                 and src.transform.almost_equals(grid.affine))
         if same:
