@@ -20,7 +20,7 @@ import logging
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -152,8 +152,9 @@ def resolve_bands(descriptions: Sequence[Optional[str]], roles: Sequence[str], s
     missing = [role for role, band in found.items() if band is None]
     if missing:
         raise _unnamed_bands(descriptions, missing, sensor)
-    _check_band_numbers(found, len(descriptions))
-    return found
+    numbers = {role: band for role, band in found.items() if band is not None}
+    _check_band_numbers(numbers, len(descriptions))
+    return numbers
 
 
 def _check_band_numbers(found: Mapping[str, int], count: int) -> None:
@@ -330,7 +331,7 @@ def _seam_pairs(above: np.ndarray, below: np.ndarray) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
-def _map_image(image: str, outputs: Tuple[Optional[str], ...], options: ImageOptions, roles: Sequence[str],
+def _map_image(image: str, outputs: Tuple[str, str, Optional[str]], options: ImageOptions, roles: Sequence[str],
                make_mapper, progress: Progress) -> MappingResult:
     """The mappers' one pipeline: open the image (and DEM), find the bands, stream strips
     through ``mapper.strip`` writing the index raster as they come, decide the classes of the
@@ -390,7 +391,7 @@ def _write_classes(path: str, ds, mapper: _Mapper) -> Dict[int, int]:
     return counts
 
 
-def _finish(ds, outputs: Sequence[Optional[str]], tmps: Sequence[Optional[str]], mapper: _Mapper,
+def _finish(ds, outputs: Tuple[str, str, Optional[str]], tmps: Sequence[Optional[str]], mapper: _Mapper,
             bands: Dict[str, int], min_area_km2: float, progress: Progress) -> MappingResult:
     """Write the class raster and outlines under the temporary names of the output group
     (``outputs``: index, classes, outlines paths; ``tmps``: theirs); the group commits them
@@ -400,9 +401,10 @@ def _finish(ds, outputs: Sequence[Optional[str]], tmps: Sequence[Optional[str]],
     index_path, classes_out, outlines_out = outputs
     class_info = mapper.class_info
     outlines = None
-    by_value = _write_classes(tmps[1], ds, mapper)
-    if outlines_out:
-        outlines = vectorize(tmps[1], tmps[2], class_info, min_area_km2=min_area_km2, source=mapper.source,
+    classes_tmp, outlines_tmp = cast(str, tmps[1]), tmps[2]  # index and classes are always given
+    by_value = _write_classes(classes_tmp, ds, mapper)
+    if outlines_out and outlines_tmp:
+        outlines = vectorize(classes_tmp, outlines_tmp, class_info, min_area_km2=min_area_km2, source=mapper.source,
                              progress=SubProgress(progress, 80, 100))
         outlines = dataclasses.replace(outlines, path=outlines_out)
     if not any(by_value.values()):
@@ -476,11 +478,12 @@ class _LakeMapper(_Mapper):
     """Water per strip (NDWI above the threshold) and, with a DEM, flat pixels; then water
     bodies kept by size, median slope and distance to glaciers."""
 
+    regions: _Regions  # the water bodies, set by ``decide``
+
     def __init__(self, options: LakeOptions, shape: Tuple[int, int]):
         super().__init__(LAKE_CLASSES, "NDWI", "lake class", f"NDWI > {options.threshold:g}",
                          f"Lake mapping: NDWI > {options.threshold:g}", 1 if options.dem else 0, 50.0, shape)
         self.options = options
-        self.regions: Optional[_Regions] = None
         self.kept = np.zeros(0, bool)
 
     def strip(self, s: _Strip, pixel: Tuple[float, float], out: slice) -> np.ndarray:

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -70,6 +70,7 @@ class Grid:
 
     @property
     def affine(self):
+        """The grid's transform as a rasterio ``Affine``."""
         from rasterio.transform import Affine
 
         return Affine(*self.transform)
@@ -88,6 +89,7 @@ class ClassRow:
     pixel_km2: float
 
     def as_dict(self) -> Dict[str, object]:
+        """The row of the scores table (``TABLE_FIELDS``)."""
         s = self.scores
         return {"class": self.name, "value": "" if self.value is None else self.value, "tp": s.tp, "fp": s.fp,
                 "fn": s.fn, "tn": s.tn, "iou": s.iou, "precision": s.precision, "recall": s.recall, "f1": s.f1,
@@ -108,6 +110,7 @@ class ObjectMatch:
     iou: float
 
     def as_dict(self) -> Dict[str, object]:
+        """The row of the per-object table (``OBJECT_FIELDS``)."""
         diff = self.predicted_km2 - self.reference_km2
         pct = 100.0 * diff / self.reference_km2 if self.reference_km2 else math.nan
         return {"reference_id": self.reference_id, "class": self.name, "value": self.value,
@@ -117,6 +120,8 @@ class ObjectMatch:
 
 @dataclass
 class EvaluationResult:
+    """Everything ``evaluate`` measured, with the paths of the tables it wrote."""
+
     rows: List[ClassRow]  # one per class, then "all" (any class against background)
     accuracy: float  # multi-class overall accuracy
     kappa: float  # multi-class Cohen's kappa
@@ -127,12 +132,14 @@ class EvaluationResult:
     objects: List[ObjectMatch] = field(default_factory=list)
 
     def row(self, name: str) -> ClassRow:
+        """The row of class ``name`` ("all": any class against background)."""
         for r in self.rows:
             if r.name == name:
                 return r
         raise KeyError(name)
 
     def summary(self) -> List[str]:
+        """The lines the run logs: grid, scores per class, overall accuracy and kappa."""
         lines = [f"Compared {self.compared_pixels} pixels on a {self.grid.width}×{self.grid.height} grid of "
                  f"{self.grid.pixel_m[1]:g} × {self.grid.pixel_m[0]:g} m."]
         for r in self.rows:
@@ -155,7 +162,7 @@ def is_raster(source: SourceLike) -> bool:
 
 
 def polygon_features(source: SourceLike, crs, field_name: Optional[str] = None,
-                     progress=None) -> Iterator[Tuple[BaseGeometry, object, int]]:
+                     progress=None) -> Iterator[Tuple[BaseGeometry, Any, int]]:
     """(shapely polygon in ``crs``, value of ``field_name`` or None, feature id) for every
     feature of a polygon layer, read by ``geo.read_features`` (invalid outlines repaired or
     refused by its rule, point/line layers refused)."""
@@ -240,7 +247,7 @@ def common_grid(prediction: str, reference: str, resolution: Optional[float] = N
 def raster_on_grid(path: str, grid: Grid) -> np.ndarray:
     """A class raster's band 1 on ``grid`` (nearest neighbour), uint8 with 255 for nodata."""
     import rasterio
-    from rasterio.crs import CRS as RioCRS
+    import rasterio.crs
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
@@ -248,7 +255,7 @@ def raster_on_grid(path: str, grid: Grid) -> np.ndarray:
         if src.dtypes[0] not in ("uint8", "int8", "uint16", "int16", "int32", "uint32"):
             raise InputError(f"{path}: band 1 is {src.dtypes[0]}, not class values; give a class raster "
                              "(integers 0–254).")
-        same = (src.crs is not None and src.crs == RioCRS.from_wkt(grid.crs)
+        same = (src.crs is not None and src.crs == rasterio.crs.CRS.from_wkt(grid.crs)
                 and (src.width, src.height) == (grid.width, grid.height)
                 and src.transform.almost_equals(grid.affine))
         if same:
@@ -395,11 +402,11 @@ def _write_tables(result: EvaluationResult, table_out: Optional[str], objects_ou
                   progress: Progress) -> None:
     """The scores table and the per-object table (CSV), as one output group."""
     with atomic_outputs(table_out, objects_out, progress=progress) as (table_tmp, objects_tmp):
-        if table_out:
+        if table_out and table_tmp:
             _write_csv(table_tmp, TABLE_FIELDS, [r.as_dict() for r in result.rows]
                        + [{"class": "all classes (multi-class)", "accuracy": result.accuracy, "kappa": result.kappa}])
             result.table = table_out
-        if objects_out:
+        if objects_out and objects_tmp:
             _write_csv(objects_tmp, OBJECT_FIELDS, [o.as_dict() for o in result.objects])
             result.objects_table = objects_out
 

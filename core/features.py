@@ -69,6 +69,7 @@ def feature_reach(contract: ModelContract) -> int:
 
 
 def validate_features(contract: ModelContract) -> None:
+    """Refuse a contract whose inputs use a derived feature not registered here."""
     for spec in contract.bands:
         f = spec.feature
         if f and f[0] not in FEATURES:

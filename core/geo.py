@@ -107,6 +107,7 @@ class VectorSource:
 
     @classmethod
     def of(cls, source: "SourceLike", layer: Optional[str] = None) -> "VectorSource":
+        """The vector source of any convention; ``layer``, when given, names the layer."""
         if isinstance(source, VectorSource):
             return source if layer is None else cls(source.path, layer)
         if isinstance(source, tuple):

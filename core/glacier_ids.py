@@ -12,6 +12,7 @@ DIGITS = 5
 
 
 def glacier_id(prefix: str, number: int) -> str:
+    """``prefix`` and ``number`` padded to ``DIGITS`` digits (``HEF-00012``)."""
     return f"{prefix}{number:0{DIGITS}d}"
 
 

@@ -7,7 +7,7 @@ import glob
 import logging
 import os
 import uuid
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, cast
 
 from .progress import ensure_progress
 
@@ -17,7 +17,7 @@ GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache defaults to 5 % of RAM; 128
 
 
 def geotiff_profile(crs, transform, width: int, height: int, count: int, dtype: str, nodata) -> dict:
-    """rasterio creation profile of GlacierSeg's GeoTIFF outputs: tiled, BigTIFF when needed,
+    """Rasterio creation profile of GlacierSeg's GeoTIFF outputs: tiled, BigTIFF when needed,
     deflate at level 1 with the floating-point predictor for float bands, compressed by all
     cores. Measured by benchmarks/bench_segment.py (2048² outputs of segment, written in strips):
     1.5–1.9 s and 9.9 MB with deflate level 6, 0.6 s and 7.6 MB with these; zstd was faster still
@@ -50,7 +50,7 @@ def _alive(pid: int) -> bool:
     if os.name == "nt":
         import ctypes
 
-        kernel32 = ctypes.windll.kernel32
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]  # (Windows only)
         handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
         if handle:
             kernel32.CloseHandle(handle)
@@ -175,7 +175,7 @@ def _prepare(paths: Sequence[Optional[str]], progress) -> List[Optional[str]]:
         raise InputError(f"Two outputs have the same path ({', '.join(given)}); give each output its own file name.")
     tmps = [_temporary_path(p) if p else None for p in paths]
     for p, tmp in zip(paths, tmps):
-        if p:
+        if p and tmp:
             _check_writable(p, tmp)
             stale = remove_stale_partials(p)
             if stale:
@@ -195,7 +195,7 @@ def _discard(tmps: Sequence[Optional[str]]) -> None:
 def _commit(paths: Sequence[Optional[str]], tmps: Sequence[Optional[str]]) -> None:
     """Move each output, with its sidecars, from its temporary name onto its path."""
     for p, tmp in zip(paths, tmps):
-        if not p:
+        if not p or not tmp:
             continue
         directory = os.path.dirname(os.path.abspath(p))
         root = os.path.splitext(os.path.basename(p))[0]
@@ -213,7 +213,7 @@ def _say(progress, message: str) -> None:
 def atomic_output(path: str, progress=None) -> Iterator[str]:
     """``atomic_outputs`` of one path: yields its temporary path."""
     with atomic_outputs(path, progress=progress) as (tmp,):
-        yield tmp
+        yield cast(str, tmp)  # a path given: its temporary path is never None
 
 
 def raster_exists(name: str) -> bool:

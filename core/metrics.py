@@ -34,6 +34,7 @@ class BinaryScores:
 
     @property
     def total(self) -> int:
+        """All pixels compared: tp + fp + fn + tn."""
         return self.tp + self.fp + self.fn + self.tn
 
     @property
@@ -53,10 +54,12 @@ class BinaryScores:
 
     @property
     def precision(self) -> float:
+        """Precision: tp / (tp + fp)."""
         return _ratio(self.tp, self.tp + self.fp)
 
     @property
     def recall(self) -> float:
+        """Recall: tp / (tp + fn)."""
         return _ratio(self.tp, self.tp + self.fn)
 
     @property
@@ -66,6 +69,7 @@ class BinaryScores:
 
     @property
     def accuracy(self) -> float:
+        """Accuracy: (tp + tn) / total."""
         return _ratio(self.tp + self.tn, self.total)
 
     @property

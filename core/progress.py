@@ -16,23 +16,31 @@ from .errors import CancelledError
 
 
 class Progress(Protocol):
-    def set_progress(self, percent: float) -> None: ...
+    """What a core function reports to and asks of its caller."""
 
-    def is_canceled(self) -> bool: ...
+    def set_progress(self, percent: float) -> None:
+        """Report progress, 0–100."""
 
-    def push_info(self, message: str) -> None: ...
+    def is_canceled(self) -> bool:
+        """Whether the user asked to stop."""
+
+    def push_info(self, message: str) -> None:
+        """Report a message (warnings start with "Warning")."""
 
 
 class NullProgress:
     """Progress sink that ignores everything and never cancels."""
 
     def set_progress(self, percent: float) -> None:
+        """Report progress, 0–100."""
         pass
 
     def is_canceled(self) -> bool:
+        """Whether the user asked to stop."""
         return False
 
     def push_info(self, message: str) -> None:
+        """Report a message."""
         pass
 
 
@@ -43,12 +51,15 @@ class FeedbackProgress:
         self._feedback = feedback
 
     def set_progress(self, percent: float) -> None:
+        """Report progress, 0–100."""
         self._feedback.setProgress(float(percent))
 
     def is_canceled(self) -> bool:
+        """Whether the user asked to stop."""
         return bool(self._feedback.isCanceled())
 
     def push_info(self, message: str) -> None:
+        """Report a message."""
         self._feedback.pushInfo(message)
 
 
@@ -60,12 +71,15 @@ class LogProgress:
         self.logger = logger or logging.getLogger(LOGGER)
 
     def set_progress(self, percent: float) -> None:
+        """Report progress, 0–100."""
         pass
 
     def is_canceled(self) -> bool:
+        """Whether the user asked to stop."""
         return False
 
     def push_info(self, message: str) -> None:
+        """Report a message."""
         level = logging.WARNING if message.lower().startswith("warning") else logging.INFO
         self.logger.log(level, message)
 
@@ -94,10 +108,13 @@ class SubProgress:
         self._parent, self._start, self._end = parent, start, end
 
     def set_progress(self, percent: float) -> None:
+        """Report progress, 0–100."""
         self._parent.set_progress(self._start + (self._end - self._start) * percent / 100.0)
 
     def is_canceled(self) -> bool:
+        """Whether the user asked to stop."""
         return self._parent.is_canceled()
 
     def push_info(self, message: str) -> None:
+        """Report a message."""
         self._parent.push_info(message)

@@ -54,6 +54,7 @@ def add_sensor_parameters(alg, roles) -> None:
 
 
 def add_scale_parameters(alg) -> None:
+    """Reflectance scale and offset (advanced)."""
     number = QgsProcessingParameterNumber
     for p in (number("SCALE", "Reflectance scale (reflectance = value × scale + offset)", number.Double, 0.0001),
               number("OFFSET", "Reflectance offset", number.Double, 0.0)):
@@ -62,6 +63,7 @@ def add_scale_parameters(alg) -> None:
 
 
 def add_outputs(alg, index_name: str) -> None:
+    """The index and class rasters and the optional outlines."""
     alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_INDEX", index_name))
     alg.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CLASSES", "Classes"))
     alg.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_OUTLINES", "Outlines",
