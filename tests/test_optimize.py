@@ -121,3 +121,37 @@ def test_optimize_model_through_processing(glacierseg_provider, conv_model, scen
         processing.run("glacierseg:optimize_model", {"MODEL": out, "METHOD": 1, "INPUT": image,
                                                      "OUTPUT": str(tmp_path / "again.onnx")},
                        feedback=QgsProcessingFeedback())
+
+
+def test_spatial_means_become_global_average_pools(tmp_path):
+    """A squeeze-and-excitation step (ReduceMean over H, W) is rewritten as the GlobalAveragePool
+    it equals (so int8 quantizes it); a mean over channels stays; outputs unchanged."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from glacierseg.core.optimize import spatial_means_as_pooling
+
+    rng = np.random.default_rng(1)
+    weight = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    axes_hw = numpy_helper.from_array(np.array([-2, -1], np.int64), "axes_hw")
+    axes_c = numpy_helper.from_array(np.array([1], np.int64), "axes_c")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["c", "axes_hw"], ["squeeze"], keepdims=1),
+             helper.make_node("Sigmoid", ["squeeze"], ["gate"]),
+             helper.make_node("Mul", ["c", "gate"], ["excited"]),
+             helper.make_node("ReduceMean", ["excited", "axes_c"], ["y"], keepdims=1)]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, 16, 16])],
+                              [weight, axes_hw, axes_c])
+    path = str(tmp_path / "se.onnx")
+    onnx.save(onnx.shape_inference.infer_shapes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)), path)
+    x = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
+    before = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert spatial_means_as_pooling(path) == 1
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert ops.count("GlobalAveragePool") == 1 and ops.count("ReduceMean") == 1
+    after = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    assert spatial_means_as_pooling(path) == 0
