@@ -9,7 +9,7 @@ from qgis.core import QgsProcessingFeedback
 
 from glacierseg.core.contract import read_contract
 from glacierseg.core.errors import InputError, ModelContractError
-from glacierseg.core.optimize import optimize_model, refusal
+from glacierseg.core.optimize import OptimizeOptions, measurement_windows, optimize_model, refusal
 from glacierseg.core.runtime import load_model
 from glacierseg.core.segment import segment_raster
 
@@ -51,6 +51,7 @@ def test_static_int8_variant_is_measured_and_carded(int8_model, conv_model, scen
     m = score["metrics"]
     assert m["speedup"] > 0 and m["seconds"] > 0 and m["original_seconds"] > 0
     assert m["iou_change"] == pytest.approx(m["iou"] - m["original_iou"])
+    assert "calibrated on the top 25% of three.tif's rows, measured on the other 75%" in score["method"]
     loaded = load_model(int8_model.path, "cpu")
     assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(int8_model.path).graph.node)
     # segment takes the variant like any model; its classes agree with the original's on most pixels
@@ -98,6 +99,34 @@ def test_refuses_models_it_cannot_quantize_with_the_reason(int8_model, conv_mode
         optimize_model(plain, str(tmp_path / "p8.onnx"), "int8_static", image=image)
 
 
+def test_calibration_and_measurement_windows_are_disjoint(conv_model, scene_raster, tmp_path):
+    """Without a calibration raster, static int8 calibrates on the top quarter of the raster's
+    rows and is measured on the rest; a separate calibration raster is used as given, and the
+    measurement raster itself is refused as calibration raster."""
+    image, truth = scene_raster
+    with rasterio.open(image) as ds:
+        left, bottom, right, top = ds.bounds
+        img, res = ds.read(), ds.res[1]
+    windows = measurement_windows(OptimizeOptions(image=image), "int8_static")
+    split = top - 64 * res  # a quarter of the 256 rows
+    assert windows.calibration_bounds == pytest.approx((left, split, right, top))
+    assert windows.measurement_bounds == pytest.approx((left, bottom, right, split))
+    assert measurement_windows(OptimizeOptions(image=image), "fp16").measurement_bounds is None  # no calibration
+    # the calibration reads only its window: a raster whose top quarter is nodata has nothing to calibrate on
+    blank_top = img.copy()
+    blank_top[:, :64] = 0
+    blank = write_raster(tmp_path / "blank_top.tif", blank_top, nodata=0, descriptions=list(CONV_BANDS))
+    with pytest.raises(InputError, match=r"calibration window \(top 25% of the rows\) of blank_top.tif has no tile"):
+        optimize_model(conv_model, str(tmp_path / "v.onnx"), "int8_static", image=blank, calibration_tiles=4)
+    assert not (tmp_path / "v.onnx").exists()
+    # as a separate calibration raster it is read whole (its lower three quarters have data)
+    result = optimize_model(conv_model, str(tmp_path / "c.onnx"), "int8_static", image=image, reference=truth,
+                            calibration_image=blank, calibration_tiles=4)
+    assert "(calibrated on blank_top.tif):" in result.contract.scores[-1]["method"]
+    with pytest.raises(InputError, match="calibration raster is the raster the variant is measured on"):
+        optimize_model(conv_model, str(tmp_path / "s.onnx"), "int8_static", image=image, calibration_image=image)
+
+
 def test_bad_input_is_refused(conv_model, tmp_path):
     with pytest.raises(InputError, match="Unknown optimization"):
         optimize_model(conv_model, str(tmp_path / "x.onnx"), "int4", image=conv_model)
@@ -109,14 +138,19 @@ def test_optimize_model_through_processing(glacierseg_provider, conv_model, scen
     import processing
 
     image, truth = scene_raster
+    with rasterio.open(image) as ds:  # a second raster to calibrate on: the scene mirrored
+        calibration = write_raster(tmp_path / "mirrored.tif", ds.read()[:, ::-1], nodata=0,
+                                   descriptions=list(CONV_BANDS))
     out = str(tmp_path / "variant.onnx")
     result = processing.run("glacierseg:optimize_model", {
-        "MODEL": conv_model, "METHOD": 0, "INPUT": image, "REFERENCE": truth, "CALIBRATION_TILES": 4,
+        "MODEL": conv_model, "METHOD": 0, "INPUT": image, "CALIBRATION": calibration, "REFERENCE": truth,
+        "CALIBRATION_TILES": 4,
         "DEVICE": 1, "OUTPUT": out}, feedback=QgsProcessingFeedback())
     assert result["OUTPUT"] == out and os.path.isfile(out)
     metrics = read_contract(out).scores[-1]["metrics"]
     assert result["SPEEDUP"] == pytest.approx(metrics["speedup"])
     assert result["IOU_CHANGE"] == pytest.approx(metrics["iou_change"])
+    assert "calibrated on mirrored.tif" in read_contract(out).scores[-1]["method"]
     with pytest.raises(Exception, match="already quantized"):
         processing.run("glacierseg:optimize_model", {"MODEL": out, "METHOD": 1, "INPUT": image,
                                                      "OUTPUT": str(tmp_path / "again.onnx")},
