@@ -27,7 +27,7 @@ from .deps import require
 from .errors import InputError, ModelContractError
 from .io import atomic_output
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
-from .runtime import load_model
+from .runtime import CUDA, load_model
 from .segment import BandMap, open_tiled
 
 METHODS = ("int8_static", "int8_dynamic", "fp16")
@@ -322,10 +322,11 @@ def measure(original: str, variant: str, options: OptimizeOptions, bounds: Optio
     return metrics
 
 
-def _checked_model(model_path: str, method: str):
-    """The loaded model (its file and contract checked); ModelContractError when ``method``
+def _checked_model(model_path: str, method: str, device: str):
+    """The model loaded on ``device`` (its file and contract checked; DeviceError, before anything
+    is written, where ``cuda`` is asked for and cannot run); ModelContractError when ``method``
     cannot make it faster (``refusal``)."""
-    loaded = load_model(model_path, "cpu")
+    loaded = load_model(model_path, device)
     reason = refusal(model_path, method)
     if reason:
         raise ModelContractError(f"Cannot make a {method} variant: {reason}")
@@ -376,7 +377,10 @@ def optimize_model(model_path: str, out_path: str, method: str, options: Optiona
     options = options or OptimizeOptions(**fields)
     require("onnxruntime", "onnx")  # onnxruntime's quantization tools need the onnx package
     options.check(method)
-    loaded = _checked_model(model_path, method)
+    loaded = _checked_model(model_path, method, options.device)
+    if method == "fp16" and loaded.provider != CUDA:
+        progress.push_info(f"Warning: no CUDA here: the float16 variant is measured on {loaded.provider}, where it "
+                           "runs but is not faster; its speed-up on a GPU is not measured.")
     windows = measurement_windows(options, method)
     name = loaded.contract.name or os.path.splitext(os.path.basename(model_path))[0]
     with atomic_output(out_path, progress=progress) as tmp_out:

@@ -8,12 +8,12 @@ import rasterio
 from qgis.core import QgsProcessingFeedback
 
 from glacierseg.core.contract import read_contract
-from glacierseg.core.errors import InputError, ModelContractError
+from glacierseg.core.errors import DeviceError, InputError, ModelContractError
 from glacierseg.core.optimize import OptimizeOptions, measurement_windows, optimize_model, refusal
-from glacierseg.core.runtime import load_model
+from glacierseg.core.runtime import available_providers, load_model
 from glacierseg.core.segment import segment_raster
 
-from .helpers import CONV_BANDS, write_raster
+from .helpers import CONV_BANDS, Messages, write_raster
 
 METRICS = {"iou", "f1", "iou_change", "f1_change", "speedup", "seconds", "original_seconds"}
 
@@ -60,9 +60,18 @@ def test_static_int8_variant_is_measured_and_carded(int8_model, conv_model, scen
     assert (classes(a.classes) == classes(b.classes)).mean() > 0.95
 
 
+@pytest.mark.skipif("CUDAExecutionProvider" in available_providers(), reason="a CUDA provider is present")
 def test_half_precision_variant_falls_back_to_cpu(conv_model, scene_raster, tmp_path):
+    """No GPU here: device CUDA is refused before anything is written; Auto measures the float16
+    variant on the CPU and says so."""
     image, _ = scene_raster
-    result = optimize_model(conv_model, str(tmp_path / "half.onnx"), "fp16", image=image, device="auto")
+    with pytest.raises(DeviceError, match="no CUDA support"):
+        optimize_model(conv_model, str(tmp_path / "cuda.onnx"), "fp16", image=image, device="cuda")
+    assert not os.listdir(tmp_path)
+    messages = Messages()
+    result = optimize_model(conv_model, str(tmp_path / "half.onnx"), "fp16", image=image, device="auto",
+                            progress=messages)
+    assert "no CUDA here: the float16 variant is measured on CPUExecutionProvider" in messages.text
     loaded = load_model(result.path, "auto")  # no GPU here: the CPU runs the float16 graph
     assert loaded.half and loaded.provider == "CPUExecutionProvider" and not loaded.options["io_binding"]
     assert "float16 inputs" in loaded.describe()
