@@ -198,6 +198,17 @@ def _reduce_axes(node, initializers) -> Optional[List[int]]:
     return None
 
 
+def _is_spatial_mean(node, ranks: Dict[str, int], initializers) -> bool:
+    """Whether ``node`` is a ReduceMean over axes 2 and 3 of a 4-D tensor that keeps its dimensions."""
+    from onnx import helper
+
+    if node.op_type != "ReduceMean" or ranks.get(node.input[0]) != 4:
+        return False
+    keepdims = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "keepdims"), 1)
+    axes = _reduce_axes(node, initializers)
+    return keepdims == 1 and axes is not None and sorted(a % 4 for a in axes) == [2, 3]
+
+
 def spatial_means_as_pooling(path: str) -> int:
     """Rewrite, in the ONNX file at ``path``, every ReduceMean over both spatial axes of a 4-D
     tensor (keepdims) as the GlobalAveragePool it equals (ONNX operator definitions: the mean
@@ -210,21 +221,17 @@ def spatial_means_as_pooling(path: str) -> int:
     import onnx
     from onnx import helper
 
-    model = onnx.load(path)
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))  # ranks of the ReduceMean inputs
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(graph.value_info) + list(graph.input)
              if v.type.tensor_type.HasField("shape")}
     rewritten = 0
     for i, node in enumerate(graph.node):
-        if node.op_type != "ReduceMean" or ranks.get(node.input[0]) != 4:
-            continue
-        keepdims = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "keepdims"), 1)
-        axes = _reduce_axes(node, initializers)
-        if keepdims != 1 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
-            continue
-        graph.node[i].CopyFrom(helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name))
-        rewritten += 1
+        if _is_spatial_mean(node, ranks, initializers):
+            graph.node[i].CopyFrom(helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output),
+                                                    name=node.name))
+            rewritten += 1
     if rewritten:
         onnx.save(model, path)
     return rewritten
