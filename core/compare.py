@@ -217,12 +217,15 @@ def match_outlines(before: Sequence[Outline], after: Sequence[Outline], min_over
     return objects
 
 
-def _match_by_id(cls: str, b: Sequence[Outline], a: Sequence[Outline]) -> Tuple[List[ChangeObject], List[int], List[int]]:
+def _match_by_id(cls: str, b: Sequence[Outline],
+                 a: Sequence[Outline]) -> Tuple[List[ChangeObject], List[int], List[int]]:
     """Rule 1: one object per ID found at both dates; and the indices of the outlines left."""
     shared = {o.ident for o in b if o.ident} & {o.ident for o in a if o.ident}
     objects = [ChangeObject(0, cls, [o for o in b if o.ident == ident], [o for o in a if o.ident == ident], "id")
                for ident in sorted(shared)]
-    return objects, [i for i, o in enumerate(b) if o.ident not in shared], [j for j, o in enumerate(a) if o.ident not in shared]
+    b_left = [i for i, o in enumerate(b) if o.ident not in shared]
+    a_left = [j for j, o in enumerate(a) if o.ident not in shared]
+    return objects, b_left, a_left
 
 
 def _overlap_links(b: Sequence[Outline], a: Sequence[Outline], b_left: Sequence[int], a_left: Sequence[int],
@@ -306,9 +309,10 @@ class _Layer:
 def _read_layers(before_path: str, after_path: str, options: CompareOptions) -> Tuple[_Layer, _Layer]:
     """Both layers read, limited to ``options.classes`` (InputError for a class in neither, or no polygon at all)."""
     dates = decimal_year(options.date_before), decimal_year(options.date_after)
+    sides = ((before_path, options.before_layer, options.date_field_before, dates[0]),
+             (after_path, options.after_layer, options.date_field_after, dates[1]))
     layers = [_Layer(*_read(path, layer, options.id_field, date_field, when, options.class_field), when)
-              for path, layer, date_field, when in ((before_path, options.before_layer, options.date_field_before, dates[0]),
-                                                    (after_path, options.after_layer, options.date_field_after, dates[1]))]
+              for path, layer, date_field, when in sides]
     if options.classes:
         wanted = {str(c).strip() for c in options.classes if str(c).strip()}
         found = {r[1] for layer in layers for r in layer.rows}
@@ -413,7 +417,8 @@ def compare_outlines(before_path: str, after_path: str, objects_out: str, change
     progress = ensure_progress(progress)
     options = options or CompareOptions(**fields)
     if not 0.0 < options.min_overlap <= 1.0:
-        raise InputError(f"Minimum overlap {options.min_overlap} must lie in (0, 1], e.g. 0.5 (half of the smaller outline).")
+        raise InputError(f"Minimum overlap {options.min_overlap} must lie in (0, 1], "
+                         "e.g. 0.5 (half of the smaller outline).")
     layer1, layer2 = _read_layers(before_path, after_path, options)
     check_cancel(progress)
     epsg = _working_epsg((layer1, layer2))

@@ -37,7 +37,8 @@ QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", 
                  "ConvInteger", "MatMulInteger"}
 SPEED_ROUNDS = 5  # paired timings of one batch (original, variant) whose median ratio is the speed-up
 CALIBRATION_TILES = 32  # tiles of the calibration raster, evenly spread over its valid tiles
-CALIBRATION_SHARE = 0.25  # without a calibration raster: this share of the raster's rows (top) calibrates, the rest is measured
+# without a calibration raster: this share of the raster's rows (the top) calibrates, the rest is measured
+CALIBRATION_SHARE = 0.25
 
 
 @dataclass
