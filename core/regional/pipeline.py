@@ -1,0 +1,385 @@
+"""A regional glacier inventory from many scenes: map each scene, mosaic, outline, split, attribute.
+
+Steps (each skipped on a rerun when its inputs are unchanged, see ``manifest``):
+
+1. every scene is mapped to a class raster (an ONNX model by ``core.segment`` or the band
+   ratio by ``core.band_ratio``), one task per scene, retried ``retries`` times;
+2. the class rasters are merged into one ice mosaic by the ``MosaicRule`` (``mosaic``);
+3. glacier complexes are outlined over the whole mosaic (``core.vectorize``), so a glacier
+   crossing scene edges is one polygon;
+4. each complex is split with the DEM (Kienholz et al. 2013) and each of its glaciers gets the
+   RGI 7 attributes, in tasks of ``batch_size`` complexes;
+5. one GeoPackage is written atomically: ``glaciers``, ``divides``, ``footprints`` (one per
+   scene, with its status) and ``run_log``.
+
+Tasks run on a ``runners.SequentialRunner`` or ``runners.DaskRunner``. See docs/regional.md."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import glob
+import os
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import InputError
+from ..io import atomic_output
+from ..progress import Progress, SubProgress, check_cancel, ensure_progress
+from . import steps
+from .manifest import Manifest, digest
+from .mosaic import MosaicRule, build_mosaic, scene_date, scene_summary
+from .runners import SequentialRunner, first_numba_use
+
+FOOTPRINT_FIELDS = (("scene", "str"), ("status", "str"), ("attempts", "int"), ("error", "str"), ("date", "str"),
+                    ("nodata_pct", "real"), ("mosaic_pixels", "int"))
+MAPPED, REUSED, FAILED = "mapped", "reused", "failed"
+
+
+@dataclass
+class InventoryOptions:
+    """What one regional run maps and how. ``method``: ``model_method(...)`` or
+    ``band_ratio_method(...)``; ``ice_classes``: names of the classes counted as glacier ice
+    (default: every class the method maps other than background); ``split``: overrides of
+    ``SplitParameters``; ``batch_size``: complexes per task."""
+
+    scenes: Sequence[str]
+    dem: str
+    output: str
+    method: Dict[str, Any]
+    scene_dates: Dict[str, str] = field(default_factory=dict)
+    rule: MosaicRule = MosaicRule()
+    ice_classes: Optional[Sequence[str]] = None
+    min_area_km2: float = 0.01
+    retries: int = 2
+    batch_size: int = 8
+    split: Dict[str, float] = field(default_factory=dict)
+    dem_source: Optional[str] = None
+    src_date: Optional[str] = None
+
+
+def model_method(model: str, device: str = "cpu", batch_size: int = 4, threads: Optional[int] = None) -> Dict[str, Any]:
+    """Map scenes with an ONNX model (``core.segment.segment_raster``)."""
+    return {"kind": "model", "model": model, "device": device, "batch_size": batch_size, "threads": threads}
+
+
+def band_ratio_method(sensor: str = "sentinel2_msi", **options: Any) -> Dict[str, Any]:
+    """Map scenes with the band-ratio mapper (``core.band_ratio.map_glaciers``; ``options`` are its
+    keyword arguments, e.g. ``method='ndsi'``, ``threshold``, ``median``, ``dem``)."""
+    return dict(options, kind="band_ratio", sensor=sensor)
+
+
+def resolve_scenes(items: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
+    """Scene names from paths, glob patterns and text files listing one scene per line
+    (``path [YYYY-MM-DD]``; ``#`` starts a comment); returns (scenes, dates given in lists)."""
+    scenes: List[str] = []
+    dates: Dict[str, str] = {}
+    for item in items:
+        if item.lower().endswith(".txt") and os.path.isfile(item):
+            base = os.path.dirname(os.path.abspath(item))
+            with open(item, encoding="utf-8") as f:
+                for line in f:
+                    words = line.split("#")[0].split()
+                    if not words:
+                        continue
+                    name = words[0] if words[0].startswith("/vsi") or os.path.isabs(words[0]) else os.path.join(base, words[0])
+                    scenes.append(name)
+                    if len(words) > 1:
+                        dates[name] = words[1]
+        elif any(c in item for c in "*?[") and not item.startswith("/vsi"):
+            found = sorted(glob.glob(item))
+            if not found:
+                raise InputError(f"No scene matches {item!r}; check the pattern.")
+            scenes += found
+        else:
+            scenes.append(item)
+    if not scenes:
+        raise InputError("No scenes given. Give scene files, a glob pattern such as 'scenes/*.tif', or a .txt list.")
+    doubles = sorted({s for s in scenes if scenes.count(s) > 1})
+    if doubles:
+        raise InputError(f"Scene(s) listed twice: {', '.join(doubles)}. List each scene once.")
+    return scenes, dates
+
+
+def _map_scene_task(scene: str, method: Dict[str, Any], classes_out: str, work_dir: str) -> Dict[str, Any]:
+    """One scene's class raster and its summary (runs on a worker)."""
+    classes = steps.map_scene(scene, method, classes_out, work_dir)
+    return dict(scene_summary(classes_out), classes=classes_out,
+                class_table=[(c.name, c.value) for c in classes])
+
+
+def _complex_batch_task(batch: Sequence[Tuple[bytes, str]], crs_wkt: str, dem: str, params, dem_source: str,
+                        src_date: Optional[str]) -> List[Dict[str, Any]]:
+    """Glaciers, divides and attributes of a batch of complexes (runs on a worker); the first
+    split in a process runs under ``first_numba_use``."""
+    out = []
+    for wkb, cid in batch:
+        def one(wkb=wkb, cid=cid):
+            return steps.glaciers_of_complex(wkb, crs_wkt, dem, cid, params, dem_source, src_date)
+        out.append(first_numba_use(one))
+    return out
+
+
+class _Log:
+    """The run log: each message to ``progress`` and into the ``run_log`` layer."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.rows: List[Dict[str, Any]] = []
+
+    def __call__(self, message: str, level: str = "info") -> None:
+        self.rows.append({"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                          "level": level, "message": message})
+        self.progress.push_info(("Warning: " if level == "warning" else "") + message)
+
+
+def run_inventory(options: InventoryOptions, runner=None, progress: Optional[Progress] = None) -> Dict[str, Any]:
+    """Run the regional pipeline (module docstring) with ``runner`` (default: in this process).
+    Returns the summary: counts of scenes mapped / reused / failed, complexes computed / reused,
+    glaciers, and which steps did work."""
+    progress = ensure_progress(progress)
+    runner = runner or SequentialRunner()
+    output = os.path.abspath(options.output)
+    if not output.lower().endswith(".gpkg"):
+        raise InputError(f"The output {options.output!r} must be a GeoPackage: give a path ending in .gpkg.")
+    if not os.path.isfile(options.dem) and not options.dem.startswith("/vsi"):
+        raise InputError(f"DEM {options.dem!r} does not exist; give a DEM file or VRT mosaic.")
+    stem = os.path.splitext(output)[0]
+    work = stem + ".work"
+    os.makedirs(os.path.join(work, "scenes"), exist_ok=True)
+    os.makedirs(os.path.join(work, "complexes"), exist_ok=True)
+    manifest = Manifest(stem + ".manifest.json")
+    log = _Log(progress)
+    started = time.monotonic()
+    log(f"Regional inventory of {len(options.scenes)} scene(s) on {runner.description}"
+        + (f"; dashboard {runner.dashboard}" if getattr(runner, "dashboard", None) else ""))
+    summary: Dict[str, Any] = {"scenes_mapped": 0, "scenes_reused": 0, "scenes_failed": 0, "complexes_computed": 0,
+                               "complexes_reused": 0, "mosaic_built": False, "outlines_built": False,
+                               "output_written": False, "failed_scenes": {}}
+
+    scenes = _map_scenes(options, runner, manifest, work, log, summary, SubProgress(progress, 0, 40))
+    good = [s for s in scenes if s["status"] != FAILED]
+    if not good:
+        raise InputError("No scene could be mapped: " + "; ".join(f"{s['path']}: {s['error']}" for s in scenes[:5]))
+    check_cancel(progress)
+    ice_values = _ice_values(good, options.ice_classes)
+    mosaic_path = os.path.join(work, "ice_mosaic.tif")
+    mosaic_inputs = digest(options.rule.priority, ice_values,
+                           [(s["path"], s["key"], s["date"], s["nodata_fraction"]) for s in good])
+    if manifest.done("mosaic", mosaic_inputs, mosaic_path):
+        used = manifest.step("mosaic")["pixels"]
+    else:
+        log(f"Mosaic of {len(good)} scene(s): {options.rule.describe()}.")
+        with atomic_output(mosaic_path) as tmp:
+            used = build_mosaic(good, ice_values, options.rule, tmp)
+        manifest.set_step("mosaic", mosaic_inputs, pixels=used, product_sha256=manifest.file_hash(mosaic_path))
+        summary["mosaic_built"] = True
+    for s in scenes:
+        s["mosaic_pixels"] = used.get(s["path"], 0)
+    progress.set_progress(45)
+
+    complexes_path = os.path.join(work, "complexes.gpkg")
+    outline_inputs = digest(manifest.step("mosaic")["product_sha256"], options.min_area_km2)
+    if not manifest.done("outlines", outline_inputs, complexes_path):
+        n = steps.outline_complexes(mosaic_path, complexes_path, options.min_area_km2,
+                                    f"regional mosaic of {len(good)} scene(s)")
+        log(f"{n} glacier complex(es) outlined over the whole mosaic.")
+        manifest.set_step("outlines", outline_inputs, count=n, product_sha256=manifest.file_hash(complexes_path))
+        summary["outlines_built"] = True
+    progress.set_progress(50)
+    check_cancel(progress)
+
+    glaciers, crs_wkt = _split_complexes(options, runner, manifest, complexes_path, work, log, summary,
+                                         SubProgress(progress, 50, 95))
+    final_inputs = digest([(s["path"], s["status"] == FAILED, s.get("key"), s.get("error"), s["mosaic_pixels"])
+                           for s in scenes],
+                          [g["key"] for g in glaciers])
+    if manifest.done("output", final_inputs, output):
+        log("Nothing changed since the last run: the output is up to date.")
+    else:
+        log(f"{sum(len(g['result']['glaciers']) for g in glaciers)} glacier(s) from {len(glaciers)} complex(es); "
+            f"scenes: {summary['scenes_mapped']} mapped, {summary['scenes_reused']} reused, "
+            f"{summary['scenes_failed']} failed; {time.monotonic() - started:.1f} s.")
+        _write_output(output, glaciers, crs_wkt, scenes, log, work)
+        manifest.set_step("output", final_inputs, product_sha256=manifest.file_hash(output))
+        summary["output_written"] = True
+    summary["glaciers"] = sum(len(g["result"]["glaciers"]) for g in glaciers)
+    summary["complexes"] = len(glaciers)
+    summary["output"] = output
+    summary["manifest"] = manifest.path
+    progress.set_progress(100)
+    return summary
+
+
+def _map_scenes(options: InventoryOptions, runner, manifest: Manifest, work: str, log: _Log,
+                summary: Dict[str, Any], progress: Progress) -> List[Dict[str, Any]]:
+    """Step 1: map the scenes not mapped before with these inputs; returns one record per scene."""
+    method = dict(options.method)
+    if method["kind"] == "model":
+        method["model_sha256"] = manifest.file_hash(method["model"])
+        if method.get("threads") is None and hasattr(runner, "threads_per_worker"):
+            method["threads"] = runner.threads_per_worker()
+    method_key = digest({k: v for k, v in method.items() if k not in ("threads", "model")})
+    records, todo = [], []
+    for order, path in enumerate(options.scenes):
+        record = {"path": path, "order": order, "date": scene_date(path, options.scene_dates.get(path)),
+                  "attempts": 0, "error": None}
+        try:
+            record["key"] = digest(manifest.file_hash(path), method_key)[:20]
+        except OSError as exc:
+            record.update(status=FAILED, error=f"cannot read the file: {exc}")
+            records.append(record)
+            continue
+        classes = os.path.join(work, "scenes", f"{record['key']}.classes.tif")
+        known = manifest.scene(path)
+        if known.get("key") == record["key"] and known.get("status") in (MAPPED, REUSED) and os.path.isfile(classes) \
+                and known.get("classes_sha256") == manifest.file_hash(classes):
+            record.update({k: known[k] for k in ("bounds", "crs", "res", "nodata_fraction", "class_table")},
+                          classes=classes, status=REUSED, attempts=0)
+            summary["scenes_reused"] += 1
+        else:
+            todo.append((len(records), (path, {k: v for k, v in method.items() if k != "model_sha256"},
+                                        classes, os.path.join(work, "scenes"))))
+        records.append(record)
+
+    def done(i: int, outcome) -> None:
+        ok, value, attempts = outcome
+        record = records[todo[i][0]]
+        record["attempts"] = attempts
+        if ok:
+            record.update(value, status=MAPPED)
+            summary["scenes_mapped"] += 1
+            manifest.set_scene(record["path"], dict(record, classes_sha256=manifest.file_hash(record["classes"])))
+            log(f"Scene {os.path.basename(record['path'])}: mapped ({100 * record['nodata_fraction']:.1f} % nodata).")
+        else:
+            record.update(status=FAILED, error=value)
+            manifest.set_scene(record["path"], dict(record))
+            log(f"Scene {record['path']} failed after {attempts} attempt(s): {value}", "warning")
+        progress.set_progress(100.0 * (summary["scenes_mapped"] + summary["scenes_failed"] + 1) / max(len(todo), 1))
+
+    runner.map(_map_scene_task, [a for _, a in todo], options.retries, "scene", progress, done)
+    for r in records:
+        if r["status"] == FAILED:
+            summary["scenes_failed"] += 1
+            summary["failed_scenes"][r["path"]] = r["error"]
+    return records
+
+
+def _ice_values(scenes: Sequence[Dict[str, Any]], ice_classes: Optional[Sequence[str]]) -> List[int]:
+    """Class values counted as glacier ice: those named in ``ice_classes``, else all mapped classes."""
+    table = {name: value for s in scenes for name, value in s["class_table"]}
+    if not ice_classes:
+        return sorted(set(table.values()))
+    unknown = [n for n in ice_classes if n not in table]
+    if unknown:
+        raise InputError(f"Ice class(es) {unknown} are not among the mapped classes {sorted(table)}.")
+    return sorted(table[n] for n in ice_classes)
+
+
+def _split_complexes(options: InventoryOptions, runner, manifest: Manifest, complexes_path: str, work: str,
+                     log: _Log, summary: Dict[str, Any], progress: Progress):
+    """Step 4: split and attribute every complex not done before with these inputs (cached
+    per complex in the work folder)."""
+    import shapely
+
+    geoms, crs_wkt, ids = steps.read_complexes(complexes_path)
+    params = steps.split_parameters(**options.split)
+    dem_source = options.dem_source or os.path.splitext(os.path.basename(options.dem))[0]
+    common = digest(manifest.file_hash(options.dem), dataclasses.asdict(params), dem_source, options.src_date, crs_wkt)
+    items = []
+    for geom, cid in zip(geoms, ids):
+        wkb = shapely.to_wkb(geom)
+        key = digest(wkb.hex(), cid, common)[:24]
+        item = {"key": key, "id": cid, "wkb": wkb, "cache": os.path.join(work, "complexes", key + ".pkl")}
+        if os.path.isfile(item["cache"]):
+            with open(item["cache"], "rb") as f:
+                item["result"] = pickle.load(f)
+            summary["complexes_reused"] += 1
+        items.append(item)
+    todo = [it for it in items if "result" not in it]
+    batches = [todo[i:i + options.batch_size] for i in range(0, len(todo), max(1, options.batch_size))]
+    if todo:
+        log(f"Splitting {len(todo)} complex(es) in {len(batches)} task(s) ({len(items) - len(todo)} done before).")
+
+    def done(i: int, outcome) -> None:
+        ok, value, _ = outcome
+        for k, item in enumerate(batches[i]):
+            if ok:
+                item["result"] = value[k]
+                tmp = f"{item['cache']}.partial-{os.getpid()}"
+                with open(tmp, "wb") as f:
+                    pickle.dump(value[k], f)
+                os.replace(tmp, item["cache"])
+                summary["complexes_computed"] += 1
+            else:  # the task failed on every try: the complex is kept whole, not cached, redone next run
+                item["result"] = {"glaciers": [(item["wkb"], {"complex_id": item["id"],
+                                                              "split_status": f"{steps.UNSPLIT_ERROR}: {value}"})],
+                                  "divides": []}
+                log(f"Complex {item['id']} kept unsplit: its task failed ({value}).", "warning")
+        progress.set_progress(100.0 * (i + 1) / len(batches))
+
+    args = [([(it["wkb"], it["id"]) for it in b], crs_wkt, options.dem, params, dem_source, options.src_date)
+            for b in batches]
+    runner.map(_complex_batch_task, args, options.retries, "complexes", progress, done)
+    return items, crs_wkt
+
+
+def _write_output(output: str, items, crs_wkt: str, scenes, log: _Log, work: str) -> None:
+    """Step 5: the GeoPackage (glaciers, divides, footprints, run_log), whole or not at all."""
+    import shapely
+    from osgeo import gdal, ogr
+
+    geoms, rows, lines, line_rows = [], [], [], []
+    for item in items:
+        first = len(geoms) + 1
+        for wkb, attrs in item["result"]["glaciers"]:
+            geoms.append(shapely.from_wkb(wkb))
+            rows.append(dict(attrs, glac_id=len(geoms)))
+        for wkb, (i, j, length) in item["result"]["divides"]:
+            lines.append(shapely.from_wkb(wkb))
+            line_rows.append({"complex_id": item["id"], "glac_id_1": first + i, "glac_id_2": first + j,
+                              "length_m": length})
+    feet, feet_rows = _footprints(scenes, crs_wkt)
+    layer_files = []
+    with atomic_output(output) as tmp:
+        steps.write_layer(tmp, geoms, crs_wkt, rows, steps.glacier_fields(), "glaciers")
+        for name, g, r, fields, kind in (("divides", lines, line_rows, steps.divide_fields(), "line"),
+                                         ("footprints", feet, feet_rows, list(FOOTPRINT_FIELDS), "polygon")):
+            path = os.path.join(work, f".{name}-{os.getpid()}.gpkg")
+            steps.write_layer(path, g, crs_wkt, r, fields, name, kind)
+            layer_files.append(path)
+            gdal.VectorTranslate(tmp, path, options=gdal.VectorTranslateOptions(accessMode="update", layerName=name))
+        ds = ogr.Open(tmp, 1)
+        table = ds.CreateLayer("run_log", geom_type=ogr.wkbNone)
+        for name in ("time", "level", "message"):
+            table.CreateField(ogr.FieldDefn(name, ogr.OFTString))
+        table.StartTransaction()
+        for row in log.rows:
+            feat = ogr.Feature(table.GetLayerDefn())
+            for k, v in row.items():
+                feat.SetField(k, v)
+            table.CreateFeature(feat)
+        table.CommitTransaction()
+        ds = None  # noqa: F841 (closes the file)
+    for path in layer_files:
+        os.remove(path)
+
+
+def _footprints(scenes, crs_wkt: str):
+    """One polygon per scene (its bounds in the region's CRS; empty when unreadable) and its row."""
+    import shapely
+    from shapely.geometry import box
+
+    from ..geo import transform_geom
+
+    geoms, rows = [], []
+    for s in scenes:
+        geom = shapely.Polygon()
+        if s.get("bounds"):
+            geom = transform_geom(box(*s["bounds"]), s["crs"], crs_wkt)
+        geoms.append(geom)
+        rows.append({"scene": s["path"], "status": s["status"], "attempts": s["attempts"], "error": s.get("error"),
+                     "date": s.get("date"), "nodata_pct": None if s.get("nodata_fraction") is None
+                     else 100.0 * s["nodata_fraction"], "mosaic_pixels": s.get("mosaic_pixels", 0)})
+    return geoms, rows
