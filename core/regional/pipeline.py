@@ -35,6 +35,7 @@ from .runners import SequentialRunner, first_numba_use
 FOOTPRINT_FIELDS = (("scene", "str"), ("status", "str"), ("attempts", "int"), ("error", "str"), ("date", "str"),
                     ("nodata_pct", "real"), ("mosaic_pixels", "int"))
 MAPPED, REUSED, FAILED = "mapped", "reused", "failed"
+MAX_BATCH = 16  # complexes per task at most: small enough to balance, large enough to amortise a task's overhead
 
 
 @dataclass
@@ -42,7 +43,8 @@ class InventoryOptions:
     """What one regional run maps and how. ``method``: ``model_method(...)`` or
     ``band_ratio_method(...)``; ``ice_classes``: names of the classes counted as glacier ice
     (default: every class the method maps other than background); ``split``: overrides of
-    ``SplitParameters``; ``batch_size``: complexes per task."""
+    ``SplitParameters``; ``batch_size``: complexes per task (default: about four tasks per
+    worker, at most ``MAX_BATCH``)."""
 
     scenes: Sequence[str]
     dem: str
@@ -53,7 +55,7 @@ class InventoryOptions:
     ice_classes: Optional[Sequence[str]] = None
     min_area_km2: float = 0.01
     retries: int = 2
-    batch_size: int = 8
+    batch_size: Optional[int] = None
     split: Dict[str, float] = field(default_factory=dict)
     dem_source: Optional[str] = None
     src_date: Optional[str] = None
@@ -102,6 +104,11 @@ def resolve_scenes(items: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
     return scenes, dates
 
 
+def _absolute(name: str) -> str:
+    """A local path made absolute (workers may run elsewhere); GDAL names such as /vsicurl/… kept."""
+    return name if name.startswith("/vsi") or ":" in name.split("/")[0] else os.path.abspath(name)
+
+
 def _map_scene_task(scene: str, method: Dict[str, Any], classes_out: str, work_dir: str) -> Dict[str, Any]:
     """One scene's class raster and its summary (runs on a worker)."""
     classes = steps.map_scene(scene, method, classes_out, work_dir)
@@ -145,6 +152,10 @@ def run_inventory(options: InventoryOptions, runner=None, progress: Optional[Pro
         raise InputError(f"The output {options.output!r} must be a GeoPackage: give a path ending in .gpkg.")
     if not os.path.isfile(options.dem) and not options.dem.startswith("/vsi"):
         raise InputError(f"DEM {options.dem!r} does not exist; give a DEM file or VRT mosaic.")
+    options = dataclasses.replace(options, scenes=[_absolute(s) for s in options.scenes], dem=_absolute(options.dem),
+                                  scene_dates={_absolute(k): v for k, v in options.scene_dates.items()})
+    if options.method["kind"] == "model":
+        options.method = dict(options.method, model=_absolute(options.method["model"]))
     stem = os.path.splitext(output)[0]
     work = stem + ".work"
     os.makedirs(os.path.join(work, "scenes"), exist_ok=True)
@@ -298,7 +309,8 @@ def _split_complexes(options: InventoryOptions, runner, manifest: Manifest, comp
             summary["complexes_reused"] += 1
         items.append(item)
     todo = [it for it in items if "result" not in it]
-    batches = [todo[i:i + options.batch_size] for i in range(0, len(todo), max(1, options.batch_size))]
+    size = options.batch_size or max(1, min(MAX_BATCH, -(-len(todo) // (4 * getattr(runner, "slots", 1)))))
+    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
     if todo:
         log(f"Splitting {len(todo)} complex(es) in {len(batches)} task(s) ({len(items) - len(todo)} done before).")
 

@@ -70,6 +70,7 @@ class SequentialRunner:
     """Tasks one after another in this process (QGIS in-process, or without Dask)."""
 
     description = "in this process"
+    slots = 1
 
     def map(self, fn: Callable, args: Sequence[tuple], retries: int, label: str, progress: Progress,
             done: Callable[[int, Outcome], None]) -> None:
@@ -116,6 +117,11 @@ class DaskRunner:
             self.client = Client(self.cluster)
             self.description = f"Dask LocalCluster, {n} worker process(es)"
         self.dashboard = self.client.dashboard_link if _dashboard_address() else None
+
+    @property
+    def slots(self) -> int:
+        """Tasks the cluster runs at once (worker threads)."""
+        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info().get("workers", {}).values()))
 
     def threads_per_worker(self) -> int:
         """Cores each worker may use (onnxruntime's intra-op threads), so workers do not
