@@ -7,6 +7,7 @@ from .compare_outlines import CompareOutlinesAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .explain import ExplainAlgorithm
 from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
+from .map_inventory import MapInventoryAlgorithm
 from .map_lakes import MapLakesAlgorithm
 from .optimize_model import OptimizeModelAlgorithm
 from .segment import SegmentAlgorithm
@@ -35,6 +36,7 @@ ALGORITHMS = [
     CompareOutlinesAlgorithm,
     PrepareCorrectionAlgorithm,
     OptimizeModelAlgorithm,
+    MapInventoryAlgorithm,
 ]
 
 

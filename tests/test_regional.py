@@ -349,3 +349,38 @@ def test_worker_killed_mid_run_loses_nothing(region, sequential, tmp_path):
     glaciers = read_layer(tmp_path / "inventory.gpkg", "glaciers")
     assert not any(g["split_status"].startswith("unsplit_error") for g in glaciers)
     assert_same_glaciers(tmp_path / "inventory.gpkg", sequential[0])
+
+
+def test_map_inventory_algorithm_in_the_qgis_process(region, sequential, glacierseg_provider, tmp_path):
+    """processing.run of glacierseg:map_inventory on raster layers: the same glaciers, layers loaded."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsRasterLayer
+
+    layers = [QgsRasterLayer(s, os.path.basename(s)) for s in region.scenes]
+    assert all(layer.isValid() for layer in layers)
+    out = tmp_path / "inventory.gpkg"
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    feedback = QgsProcessingFeedback()
+    result = processing.run("glacierseg:map_inventory", {
+        "SCENES": layers, "DEM": region.region.dem, "METHOD": 0, "MEDIAN": False, "WORKERS": 0,
+        "OUTPUT": str(out)}, context=context, feedback=feedback)
+    assert result["N_GLACIERS"] == sequential[1]["glaciers"] and result["N_FAILED"] == 0
+    assert_same_glaciers(out, sequential[0])
+    loaded = {details.name.split(" — ")[0] for details in context.layersToLoadOnCompletion().values()}
+    assert loaded == {"glaciers", "divides", "footprints"}
+    assert all("|layername=" in uri for uri in context.layersToLoadOnCompletion())
+
+
+def test_map_inventory_cancelled_leaves_no_output(region, glacierseg_provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda p: feedback.cancel() if p > 0 else None)
+    out = tmp_path / "inventory.gpkg"
+    with pytest.raises(QgsProcessingException, match="(?i)cancel"):
+        processing.run("glacierseg:map_inventory", {
+            "SCENES": region.scenes, "DEM": region.region.dem, "METHOD": 0, "MEDIAN": False, "WORKERS": 0,
+            "OUTPUT": str(out)}, feedback=feedback)
+    assert not out.exists()

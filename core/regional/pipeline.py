@@ -66,10 +66,11 @@ def model_method(model: str, device: str = "cpu", batch_size: int = 4, threads: 
     return {"kind": "model", "model": model, "device": device, "batch_size": batch_size, "threads": threads}
 
 
-def band_ratio_method(sensor: str = "sentinel2_msi", **options: Any) -> Dict[str, Any]:
+def band_ratio_method(sensor: str = "sentinel2_msi", method: str = "ratio", **options: Any) -> Dict[str, Any]:
     """Map scenes with the band-ratio mapper (``core.band_ratio.map_glaciers``; ``options`` are its
-    keyword arguments, e.g. ``method='ndsi'``, ``threshold``, ``median``, ``dem``)."""
-    return dict(options, kind="band_ratio", sensor=sensor)
+    keyword arguments, e.g. ``threshold``, ``median``, ``dem``; None means its default). The same
+    settings give the same dict, so a rerun recognises scenes mapped before."""
+    return dict({k: v for k, v in options.items() if v is not None}, kind="band_ratio", sensor=sensor, method=method)
 
 
 def resolve_scenes(items: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
