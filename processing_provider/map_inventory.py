@@ -20,8 +20,8 @@ from qgis.core import (
     QgsProcessingContext,
 )
 
-from ..core.band_ratio import SENSORS
 from .base import INVENTORY, GlacierSegAlgorithm, raster_path
+from .map_glaciers_band_ratio import SENSOR_KEYS, SENSOR_LABELS
 
 METHODS = ("Band ratio (no model)", "ONNX model")
 LAYERS = ("glaciers", "divides", "footprints")
@@ -29,10 +29,11 @@ LAYERS = ("glaciers", "divides", "footprints")
 
 class MapInventoryAlgorithm(GlacierSegAlgorithm):
     NAME = "map_inventory"
-    DISPLAY_NAME = "Map regional inventory (many scenes)"
+    DISPLAY_NAME = "Map regional inventory"
     GROUP = INVENTORY
     SHORT = "Glaciers from many overlapping scenes: mapped, mosaicked, outlined across scene edges, split and attributed."
     TAGS = ("regional", "mosaic", "inventory", "rgi", "scenes", "dask", "batch", "seams")
+    HELP_PAGE = "regional.md"
     REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj", "pysheds", "onnxruntime")
     HELP = (
         "Runs the regional pipeline (docs/regional.md) on several raster layers: each scene is mapped "
@@ -59,8 +60,8 @@ class MapInventoryAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method", list(METHODS), defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(self.MODEL, "ONNX model (method 'ONNX model')", extension="onnx",
                                                      optional=True))
-        self.addParameter(QgsProcessingParameterEnum(self.SENSOR, "Sensor (band ratio)", list(SENSORS),
-                                                     defaultValue=list(SENSORS).index("sentinel2_msi")))
+        self.addParameter(QgsProcessingParameterEnum(self.SENSOR, "Sensor (band ratio; finds bands by name)",
+                                                     SENSOR_LABELS[:-1], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.WORKERS, "Local worker processes (0 = in the QGIS process)", QgsProcessingParameterNumber.Integer,
             0, minValue=0))
@@ -94,7 +95,7 @@ class MapInventoryAlgorithm(GlacierSegAlgorithm):
                 raise InputError("Method 'ONNX model' needs a model file: choose the .onnx file.")
             method = model_method(model)
         else:
-            method = band_ratio_method(list(SENSORS)[self.parameterAsEnum(parameters, self.SENSOR, context)],
+            method = band_ratio_method(SENSOR_KEYS[self.parameterAsEnum(parameters, self.SENSOR, context)],
                                        method=["ratio", "ndsi"][self.parameterAsEnum(parameters, self.INDEX, context)],
                                        median=self.parameterAsBool(parameters, self.MEDIAN, context))
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
