@@ -73,23 +73,29 @@ def band_ratio_method(sensor: str = "sentinel2_msi", method: str = "ratio", **op
     return dict({k: v for k, v in options.items() if v is not None}, kind="band_ratio", sensor=sensor, method=method)
 
 
+def _read_scene_list(path: str, scenes: List[str], dates: Dict[str, str]) -> None:
+    """Scenes (and dates) of a text list: ``path [YYYY-MM-DD]`` per line, relative paths from
+    the list's folder, ``#`` starts a comment."""
+    base = os.path.dirname(os.path.abspath(path))
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            words = line.split("#")[0].split()
+            if not words:
+                continue
+            name = words[0] if words[0].startswith("/vsi") or os.path.isabs(words[0]) else os.path.join(base, words[0])
+            scenes.append(name)
+            if len(words) > 1:
+                dates[name] = words[1]
+
+
 def resolve_scenes(items: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
     """Scene names from paths, glob patterns and text files listing one scene per line
-    (``path [YYYY-MM-DD]``; ``#`` starts a comment); returns (scenes, dates given in lists)."""
+    (``_read_scene_list``); returns (scenes, dates given in lists)."""
     scenes: List[str] = []
     dates: Dict[str, str] = {}
     for item in items:
         if item.lower().endswith(".txt") and os.path.isfile(item):
-            base = os.path.dirname(os.path.abspath(item))
-            with open(item, encoding="utf-8") as f:
-                for line in f:
-                    words = line.split("#")[0].split()
-                    if not words:
-                        continue
-                    name = words[0] if words[0].startswith("/vsi") or os.path.isabs(words[0]) else os.path.join(base, words[0])
-                    scenes.append(name)
-                    if len(words) > 1:
-                        dates[name] = words[1]
+            _read_scene_list(item, scenes, dates)
         elif any(c in item for c in "*?[") and not item.startswith("/vsi"):
             found = sorted(glob.glob(item))
             if not found:
@@ -144,141 +150,179 @@ class _Log:
         self.progress.push_info(("Warning: " if level == "warning" else "") + message)
 
 
-def run_inventory(options: InventoryOptions, runner=None, progress: Optional[Progress] = None) -> Dict[str, Any]:
-    """Run the regional pipeline (module docstring) with ``runner`` (default: in this process).
-    Returns the summary: counts of scenes mapped / reused / failed, complexes computed / reused,
-    glaciers, and which steps did work."""
-    progress = ensure_progress(progress)
-    runner = runner or SequentialRunner()
-    output = os.path.abspath(options.output)
-    if not output.lower().endswith(".gpkg"):
+@dataclass
+class _Run:
+    """What every step of one run reads and updates."""
+
+    options: InventoryOptions
+    runner: Any
+    manifest: Manifest
+    work: str
+    log: _Log
+    summary: Dict[str, Any]
+
+
+def _checked(options: InventoryOptions) -> InventoryOptions:
+    """``options`` with local paths made absolute, or ``InputError``."""
+    if not options.output.lower().endswith(".gpkg"):
         raise InputError(f"The output {options.output!r} must be a GeoPackage: give a path ending in .gpkg.")
     if not os.path.isfile(options.dem) and not options.dem.startswith("/vsi"):
         raise InputError(f"DEM {options.dem!r} does not exist; give a DEM file or VRT mosaic.")
-    options = dataclasses.replace(options, scenes=[_absolute(s) for s in options.scenes], dem=_absolute(options.dem),
-                                  scene_dates={_absolute(k): v for k, v in options.scene_dates.items()})
-    if options.method["kind"] == "model":
-        options.method = dict(options.method, model=_absolute(options.method["model"]))
-    stem = os.path.splitext(output)[0]
-    work = stem + ".work"
-    os.makedirs(os.path.join(work, "scenes"), exist_ok=True)
-    os.makedirs(os.path.join(work, "complexes"), exist_ok=True)
-    manifest = Manifest(stem + ".manifest.json")
-    log = _Log(progress)
+    method = dict(options.method)
+    if method["kind"] == "model":
+        method["model"] = _absolute(method["model"])
+    return dataclasses.replace(options, scenes=[_absolute(s) for s in options.scenes], dem=_absolute(options.dem),
+                               output=os.path.abspath(options.output), method=method,
+                               scene_dates={_absolute(k): v for k, v in options.scene_dates.items()})
+
+
+def run_inventory(options: InventoryOptions, runner=None, progress: Optional[Progress] = None) -> Dict[str, Any]:
+    """Run the regional pipeline (module docstring) with ``runner`` (default: in this process).
+    Returns the summary: counts of scenes mapped / reused / failed, complexes computed / reused,
+    glaciers, which steps did work, and the seconds each scene and complex took."""
+    progress = ensure_progress(progress)
+    runner = runner or SequentialRunner()
+    options = _checked(options)
+    stem = os.path.splitext(options.output)[0]
+    for sub in ("scenes", "complexes"):
+        os.makedirs(os.path.join(stem + ".work", sub), exist_ok=True)
+    run = _Run(options, runner, Manifest(stem + ".manifest.json"), stem + ".work", _Log(progress),
+               {"scenes_mapped": 0, "scenes_reused": 0, "scenes_failed": 0, "complexes_computed": 0,
+                "complexes_reused": 0, "mosaic_built": False, "outlines_built": False, "output_written": False,
+                "failed_scenes": {}})
     started = time.monotonic()
-    log(f"Regional inventory of {len(options.scenes)} scene(s) on {runner.description}"
-        + (f"; dashboard {runner.dashboard}" if getattr(runner, "dashboard", None) else ""))
-    summary: Dict[str, Any] = {"scenes_mapped": 0, "scenes_reused": 0, "scenes_failed": 0, "complexes_computed": 0,
-                               "complexes_reused": 0, "mosaic_built": False, "outlines_built": False,
-                               "output_written": False, "failed_scenes": {}}
-
-    scenes = _map_scenes(options, runner, manifest, work, log, summary, SubProgress(progress, 0, 40))
-    good = [s for s in scenes if s["status"] != FAILED]
-    if not good:
-        raise InputError("No scene could be mapped: " + "; ".join(f"{s['path']}: {s['error']}" for s in scenes[:5]))
+    run.log(f"Regional inventory of {len(options.scenes)} scene(s) on {runner.description}"
+            + (f"; dashboard {runner.dashboard}" if getattr(runner, "dashboard", None) else ""))
+    scenes = _map_scenes(run, SubProgress(progress, 0, 40))
     check_cancel(progress)
-    ice_values = _ice_values(good, options.ice_classes)
-    mosaic_path = os.path.join(work, "ice_mosaic.tif")
-    mosaic_inputs = digest(options.rule.priority, ice_values,
-                           [(s["path"], s["key"], s["date"], s["nodata_fraction"]) for s in good])
-    if manifest.done("mosaic", mosaic_inputs, mosaic_path):
-        used = manifest.step("mosaic")["pixels"]
-    else:
-        log(f"Mosaic of {len(good)} scene(s): {options.rule.describe()}.")
-        with atomic_output(mosaic_path) as tmp:
-            used = build_mosaic(good, ice_values, options.rule, tmp)
-        manifest.set_step("mosaic", mosaic_inputs, pixels=used, product_sha256=manifest.file_hash(mosaic_path))
-        summary["mosaic_built"] = True
-    for s in scenes:
-        s["mosaic_pixels"] = used.get(s["path"], 0)
+    mosaic_path = _mosaic_step(run, scenes)
     progress.set_progress(45)
-
-    complexes_path = os.path.join(work, "complexes.gpkg")
-    outline_inputs = digest(manifest.step("mosaic")["product_sha256"], options.min_area_km2)
-    if not manifest.done("outlines", outline_inputs, complexes_path):
-        n = steps.outline_complexes(mosaic_path, complexes_path, options.min_area_km2,
-                                    f"regional mosaic of {len(good)} scene(s)")
-        log(f"{n} glacier complex(es) outlined over the whole mosaic.")
-        manifest.set_step("outlines", outline_inputs, count=n, product_sha256=manifest.file_hash(complexes_path))
-        summary["outlines_built"] = True
+    complexes_path = _outline_step(run, mosaic_path, sum(s["status"] != FAILED for s in scenes))
     progress.set_progress(50)
     check_cancel(progress)
-
-    glaciers, crs_wkt = _split_complexes(options, runner, manifest, complexes_path, work, log, summary,
-                                         SubProgress(progress, 50, 95))
-    final_inputs = digest([(s["path"], s["status"] == FAILED, s.get("key"), s.get("error"), s["mosaic_pixels"])
-                           for s in scenes],
-                          [g["key"] for g in glaciers])
-    if manifest.done("output", final_inputs, output):
-        log("Nothing changed since the last run: the output is up to date.")
-    else:
-        log(f"{sum(len(g['result']['glaciers']) for g in glaciers)} glacier(s) from {len(glaciers)} complex(es); "
-            f"scenes: {summary['scenes_mapped']} mapped, {summary['scenes_reused']} reused, "
-            f"{summary['scenes_failed']} failed; {time.monotonic() - started:.1f} s.")
-        _write_output(output, glaciers, crs_wkt, scenes, log, work)
-        manifest.set_step("output", final_inputs, product_sha256=manifest.file_hash(output))
-        summary["output_written"] = True
-    summary["glaciers"] = sum(len(g["result"]["glaciers"]) for g in glaciers)
-    summary["scene_seconds"] = [s["seconds"] for s in scenes if s["status"] == MAPPED]
-    summary["complex_seconds"] = [g["result"]["seconds"] for g in glaciers if "seconds" in g["result"]]
-    summary["complexes"] = len(glaciers)
-    summary["output"] = output
-    summary["manifest"] = manifest.path
+    glaciers, crs_wkt = _split_complexes(run, complexes_path, SubProgress(progress, 50, 95))
+    _output_step(run, scenes, glaciers, crs_wkt, time.monotonic() - started)
+    summary = run.summary
+    summary.update(glaciers=sum(len(g["result"]["glaciers"]) for g in glaciers), complexes=len(glaciers),
+                   scene_seconds=[s["seconds"] for s in scenes if s["status"] == MAPPED],
+                   complex_seconds=[g["result"]["seconds"] for g in glaciers if "seconds" in g["result"]],
+                   output=options.output, manifest=run.manifest.path)
     progress.set_progress(100)
     return summary
 
 
-def _map_scenes(options: InventoryOptions, runner, manifest: Manifest, work: str, log: _Log,
-                summary: Dict[str, Any], progress: Progress) -> List[Dict[str, Any]]:
-    """Step 1: map the scenes not mapped before with these inputs; returns one record per scene."""
-    method = dict(options.method)
+def _mosaic_step(run: _Run, scenes: List[Dict[str, Any]]) -> str:
+    """Step 2: the ice mosaic of the mapped scenes (unless made before from the same inputs)."""
+    good = [s for s in scenes if s["status"] != FAILED]
+    if not good:
+        raise InputError("No scene could be mapped: " + "; ".join(f"{s['path']}: {s['error']}" for s in scenes[:5]))
+    ice_values = _ice_values(good, run.options.ice_classes)
+    path = os.path.join(run.work, "ice_mosaic.tif")
+    inputs = digest(run.options.rule.priority, ice_values,
+                    [(s["path"], s["key"], s["date"], s["nodata_fraction"]) for s in good])
+    if run.manifest.done("mosaic", inputs, path):
+        used = run.manifest.step("mosaic")["pixels"]
+    else:
+        run.log(f"Mosaic of {len(good)} scene(s): {run.options.rule.describe()}.")
+        with atomic_output(path) as tmp:
+            used = build_mosaic(good, ice_values, run.options.rule, tmp)
+        run.manifest.set_step("mosaic", inputs, pixels=used, product_sha256=run.manifest.file_hash(path))
+        run.summary["mosaic_built"] = True
+    for s in scenes:
+        s["mosaic_pixels"] = used.get(s["path"], 0)
+    return path
+
+
+def _outline_step(run: _Run, mosaic_path: str, n_scenes: int) -> str:
+    """Step 3: glacier complexes over the whole mosaic (unless made before from the same mosaic)."""
+    path = os.path.join(run.work, "complexes.gpkg")
+    inputs = digest(run.manifest.step("mosaic")["product_sha256"], run.options.min_area_km2)
+    if not run.manifest.done("outlines", inputs, path):
+        n = steps.outline_complexes(mosaic_path, path, run.options.min_area_km2,
+                                    f"regional mosaic of {n_scenes} scene(s)")
+        run.log(f"{n} glacier complex(es) outlined over the whole mosaic.")
+        run.manifest.set_step("outlines", inputs, count=n, product_sha256=run.manifest.file_hash(path))
+        run.summary["outlines_built"] = True
+    return path
+
+
+def _output_step(run: _Run, scenes, glaciers, crs_wkt: str, seconds: float) -> None:
+    """Step 5: the GeoPackage, unless the last one was made from the same scenes and complexes."""
+    inputs = digest([(s["path"], s["status"] == FAILED, s.get("key"), s.get("error"), s["mosaic_pixels"])
+                     for s in scenes], [g["key"] for g in glaciers])
+    output = run.options.output
+    if run.manifest.done("output", inputs, output):
+        run.log("Nothing changed since the last run: the output is up to date.")
+        return
+    summary = run.summary
+    run.log(f"{sum(len(g['result']['glaciers']) for g in glaciers)} glacier(s) from {len(glaciers)} complex(es); "
+            f"scenes: {summary['scenes_mapped']} mapped, {summary['scenes_reused']} reused, "
+            f"{summary['scenes_failed']} failed; {seconds:.1f} s.")
+    _write_output(output, glaciers, crs_wkt, scenes, run.log, run.work)
+    run.manifest.set_step("output", inputs, product_sha256=run.manifest.file_hash(output))
+    summary["output_written"] = True
+
+
+def _scene_method(run: _Run) -> Tuple[Dict[str, Any], str]:
+    """The method as tasks get it (a model's threads set for the cluster) and its hash (a model's
+    file hash included, its path and threads not)."""
+    method = dict(run.options.method)
     if method["kind"] == "model":
-        method["model_sha256"] = manifest.file_hash(method["model"])
-        if method.get("threads") is None and hasattr(runner, "threads_per_worker"):
-            method["threads"] = runner.threads_per_worker()
-    method_key = digest({k: v for k, v in method.items() if k not in ("threads", "model")})
-    records, todo = [], []
-    for order, path in enumerate(options.scenes):
-        record = {"path": path, "order": order, "date": scene_date(path, options.scene_dates.get(path)),
-                  "attempts": 0, "error": None}
-        try:
-            record["key"] = digest(manifest.file_hash(path), method_key)[:20]
-        except OSError as exc:
-            record.update(status=FAILED, error=f"cannot read the file: {exc}")
-            records.append(record)
-            continue
-        classes = os.path.join(work, "scenes", f"{record['key']}.classes.tif")
-        known = manifest.scene(path)
-        if known.get("key") == record["key"] and known.get("status") in (MAPPED, REUSED) and os.path.isfile(classes) \
-                and known.get("classes_sha256") == manifest.file_hash(classes):
-            record.update({k: known[k] for k in ("bounds", "crs", "res", "nodata_fraction", "class_table")},
-                          classes=classes, status=REUSED, attempts=0)
-            summary["scenes_reused"] += 1
-        else:
-            todo.append((len(records), (path, {k: v for k, v in method.items() if k != "model_sha256"},
-                                        classes, os.path.join(work, "scenes"))))
-        records.append(record)
+        if method.get("threads") is None and hasattr(run.runner, "threads_per_worker"):
+            method["threads"] = run.runner.threads_per_worker()
+        key = dict(method, model=run.manifest.file_hash(method["model"]))
+    else:
+        key = method
+    return method, digest({k: v for k, v in key.items() if k != "threads"})
+
+
+def _scene_record(run: _Run, order: int, path: str, method_key: str) -> Dict[str, Any]:
+    """A scene's record: status REUSED when mapped before from the same file and method (its class
+    raster intact), FAILED when the file cannot be read, else no status yet."""
+    record = {"path": path, "order": order, "date": scene_date(path, run.options.scene_dates.get(path)),
+              "attempts": 0, "error": None}
+    try:
+        record["key"] = digest(run.manifest.file_hash(path), method_key)[:20]
+    except OSError as exc:
+        return dict(record, status=FAILED, error=f"cannot read the file: {exc}")
+    record["classes"] = os.path.join(run.work, "scenes", f"{record['key']}.classes.tif")
+    known = run.manifest.scene(path)
+    if known.get("key") == record["key"] and known.get("status") in (MAPPED, REUSED) \
+            and os.path.isfile(record["classes"]) and known.get("classes_sha256") == run.manifest.file_hash(record["classes"]):
+        record.update({k: known[k] for k in ("bounds", "crs", "res", "nodata_fraction", "class_table")}, status=REUSED)
+        run.summary["scenes_reused"] += 1
+    return record
+
+
+def _map_scenes(run: _Run, progress: Progress) -> List[Dict[str, Any]]:
+    """Step 1: map the scenes not mapped before with these inputs; returns one record per scene."""
+    method, method_key = _scene_method(run)
+    records = [_scene_record(run, order, path, method_key) for order, path in enumerate(run.options.scenes)]
+    todo = [r for r in records if "status" not in r]
+    finished = [0]
 
     def done(i: int, outcome) -> None:
         ok, value, attempts = outcome
-        record = records[todo[i][0]]
+        record = todo[i]
         record["attempts"] = attempts
         if ok:
             record.update(value, status=MAPPED)
-            summary["scenes_mapped"] += 1
-            manifest.set_scene(record["path"], dict(record, classes_sha256=manifest.file_hash(record["classes"])))
-            log(f"Scene {os.path.basename(record['path'])}: mapped ({100 * record['nodata_fraction']:.1f} % nodata).")
+            run.summary["scenes_mapped"] += 1
+            run.manifest.set_scene(record["path"], dict(record, classes_sha256=run.manifest.file_hash(record["classes"])))
+            run.log(f"Scene {os.path.basename(record['path'])}: mapped ({100 * record['nodata_fraction']:.1f} % nodata).")
         else:
             record.update(status=FAILED, error=value)
-            manifest.set_scene(record["path"], dict(record))
-            log(f"Scene {record['path']} failed after {attempts} attempt(s): {value}", "warning")
-        progress.set_progress(100.0 * (summary["scenes_mapped"] + summary["scenes_failed"] + 1) / max(len(todo), 1))
+            run.manifest.set_scene(record["path"], dict(record))
+            run.log(f"Scene {record['path']} failed after {attempts} attempt(s): {value}", "warning")
+        finished[0] += 1
+        progress.set_progress(100.0 * finished[0] / len(todo))
 
-    runner.map(_map_scene_task, [a for _, a in todo], options.retries, "scene", progress, done)
+    args = [(r["path"], method, r["classes"], os.path.join(run.work, "scenes")) for r in todo]
+    run.runner.map(_map_scene_task, args, run.options.retries, "scene", progress, done)
     for r in records:
         if r["status"] == FAILED:
-            summary["scenes_failed"] += 1
-            summary["failed_scenes"][r["path"]] = r["error"]
+            run.summary["scenes_failed"] += 1
+            run.summary["failed_scenes"][r["path"]] = r["error"]
     return records
 
 
@@ -293,12 +337,12 @@ def _ice_values(scenes: Sequence[Dict[str, Any]], ice_classes: Optional[Sequence
     return sorted(table[n] for n in ice_classes)
 
 
-def _split_complexes(options: InventoryOptions, runner, manifest: Manifest, complexes_path: str, work: str,
-                     log: _Log, summary: Dict[str, Any], progress: Progress):
+def _split_complexes(run: _Run, complexes_path: str, progress: Progress):
     """Step 4: split and attribute every complex not done before with these inputs (cached
     per complex in the work folder)."""
     import shapely
 
+    options, runner, manifest, work, log, summary = run.options, run.runner, run.manifest, run.work, run.log, run.summary
     geoms, crs_wkt, ids = steps.read_complexes(complexes_path)
     params = steps.split_parameters(**options.split)
     dem_source = options.dem_source or os.path.splitext(os.path.basename(options.dem))[0]
@@ -324,6 +368,8 @@ def _split_complexes(options: InventoryOptions, runner, manifest: Manifest, comp
         for k, item in enumerate(batches[i]):
             if ok:
                 item["result"] = value[k]
+                for warning in value[k].get("warnings", ()):
+                    log(warning[0].upper() + warning[1:], "warning")
                 tmp = f"{item['cache']}.partial-{os.getpid()}"
                 with open(tmp, "wb") as f:
                     pickle.dump(value[k], f)

@@ -166,11 +166,9 @@ class DaskRunner:
 
 def _dashboard_address() -> Optional[str]:
     """':0' (any free port) when bokeh, which Dask's dashboard needs, is installed; else None."""
-    try:
-        import bokeh  # noqa: F401
-    except ImportError:
-        return None
-    return ":0"
+    import importlib.util
+
+    return ":0" if importlib.util.find_spec("bokeh") is not None else None
 
 
 def wait_for_workers(runner, n: int, timeout_s: float = 60.0) -> None:

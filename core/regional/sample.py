@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass
 from typing import List
 
-import numpy as np
-
 from ..sample_data import SampleScene, make_scene
 
 

@@ -67,10 +67,11 @@ def glaciers_of_complex(wkb: bytes, crs_wkt: str, dem: str, complex_id: str, par
     its glaciers the RGI 7 attributes (``core.inventory``); as ``split_glaciers`` and
     ``inventory_attributes`` do for a layer: a complex that cannot be split stays whole with its
     ``split_status``, a glacier without topography keeps empty topography fields. Returns
-    {"glaciers": [(wkb, attrs)], "divides": [(wkb, (i, j, length_m))]} in ``crs_wkt``."""
+    {"glaciers": [(wkb, attrs)], "divides": [(wkb, (i, j, length_m))], "warnings": [text]} in ``crs_wkt``."""
     import shapely
 
     geom = shapely.from_wkb(wkb)
+    warnings: List[str] = []
     try:
         split = split_complex(geom, crs_wkt, dem, complex_id, params)
         parts = [(transform_geom(g, split.epsg, crs_wkt), SPLIT) for g in split.glaciers]
@@ -82,6 +83,7 @@ def glaciers_of_complex(wkb: bytes, crs_wkt: str, dem: str, complex_id: str, par
         status = UNSPLIT_NO_DEM if isinstance(exc, NoDemError) else f"{UNSPLIT_ERROR}: {exc}"
         parts = [(shapely.force_2d(geom), status)]
         divides = []
+        warnings.append(f"complex '{complex_id}' is kept unsplit ({status.split(':')[0]}): {exc}")
     glaciers = []
     for k, (g, status) in enumerate(parts):
         row = {"complex_id": complex_id, "split_status": status}
@@ -92,10 +94,11 @@ def glaciers_of_complex(wkb: bytes, crs_wkt: str, dem: str, complex_id: str, par
         except Exception as exc:  # noqa: BLE001 — as inventory_attributes: empty topography, a warning
             row.update({key: None for key in TOPOGRAPHY})
             row["area_km2"] = geodesic_area_m2(g, crs_wkt) / 1e6
+            warnings.append(f"glacier '{complex_id}/{k + 1}' gets no topography: {exc}")
         row["dem_source"] = dem_source
         row["src_date"] = src_date
         glaciers.append((shapely.to_wkb(g), row))
-    return {"glaciers": glaciers, "divides": divides}
+    return {"glaciers": glaciers, "divides": divides, "warnings": warnings}
 
 
 def glacier_fields() -> List[Tuple[str, str]]:
