@@ -25,15 +25,21 @@ def peak_rss_mb() -> float:
 
 
 def run(region, workers: int, folder: str):
+    """(wall s, peak RSS per worker MB, summary) of a run on ``workers`` processes (0: in this
+    process). With workers, a first run (not timed) lets every worker load pysheds' numba cache,
+    so the timed run shows the steady state of a long run."""
     from glacierseg.core.regional.pipeline import InventoryOptions, band_ratio_method, run_inventory
     from glacierseg.core.regional.runners import DaskRunner, SequentialRunner
 
-    options = InventoryOptions(region.scenes, region.region.dem, os.path.join(folder, "inventory.gpkg"),
-                               band_ratio_method(median=False))
+    def options(name):
+        return InventoryOptions(region.scenes, region.region.dem, os.path.join(folder, name, "inventory.gpkg"),
+                                band_ratio_method(median=False), batch_size=1)
     runner = DaskRunner(workers=workers) if workers else SequentialRunner()
     try:
+        if workers:
+            run_inventory(options("warm-up"), runner)
         start = time.perf_counter()
-        summary = run_inventory(options, runner)
+        summary = run_inventory(options("timed"), runner)
         wall = time.perf_counter() - start
         rss = list(runner.client.run(peak_rss_mb).values()) if workers else [peak_rss_mb()]
     finally:
@@ -44,7 +50,7 @@ def run(region, workers: int, folder: str):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=512, help="region size in pixels (20 m)")
-    parser.add_argument("--tiles", type=int, default=2, help="scenes per side")
+    parser.add_argument("--tiles", type=int, default=3, help="scenes per side")
     args = parser.parse_args()
     from glacierseg.core.regional.sample import make_region_scenes
 

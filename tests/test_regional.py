@@ -384,3 +384,24 @@ def test_map_inventory_cancelled_leaves_no_output(region, glacierseg_provider, t
             "SCENES": region.scenes, "DEM": region.region.dem, "METHOD": 0, "MEDIAN": False, "WORKERS": 0,
             "OUTPUT": str(out)}, feedback=feedback)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_model_method_maps_every_scene_and_counts_only_ice_classes(region, sample_model, tmp_path):
+    """Scenes segmented by an ONNX model exported by our code; only the 'glacier' class is ice."""
+    from shapely import wkt
+
+    from glacierseg.core.errors import InputError
+    from glacierseg.core.regional.pipeline import InventoryOptions, model_method, run_inventory
+
+    def opts(out, ice):
+        return InventoryOptions(region.scenes, region.region.dem, str(out), model_method(sample_model),
+                                ice_classes=ice)
+    summary = run_inventory(opts(tmp_path / "a" / "inventory.gpkg", ["glacier"]))
+    assert summary["scenes_mapped"] == 4 and summary["glaciers"] > 0
+    both = run_inventory(opts(tmp_path / "b" / "inventory.gpkg", None))  # lakes counted as ice too
+    area = sum(wkt.loads(g["wkt"]).area for g in read_layer(tmp_path / "a" / "inventory.gpkg", "glaciers"))
+    area_both = sum(wkt.loads(g["wkt"]).area for g in read_layer(tmp_path / "b" / "inventory.gpkg", "glaciers"))
+    assert area_both > area
+    with pytest.raises(InputError, match="not among the mapped classes"):
+        run_inventory(opts(tmp_path / "c" / "inventory.gpkg", ["debris"]))
