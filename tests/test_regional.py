@@ -56,15 +56,7 @@ def assert_same_glaciers(a, b, b_divides=None):
 
 
 @pytest.fixture(scope="module")
-def numba_cache(tmp_path_factory):
-    """pysheds' numba cache: the session's NUMBA_CACHE_DIR (kept warm between runs) or a fresh one."""
-    folder = os.environ.get("NUMBA_CACHE_DIR") or str(tmp_path_factory.mktemp("numba"))
-    os.environ["NUMBA_CACHE_DIR"] = folder
-    return folder
-
-
-@pytest.fixture(scope="module")
-def region(tmp_path_factory, numba_cache):
+def region(tmp_path_factory):
     from glacierseg.core.regional.sample import make_region_scenes
 
     return make_region_scenes(str(tmp_path_factory.mktemp("region")))
@@ -262,17 +254,24 @@ def test_pip_install_gives_the_package_and_the_command(region, sequential, tmp_p
     assert "up to date" in done.stderr and "glaciers from" in done.stdout
 
 
-@pytest.mark.slow
-def test_local_cluster_equals_sequential(region, sequential, tmp_path):
-    from glacierseg.core.regional.pipeline import run_inventory
+@pytest.fixture(scope="module")
+def local_cluster():
+    """A Dask LocalCluster of two worker processes (shared by the cluster tests: each worker loads
+    pysheds' numba cache once)."""
     from glacierseg.core.regional.runners import DaskRunner
 
     runner = DaskRunner(workers=2)
-    try:
-        assert runner.cluster.processes and len(runner.cluster.workers) == 2
-        summary = run_inventory(options(region, tmp_path / "inventory.gpkg", batch_size=1), runner)
-    finally:
-        runner.close()
+    yield runner
+    runner.close()
+
+
+@pytest.mark.slow
+def test_local_cluster_equals_sequential(region, sequential, local_cluster, tmp_path):
+    from glacierseg.core.regional.pipeline import run_inventory
+
+    assert local_cluster.cluster.processes and len(local_cluster.cluster.workers) == 2
+    assert local_cluster.slots == 2
+    summary = run_inventory(options(region, tmp_path / "inventory.gpkg", batch_size=1), local_cluster)
     assert summary["complexes_computed"] == sequential[1]["complexes_computed"]
     assert_same_glaciers(tmp_path / "inventory.gpkg", sequential[0])
 
@@ -317,11 +316,10 @@ def test_dask_scheduler_and_worker_commands(region, sequential, tmp_path):
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_run_loses_nothing(region, sequential, tmp_path):
+def test_worker_killed_mid_run_loses_nothing(region, sequential, local_cluster, tmp_path):
     from glacierseg.core.regional.pipeline import run_inventory
-    from glacierseg.core.regional.runners import DaskRunner
 
-    runner = DaskRunner(workers=2)
+    runner = local_cluster
     result, killed = {}, []
 
     def run():
@@ -340,9 +338,8 @@ def test_worker_killed_mid_run_loses_nothing(region, sequential, tmp_path):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
             time.sleep(0.05)
-        thread.join(600)
     finally:
-        runner.close()
+        thread.join(600)
     assert killed, "no task was running to kill"
     summary = result["summary"]
     assert summary["scenes_failed"] == 0 and summary["complexes_computed"] == sequential[1]["complexes_computed"]
