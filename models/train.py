@@ -29,6 +29,7 @@ from ..core.errors import CancelledError, DeviceError, InputError
 from ..core.io import atomic_output, atomic_outputs, geotiff_profile
 from ..core.metrics import binary_scores
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
+from ..core.runtime import DEVICES
 from ..core.segment import activate, model_tiling
 from ..core.tiling import TileGrid, reflect_index
 from .datasets import (IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, raster_shape, training_tile_px,
@@ -38,7 +39,6 @@ from .losses import build_loss, compute_loss
 from .registry import build_model, head_logits
 
 CHECKPOINT_FORMAT = "glacierseg-train-1"
-DEVICES = ("auto", "cpu", "cuda")
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 RANGE_SAMPLE = 200_000  # training pixels per raster the input range is measured on
 # A threshold is tuned on validation only where the class is seen in enough separate cells and
