@@ -8,6 +8,7 @@ import time
 from typing import List, Optional
 
 from .errors import CancelledError, GlacierSegError
+from .parameters import OUTLINE_MIN_AREA_KM2
 from .regional.mosaic import MosaicRule
 from .regional.pipeline import InventoryOptions, band_ratio_method, model_method, resolve_scenes, run_inventory
 
@@ -57,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--rule", default="date,nodata",
                      help="mosaic preference after valid data: comma list of date, nodata, order (default date,nodata)")
     inv.add_argument("--ice-classes", help="comma list of class names counted as ice (default: all mapped classes)")
-    inv.add_argument("--min-area", type=float, default=0.01, help="smallest glacier complex, km² (default 0.01)")
+    inv.add_argument("--min-area", type=float, default=OUTLINE_MIN_AREA_KM2,
+                     help=f"smallest glacier complex, km² (default {OUTLINE_MIN_AREA_KM2:g})")
     inv.add_argument("--retries", type=int, default=2, help="retries of a failed task (default 2)")
     inv.add_argument("--batch-size", type=int, help="complexes per task (default: about 4 tasks per worker, at most 16)")
     inv.add_argument("--src-date", help="outline date written to every glacier (YYYY-MM-DD)")

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsProcessingContext,
 )
 
+from ..core.parameters import OUTLINE_MIN_AREA_KM2
 from .base import INVENTORY, GlacierSegAlgorithm, raster_path
 from .map_glaciers_band_ratio import SENSOR_KEYS, SENSOR_LABELS
 
@@ -72,7 +73,7 @@ class MapInventoryAlgorithm(GlacierSegAlgorithm):
             QgsProcessingParameterNumber(self.RETRIES, "Retries of a failed scene", QgsProcessingParameterNumber.Integer,
                                          2, minValue=0),
             QgsProcessingParameterNumber(self.MIN_AREA, "Smallest glacier complex (km²)",
-                                         QgsProcessingParameterNumber.Double, 0.01, minValue=0.0),
+                                         QgsProcessingParameterNumber.Double, OUTLINE_MIN_AREA_KM2, minValue=0.0),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)

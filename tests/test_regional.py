@@ -397,6 +397,7 @@ def test_model_method_maps_every_scene_and_counts_only_ice_classes(region, sampl
     summary = run_inventory(opts(tmp_path / "a" / "inventory.gpkg", ["glacier"]))
     assert summary["scenes_mapped"] == 4 and summary["glaciers"] > 0
     both = run_inventory(opts(tmp_path / "b" / "inventory.gpkg", None))  # lakes counted as ice too
+    assert both["complexes"] > summary["complexes"]
     area = sum(wkt.loads(g["wkt"]).area for g in read_layer(tmp_path / "a" / "inventory.gpkg", "glaciers"))
     area_both = sum(wkt.loads(g["wkt"]).area for g in read_layer(tmp_path / "b" / "inventory.gpkg", "glaciers"))
     assert area_both > area

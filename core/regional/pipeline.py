@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import parameters
 from ..errors import InputError
 from ..io import atomic_output
 from ..progress import Progress, SubProgress, check_cancel, ensure_progress
@@ -53,7 +54,7 @@ class InventoryOptions:
     scene_dates: Dict[str, str] = field(default_factory=dict)
     rule: MosaicRule = MosaicRule()
     ice_classes: Optional[Sequence[str]] = None
-    min_area_km2: float = 0.01
+    min_area_km2: float = parameters.OUTLINE_MIN_AREA_KM2
     retries: int = 2
     batch_size: Optional[int] = None
     split: Dict[str, float] = field(default_factory=dict)
