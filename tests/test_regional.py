@@ -271,6 +271,7 @@ def test_local_cluster_equals_sequential(region, sequential, local_cluster, tmp_
 
     assert local_cluster.cluster.processes and len(local_cluster.cluster.workers) == 2
     assert local_cluster.slots == 2
+    assert local_cluster.dashboard.startswith("http://")  # bokeh is in requirements-regional.txt
     summary = run_inventory(options(region, tmp_path / "inventory.gpkg", batch_size=1), local_cluster)
     assert summary["complexes_computed"] == sequential[1]["complexes_computed"]
     assert_same_glaciers(tmp_path / "inventory.gpkg", sequential[0])
