@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--min-area", type=float, default=OUTLINE_MIN_AREA_KM2,
                      help=f"smallest glacier complex, km² (default {OUTLINE_MIN_AREA_KM2:g})")
     inv.add_argument("--retries", type=int, default=2, help="retries of a failed task (default 2)")
-    inv.add_argument("--batch-size", type=int, help="complexes per task (default: about 4 tasks per worker, at most 16)")
+    inv.add_argument("--batch-size", type=int,
+                     help="complexes per task (default: about 4 tasks per worker, at most 16)")
     inv.add_argument("--src-date", help="outline date written to every glacier (YYYY-MM-DD)")
     where = inv.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="start a Dask LocalCluster of N worker processes "

@@ -32,7 +32,8 @@ class MapInventoryAlgorithm(GlacierSegAlgorithm):
     NAME = "map_inventory"
     DISPLAY_NAME = "Map regional inventory"
     GROUP = INVENTORY
-    SHORT = "Glaciers from many overlapping scenes: mapped, mosaicked, outlined across scene edges, split and attributed."
+    SHORT = ("Glaciers from many overlapping scenes: mapped, mosaicked, outlined across scene edges, split "
+             "and attributed.")
     TAGS = ("regional", "mosaic", "inventory", "rgi", "scenes", "dask", "batch", "seams")
     HELP_PAGE = "regional.md"
     REQUIRES = ("numpy", "scipy", "rasterio", "shapely", "pyproj", "pysheds", "onnxruntime")
@@ -70,8 +71,8 @@ class MapInventoryAlgorithm(GlacierSegAlgorithm):
             QgsProcessingParameterEnum(self.INDEX, "Band-ratio index", ["ratio", "ndsi"], defaultValue=0),
             QgsProcessingParameterBoolean(self.MEDIAN, "Band ratio: 3×3 median filter", defaultValue=True),
             QgsProcessingParameterString(self.RULE, "Mosaic rule (after valid data)", defaultValue="date,nodata"),
-            QgsProcessingParameterNumber(self.RETRIES, "Retries of a failed scene", QgsProcessingParameterNumber.Integer,
-                                         2, minValue=0),
+            QgsProcessingParameterNumber(self.RETRIES, "Retries of a failed scene",
+                                         QgsProcessingParameterNumber.Integer, 2, minValue=0),
             QgsProcessingParameterNumber(self.MIN_AREA, "Smallest glacier complex (km²)",
                                          QgsProcessingParameterNumber.Double, OUTLINE_MIN_AREA_KM2, minValue=0.0),
         ]

@@ -288,8 +288,9 @@ def _scene_record(run: _Run, order: int, path: str, method_key: str) -> Dict[str
         return dict(record, status=FAILED, error=f"cannot read the file: {exc}")
     record["classes"] = os.path.join(run.work, "scenes", f"{record['key']}.classes.tif")
     known = run.manifest.scene(path)
-    if known.get("key") == record["key"] and known.get("status") in (MAPPED, REUSED) \
-            and os.path.isfile(record["classes"]) and known.get("classes_sha256") == run.manifest.file_hash(record["classes"]):
+    classes = record["classes"]
+    intact = os.path.isfile(classes) and known.get("classes_sha256") == run.manifest.file_hash(classes)
+    if known.get("key") == record["key"] and known.get("status") in (MAPPED, REUSED) and intact:
         record.update({k: known[k] for k in ("bounds", "crs", "res", "nodata_fraction", "class_table")}, status=REUSED)
         run.summary["scenes_reused"] += 1
     return record
@@ -309,8 +310,10 @@ def _map_scenes(run: _Run, progress: Progress) -> List[Dict[str, Any]]:
         if ok:
             record.update(value, status=MAPPED)
             run.summary["scenes_mapped"] += 1
-            run.manifest.set_scene(record["path"], dict(record, classes_sha256=run.manifest.file_hash(record["classes"])))
-            run.log(f"Scene {os.path.basename(record['path'])}: mapped ({100 * record['nodata_fraction']:.1f} % nodata).")
+            classes_sha256 = run.manifest.file_hash(record["classes"])
+            run.manifest.set_scene(record["path"], dict(record, classes_sha256=classes_sha256))
+            run.log(f"Scene {os.path.basename(record['path'])}: mapped "
+                    f"({100 * record['nodata_fraction']:.1f} % nodata).")
         else:
             record.update(status=FAILED, error=value)
             run.manifest.set_scene(record["path"], dict(record))
@@ -343,7 +346,7 @@ def _split_complexes(run: _Run, complexes_path: str, progress: Progress):
     per complex in the work folder)."""
     import shapely
 
-    options, runner, manifest, work, log, summary = run.options, run.runner, run.manifest, run.work, run.log, run.summary
+    options, manifest, log, summary = run.options, run.manifest, run.log, run.summary
     geoms, crs_wkt, ids = steps.read_complexes(complexes_path)
     params = steps.split_parameters(**options.split)
     dem_source = options.dem_source or os.path.splitext(os.path.basename(options.dem))[0]
@@ -352,14 +355,14 @@ def _split_complexes(run: _Run, complexes_path: str, progress: Progress):
     for geom, cid in zip(geoms, ids):
         wkb = shapely.to_wkb(geom)
         key = digest(wkb.hex(), cid, common)[:24]
-        item = {"key": key, "id": cid, "wkb": wkb, "cache": os.path.join(work, "complexes", key + ".pkl")}
+        item = {"key": key, "id": cid, "wkb": wkb, "cache": os.path.join(run.work, "complexes", key + ".pkl")}
         if os.path.isfile(item["cache"]):
             with open(item["cache"], "rb") as f:
                 item["result"] = pickle.load(f)
             summary["complexes_reused"] += 1
         items.append(item)
     todo = [it for it in items if "result" not in it]
-    size = options.batch_size or max(1, min(MAX_BATCH, -(-len(todo) // (4 * getattr(runner, "slots", 1)))))
+    size = options.batch_size or max(1, min(MAX_BATCH, -(-len(todo) // (4 * getattr(run.runner, "slots", 1)))))
     batches = [todo[i:i + size] for i in range(0, len(todo), size)]
     if todo:
         log(f"Splitting {len(todo)} complex(es) in {len(batches)} task(s) ({len(items) - len(todo)} done before).")
@@ -385,7 +388,7 @@ def _split_complexes(run: _Run, complexes_path: str, progress: Progress):
 
     args = [([(it["wkb"], it["id"]) for it in b], crs_wkt, options.dem, params, dem_source, options.src_date)
             for b in batches]
-    runner.map(_complex_batch_task, args, options.retries, "complexes", progress, done)
+    run.runner.map(_complex_batch_task, args, options.retries, "complexes", progress, done)
     return items, crs_wkt
 
 
