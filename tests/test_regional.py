@@ -280,7 +280,8 @@ def test_local_cluster_equals_sequential(region, sequential, local_cluster, tmp_
 @pytest.mark.slow
 def test_dask_scheduler_and_worker_commands(region, sequential, tmp_path):
     """`dask scheduler` and two `dask worker` processes on 127.0.0.1, reached by the command's
-    --scheduler."""
+    --scheduler (scenes on both workers; the complexes in one task, so only one worker pays for
+    loading pysheds' numba cache)."""
     dask = os.path.join(os.path.dirname(sys.executable), "dask")
     env = dict(os.environ, PYTHONPATH=str(PKG_DIR))
     info = tmp_path / "scheduler.json"
@@ -304,7 +305,7 @@ def test_dask_scheduler_and_worker_commands(region, sequential, tmp_path):
         out = tmp_path / "inventory.gpkg"
         done = subprocess.run([sys.executable, "-m", "glacierseg.core.cli", "inventory", *region.scenes,
                                "--dem", region.region.dem, "-o", str(out), "--band-ratio", "--no-median",
-                               "--batch-size", "1", "--scheduler", address],
+                               "--batch-size", "4", "--scheduler", address],
                               env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         assert f"Dask scheduler {address}" in done.stderr
