@@ -405,3 +405,19 @@ def test_model_method_maps_every_scene_and_counts_only_ice_classes(region, sampl
     assert area_both > area
     with pytest.raises(InputError, match="not among the mapped classes"):
         run_inventory(opts(tmp_path / "c" / "inventory.gpkg", ["debris"]))
+
+
+@pytest.mark.slow
+def test_map_inventory_algorithm_on_local_workers(region, sequential, glacierseg_provider, tmp_path):
+    """The algorithm's 'Local worker processes' = 2: a Dask LocalCluster started from processing.run."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    out = tmp_path / "inventory.gpkg"
+    result = processing.run("glacierseg:map_inventory", {
+        "SCENES": region.scenes, "DEM": region.region.dem, "METHOD": 0, "MEDIAN": False, "WORKERS": 2,
+        "OUTPUT": str(out)}, feedback=feedback)
+    assert result["N_GLACIERS"] == sequential[1]["glaciers"]
+    assert_same_glaciers(out, sequential[0])
+    assert any("Dask LocalCluster, 2 worker process(es)" in r["message"] for r in read_layer(out, "run_log"))
