@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: venv demo test test-fast package bench clean manual-screenshots
+.PHONY: venv demo test test-fast lint package bench clean manual-screenshots
 
 venv:            ## Debian QGIS 3.22 + .venv with pinned packages (idempotent)
 	bash scripts/setup.sh
@@ -15,6 +15,9 @@ test: venv       ## the whole test suite in real QGIS
 
 test-fast: venv  ## everything but the tests marked slow
 	$(PY) -m pytest -q -m "not slow"
+
+lint: venv       ## ruff (whole tree) and mypy (core/), configured in pyproject.toml
+	bash scripts/lint.sh
 
 SHOTS := dialog_segment canvas_after_segment dialog_map_glaciers_band_ratio dialog_split_glaciers dialog_evaluate \
          dialog_prepare_correction_from_menu canvas_new_polygon_unclassified canvas_after_correction

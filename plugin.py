@@ -9,6 +9,8 @@ MENU = "&GlacierSeg"
 
 
 class GlacierSegPlugin:
+    """The plugin: Processing provider, GlacierSeg menu and toolbar actions."""
+
     def __init__(self, iface):
         self.iface = iface
         self.provider = None

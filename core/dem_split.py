@@ -5,20 +5,24 @@ dividing glacier complexes into individual glaciers. J. Glaciol. 59(217), 925–
 doi:10.3189/2013JoG12J138.
 
 Per complex, on a local UTM grid of the method's cell size (40 m, whatever the DEM's): DEM
-voids are filled (core.dem), the DEM is smoothed and sink-filled inside a buffer of the
-outline, a "gutter" just outside the outline is lowered, D8 flow routing and flow
-accumulation are computed (pysheds), pour points are where flow from the complex ends (the
-gutter's low points), each gets its flowshed, flowsheds are merged when they meet inside the
-circle of radius r = min(a·F^b, c) around a pour point (F: its flow accumulation), and slivers
-and interior pieces are merged into the neighbour with the longest shared boundary. A complex
-that cannot be split is written unsplit with its ``split_status``. See docs/glacier-split.md
-(with the deviations from the paper).
+voids are filled (core.dem); the DEM is smoothed and sink-filled and a "gutter" just outside
+the outline is lowered (``_lowered_dem``); D-infinity flow routing and flow accumulation
+(pysheds) give the pour points, where flow from the complex ends, and their flowsheds
+(``_flowsheds``); flowsheds are merged when they meet inside the disc of radius
+r = min(a·F^b, c) around a pour point (``_merge_flowsheds``); slivers, interior pieces and
+edge strips are merged into the neighbour with the longest shared boundary (``merge_pieces``).
+A complex that cannot be split is written unsplit with its ``split_status``.
+
+The paper's methods text could not be read here (only its abstract and Section 1), so no
+section, equation or table of it is cited: the constants are those of the open
+implementations that keep its workflow (OGGM/partitioning; MASSIVE's kienholz.py for the
+compactness), and docs/glacier-split.md lists every rule, its source and every deviation.
 """
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -33,7 +37,7 @@ from .io import atomic_outputs
 from .geo import (WGS84, feature_name, grid_around, raster_cell_size_m, read_features, transform_geom,
                   utm_area_m2, utm_epsg_for, valid_polygon, write_features)
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
-from .split_parameters import SplitParameters
+from .parameters import SplitParameters
 
 
 @dataclass
@@ -102,7 +106,7 @@ def split_complex(
     progress.set_progress(70)
     check_cancel(progress)
     pieces = _label_pieces(labels, mask, transform, poly)
-    glaciers = _merge_slivers(pieces, poly, dx, params)
+    glaciers = merge_pieces(pieces, poly, dx, params)
     glaciers = sorted(glaciers, key=lambda g: -g.area)
     filled = [_share(void, g, transform) for g in glaciers]
     progress.set_progress(100)
@@ -125,39 +129,60 @@ def _rasterize(geom: BaseGeometry, transform, shape, all_touched: bool) -> np.nd
 
 
 def _flowshed_glaciers(dem, mask, transform, epsg, dx, params: SplitParameters, progress) -> np.ndarray:
-    """Glacier label of each complex cell (0 elsewhere) from flowsheds merged by distance."""
+    """Glacier label of each complex cell (0 elsewhere): the flowsheds of the lowered DEM,
+    merged by distance (Kienholz et al. 2013; steps 3–7 of docs/glacier-split.md)."""
     import pyproj
     from pysheds.grid import Grid
     from pysheds.sview import Raster, ViewFinder
 
-    outside = ndimage.distance_transform_edt(~mask)  # cells from the complex
-    buffer1 = outside <= params.buffer_cells
-    gutter = (outside > params.gutter_offset_cells) & (outside <= params.gutter_offset_cells + params.gutter_cells)
-    if params.smoothing_cells > 1:
-        dem = ndimage.median_filter(dem, size=params.smoothing_cells, mode="nearest")
-
     vf = ViewFinder(affine=transform, shape=dem.shape, nodata=np.nan, crs=pyproj.Proj(f"EPSG:{epsg}"))
     grid = Grid(viewfinder=vf)
-    conditioned = grid.resolve_flats(grid.fill_depressions(grid.fill_pits(Raster(dem, viewfinder=vf))))
-    lowered = np.array(conditioned, dtype=np.float64)
-    lowered[gutter] -= params.gutter_depth_m
-    wall = np.nanmax(lowered) + params.gutter_depth_m  # a raised rim: flow ends inside the grid,
-    lowered[[0, -1], :] = wall  # where pysheds can trace catchments
-    lowered[:, [0, -1]] = wall
+    outside = ndimage.distance_transform_edt(~mask)  # cells from the complex
+    buffer1 = outside <= params.buffer_cells
+    lowered = _lowered_dem(grid, Raster(dem, viewfinder=vf), outside, params)
     fdir = grid.flowdir(Raster(lowered, viewfinder=vf), routing=params.routing)
     acc = np.asarray(grid.accumulation(fdir, weights=Raster(buffer1.astype(np.float64), viewfinder=vf),
                                         routing=params.routing))
     progress.set_progress(30)
-
-    # Pour points: where flow from the complex ends (the gutter's low points, in practice),
-    # largest flow accumulation first; each gets its flowshed.
     from_complex = np.asarray(grid.accumulation(fdir, weights=Raster(mask.astype(np.float64), viewfinder=vf),
                                                routing=params.routing))
+    flowsheds, pour_points = _flowsheds(grid, fdir, acc, from_complex, params, progress)
+    flowsheds[~mask] = 0
+    progress.set_progress(50)
+    return _merge_flowsheds(flowsheds, pour_points, mask, dx, params)
+
+
+def _lowered_dem(grid, dem, outside: np.ndarray, params: SplitParameters) -> np.ndarray:
+    """The DEM smoothed (median filter), sink-filled (pysheds) and lowered by the gutter depth
+    in the gutter (``gutter_offset_cells`` to ``gutter_offset_cells + gutter_cells`` outside
+    the complex), so that flow leaving the complex collects at the gutter's low points; the
+    grid's rim is raised so that all flow ends inside the grid."""
+    from pysheds.sview import Raster
+
+    if params.smoothing_cells > 1:
+        dem = Raster(ndimage.median_filter(np.asarray(dem), size=params.smoothing_cells, mode="nearest"),
+                     viewfinder=dem.viewfinder)
+    conditioned = grid.resolve_flats(grid.fill_depressions(grid.fill_pits(dem)))
+    lowered = np.array(conditioned, dtype=np.float64)
+    gutter = (outside > params.gutter_offset_cells) & (outside <= params.gutter_offset_cells + params.gutter_cells)
+    lowered[gutter] -= params.gutter_depth_m
+    wall = np.nanmax(lowered) + params.gutter_depth_m  # a raised rim: flow ends inside the grid,
+    lowered[[0, -1], :] = wall  # where pysheds can trace catchments
+    lowered[:, [0, -1]] = wall
+    return lowered
+
+
+def _flowsheds(grid, fdir, acc: np.ndarray, from_complex: np.ndarray, params: SplitParameters,
+               progress) -> Tuple[np.ndarray, List[Tuple[int, int, float]]]:
+    """Pour points — where flow from the complex ends (pits and flats of the lowered DEM: the
+    gutter's low points, in practice) — with their flow accumulation F (cells within buffer
+    1), largest F first, and the flowshed of each (a cell draining to several goes to the
+    first). Returns the flowshed number of each cell (0: none) and the pour points (row, col, F)."""
     direction = np.asarray(fdir, dtype=np.float64)  # D8: 0 nodata, -1 flat, -2 pit; D-inf: angle >= 0, else flat/pit
     ends = ~(direction >= 0) if params.routing == "dinf" else direction <= 0
     rows, cols = np.nonzero(ends & (from_complex > 0))
     order = np.argsort(-acc[rows, cols], kind="stable")
-    flowsheds = np.zeros(dem.shape, np.int32)
+    flowsheds = np.zeros(acc.shape, np.int32)
     pour_points: List[Tuple[int, int, float]] = []
     for n, k in enumerate(order):
         r, c = int(rows[k]), int(cols[k])
@@ -167,10 +192,16 @@ def _flowshed_glaciers(dem, mask, transform, epsg, dx, params: SplitParameters, 
         flowsheds[catchment] = len(pour_points)
         if n % 20 == 0:
             check_cancel(progress)
-    flowsheds[~mask] = 0
-    progress.set_progress(50)
+    return flowsheds, pour_points
 
-    # Merge flowsheds that meet within r = min(a F^b, c) of a pour point (in the complex).
+
+def _merge_flowsheds(flowsheds: np.ndarray, pour_points: Sequence[Tuple[int, int, float]], mask: np.ndarray,
+                     dx: float, params: SplitParameters) -> np.ndarray:
+    """Merge flowsheds by distance (Kienholz et al. 2013, "P_glac"): around each pour point a
+    disc of radius r = min(a·F^b, c) (``SplitParameters.radius_m``) is cut with the complex;
+    every flowshed met by the part of it nearest to the pour point joins the pour point's
+    glacier (union-find, so merges chain). The constants as OGGM/partitioning's
+    ``_create_p_glac`` sets them; the paper's equation number could not be read here."""
     parent = list(range(len(pour_points) + 1))
 
     def find(i: int) -> int:
@@ -217,20 +248,55 @@ def _label_pieces(labels, mask, transform, poly) -> List[BaseGeometry]:
     return pieces
 
 
-def _merge_slivers(pieces: Sequence[BaseGeometry], outline: BaseGeometry, dx: float,
-                   params: SplitParameters) -> List[BaseGeometry]:
-    """Merge sliver and interior pieces, smallest first, into the neighbour with the longest
-    shared boundary."""
-    a1, a2 = params.sliver_area_km2 * 1e6, params.sliver_area2_km2 * 1e6
-    a3 = params.interior_area_km2 * 1e6
+SLIVER, ELONGATED_SLIVER, INTERIOR_PIECE, EDGE_STRIP = "sliver", "elongated sliver", "interior piece", "edge strip"
+
+
+def compactness(g: BaseGeometry) -> float:
+    """2·√(π·A)/P: 1 for a disc, small for elongated shapes (the measure MASSIVE's kienholz.py
+    applies to the sliver rule; OGGM/partitioning uses π·(largest x or y extent)/P instead)."""
+    return 2.0 * math.sqrt(math.pi * g.area) / g.length if g.length else 1.0
+
+
+def piece_kind(g: BaseGeometry, rim: BaseGeometry, params: SplitParameters) -> Optional[str]:
+    """Which merge rule applies to the piece ``g`` (None: it stays a glacier).
+
+    ``rim``: the complex outline (buffered by a hair).
+
+    - sliver: area < ``sliver_area_km2`` (0.1 km²), or elongated sliver: area <
+      ``sliver_area2_km2`` (0.2 km²) with compactness < ``sliver_compactness`` (0.5) — the
+      sliver rule of Kienholz et al. (2013) with the thresholds as kept by OGGM/partitioning
+      (``_is_sliver``) and MASSIVE (``filter_out_slivers``); the paper's section and table
+      could not be read here (docs/glacier-split.md);
+    - interior piece (ours): area < ``interior_area_km2`` (1 km²) with less than
+      ``interior_rim_share`` (50 %) of its perimeter on the complex outline;
+    - edge strip (ours): area < ``interior_area_km2``, elongated (compactness <
+      ``sliver_compactness``) and at least ``interior_rim_share`` of its perimeter on the
+      outline — merged only when it runs along one neighbour, sharing at least
+      ``edge_strip_neighbour_share`` (30 %) of its perimeter with it (``merge_pieces``)."""
+    area = g.area
+    elongated = compactness(g) < params.sliver_compactness
+    if area < params.sliver_area_km2 * 1e6:
+        return SLIVER
+    if area < params.sliver_area2_km2 * 1e6 and elongated:
+        return ELONGATED_SLIVER
+    if area >= params.interior_area_km2 * 1e6:
+        return None
+    rim_share = shapely.intersection(g.boundary, rim).length / g.length
+    if rim_share < params.interior_rim_share:
+        return INTERIOR_PIECE
+    return EDGE_STRIP if elongated else None
+
+
+def merge_pieces(pieces: Sequence[BaseGeometry], outline: BaseGeometry, dx: float,
+                 params: SplitParameters) -> List[BaseGeometry]:
+    """Merge slivers, interior pieces and edge strips (``piece_kind``), smallest first and
+    until none is left, each into the neighbour with the longest shared boundary — the
+    sliver rule of Kienholz et al. (2013) as OGGM/partitioning (``_merge_sliver``) and
+    MASSIVE implement it. Our two rules (interior pieces, edge strips) only merge a piece
+    into a neighbour at least ``merge_neighbour_ratio`` (2) times its area, so that the
+    similar-sized sectors of an ice cap stay apart. A piece with no neighbour (an isolated
+    part of a multi-part complex) stays a glacier of its own."""
     rim = outline.boundary.buffer(0.01 * dx)  # the complex's outline (nunataks included)
-
-    def is_sliver(g: BaseGeometry) -> bool:
-        compact = 2.0 * math.sqrt(math.pi * g.area) / g.length if g.length else 1.0
-        if g.area < a1 or (g.area < a2 and compact < params.sliver_compactness):
-            return True
-        return g.area < a3 and shapely.intersection(g.boundary, rim).length < params.interior_rim_share * g.length
-
     alive: Dict[int, BaseGeometry] = dict(enumerate(pieces))
     owner = list(range(len(pieces)))
     tree = shapely.STRtree(list(pieces))
@@ -241,21 +307,33 @@ def _merge_slivers(pieces: Sequence[BaseGeometry], outline: BaseGeometry, dx: fl
             i = owner[i]
         return i
 
+    def longest_shared(i: int) -> Tuple[Optional[int], float]:
+        geom = alive[i]
+        boundary = geom.boundary
+        best, best_len = None, 0.0
+        for j in {whose(int(j)) for j in tree.query(geom, predicate="intersects")} - {i}:
+            shared = shapely.intersection(boundary, alive[j]).length
+            if shared > best_len:
+                best, best_len = j, shared
+        return best, best_len
+
     changed = True
     while changed:
         changed = False
         for i in sorted(alive, key=lambda k: alive[k].area):
-            if i not in alive or not is_sliver(alive[i]):
+            if i not in alive:
                 continue
             geom = alive[i]
-            boundary = geom.boundary
-            best, best_len = None, 0.0
-            for j in {whose(int(j)) for j in tree.query(geom, predicate="intersects")} - {i}:
-                shared = shapely.intersection(boundary, alive[j]).length
-                if shared > best_len:
-                    best, best_len = j, shared
+            kind = piece_kind(geom, rim, params)
+            if kind is None:
+                continue
+            best, best_len = longest_shared(i)
             if best is None:
                 continue  # an island: it stays a glacier of its own
+            if kind == EDGE_STRIP and best_len < params.edge_strip_neighbour_share * geom.length:
+                continue  # a narrow glacier joining the complex at its ends, not a strip along a neighbour
+            if kind in (INTERIOR_PIECE, EDGE_STRIP) and alive[best].area < params.merge_neighbour_ratio * geom.area:
+                continue
             alive[best] = shapely.union(alive[best], geom)
             owner[i] = best
             del alive[i]
@@ -319,15 +397,8 @@ def split_glaciers(
     DEM voids, %). A complex that cannot be split is written unsplit with a warning; only when
     no complex could be split is the run refused. Returns counts and paths."""
     progress = ensure_progress(progress)
-    feats = read_features(outlines_path, outlines_layer, progress)
-    if id_field and feats.attributes and id_field not in feats.attributes[0]:
-        raise InputError(f"The outlines have no field '{id_field}'. Pick one of: "
-                         f"{', '.join(feats.attributes[0]) or '(no fields)'}.")
-    if not any(g is not None and not g.is_empty for g in feats.geoms):
-        raise InputError(f"'{outlines_path}' holds no polygons. Give a layer of glacier complex outlines.")
-    glaciers, gattrs, divides, dattrs = [], [], [], []
-    failures: List[str] = []
-    counts = {SPLIT: 0, UNSPLIT_NO_DEM: 0, UNSPLIT_ERROR: 0}
+    feats = _read_complexes(outlines_path, outlines_layer, id_field, progress)
+    layer = _GlacierLayer(feats.crs_wkt)
     n = len(feats.geoms)
     with Dem(dem_path, plausible_elevation, progress) as dem:
         for k, (geom, attrs, fid) in enumerate(zip(feats.geoms, feats.attributes, feats.fids)):
@@ -340,41 +411,78 @@ def split_glaciers(
             except CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 — one bad complex never fails the layer
-                status = UNSPLIT_NO_DEM if isinstance(exc, NoDemError) else f"{UNSPLIT_ERROR}: {exc}"
-                counts[status.split(":")[0]] += 1
-                failures.append(f"'{cid}': {exc}")
-                progress.push_info(f"Warning: complex '{cid}' is written unsplit ({status.split(':')[0]}): {exc}")
-                glaciers.append(shapely.force_2d(geom))
-                gattrs.append({"glac_id": len(glaciers), "complex_id": cid,
-                               "area_km2": utm_area_m2(geom, feats.crs_wkt) / 1e6, "split_status": status})
+                layer.add_unsplit(geom, cid, exc, progress)
                 continue
-            counts[SPLIT] += 1
-            first = len(glaciers) + 1
-            for g, filled in zip(result.glaciers, result.filled):
-                glaciers.append(transform_geom(g, result.epsg, feats.crs_wkt))
-                gattrs.append({"glac_id": len(glaciers), "complex_id": cid, "area_km2": g.area / 1e6,
-                               "split_status": SPLIT, "filled_pct": 100.0 * filled})
-            for i, j, line in result.divides:
-                divides.append(transform_geom(line, result.epsg, feats.crs_wkt))
-                dattrs.append({"complex_id": cid, "glac_id_1": first + i, "glac_id_2": first + j,
-                               "length_m": line.length})
-            progress.push_info(f"Complex '{cid}': {len(result.glaciers)} glacier(s) on a {result.cell_size_m:.1f} m "
-                               f"grid (EPSG:{result.epsg}).")
-    if counts[SPLIT] == 0:
-        raise InputError("No glacier complex could be split: " + "; ".join(failures[:5])
-                         + (f"; … ({len(failures)} in all)" if len(failures) > 5 else ""))
-    progress.push_info(f"{sum(counts.values())} complex(es): {counts[SPLIT]} split, {counts[UNSPLIT_NO_DEM]} left "
-                       f"unsplit for lack of DEM data, {counts[UNSPLIT_ERROR]} left unsplit after an error "
-                       "(see split_status).")
+            layer.add_split(result, cid, progress)
+    layer.report(progress)
     with atomic_outputs(glaciers_path, divides_path, progress=progress) as (tmp, tmp_div):
-        write_features(tmp, glaciers, feats.crs_wkt, gattrs, _field_defns(GLACIER_FIELDS),
+        write_features(tmp, layer.glaciers, feats.crs_wkt, layer.glacier_attrs, _field_defns(GLACIER_FIELDS),
                        _layer_name(glaciers_path))
         if divides_path:
-            write_features(tmp_div, divides, feats.crs_wkt, dattrs, _field_defns(DIVIDE_FIELDS),
+            write_features(tmp_div, layer.divides, feats.crs_wkt, layer.divide_attrs, _field_defns(DIVIDE_FIELDS),
                            _layer_name(divides_path), geometry="line")
-    return {"glaciers": glaciers_path, "divides": divides_path, "n_glaciers": len(glaciers),
-            "n_divides": len(divides), "n_split": counts[SPLIT], "n_unsplit_no_dem": counts[UNSPLIT_NO_DEM],
-            "n_unsplit_error": counts[UNSPLIT_ERROR]}
+    return {"glaciers": glaciers_path, "divides": divides_path, "n_glaciers": len(layer.glaciers),
+            "n_divides": len(layer.divides), "n_split": layer.counts[SPLIT],
+            "n_unsplit_no_dem": layer.counts[UNSPLIT_NO_DEM], "n_unsplit_error": layer.counts[UNSPLIT_ERROR]}
+
+
+def _read_complexes(outlines_path: str, outlines_layer: Optional[str], id_field: Optional[str], progress):
+    """The complexes' features; refuses an unknown id field and a layer without polygons."""
+    feats = read_features(outlines_path, outlines_layer, progress)
+    if id_field and feats.attributes and id_field not in feats.attributes[0]:
+        raise InputError(f"The outlines have no field '{id_field}'. Pick one of: "
+                         f"{', '.join(feats.attributes[0]) or '(no fields)'}.")
+    if not any(g is not None and not g.is_empty for g in feats.geoms):
+        raise InputError(f"'{outlines_path}' holds no polygons. Give a layer of glacier complex outlines.")
+    return feats
+
+
+@dataclass
+class _GlacierLayer:
+    """The glaciers and divides of the output layers (in the outlines' CRS ``crs``), with the
+    split status of each complex."""
+
+    crs: Any
+    glaciers: List[BaseGeometry] = field(default_factory=list)
+    glacier_attrs: List[Dict[str, Any]] = field(default_factory=list)
+    divides: List[BaseGeometry] = field(default_factory=list)
+    divide_attrs: List[Dict[str, Any]] = field(default_factory=list)
+    failures: List[str] = field(default_factory=list)
+    counts: Dict[str, int] = field(default_factory=lambda: {SPLIT: 0, UNSPLIT_NO_DEM: 0, UNSPLIT_ERROR: 0})
+
+    def add_unsplit(self, geom: BaseGeometry, cid: str, exc: Exception, progress) -> None:
+        """The complex as given, with the reason in ``split_status`` and a warning."""
+        status = UNSPLIT_NO_DEM if isinstance(exc, NoDemError) else f"{UNSPLIT_ERROR}: {exc}"
+        self.counts[status.split(":")[0]] += 1
+        self.failures.append(f"'{cid}': {exc}")
+        progress.push_info(f"Warning: complex '{cid}' is written unsplit ({status.split(':')[0]}): {exc}")
+        self.glaciers.append(shapely.force_2d(geom))
+        self.glacier_attrs.append({"glac_id": len(self.glaciers), "complex_id": cid,
+                                   "area_km2": utm_area_m2(geom, self.crs) / 1e6, "split_status": status})
+
+    def add_split(self, result: ComplexSplit, cid: str, progress) -> None:
+        """The glaciers and divides of a split complex, transformed to the layer's CRS."""
+        self.counts[SPLIT] += 1
+        first = len(self.glaciers) + 1
+        for g, filled in zip(result.glaciers, result.filled):
+            self.glaciers.append(transform_geom(g, result.epsg, self.crs))
+            self.glacier_attrs.append({"glac_id": len(self.glaciers), "complex_id": cid, "area_km2": g.area / 1e6,
+                                       "split_status": SPLIT, "filled_pct": 100.0 * filled})
+        for i, j, line in result.divides:
+            self.divides.append(transform_geom(line, result.epsg, self.crs))
+            self.divide_attrs.append({"complex_id": cid, "glac_id_1": first + i, "glac_id_2": first + j,
+                                      "length_m": line.length})
+        progress.push_info(f"Complex '{cid}': {len(result.glaciers)} glacier(s) on a {result.cell_size_m:.1f} m "
+                           f"grid (EPSG:{result.epsg}).")
+
+    def report(self, progress) -> None:
+        """Refuses the run when no complex could be split; else logs the summary line."""
+        if self.counts[SPLIT] == 0:
+            raise InputError("No glacier complex could be split: " + "; ".join(self.failures[:5])
+                             + (f"; … ({len(self.failures)} in all)" if len(self.failures) > 5 else ""))
+        progress.push_info(f"{sum(self.counts.values())} complex(es): {self.counts[SPLIT]} split, "
+                           f"{self.counts[UNSPLIT_NO_DEM]} left unsplit for lack of DEM data, "
+                           f"{self.counts[UNSPLIT_ERROR]} left unsplit after an error (see split_status).")
 
 
 def _layer_name(path: str) -> str:

@@ -106,6 +106,35 @@ def terrain(size: int, pixel_size: float, seed: int = 0) -> Dict[str, np.ndarray
             "snow": snow, "lakes": lakes, "vegetation": vegetation}
 
 
+def ice_cap(size: int, pixel_size: float, outlets: int = 5, seed: int = 0,
+            noise_m: float = 4.0) -> Dict[str, np.ndarray]:
+    """DEM and masks of a dome-shaped ice cap drained by ``outlets`` outlet glaciers (arrays, row 0 = north).
+
+    The ice surface is a Vialov (1958) steady-state dome, 500 m high over a 1500 m plateau,
+    whose margin lies at 0.36 of the grid's width from the centre and reaches 10 % further
+    along the outlets. ``outlets`` radial valleys, equally spaced in azimuth and deepening
+    outwards (150 m at the margin), are cut into ice and bed alike, so that each outlet
+    drains one sector of the cap; beyond the margin the bed falls 200 m per cap radius.
+    Spatially correlated noise of standard deviation ``noise_m`` roughens the surface.
+    Returns ``dem`` (float32, m), ``ice`` (bool) and ``sector`` (int: 1..outlets, the outlet
+    whose valley is nearest in azimuth; 0 off the ice)."""
+    rng = np.random.default_rng(seed)
+    n = size
+    extent = n * pixel_size
+    y, x = np.mgrid[0:n, 0:n].astype(np.float64) * pixel_size + pixel_size / 2
+    r = np.hypot(x - extent / 2, y - extent / 2)
+    azimuth = np.arctan2(x - extent / 2, extent / 2 - y) + 0.3  # clockwise from north, valleys off the axes
+    valley = 0.5 * (1.0 + np.cos(outlets * azimuth))  # 1 on a valley's axis, 0 on the ridge between two
+    margin = 0.36 * extent * (1.0 + 0.10 * valley)
+    rho = r / margin
+    dome = 500.0 * np.clip(1.0 - rho ** (4.0 / 3.0), 0.0, 1.0) ** (3.0 / 8.0)
+    ground = -200.0 * np.clip(rho - 1.0, 0.0, None)
+    dem = 1500.0 + dome + ground - 150.0 * valley * rho ** 1.5 + noise_m * _smooth_noise(rng, (n, n), 4)
+    ice = rho < 1.0
+    sector = (np.round(azimuth * outlets / (2 * np.pi)).astype(int) % outlets + 1) * ice
+    return {"dem": dem.astype(np.float32), "ice": ice, "sector": sector}
+
+
 def illumination(dem: np.ndarray, pixel_size: float) -> np.ndarray:
     """Cosine of the solar incidence angle on each pixel (Lambertian shading)."""
     gy, gx = np.gradient(dem.astype(np.float64), pixel_size)

@@ -1,0 +1,1 @@
+"""The Processing provider: one thin adapter module per algorithm (see base.py)."""

@@ -45,6 +45,7 @@ def glacierseg_home() -> str:
 
 
 def packages_prefix() -> str:
+    """Folder of the packages the Install dialog installed (``<GlacierSeg home>/python``)."""
     return os.path.join(glacierseg_home(), PACKAGES_DIR)
 
 
@@ -234,10 +235,13 @@ class GlacierSegAlgorithm(QgsProcessingAlgorithm):
                     value = value.sink.staticValue()
                 if value == QgsProcessing.TEMPORARY_OUTPUT:
                     continue  # a fresh temporary file; resolving it here would make a second one
-                layer_output = isinstance(p, (QgsProcessingParameterRasterDestination, QgsProcessingParameterVectorDestination))
-                path = (self.parameterAsOutputLayer if layer_output else self.parameterAsFileOutput)(parameters, name, context)
+                layer_output = isinstance(p, (QgsProcessingParameterRasterDestination,
+                                              QgsProcessingParameterVectorDestination))
+                as_path = self.parameterAsOutputLayer if layer_output else self.parameterAsFileOutput
+                path = as_path(parameters, name, context)
+                # files only: no 'memory:' or database URIs (a drive letter is fine)
                 if path and path != QgsProcessing.TEMPORARY_OUTPUT and not re.match(r"[A-Za-z][\w+.-]+:", path) \
-                        and not os.path.isdir(path):  # files only: no 'memory:' or database URIs (a drive letter is fine)
+                        and not os.path.isdir(path):
                     outputs[label] = path
             elif isinstance(p, QgsProcessingParameterRasterLayer):
                 layer = self.parameterAsRasterLayer(parameters, name, context)

@@ -34,11 +34,15 @@ class InstallModelAlgorithm(GlacierSegAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterFile("MODEL_FILE", "Model file (.onnx)", extension="onnx", optional=True))
-        self.addParameter(QgsProcessingParameterString("URL", "Model URL (http/https, instead of a file)", optional=True))
-        self.addParameter(QgsProcessingParameterString("SHA256", "SHA-256 of the download (required with a URL)", optional=True))
+        self.addParameter(QgsProcessingParameterFile("MODEL_FILE", "Model file (.onnx)", extension="onnx",
+                                                     optional=True))
+        self.addParameter(QgsProcessingParameterString("URL", "Model URL (http/https, instead of a file)",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterString("SHA256", "SHA-256 of the download (required with a URL)",
+                                                       optional=True))
         self.addParameter(QgsProcessingParameterString("NAME", "Name (empty: the model's own name)", optional=True))
-        self.addParameter(QgsProcessingParameterBoolean("REPLACE", "Replace an installed model of that name", defaultValue=False))
+        self.addParameter(QgsProcessingParameterBoolean("REPLACE", "Replace an installed model of that name",
+                                                        defaultValue=False))
         self.addOutput(QgsProcessingOutputString("MODEL_NAME", "Installed model name"))
         self.addOutput(QgsProcessingOutputString("MODEL_PATH", "Installed model file"))
 
@@ -48,10 +52,12 @@ class InstallModelAlgorithm(GlacierSegAlgorithm):
         name = self.parameterAsString(parameters, "NAME", context).strip() or None
         replace = self.parameterAsBool(parameters, "REPLACE", context)
         if bool(path) == bool(url):
-            raise QgsProcessingException("Give either a model file or a model URL (with its SHA-256), not both or neither.")
+            raise QgsProcessingException(
+                "Give either a model file or a model URL (with its SHA-256), not both or neither.")
         store = model_store()
         if url:
-            model = store.install_url(url, self.parameterAsString(parameters, "SHA256", context), name, replace, progress)
+            sha256 = self.parameterAsString(parameters, "SHA256", context)
+            model = store.install_url(url, sha256, name, replace, progress)
         else:
             model = store.install(path, name, replace, progress)
         feedback.pushInfo(f"Installed model {model.name!r} ({model.contract.task}; "

@@ -4,16 +4,22 @@ from __future__ import annotations
 import os
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterVectorLayer,
-    QgsProcessing,
 )
 
 from ..core.contract import ClassInfo
-from ..ui.correction import correction_folder, enable_topological_editing, persist_layer, prepare_outlines, remember_folder
+from ..ui.correction import (
+    correction_folder,
+    enable_topological_editing,
+    persist_layer,
+    prepare_outlines,
+    remember_folder,
+)
 from .base import INVENTORY, GlacierSegAlgorithm
 
 
@@ -76,7 +82,8 @@ class PrepareCorrectionAlgorithm(GlacierSegAlgorithm):
             self.CLASS_TABLE, "Class table (model .onnx or contract .json)", optional=True,
             fileFilter="GlacierSeg model (*.onnx *.json)"))
         self.addParameter(QgsProcessingParameterFolderDestination(
-            self.FOLDER, "Folder for corrected outlines (used when the layer is temporary; empty: remembered / beside the project)",
+            self.FOLDER,
+            "Folder for corrected outlines (used when the layer is temporary; empty: remembered / beside the project)",
             optional=True, createByDefault=False))
 
     def process(self, parameters, context, feedback, progress):

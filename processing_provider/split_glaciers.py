@@ -19,7 +19,7 @@ from qgis.core import (
 )
 
 from ..core.glacier_ids import assign_ids
-from ..core.split_parameters import ROUTINGS, SplitParameters
+from ..core.parameters import ROUTINGS, SplitParameters
 from ..ui.correction import persist_layer
 from ..ui.styles import style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
@@ -94,7 +94,12 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
         f"when compactness 2√(πA)/P &lt; {_D.sliver_compactness:g}).<br>"
         f"<b>Interior pieces</b> (defaults {_D.interior_area_km2:g} km², {100 * _D.interior_rim_share:g} %): pieces "
         "smaller than this with less than this share of their perimeter on the complex outline are merged into the "
-        "neighbour with the longest shared boundary.<br><br>"
+        "neighbour with the longest shared boundary.<br>"
+        f"<b>Edge strips</b> (default {100 * _D.edge_strip_neighbour_share:g} %): elongated pieces (compactness below "
+        "the sliver compactness) smaller than the interior piece area, with at least the interior share of their "
+        "perimeter on the outline and at least this share along one neighbour, are merged into it.<br>"
+        f"<b>Merge neighbour ratio</b> (default {_D.merge_neighbour_ratio:g}): interior pieces and edge strips only "
+        "join a neighbour at least this many times larger (the sectors of an ice cap stay apart).<br><br>"
         "<b>Glacier ID prefix</b> (default G-): each glacier gets <i>glacier_id</i> = prefix + a five-digit "
         "number, numbered west to east by its representative point, so a rerun on the same input gives the "
         "same IDs.<br>"
@@ -110,6 +115,7 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
     A, B, C, SLIVER_AREA, SLIVER_AREA2, SLIVER_COMPACTNESS = (
         "A", "B", "C", "SLIVER_AREA", "SLIVER_AREA2", "SLIVER_COMPACTNESS")
     INTERIOR_AREA, INTERIOR_SHARE, ROUTING = "INTERIOR_AREA", "INTERIOR_RIM_SHARE", "ROUTING"
+    EDGE_STRIP_SHARE, MERGE_RATIO = "EDGE_STRIP_NEIGHBOUR_SHARE", "MERGE_NEIGHBOUR_RATIO"
     OUTPUT, DIVIDES, CLASSES, ID_PREFIX = "OUTPUT", "DIVIDES", "CLASSES", "ID_PREFIX"
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -143,6 +149,11 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             QgsProcessingParameterNumber(self.INTERIOR_AREA, "Interior piece area (km²)", dbl, _D.interior_area_km2, minValue=0.0),
             QgsProcessingParameterNumber(self.INTERIOR_SHARE, "Interior piece: largest share of perimeter on the outline (%)",
                                          dbl, 100 * _D.interior_rim_share, minValue=0.0, maxValue=100.0),
+            QgsProcessingParameterNumber(self.EDGE_STRIP_SHARE, "Edge strip: smallest share of perimeter along one "
+                                         "neighbour (%)", dbl, 100 * _D.edge_strip_neighbour_share, minValue=0.0,
+                                         maxValue=100.0),
+            QgsProcessingParameterNumber(self.MERGE_RATIO, "Interior pieces and edge strips join only a neighbour "
+                                         "this many times larger", dbl, _D.merge_neighbour_ratio, minValue=0.0),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -170,6 +181,8 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             a=number(self.A), b=number(self.B), c_m=number(self.C), sliver_area_km2=number(self.SLIVER_AREA),
             sliver_area2_km2=number(self.SLIVER_AREA2), sliver_compactness=number(self.SLIVER_COMPACTNESS),
             interior_area_km2=number(self.INTERIOR_AREA), interior_rim_share=number(self.INTERIOR_SHARE) / 100.0,
+            edge_strip_neighbour_share=number(self.EDGE_STRIP_SHARE) / 100.0,
+            merge_neighbour_ratio=number(self.MERGE_RATIO),
             max_void_fraction=max_void_fraction(self, parameters, context))
         id_field = (self.parameterAsFields(parameters, self.ID_FIELD, context) or [None])[0]
         glaciers = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

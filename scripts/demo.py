@@ -24,7 +24,7 @@ def plugin_path() -> str:
 
 
 def outline_areas(path: str) -> dict:
-    """class name -> (polygon count, total area in km²) of the outlines layer."""
+    """Class name -> (polygon count, total area in km²) of the outlines layer."""
     from osgeo import ogr
 
     totals: dict = {}
@@ -36,6 +36,7 @@ def outline_areas(path: str) -> dict:
 
 
 def main(out_dir: str) -> None:
+    """Generate the sample scene and model in ``out_dir``, segment through qgis_process, print the outlines."""
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     sys.path.insert(0, plugin_path())
@@ -49,7 +50,8 @@ def main(out_dir: str) -> None:
 
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=plugin_path(),
                QGIS_CUSTOM_CONFIG_PATH=tempfile.mkdtemp(prefix="glacierseg-profile-"))
-    site = [os.path.join(ROOT, ".venv", "lib", d, "site-packages") for d in os.listdir(os.path.join(ROOT, ".venv", "lib"))]
+    lib = os.path.join(ROOT, ".venv", "lib")
+    site = [os.path.join(lib, d, "site-packages") for d in os.listdir(lib)]
     env["PYTHONPATH"] = os.pathsep.join(site)
     subprocess.run([QGIS_PROCESS, "plugins", "enable", "glacierseg"], env=env, check=True, capture_output=True)
     outputs = {

@@ -13,9 +13,10 @@ import tempfile
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INCLUDE = ("metadata.txt", "__init__.py", "plugin.py", "LICENSE", "README.md", "requirements.txt",
+INCLUDE = ("metadata.txt", "__init__.py", "plugin.py", "LICENSE", "CHANGELOG.md", "README.md", "requirements.txt",
            "requirements-gpu.txt", "requirements-dev.txt", "requirements-regional.txt", "icons", "core",
            "processing_provider", "ui", "models", "docs")
+REQUIRED = ("metadata.txt", "__init__.py", "LICENSE")  # the QGIS plugin repository refuses a zip without a LICENSE
 
 
 def plugin_files():
@@ -26,7 +27,8 @@ def plugin_files():
     except (OSError, subprocess.CalledProcessError):
         out = [os.path.relpath(os.path.join(d, f), ROOT) for d, _, fs in os.walk(ROOT) for f in fs]
     for rel in sorted(set(out)):
-        if rel and rel.split("/")[0] in INCLUDE and "__pycache__" not in rel and os.path.isfile(os.path.join(ROOT, rel)):
+        if rel and rel.split("/")[0] in INCLUDE and "__pycache__" not in rel \
+                and os.path.isfile(os.path.join(ROOT, rel)):
             yield rel
 
 
@@ -53,11 +55,16 @@ def build_bundled_models(work: str) -> str:
 
 
 def main(target: str) -> None:
+    """Write the plugin zip to ``target`` (folder ``glacierseg/``, sample model installed)."""
+    files = list(plugin_files())
+    missing = [name for name in REQUIRED if name not in files]
+    if missing:
+        sys.exit(f"package: {', '.join(missing)} missing from {ROOT} (tracked or untracked, not ignored)")
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         bundled = build_bundled_models(work)
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
-            for rel in plugin_files():
+            for rel in files:
                 zf.write(os.path.join(ROOT, rel), f"glacierseg/{rel}")
             for folder, _, files in os.walk(bundled):
                 for name in sorted(files):

@@ -36,7 +36,8 @@ def run(index):
         dock = plugins["processing"].resultsDock
         dock.show()
         dock.raise_()
-        QTimer.singleShot(1500, lambda: (save("results_viewer.png", dock), save("main_window.png", iface.mainWindow()), done()))
+        QTimer.singleShot(1500, lambda: (save("results_viewer.png", dock), save("main_window.png", iface.mainWindow()),
+                                         done()))
         return
     import processing
 
@@ -48,7 +49,8 @@ def run(index):
     dlg.show()
 
     def finished(ok, results):
-        state["runs"].append({"algorithm": alg_id, "ok": bool(ok), "results": {k: str(v) for k, v in (results or {}).items()}})
+        state["runs"].append({"algorithm": alg_id, "ok": bool(ok),
+                              "results": {k: str(v) for k, v in (results or {}).items()}})
         QTimer.singleShot(1000, lambda: (save(f"{name}_after_run.png", dlg), dlg.close(), run(index + 1)))
 
     dlg.algorithmFinished.connect(finished)

@@ -410,6 +410,7 @@ def tiny_config(**kw):
     return TrainConfig(**kw)
 
 
+@pytest.mark.slow
 def test_d8_training_refuses_a_class_without_labelled_pixels(tmp_path):
     """D8: a class never labelled (or only in one part) is refused, with per-class pixel counts."""
     from glacierseg.models.train import train

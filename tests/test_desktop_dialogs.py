@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PKG_DIR, ROOT, QGIS_PROCESS
+from .helpers import PKG_DIR, QGIS_PROCESS, ROOT
 from .test_compare import CASES, write_pair
 from .test_explain import trained  # noqa: F401 (fixture)
 
@@ -29,8 +29,10 @@ def test_dialogs_run_and_report_in_the_results_viewer(trained, tmp_path):  # noq
                                 "OUTPUT_FOLDER": str(out / "sal"), "OUTPUT_TABLE": str(out / "sal.csv"),
                                 "OUTPUT_REPORT": str(out / "sal.html")}],
         ["glacierseg:compare_outlines", {"INPUT_1": before, "INPUT_2": after, "DATE_1": "2000", "DATE_2": "2010",
-                                         "OUTPUT_OBJECTS": str(out / "objects.gpkg"), "OUTPUT_CHANGES": str(out / "changes.gpkg"),
-                                         "OUTPUT_SUMMARY": str(out / "summary.csv"), "OUTPUT_REPORT": str(out / "change.html")}],
+                                         "OUTPUT_OBJECTS": str(out / "objects.gpkg"),
+                                         "OUTPUT_CHANGES": str(out / "changes.gpkg"),
+                                         "OUTPUT_SUMMARY": str(out / "summary.csv"),
+                                         "OUTPUT_REPORT": str(out / "change.html")}],
     ]
     env = dict(os.environ, QGIS_PLUGINPATH=str(PKG_DIR), QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"),
                GS_OUT=str(out), GS_JOBS=json.dumps(jobs), QT_QPA_PLATFORM="offscreen")
@@ -38,7 +40,8 @@ def test_dialogs_run_and_report_in_the_results_viewer(trained, tmp_path):  # noq
     site = next((ROOT / ".venv" / "lib").glob("python3*/site-packages"), None)
     if site is not None:  # the venv's packages (onnxruntime, ...) for QGIS's Python
         env["PYTHONPATH"] = str(site)
-    subprocess.run([QGIS_PROCESS, "plugins", "enable", "glacierseg"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run([QGIS_PROCESS, "plugins", "enable", "glacierseg"], env=env, check=True, capture_output=True,
+                   timeout=300)
     env.pop("QT_QPA_PLATFORM")  # a real (virtual) display for the desktop
     proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", QGIS, "--nologo", "--noversioncheck",
                            "--code", str(Path(__file__).with_name("desktop_dialogs.py"))],

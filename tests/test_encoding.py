@@ -27,6 +27,7 @@ def oetztal(shared_data):
     return {"shp": str(shp), "dem": str(shared_data / "hintereisferner" / "srtm_oetztal.tif"), "names": names}
 
 
+@pytest.mark.slow
 def test_accented_names_through_processing_run(oetztal, glacierseg_provider, tmp_path):
     import processing
     from qgis.core import QgsVectorLayer

@@ -135,6 +135,7 @@ def test_area_of_interest_and_resolution(sample_scene, mapped, tmp_path):
         evaluate(g.classes, outlines, reference_field="nope")
 
 
+@pytest.mark.slow
 def test_all_three_algorithms_through_qgis_process(qgis_process, sample_scene, tmp_path):
     """Outlines included: shapely must share QGIS's GEOS for them to work inside qgis_process."""
     s = sample_scene

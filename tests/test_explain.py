@@ -167,6 +167,7 @@ def trained(tmp_path_factory):
     return scene, result.model, result.checkpoint
 
 
+@pytest.mark.slow
 def test_checkpoint_saliency_and_gradcam_in_child_process(trained, tmp_path):
     from glacierseg.core.explain import explain_checkpoint
 
@@ -209,6 +210,7 @@ def test_checkpoint_saliency_and_gradcam_in_child_process(trained, tmp_path):
     assert "data:image/png;base64," in open(result.report, encoding="utf-8").read()
 
 
+@pytest.mark.slow
 def test_checkpoint_errors_come_back_from_the_child(trained, tmp_path):
     from glacierseg.core.errors import GlacierSegError
     from glacierseg.core.explain import explain_checkpoint
@@ -220,6 +222,7 @@ def test_checkpoint_errors_come_back_from_the_child(trained, tmp_path):
     assert not (tmp_path / "e.csv").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_cancel_terminates_the_child(trained, tmp_path):
     from glacierseg.core.explain import explain_checkpoint
 

@@ -61,6 +61,7 @@ def test_explain_from_the_toolbox(glacierseg_provider, sample_scene, sample_mode
     assert any(p.endswith("importance_glacier.tif") for p in context.layersToLoadOnCompletion())
 
 
+@pytest.mark.slow
 def test_explain_checkpoint_from_the_toolbox(glacierseg_provider, trained, tmp_path):
     """The checkpoint path with an extent and a mask, which travel to the child process."""
     import numpy as np

@@ -238,11 +238,16 @@ def test_the_record_covers_every_output(recorded):
 
 
 # ------------------------------------------------------------------ the recorder
+def _make_importable() -> None:
+    """Outside pytest: conftest links the checkout as the ``glacierseg`` package on import."""
+    from . import conftest  # noqa: F401
+
+
 def record(out_dir: Path | None = None) -> dict:
     """Run the pipeline on freshly generated sample data and write ``RECORD``."""
     import tempfile
 
-    from . import conftest  # noqa: F401 — makes ``glacierseg`` importable (the .build/pkg link)
+    _make_importable()
     from glacierseg.core.sample_data import make_scene
     from glacierseg.models.sample import export_sample_model
 

@@ -13,7 +13,7 @@ from pyproj import Geod
 from rasterio.features import shapes
 from rasterio.transform import from_origin
 
-from .helpers import Messages, reproject, write_vector
+from .helpers import Messages, reproject, write_raster, write_vector
 
 SIZE, PIXEL = 256, 40.0  # a 10.24 km square
 GEOD = Geod(ellps="WGS84")
@@ -178,6 +178,7 @@ def test_cancel_leaves_no_output(valley, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_qgis_process_split(valley, qgis_process, tmp_path):
     """A separate QGIS (qgis_process) with the plugin enabled runs the algorithm."""
     out = str(tmp_path / "glaciers.gpkg")
@@ -189,6 +190,7 @@ def test_qgis_process_split(valley, qgis_process, tmp_path):
     assert [r[0]["complex_id"] for r in rows] == ["valley", "valley"]
 
 
+@pytest.mark.slow
 def test_hintereisferner_complex_against_rgi7(shared_data):
     """Real data: RGI 7 complex RGI2000-v7.0-C-11-02192 on SRTM vs its 23 RGI 7 glaciers."""
     from glacierseg.core.dem_split import split_complex
@@ -277,3 +279,104 @@ def test_complex_off_the_dem_is_written_unsplit(valley, glacierseg_provider, tmp
     assert _iou(reproject(unsplit, "EPSG:4326", valley["crs"]), far) > 0.999  # written as given
     assert any("Warning: complex 'off-dem' is written unsplit (unsplit_no_dem)" in m for m in feedback.messages)
     assert any("1 split, 1 left unsplit for lack of DEM data" in m for m in feedback.messages)
+
+
+def test_edge_strip_along_the_outline_is_merged(tmp_path):
+    """A valley glacier whose outline takes in a 120 m wide band of ice beyond a lateral ridge
+    (2.4 km long, both ends on the outline): the band drains sideways into the gutter, to a low
+    point of its own, and flow routing makes it a piece of its own — an edge strip (elongated,
+    half of its perimeter on the outline, the other half along the glacier). With the merge
+    radius switched off (a → 0) it reaches the merge step, where the edge-strip rule joins it
+    to the glacier it runs along; without our rules it stays a glacier of its own."""
+    from glacierseg.core.dem_split import EDGE_STRIP, SplitParameters, compactness, piece_kind, split_complex
+
+    nx, ny, px = 60, 80, 40.0
+    x, y = np.meshgrid((np.arange(nx) + 0.5) * px, (np.arange(ny) + 0.5) * px)  # metres east / south of the corner
+    left, right, top, bottom = 10 * px, 50 * px, 10 * px, 70 * px
+    ridge = right - 3 * px
+    dem = 3000.0 - 0.15 * y + 60.0 * ((x - (left + ridge) / 2) / (ridge - left)) ** 2  # a trough falling south
+    dem = np.where(x > ridge, 3015.0 - 0.15 * y - 0.4 * (x - ridge), dem)  # beyond the ridge: falling east
+    dem += 60.0 * np.exp(-((x - right - 2 * px) ** 2 + (y - bottom + px) ** 2) / (3 * px) ** 2)  # the band's own low point
+    path = write_raster(tmp_path / "strip.tif", dem.astype("float32"), pixel_size=px, origin=(600000, 5200000))
+    complex_ = shapely.box(600000 + left, 5200000 - bottom, 600000 + right, 5200000 - top)
+    band = shapely.box(600000 + ridge, 5200000 - bottom, 600000 + right, 5200000 - top)
+
+    def in_band(g):
+        return g.intersection(band).area / g.area
+
+    no_radius = SplitParameters(a=1e-3)
+    without_rules = split_complex(complex_, "EPSG:32632", path, "strip", SplitParameters(a=1e-3, interior_area_km2=0.0))
+    strips = [g for g in without_rules.glaciers if in_band(g) > 0.6]
+    assert len(strips) == 1  # the band became a piece of its own ...
+    strip = strips[0]
+    assert 0.2e6 < strip.area < 1e6 and compactness(strip) < no_radius.sliver_compactness  # ... not a sliver
+    rim = complex_.boundary.buffer(0.01 * px)
+    assert piece_kind(strip, rim, no_radius) == EDGE_STRIP
+    merged = split_complex(complex_, "EPSG:32632", path, "strip", no_radius)
+    assert len(merged.glaciers) == len(without_rules.glaciers) - 1
+    assert all(in_band(g) < 0.3 for g in merged.glaciers)
+    _assert_partition(merged.glaciers, complex_)
+    default = split_complex(complex_, "EPSG:32632", path, "strip")  # the merge radius alone joins the band here
+    assert len(default.glaciers) == 1
+
+
+ICE_CAPS = {  # grid cells (40 m), outlets, noise seed
+    "large cap, 5 outlets": (200, 5, 0),  # sectors 5.8 km²
+    "large cap, 3 outlets": (200, 3, 1),  # sectors 9.6 km²; the interior rule merges a 0.46 km² piece
+    "small cap, 5 outlets": (80, 5, 0),  # sectors 0.92 km²: below the interior-piece area
+}
+
+
+@pytest.mark.parametrize("case", list(ICE_CAPS))
+def test_ice_cap_splits_into_its_outlet_glaciers(case, tmp_path):
+    """A generated dome-shaped ice cap (core.sample_data.ice_cap) with K radial outlet valleys
+    gives exactly K glaciers, each matching its outlet's sector (IoU ≥ 0.85), none below the
+    sliver area. Exactly K, because the outlets are the gutter's only low points (the valleys'
+    150 m relief at the margin dwarfs the 4 m noise) and each outlet's merge radius
+    min(a·F^b, c) (0.9 km for a 5.8 km² sector, 0.35 km for 0.92 km²) is shorter than the way
+    along the margin from its outlet to the next divide (π·R/K: 1.8 km, 0.7 km). The small
+    cap's sectors are interior pieces (< 1 km², 40 % of their perimeter on the outline); they
+    stay apart because the interior rule only merges into a neighbour twice as large."""
+    from glacierseg.core.dem_split import SplitParameters, split_complex
+    from glacierseg.core.sample_data import CRS, ORIGIN, ice_cap
+
+    size, outlets, seed = ICE_CAPS[case]
+    cap = ice_cap(size, PIXEL, outlets, seed)
+    transform = from_origin(ORIGIN[0], ORIGIN[1], PIXEL, PIXEL)
+    dem = write_raster(tmp_path / "cap.tif", cap["dem"], crs=CRS, pixel_size=PIXEL, origin=ORIGIN)
+    outline = max((shapely.geometry.shape(g) for g, v in shapes(cap["ice"].astype("uint8"), transform=transform)
+                   if v == 1), key=lambda p: p.area)
+    sectors = [shapely.union_all([shapely.geometry.shape(g) for g, v in shapes(cap["sector"].astype("int32"),
+                                                                              transform=transform) if v == k])
+               for k in range(1, outlets + 1)]
+    res = split_complex(outline, CRS, dem, case)
+    assert len(res.glaciers) == outlets
+    _assert_partition(res.glaciers, outline)
+    assert min(g.area for g in res.glaciers) >= SplitParameters().sliver_area_km2 * 1e6
+    best = [max(range(outlets), key=lambda k: _iou(g, sectors[k])) for g in res.glaciers]
+    assert sorted(best) == list(range(outlets))  # one glacier per outlet
+    assert min(_iou(g, sectors[k]) for g, k in zip(res.glaciers, best)) >= 0.85
+
+
+def test_ice_cap_guard_through_processing_run(glacierseg_provider, tmp_path):
+    """The small generated ice cap through Processing: by default its five outlet glaciers;
+    with the advanced parameter *merge neighbour ratio* at 0 (no guard) the interior-piece
+    rule merges the five 0.92 km² sectors into one glacier, as before the guard."""
+    import processing
+
+    from glacierseg.core.sample_data import CRS, ORIGIN, ice_cap
+
+    cap = ice_cap(80, PIXEL, 5, 0)
+    dem = write_raster(tmp_path / "cap.tif", cap["dem"], crs=CRS, pixel_size=PIXEL, origin=ORIGIN)
+    transform = from_origin(ORIGIN[0], ORIGIN[1], PIXEL, PIXEL)
+    outline = max((shapely.geometry.shape(g) for g, v in shapes(cap["ice"].astype("uint8"), transform=transform)
+                   if v == 1), key=lambda p: p.area)
+    outlines = write_vector(tmp_path / "cap.gpkg", [outline], [{"name": "cap"}], crs=CRS, layer="outlines")
+    counts = {}
+    for ratio in (None, 0.0):
+        extra = {} if ratio is None else {"MERGE_NEIGHBOUR_RATIO": ratio}
+        result = processing.run("glacierseg:split_glaciers", {
+            "INPUT": outlines, "ID_FIELD": "name", "DEM": dem, "OUTPUT": str(tmp_path / f"glaciers_{ratio}.gpkg"),
+            **extra})
+        counts[ratio] = result["N_GLACIERS"]
+    assert counts == {None: 5, 0.0: 1}

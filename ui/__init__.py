@@ -1,0 +1,1 @@
+"""Dialogs, widgets and layer styles of the plugin (QGIS side)."""

@@ -52,6 +52,7 @@ def correction_folder(input_path: str = "") -> str:
 
 
 def remember_folder(folder: str) -> None:
+    """Keep ``folder`` in the project as the folder for corrected outlines."""
     from qgis.core import QgsProject
 
     QgsProject.instance().writeEntry(SETTINGS_SCOPE, FOLDER_KEY, folder)

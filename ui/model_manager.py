@@ -16,8 +16,11 @@ from .model_card import card_html
 
 
 class ModelManagerDialog(QDialog):
+    """Installed models (name, card) with install from file or URL and remove.
+
+    ``store_factory()`` returns the current ``ModelStore`` (re-read after every change)."""
+
     def __init__(self, store_factory, parent=None):
-        """``store_factory()`` returns the current ``ModelStore`` (re-read after every change)."""
         super().__init__(parent)
         self.setObjectName("glacierseg_model_manager")
         self.setWindowTitle("GlacierSeg — models")

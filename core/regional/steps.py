@@ -14,7 +14,7 @@ from ..dem_split import DIVIDE_FIELDS, GLACIER_FIELDS, SPLIT, UNSPLIT_ERROR, UNS
 from ..errors import CancelledError, InputError, NoDemError
 from ..geo import geodesic_area_m2, transform_geom, write_features
 from ..inventory import ATTRIBUTE_FIELDS, TOPOGRAPHY, glacier_attributes
-from ..split_parameters import SplitParameters
+from ..parameters import SplitParameters
 
 ICE = ClassInfo("glacier", 1, "#5ec8f2")  # the one class of the ice mosaic
 ICE_NODATA = 255
@@ -123,7 +123,7 @@ def write_layer(path: str, geoms: Sequence[Any], crs_wkt: str, rows: Sequence[Di
 
 
 def split_parameters(**overrides) -> SplitParameters:
-    """The split's parameters (``core.split_parameters``) with ``overrides``."""
+    """The split's parameters (``core.parameters.SplitParameters``) with ``overrides``."""
     import dataclasses
 
     if not overrides:

@@ -80,6 +80,7 @@ class Xvfb:
 @dataclass
 class DesktopRun:
     """What one QGIS desktop session left: exit status, the driver's JSON result, screenshots."""
+
     returncode: int
     data: Dict[str, Any]
     artifacts: Path
@@ -191,7 +192,8 @@ class DesktopQgis:
                                  f"--- stderr tail ---\n{_tail(stderr, 30)}\n--- backtrace ---\n{_backtrace(stdout)}")
         if data.get("ok") is None:
             raise AssertionError(f"QGIS desktop exited with {proc.returncode} before the driver finished "
-                                 f"(step {data.get('step', '?')!r} of {Path(driver).name}).\n--- stderr tail ---\n{_tail(stderr)}")
+                                 f"(step {data.get('step', '?')!r} of {Path(driver).name}).\n"
+                                 f"--- stderr tail ---\n{_tail(stderr)}")
         if not data.get("ok"):
             raise AssertionError(f"Driver {Path(driver).name} failed in step {data.get('step')!r}:\n"
                                  f"{data.get('error')}\n--- QGIS stderr tail ---\n{_tail(stderr, 30)}")

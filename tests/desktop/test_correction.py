@@ -6,7 +6,7 @@ import pytest
 
 from .harness import assert_not_blank
 
-pytestmark = pytest.mark.desktop
+pytestmark = [pytest.mark.desktop, pytest.mark.slow]
 DRIVERS = Path(__file__).parent / "drivers"
 
 

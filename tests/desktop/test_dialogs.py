@@ -5,7 +5,7 @@ import pytest
 
 from .harness import ROOT, assert_not_blank
 
-pytestmark = pytest.mark.desktop
+pytestmark = [pytest.mark.desktop, pytest.mark.slow]
 DRIVERS = Path(__file__).parent / "drivers"
 DIALOGS = ["segment", "vectorize", "map_glaciers_band_ratio", "map_lakes", "evaluate", "split_glaciers",
            "inventory_attributes", "train", "prepare_correction"]

@@ -94,7 +94,8 @@ def test_zip_install_dependencies_and_segment_by_name(desktop_qgis, sample_scene
     for text in ("glacier", "glacial_lake", "S2:B03", "20 m", "7 px", "Band matching"):
         assert text in data["card"], text
     assert os.path.exists(out / "classes.tif") and os.path.exists(out / "outlines.gpkg")
-    assert {"Classes — scene", "Probabilities — scene", "Outlines — scene"} <= set(data["layers"])  # named after the input
+    # the layers are named after the input
+    assert {"Classes — scene", "Probabilities — scene", "Outlines — scene"} <= set(data["layers"])
     names = [p.name for p in run.screenshots]
     assert names == ["1_message_bar.png", "2_install_dialog.png", "3_installing.png", "4_installed.png",
                      "5_segment_dialog.png", "6_segment_log.png", "7_result.png"]

@@ -4,8 +4,6 @@ inventory_attributes in update-in-place mode."""
 from qgis_driver import run_job
 
 
-
-
 def attributes(layer):
     out = {}
     for f in layer.getFeatures():
@@ -17,8 +15,16 @@ def attributes(layer):
 
 def main(job):
     import processing
-    from qgis.core import (QgsFeatureRequest, QgsGeometry, QgsPointXY, QgsProject, QgsRasterLayer,
-                           QgsRenderContext, QgsVectorLayer, QgsVectorLayerUtils)
+    from qgis.core import (
+        QgsFeatureRequest,
+        QgsGeometry,
+        QgsPointXY,
+        QgsProject,
+        QgsRasterLayer,
+        QgsRenderContext,
+        QgsVectorLayer,
+        QgsVectorLayerUtils,
+    )
     from qgis.PyQt.QtWidgets import QAction
 
     inputs = job.inputs

@@ -84,12 +84,13 @@ def main(job):
     dlg.close()
     yield job.canvas_idle()
     job.screenshot(name="canvas_after_segment")
-    outlines = next(l for l in QgsProject.instance().mapLayers().values() if l.name().startswith("Outlines"))
+    outlines = next(lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name().startswith("Outlines"))
 
     # --- vectorize the class raster
     alg = "glacierseg:vectorize"
     job.step = f"open {alg}"
-    classes_layer = next(l for l in QgsProject.instance().mapLayers().values() if l.name().startswith("Classes"))
+    classes_layer = next(lyr for lyr in QgsProject.instance().mapLayers().values()
+                         if lyr.name().startswith("Classes"))
     dlg = open_dialog(alg)
     setv(dlg, "INPUT", classes_layer.id())
     setv(dlg, "CLASS_TABLE", inputs["model"])
@@ -126,7 +127,8 @@ def main(job):
     setv(dlg, "PREDICTION", classes_layer.id())
     yield 300
     setv(dlg, "REFERENCE_FIELD", "class_value")
-    job.result["evaluate_reference_fields"] = dlg.mainWidget().wrappers["REFERENCE_FIELD"].widget.layer().fields().names()
+    field_layer = dlg.mainWidget().wrappers["REFERENCE_FIELD"].widget.layer()
+    job.result["evaluate_reference_fields"] = field_layer.fields().names()
     job.screenshot(dlg, "dialog_evaluate")
     yield run(dlg, alg)
     record(dlg, alg)
@@ -148,7 +150,8 @@ def main(job):
     yield run(dlg, alg, timeout=400)
     record(dlg, alg)
     dlg.close()
-    glaciers = next((l for l in QgsProject.instance().mapLayers().values() if l.name().startswith("Glaciers")), None)
+    glaciers = next((lyr for lyr in QgsProject.instance().mapLayers().values()
+                     if lyr.name().startswith("Glaciers")), None)
     job.result["glacier_ids"] = sorted(str(f["glacier_id"]) for f in glaciers.getFeatures()) if glaciers else []
 
     alg = "glacierseg:inventory_attributes"

@@ -19,8 +19,7 @@ def _find(parent, cls, name):
 def main(job):
     import processing
     from qgis.core import QgsProject, QgsRasterLayer
-    from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QLabel, QPlainTextEdit, QPushButton, QTableWidget,
-                                     QWidget)
+    from qgis.PyQt.QtWidgets import QApplication, QComboBox, QLabel, QPlainTextEdit, QPushButton, QTableWidget, QWidget
 
     job.step = "packages hidden"
     job.result["onnxruntime_visible_at_start"] = importlib.util.find_spec("onnxruntime") is not None
@@ -46,7 +45,8 @@ def main(job):
     dialog = next(w for w in QApplication.topLevelWidgets() if w.objectName() == "glacierseg_install_dialog")
     dialog.move(60, 40)
     table = _find(dialog, QTableWidget, "glacierseg_packages")
-    job.result["table"] = [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
+    job.result["table"] = [[table.item(r, c).text() for c in range(table.columnCount())]
+                           for r in range(table.rowCount())]
     job.result["plan"] = _find(dialog, QLabel, "glacierseg_plan").text()
     yield 300
     job.screenshot(dialog, "2_install_dialog")
@@ -88,12 +88,13 @@ def main(job):
     job.step = "run segment"
     run = next(b for b in dlg.findChildren(QPushButton) if b.text().replace("&", "") == "Run")
     run.click()
-    names = lambda: sorted(l.name() for l in QgsProject.instance().mapLayers().values())  # noqa: E731
+    names = lambda: sorted(lyr.name() for lyr in QgsProject.instance().mapLayers().values())  # noqa: E731
     yield job.until(lambda: os.path.exists(os.path.join(out, "classes.tif")) and len(names()) >= 4, 180,
                     "segment outputs in the project")
     yield 1000
     job.result["layers"] = names()
-    job.result["segment_log"] = dlg.findChild(QWidget, "txtLog").toPlainText() if dlg.findChild(QWidget, "txtLog") else ""
+    log = dlg.findChild(QWidget, "txtLog")
+    job.result["segment_log"] = log.toPlainText() if log else ""
     job.screenshot(dlg, "6_segment_log")
     dlg.close()
     yield job.canvas_idle()
