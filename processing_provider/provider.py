@@ -6,19 +6,11 @@ from .base import ICON_PATH
 from .compare_outlines import CompareOutlinesAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .explain import ExplainAlgorithm
-<<<<<<< HEAD
-from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
-from .map_inventory import MapInventoryAlgorithm
-from .map_lakes import MapLakesAlgorithm
-from .optimize_model import OptimizeModelAlgorithm
-from .segment import SegmentAlgorithm
-from .split_glaciers import SplitGlaciersAlgorithm
-=======
->>>>>>> main
 from .install_model import InstallModelAlgorithm
 from .inventory_attributes import InventoryAttributesAlgorithm
 from .list_models import ListModelsAlgorithm
 from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
+from .map_inventory import MapInventoryAlgorithm
 from .map_lakes import MapLakesAlgorithm
 from .optimize_model import OptimizeModelAlgorithm
 from .prepare_correction import PrepareCorrectionAlgorithm
