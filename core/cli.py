@@ -24,6 +24,7 @@ class TerminalProgress:
         self.started = time.monotonic()
 
     def set_progress(self, percent: float) -> None:
+        """Redraw the bar at ``percent``."""
         self.percent = max(0.0, min(100.0, float(percent)))
         filled = int(BAR_WIDTH * self.percent / 100)
         self.stream.write(f"\r[{'#' * filled}{' ' * (BAR_WIDTH - filled)}] {self.percent:5.1f} % "
@@ -31,9 +32,11 @@ class TerminalProgress:
         self.stream.flush()
 
     def is_canceled(self) -> bool:
+        """Never: the command is stopped with Ctrl-C."""
         return False
 
     def push_info(self, message: str) -> None:
+        """Print ``message`` above the bar."""
         self.stream.write("\r" + " " * (BAR_WIDTH + 20) + "\r" + message + "\n")
         self.set_progress(self.percent)
 
@@ -86,6 +89,7 @@ def _options(args) -> InventoryOptions:
 
 
 def inventory(args) -> int:
+    """``glacierseg inventory``: run the pipeline; 0 when every scene was mapped, 3 when some failed."""
     options = _options(args)
     progress = TerminalProgress()
     runner = None
@@ -110,6 +114,7 @@ def inventory(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The ``glacierseg`` command; returns its exit status (2 on bad input)."""
     args = _parser().parse_args(argv)
     try:
         return inventory(args)

@@ -6,6 +6,7 @@ import sys
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingContext,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -17,7 +18,6 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
-    QgsProcessingContext,
 )
 
 from ..core.parameters import OUTLINE_MIN_AREA_KM2

@@ -13,9 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 
 import pytest
+import tomllib
 
 from .helpers import PKG_DIR, ROOT, Messages
 

@@ -57,16 +57,20 @@ class Manifest:
         return sha
 
     def scene(self, path: str) -> Dict[str, Any]:
+        """The entry of scene ``path`` ({} when none)."""
         return self.data["scenes"].get(path, {})
 
     def set_scene(self, path: str, entry: Dict[str, Any]) -> None:
+        """Record scene ``path`` and save."""
         self.data["scenes"][path] = entry
         self.save()
 
     def step(self, name: str) -> Dict[str, Any]:
+        """The entry of step ``name`` ({} when none)."""
         return self.data["steps"].get(name, {})
 
     def set_step(self, name: str, inputs: str, **result: Any) -> None:
+        """Record step ``name`` (its inputs hash and ``result``) and save."""
         self.data["steps"][name] = dict(result, inputs=inputs)
         self.save()
 
@@ -80,6 +84,7 @@ class Manifest:
         return os.path.isfile(product) and entry.get("product_sha256") == self.file_hash(product)
 
     def save(self) -> None:
+        """Write the manifest atomically (temporary file, then rename)."""
         tmp = f"{self.path}.partial-{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(self.data, f, indent=1, sort_keys=True)

@@ -40,9 +40,11 @@ class MosaicRule:
 
     @classmethod
     def parse(cls, text: str) -> "MosaicRule":
+        """A rule from its text form, e.g. 'date,nodata'."""
         return cls(tuple(k.strip() for k in text.split(",") if k.strip()))
 
     def describe(self) -> str:
+        """The rule in words, for the run log."""
         words = {"date": "later date", "nodata": "lower nodata fraction", "order": "earlier in the list"}
         return "valid data first, then " + ", then ".join(words[k] for k in self.priority + ("order",))
 
@@ -155,7 +157,7 @@ def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], ru
     profile = geotiff_profile(crs, transform, width, height, 1, "uint8", ICE_NODATA)
     order = rule.rank(scenes)
     mosaic = np.full((height, width), ICE_NODATA, np.uint8)
-    source = np.full((height, width), -1, np.int16 if len(scenes) < 2**15 else np.int32)  # which scene
+    source: np.ndarray = np.full((height, width), -1, np.int16 if len(scenes) < 2**15 else np.int32)  # which scene
     for i in reversed(order):
         with rasterio.open(scenes[i]["classes"]) as src:
             window = from_bounds(*src.bounds, transform=transform).round_offsets().round_lengths()

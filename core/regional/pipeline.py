@@ -280,8 +280,8 @@ def _scene_method(run: _Run) -> Tuple[Dict[str, Any], str]:
 def _scene_record(run: _Run, order: int, path: str, method_key: str) -> Dict[str, Any]:
     """A scene's record: status REUSED when mapped before from the same file and method (its class
     raster intact), FAILED when the file cannot be read, else no status yet."""
-    record = {"path": path, "order": order, "date": scene_date(path, run.options.scene_dates.get(path)),
-              "attempts": 0, "error": None}
+    record: Dict[str, Any] = {"path": path, "order": order, "attempts": 0, "error": None,
+                              "date": scene_date(path, run.options.scene_dates.get(path))}
     try:
         record["key"] = digest(run.manifest.file_hash(path), method_key)[:20]
     except OSError as exc:
@@ -397,7 +397,10 @@ def _write_output(output: str, items, crs_wkt: str, scenes, log: _Log, work: str
     import shapely
     from osgeo import gdal, ogr
 
-    geoms, rows, lines, line_rows = [], [], [], []
+    geoms: List[Any] = []
+    lines: List[Any] = []
+    rows: List[Dict[str, Any]] = []
+    line_rows: List[Dict[str, Any]] = []
     for item in items:
         first = len(geoms) + 1
         for wkb, attrs in item["result"]["glaciers"]:

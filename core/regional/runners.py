@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -41,7 +42,7 @@ def first_numba_use(call: Callable[[], Any]) -> Any:
 
 
 def _lock(f) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         while True:
@@ -55,7 +56,7 @@ def _lock(f) -> None:
 
 
 def _unlock(f) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         f.seek(0)
@@ -74,6 +75,8 @@ class SequentialRunner:
 
     def map(self, fn: Callable, args: Sequence[tuple], retries: int, label: str, progress: Progress,
             done: Callable[[int, Outcome], None]) -> None:
+        """Run ``fn(*a)`` for each ``a`` of ``args`` (``retries`` more tries on an error); call
+        ``done(i, (ok, result or error text, attempts))`` as each finishes."""
         for i, a in enumerate(args):
             attempts = 0
             while True:
@@ -91,6 +94,7 @@ class SequentialRunner:
             done(i, outcome)
 
     def close(self) -> None:
+        """Nothing to release."""
         pass
 
 
@@ -137,6 +141,8 @@ class DaskRunner:
 
     def map(self, fn: Callable, args: Sequence[tuple], retries: int, label: str, progress: Progress,
             done: Callable[[int, Outcome], None]) -> None:
+        """As ``SequentialRunner.map``, on the cluster: tasks ``<label>-<i>-<run>`` with Dask's
+        ``retries``; results in the order they finish; cancel stops the remaining tasks."""
         from distributed import as_completed
 
         if not args:
@@ -159,6 +165,7 @@ class DaskRunner:
             raise
 
     def close(self) -> None:
+        """Close the client (and the LocalCluster this runner started)."""
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()

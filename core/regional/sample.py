@@ -12,6 +12,8 @@ from ..sample_data import SampleScene, make_scene
 
 @dataclass(frozen=True)
 class RegionScenes:
+    """The generated region and the paths of its scenes."""
+
     region: SampleScene  # the whole region: its image is the mosaic of the scenes
     scenes: List[str]
     gap_scene: str  # the scene with a nodata gap (covered by its neighbour)
@@ -39,14 +41,11 @@ def make_region_scenes(out_dir: str, size: int = 256, tiles: int = 2, overlap: i
                 if (r, c) == (0, 0):
                     g0 = starts[1] + 2  # inside the overlap with scene (0, 1)
                     data[:, int(0.35 * size):int(0.65 * size), g0:width - 2] = 0
-                    gap = None
                 path = os.path.join(out_dir, f"S2_{r}{c}_2023080{1 + r * tiles + c}.tif")
-                if (r, c) == (0, 0):
-                    gap = path
                 p = dict(profile, width=width, height=width, transform=src.window_transform(window))
                 with rasterio.open(path, "w", **p) as dst:
                     dst.write(data)
                     for i, name in enumerate(descriptions, start=1):
                         dst.set_band_description(i, name)
                 scenes.append(path)
-    return RegionScenes(region, scenes, gap)
+    return RegionScenes(region, scenes, scenes[0])

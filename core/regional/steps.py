@@ -86,7 +86,7 @@ def glaciers_of_complex(wkb: bytes, crs_wkt: str, dem: str, complex_id: str, par
         warnings.append(f"complex '{complex_id}' is kept unsplit ({status.split(':')[0]}): {exc}")
     glaciers = []
     for k, (g, status) in enumerate(parts):
-        row = {"complex_id": complex_id, "split_status": status}
+        row: Dict[str, Any] = {"complex_id": complex_id, "split_status": status}
         try:
             row.update(glacier_attributes(g, crs_wkt, dem, f"{complex_id}/{k + 1}"))
         except CancelledError:
