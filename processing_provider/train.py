@@ -54,7 +54,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             "landslide", "glacial lake", "segmentation")
     MANUAL_SECTION = "train"
     # found (not imported: torch stays out of QGIS) on the import path the training child gets
-    REQUIRES = ("numpy", "rasterio", "torch", "onnx", "matplotlib")
+    REQUIRES = ("numpy", "rasterio", "torch", "segmentation_models_pytorch", "onnx", "matplotlib")
     HELP = (
         "Trains a segmentation network on one or more rasters with labels and exports it as a GlacierSeg "
         "ONNX model (its contract holds the bands and their scaling, resolution, classes and colours, tile "
@@ -84,10 +84,10 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "the thresholds and why, and the final scores with their spread over validation cells; the JSON report "
         "(with a CSV beside it) holds the same per epoch.<br>"
         "<b>Time budget</b>: minutes for the whole run (0 = train the given epochs); the learning-rate schedule "
-        "is fitted to it. <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
+        "is fitted to it, and the epochs are sized from it (steps timed on the first batches). <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
         "Training runs in a separate Python process (torch never loads into QGIS): QGIS's own Python, with "
-        "QGIS's import path and GlacierSeg's package folder; torch and onnx must be installed there "
-        "(requirements-dev.txt). "
+        "QGIS's import path and GlacierSeg's package folder, so it finds torch where Plugins › GlacierSeg › "
+        "Install dependencies… with <i>Training</i> ticked puts it (or in QGIS's Python itself). "
         "Progress is reported per batch and Cancel stops after the current batch: no model is written; the "
         "checkpoint of the last finished epoch stays, to resume from."
     )
