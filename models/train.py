@@ -48,6 +48,12 @@ MIN_TUNING_CELLS = 4
 MIN_TUNING_PIXELS = 1000
 UNTUNED_SIGMOID = 0.5  # one channel: probability 0.5
 UNTUNED_SOFTMAX = 0.0  # several channels: the most probable class, never demoted
+# With a time budget (``BudgetEpochs``): steps timed after a warm-up step before the first epoch is sized,
+# and the most of the training time spent on validation passes between epochs (chosen here, measured by
+# benchmarks/bench_training.py: a validation pass of the generated 512² scene takes ~10 s on 2 cores).
+TIMED_STEPS = 4
+VALIDATION_SHARE = 0.15
+BUDGET_EPOCHS = 6  # at most, with a time budget: epochs long enough to learn between validations
 EXPORT_SECONDS = 5.0  # kept in a time budget (at most 5 % of it) for export and reports, beside the timed validation passes
 
 
@@ -72,6 +78,7 @@ class TrainConfig:
     cutmix: float = 0.0  # probability per sample
     min_labelled: float = 0.25  # least labelled fraction of a training tile
     device: str = "auto"
+    threads: int = 0  # CPU threads for torch (0: torch's default; with a time budget, measured against half as many)
     seed: int = 0
     task: str = "glacier"
     name: str = ""
@@ -493,6 +500,8 @@ def _train(
     del raws
     sampler = TileSampler(scenes, config.tile_size, config.min_labelled)
 
+    if config.minutes and not config.threads and device.type == "cpu":
+        torch.set_num_threads(thread_candidates()[0])  # a budgeted run starts with the cheaper count (BudgetEpochs)
     torch.manual_seed(config.seed)
     model = build_network(config, len(names)).to(device)
     criterion = build_criterion(config).to(device)
@@ -550,18 +559,31 @@ def _train(
         probs, targets, _ = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
         initial = float(np.nanmean([v["iou"] for v in scores(probs, targets, config.classes).values()]))
         clock.reserve(time.monotonic() - t0, bool(validation_dir))
+        clock.validation_seconds = time.monotonic() - t0
         progress.push_info(f"Time budget {config.minutes:g} min: training until {clock.train_seconds / 60:.1f} min, "
                            f"keeping {clock.kept_seconds:.0f} s for validation and export; validation IoU before "
                            f"training {initial:.3f}.")
     train_progress = SubProgress(progress, 0, 95)
     seconds_training, samples = 0.0, 0
     stopped = f"all {config.epochs} epochs trained"
+    plan = BudgetEpochs(clock, clock.validation_seconds, config.epochs - start + 1, config.threads) if budget else None
+    steps_ended = None
     for epoch in range(start, config.epochs + 1):
         rng = np.random.default_rng([config.seed, epoch])
         model.train()
         losses = []
         t0 = time.perf_counter()
-        for step in range(steps):
+        if plan:
+            if steps_ended is not None:
+                plan.overhead = time.perf_counter() - steps_ended
+            steps = plan.steps(epoch - start + 1)
+        step = 0
+        while step < steps:
+            if plan and plan.before_step():
+                steps = plan.steps(epoch - start + 1, done=step)
+                progress.push_info(f"Seconds per step of {config.batch_size} tiles: {plan.message}; training with "
+                                   f"{plan.threads} thread(s), {plan.epochs} epoch(s) of about {steps} steps "
+                                   "fill the budget.")
             check_cancel(progress)
             done = ((epoch - 1) * steps + step) / (config.epochs * steps)
             if budget:
@@ -580,6 +602,9 @@ def _train(
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
+            if plan:
+                plan.after_step(warm_up=epoch == start and step == 0)
+            step += 1
             train_progress.set_progress(100.0 * (clock.fraction() if budget
                                                  else ((epoch - 1) + (step + 1) / (steps + 1)) / config.epochs))
         if not losses:  # the budget ran out before this epoch's first step
@@ -587,6 +612,7 @@ def _train(
             break
         seconds_training += time.perf_counter() - t0
         samples += len(losses) * config.batch_size
+        steps_ended = time.perf_counter()
         probs, targets, cells = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
         val = scores(probs, targets, config.classes)
         score = float(np.nanmean([v["iou"] for v in val.values()]))
@@ -598,7 +624,7 @@ def _train(
         progress.push_info(
             f"Epoch {epoch}/{config.epochs}: loss {history[-1]['train_loss']:.4f}, validation "
             + ", ".join(f"{n} IoU {v['iou']:.3f} F1 {v['f1']:.3f}" for n, v in val.items())
-            + (f" ({len(losses)}/{steps} batches, time budget)" if len(losses) < steps else "")
+            + (f" ({len(losses)}/{steps} batches, time budget)" if len(losses) < steps else f" ({len(losses)} batches)")
         )
         if not budget:
             train_progress.set_progress(100.0 * epoch / config.epochs)
@@ -609,7 +635,7 @@ def _train(
                 "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
                 "best_epoch": best["epoch"], "best_score": best["score"], "best_model": best["weights"],
             })
-        if budget and clock.fraction() >= 1.0:
+        if budget and (clock.fraction() >= 1.0 or plan.too_short_for_another()):
             stopped = f"time budget of {config.minutes:g} min reached in epoch {epoch}"
             break
         if config.patience and epoch - best["epoch"] >= config.patience:
@@ -660,6 +686,96 @@ def _train(
                        throughput, device.type, validation_rasters, stopped, spread, reasons, html_out)
 
 
+def thread_candidates() -> List[int]:
+    """CPU thread counts a budgeted run times on its first steps: torch's and half as many (the
+    cheaper first); only the half when the machine is already busy (load average at least the
+    number of cores), where the full count is the slow one (measured: 37.8 s against 4.4 s per
+    step of unet_efficientnet_b0 at load 12 on 2 cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    if n == 1:
+        return [1]
+    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or n)
+    return [max(1, n // 2)] if busy else [max(1, n // 2), n]
+
+
+class BudgetEpochs:
+    """With a time budget, the epochs are sized from it. The first steps are timed (after a
+    warm-up step), with torch's CPU threads and with half as many, and the faster is kept: on a
+    shared or busy machine fewer threads can be several times faster (2 threads of a 2-core machine
+    that others load wait for each other at every operation: 18–22 s per step against 3.3 s with
+    one thread, measured here under load 10). Then ``epochs`` = the validation passes that fit in
+    ``VALIDATION_SHARE`` of the training time (at most the *Epochs* given), and each epoch gets
+    the steps that the time left, less the validation passes still to come, allows at the measured
+    seconds per step, re-sized at every epoch, so a machine that slows down or speeds up still
+    ends on time. The learning rate follows the clock (``Clock.fraction``), so the cosine
+    schedule completes within the budget whatever the step count."""
+
+    def __init__(self, clock: "Clock", epoch_overhead: float, most_epochs: int, threads: int = 0):
+        import torch
+
+        self.clock, self.most_epochs = clock, max(1, most_epochs)
+        self.overhead = epoch_overhead  # seconds between epochs (validation, checkpoint); measured
+        self.seconds: Dict[int, List[float]] = {}
+        self.candidates = [threads] if threads else thread_candidates()
+        self.threads = self.candidates[0]
+        self.timing = True  # the first steps of the run time the candidates
+        self._k, self._t = 0, time.perf_counter()
+        self.message = ""
+
+    @property
+    def epochs(self) -> int:
+        share = VALIDATION_SHARE * self.clock.train_seconds / max(self.overhead, 1e-3)
+        return int(min(self.most_epochs, BUDGET_EPOCHS, max(1, share)))
+
+    def _timed_enough(self) -> bool:
+        """The candidate being timed has ``TIMED_STEPS`` steps, or one step twice as slow as the best other."""
+        own = self.seconds.get(self.candidates[self._k], [])
+        others = [np.median(v) for n, v in self.seconds.items() if n != self.candidates[self._k]]
+        return len(own) >= TIMED_STEPS or bool(own and others and own[-1] > 2 * min(others))
+
+    def before_step(self) -> bool:
+        """Set the threads of the next step; True when the timing has just ended (the epoch must be sized)."""
+        import torch
+
+        ended = False
+        if self.timing and self._timed_enough():
+            self._k += 1
+            if self._k == len(self.candidates):
+                timings = {n: float(np.median(v)) for n, v in self.seconds.items()}
+                self.candidates = [min(timings, key=timings.get)]
+                self.message = "; ".join(f"{n} thread(s) {t:.2f} s" for n, t in timings.items())
+                self.timing, ended, self._k = False, True, 0
+        self.threads = self.candidates[self._k]
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        self._t = time.perf_counter()
+        return ended
+
+    def after_step(self, warm_up: bool) -> None:
+        """Time the step just taken (not the run's first: it warms up allocations and caches)."""
+        if not warm_up:
+            self.seconds.setdefault(self.threads, []).append(time.perf_counter() - self._t)
+
+    def seconds_per_step(self) -> float:
+        recent = self.seconds.get(self.threads, [])[-4 * TIMED_STEPS:]
+        return float(np.mean(recent)) if recent else math.inf
+
+    def steps(self, epoch: int, done: int = 0) -> int:
+        """Training steps of ``epoch`` (1-based among this run's epochs), ``done`` of them taken."""
+        if self.timing:  # until the timing ends (``before_step``)
+            return 1 << 30
+        epochs_left = max(1, self.epochs - epoch + 1)
+        seconds = self.clock.train_seconds - self.clock.elapsed() - (epochs_left - 1) * self.overhead
+        return done + max(1, int(seconds / self.seconds_per_step() / epochs_left))
+
+    def too_short_for_another(self) -> bool:
+        """The training time left would give less than a quarter of an epoch: stop here."""
+        left = self.clock.train_seconds - self.clock.elapsed()
+        return left < 0.25 * self.clock.train_seconds / self.epochs
+
+
 class Clock:
     """Wall time of a run against its time budget: training gets the budget less what the
     last validation passes (timed), the validation rasters and the export need."""
@@ -667,6 +783,7 @@ class Clock:
     def __init__(self, started: float, budget: float):
         self.started, self.budget = started, budget
         self.kept_seconds = 0.0
+        self.validation_seconds = 0.0
 
     def reserve(self, validation_seconds: float, validation_rasters: bool) -> None:
         # one validation after the last epoch, one of the best weights, one per validation raster set
