@@ -146,6 +146,7 @@ class CancelOnMessage:
         self.seen |= message.startswith(self.text)
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_with_weights_only(tmp_path):
     scene = small_scene()
     ckpt = str(tmp_path / "run.pt")
@@ -166,6 +167,7 @@ def test_checkpoint_resume_with_weights_only(tmp_path):
               checkpoint=ckpt, resume=True)
 
 
+@pytest.mark.slow
 def test_finetune_keeps_scaling_and_refuses_arbitrary_pickles(tmp_path):
     scene = small_scene()
     ckpt = str(tmp_path / "base.pt")
@@ -178,6 +180,42 @@ def test_finetune_keeps_scaling_and_refuses_arbitrary_pickles(tmp_path):
         load_checkpoint(evil)
 
 
+@pytest.mark.slow
+def test_finetune_from_an_onnx_model_or_an_installed_one(tmp_path, monkeypatch):
+    """An .onnx model (given, or installed and named) is fine-tuned through the checkpoint beside it;
+    without one the run is refused, naming the file it needs; a checkpoint of another model is refused."""
+    import shutil
+
+    from glacierseg.core.store import ModelStore
+    from glacierseg.processing_provider.train import TrainAlgorithm
+
+    run = str(tmp_path / "run.pt")
+    model = str(tmp_path / "base.onnx")
+    base = train([small_scene()], tiny_config(epochs=1), model, checkpoint=run)
+    with pytest.raises(InputError, match=r"ONNX model: it holds no weights that torch can train.*base\.pt"):
+        train([small_scene(seed=1)], tiny_config(epochs=1), str(tmp_path / "t.onnx"), finetune=model)
+    shutil.copy(run, tmp_path / "base.pt")
+    tuned = train([small_scene(seed=1)], tiny_config(epochs=1), str(tmp_path / "t.onnx"), finetune=model)
+    assert tuned.contract.bands == base.contract.bands  # the base model's input scaling
+    # installed in the model store and named: its folder holds model.onnx, the checkpoint goes beside as model.pt
+    monkeypatch.setenv("GLACIERSEG_HOME", str(tmp_path / "home"))
+    installed = ModelStore(str(tmp_path / "home" / "models")).install(model, "glacier-base")
+    assert TrainAlgorithm.finetune_source("glacier-base") == installed.path
+    with pytest.raises(InputError, match=r"model\.pt"):
+        train([small_scene()], tiny_config(epochs=1), str(tmp_path / "u.onnx"), finetune=installed.path)
+    other = str(tmp_path / "other.pt")
+    train([small_scene()], tiny_config(epochs=1, inputs=["A", "B"]), str(tmp_path / "other.onnx"), checkpoint=other)
+    shutil.copy(other, os.path.join(os.path.dirname(installed.path), "model.pt"))
+    with pytest.raises(InputError, match=r"model\.pt beside model\.onnx does not belong to it"):
+        train([small_scene()], tiny_config(epochs=1), str(tmp_path / "u.onnx"), finetune=installed.path)
+    shutil.copy(run, os.path.join(os.path.dirname(installed.path), "model.pt"))
+    again = train([small_scene()], tiny_config(epochs=1), str(tmp_path / "u.onnx"), finetune=installed.path)
+    assert again.contract.bands == base.contract.bands
+    with pytest.raises(InputError, match="No installed model is called 'nope'"):
+        TrainAlgorithm.finetune_source("nope")
+
+
+@pytest.mark.slow
 def test_contract_of_a_trained_model(tmp_path):
     from glacierseg.core.contract import read_contract
 
@@ -207,6 +245,7 @@ def test_contract_of_a_trained_model(tmp_path):
     assert rows[0] == "epoch,train_loss,class,iou,f1,precision,recall" and len(rows) == 3
 
 
+@pytest.mark.slow
 def test_cancel_and_device_errors(tmp_path):
     out = tmp_path / "m.onnx"
     with pytest.raises(CancelledError):
@@ -262,6 +301,7 @@ def test_fishnet_cells_sized_from_the_raster(tmp_path):
             assert len(np.unique(scene.split[r : r + 32, c : c + 32])) == 1
 
 
+@pytest.mark.slow
 def test_time_budget_is_respected_and_fits_the_schedule(tmp_path):
     import time
 
@@ -277,6 +317,7 @@ def test_time_budget_is_respected_and_fits_the_schedule(tmp_path):
     assert os.path.exists(result.model)
 
 
+@pytest.mark.slow
 def test_early_stopping_after_patience_epochs(tmp_path):
     # a learning rate too small to change any prediction: no epoch beats the first
     result = train([celled_scene()], tiny_config(epochs=20, patience=2, learning_rate=1e-12), str(tmp_path / "m.onnx"))
@@ -312,6 +353,7 @@ def test_class_without_labelled_pixels_refused(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_small_validation_warns_and_keeps_the_neutral_threshold(tmp_path):
     log = Messages()
     small = train([small_scene()], tiny_config(), str(tmp_path / "a.onnx"), progress=log)  # validation: one cell
@@ -335,6 +377,7 @@ def test_cell_scores_give_the_spread_over_cells():
     assert c["n"] == 2 and c["values"] == [0.5, 0.5] and c["std"] == 0.0
 
 
+@pytest.mark.slow
 def test_html_report_and_training_figures_in_the_contract(tmp_path):
     from glacierseg.core.contract import read_contract
 
@@ -349,6 +392,7 @@ def test_html_report_and_training_figures_in_the_contract(tmp_path):
     assert training["validation_cells"]["glacier"]["n"] >= 4 and training["stopped"] == "all 3 epochs trained"
 
 
+@pytest.mark.slow
 def test_finetune_refuses_other_classes_or_inputs(tmp_path):
     ckpt = str(tmp_path / "base.pt")
     train([small_scene()], tiny_config(epochs=1), str(tmp_path / "base.onnx"), checkpoint=ckpt)
@@ -455,6 +499,7 @@ def test_image_mask_pair_readers(tmp_path):
         datasets.image_mask_scenes(str(write_pairs(tmp_path / "png2", png=True)), GLACIER, ["PAN"])
 
 
+@pytest.mark.slow
 def test_cli_trains_on_image_mask_pairs(tmp_path):
     folder = write_pairs(tmp_path / "pairs", n=5)
     env = dict(os.environ, PYTHONPATH=str(PKG_DIR))
@@ -487,6 +532,7 @@ def east_half_layer(scene):
     return layer
 
 
+@pytest.mark.slow
 def test_train_algorithm_runs_in_background_and_reports_bad_input(glacierseg_provider, sample_scene, tmp_path):
     import processing
     from qgis.core import QgsApplication, QgsProcessingAlgorithm, QgsProcessingException
