@@ -12,11 +12,12 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import ModelContractError
+from .deps import require
+from .errors import InputError, ModelContractError
 
 CONTRACT_VERSION = "1"
 TASKS = ("glacier", "glacial_lake", "landslide", "custom")
@@ -229,60 +230,18 @@ class ModelContract:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "model") -> "ModelContract":
-        missing = [k for k in REQUIRED_KEYS if k not in d]
-        if missing:
-            raise ModelContractError(
-                f"{source}: missing model contract key(s) {', '.join(repr(k) for k in missing)}. "
-                "See docs/model-contract.md for the keys a GlacierSeg model must carry."
-            )
-        if "receptive_field_px" not in d and "overlap_px" not in d:
-            raise ModelContractError(
-                f"{source}: missing model contract key 'receptive_field_px' (or 'overlap_px'): "
-                "GlacierSeg needs it to choose the tile overlap."
-            )
+        """Parse a contract given as plain values; errors name the offending key and the model."""
+        _check_keys(d, source)
         p = _Parser(source)
-        version = p.string(d, "glacierseg_version")
-        if version != CONTRACT_VERSION:
-            raise ModelContractError(
-                f"{source}: key 'glacierseg_version' is {version!r}; this GlacierSeg reads "
-                f"contract version {CONTRACT_VERSION!r}. Update the plugin or re-export the model."
-            )
-        classes = tuple(p.class_info(c, f"classes[{i}]") for i, c in enumerate(p.list(d, "classes")))
-        if not classes:
-            raise ModelContractError(f"{source}: key 'classes' must list at least one class.")
+        version = p.version(d)
+        classes = p.classes(d)
         names = [c.name for c in classes]
-        if len(set(names)) != len(names) or len({c.value for c in classes}) != len(classes):
-            raise ModelContractError(f"{source}: key 'classes' has duplicate names or values: {names}.")
-        bands = tuple(p.input_spec(b, f"bands[{i}]") for i, b in enumerate(p.list(d, "bands")))
-        if not bands:
-            raise ModelContractError(f"{source}: key 'bands' must list at least one model input.")
-        activation = p.string(d, "activation")
-        if activation not in ACTIVATIONS:
-            raise ModelContractError(
-                f"{source}: key 'activation' is {activation!r}; expected one of {', '.join(ACTIVATIONS)}."
-            )
-        task = p.string(d, "task")
-        if task not in TASKS:
-            raise ModelContractError(f"{source}: key 'task' is {task!r}; expected one of {', '.join(TASKS)}.")
-        thresholds = d["thresholds"]
-        if not isinstance(thresholds, dict) or not all(
-            isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in thresholds.values()
-        ):
-            raise ModelContractError(
-                f"{source}: key 'thresholds' must be an object mapping class names to numbers in [0, 1]."
-            )
-        unknown = [k for k in thresholds if k not in names]
-        if unknown:
-            raise ModelContractError(f"{source}: key 'thresholds' names unknown class(es) {unknown}; classes are {names}.")
-        precedence = tuple(p.list(d, "precedence", default=[]))
-        bad = [n for n in precedence if n not in names]
-        if bad:
-            raise ModelContractError(f"{source}: key 'precedence' names unknown class(es) {bad}; classes are {names}.")
-        background = (
-            p.class_info(d["background"], "background") if "background" in d else ClassInfo("background", 0, "#000000")
-        )
-        if background.value in {c.value for c in classes} and background.name not in names:
-            raise ModelContractError(f"{source}: key 'background' uses value {background.value}, taken by a class.")
+        bands = p.bands(d)
+        activation = p.choice(d, "activation", ACTIVATIONS)
+        task = p.choice(d, "task", TASKS)
+        thresholds = p.thresholds(d, names)
+        precedence = p.precedence(d, names)
+        background = p.background(d, classes)
         return cls(
             glacierseg_version=version,
             task=task,
@@ -291,7 +250,7 @@ class ModelContract:
             resolution_m=p.positive(d, "resolution_m"),
             tile_size=int(p.positive(d, "tile_size", integer=True)),
             activation=activation,
-            thresholds={k: float(v) for k, v in thresholds.items()},
+            thresholds=thresholds,
             receptive_field_px=p.optional_int(d, "receptive_field_px"),
             overlap_px=p.optional_int(d, "overlap_px"),
             precedence=precedence,
@@ -306,6 +265,21 @@ class ModelContract:
         """Write the contract as a sidecar JSON (plain values, not JSON strings)."""
         with open(path, "w", encoding="utf-8") as fh:
             json.dump({k: json.loads(v) for k, v in self.to_metadata().items()}, fh, indent=2)
+
+
+def _check_keys(d: Mapping[str, Any], source: str) -> None:
+    """The required keys are present, and something to choose the tile overlap from."""
+    missing = [k for k in REQUIRED_KEYS if k not in d]
+    if missing:
+        raise ModelContractError(
+            f"{source}: missing model contract key(s) {', '.join(repr(k) for k in missing)}. "
+            "See docs/model-contract.md for the keys a GlacierSeg model must carry."
+        )
+    if "receptive_field_px" not in d and "overlap_px" not in d:
+        raise ModelContractError(
+            f"{source}: missing model contract key 'receptive_field_px' (or 'overlap_px'): "
+            "GlacierSeg needs it to choose the tile overlap."
+        )
 
 
 class _Parser:
@@ -344,6 +318,63 @@ class _Parser:
             raise self.fail(key, f"must be a non-negative integer, got {v!r}")
         return v
 
+    def version(self, d: Mapping[str, Any]) -> str:
+        version = self.string(d, "glacierseg_version")
+        if version != CONTRACT_VERSION:
+            raise ModelContractError(
+                f"{self.source}: key 'glacierseg_version' is {version!r}; this GlacierSeg reads "
+                f"contract version {CONTRACT_VERSION!r}. Update the plugin or re-export the model."
+            )
+        return version
+
+    def choice(self, d: Mapping[str, Any], key: str, allowed: Sequence[str]) -> str:
+        value = self.string(d, key)
+        if value not in allowed:
+            raise self.fail(key, f"is {value!r}; expected one of {', '.join(allowed)}")
+        return value
+
+    def classes(self, d: Mapping[str, Any]) -> Tuple[ClassInfo, ...]:
+        classes = tuple(self.class_info(c, f"classes[{i}]") for i, c in enumerate(self.list(d, "classes")))
+        if not classes:
+            raise self.fail("classes", "must list at least one class")
+        names = [c.name for c in classes]
+        if len(set(names)) != len(names) or len({c.value for c in classes}) != len(classes):
+            raise self.fail("classes", f"has duplicate names or values: {names}")
+        return classes
+
+    def bands(self, d: Mapping[str, Any]) -> Tuple[InputSpec, ...]:
+        bands = tuple(self.input_spec(b, f"bands[{i}]") for i, b in enumerate(self.list(d, "bands")))
+        if not bands:
+            raise self.fail("bands", "must list at least one model input")
+        return bands
+
+    def thresholds(self, d: Mapping[str, Any], names: Sequence[str]) -> Dict[str, float]:
+        thresholds = d["thresholds"]
+        if not isinstance(thresholds, dict) or not all(
+            isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in thresholds.values()
+        ):
+            raise self.fail("thresholds", "must be an object mapping class names to numbers in [0, 1]")
+        self.known("thresholds", thresholds, names)
+        return {k: float(v) for k, v in thresholds.items()}
+
+    def precedence(self, d: Mapping[str, Any], names: Sequence[str]) -> Tuple[str, ...]:
+        precedence = tuple(self.list(d, "precedence", default=[]))
+        self.known("precedence", precedence, names)
+        return precedence
+
+    def known(self, key: str, given: Iterable[str], names: Sequence[str]) -> None:
+        unknown = [n for n in given if n not in names]
+        if unknown:
+            raise self.fail(key, f"names unknown class(es) {unknown}; classes are {list(names)}")
+
+    def background(self, d: Mapping[str, Any], classes: Sequence[ClassInfo]) -> ClassInfo:
+        if "background" not in d:
+            return ClassInfo("background", 0, "#000000")
+        background = self.class_info(d["background"], "background")
+        if background.value in {c.value for c in classes} and background.name not in {c.name for c in classes}:
+            raise self.fail("background", f"uses value {background.value}, taken by a class")
+        return background
+
     def class_info(self, c: Any, key: str) -> ClassInfo:
         if not isinstance(c, dict) or not {"name", "value", "color"} <= set(c):
             raise self.fail(key, "must be an object with 'name', 'value' and 'color'")
@@ -358,28 +389,24 @@ class _Parser:
         (strings) and ``metrics`` (name -> number; at least one)."""
         if not isinstance(s, dict) or not isinstance(s.get("dataset"), str) or not s["dataset"]:
             raise self.fail(key, "must be an object with a non-empty 'dataset' name and 'metrics'")
-        metrics = s.get("metrics")
-        if not isinstance(metrics, dict) or not metrics or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()
-        ):
-            raise self.fail(key, "'metrics' must map metric names to numbers, e.g. {\"iou\": 0.81}")
+        metrics = self.metrics(s.get("metrics"), key)
         bad = [k for k in SCORE_TEXT_KEYS if k in s and not isinstance(s[k], str)]
         if bad:
             raise self.fail(key, f"{', '.join(repr(k) for k in bad)} must be text")
         entry = {k: s[k] for k in SCORE_TEXT_KEYS if s.get(k)}
-        entry["metrics"] = {str(k): float(v) for k, v in metrics.items()}
+        entry["metrics"] = metrics
         return entry
+
+    def metrics(self, metrics: Any, key: str) -> Dict[str, float]:
+        """A score's ``metrics``: a non-empty object of numbers."""
+        if not isinstance(metrics, dict) or not metrics or not all(_is_number(v) for v in metrics.values()):
+            raise self.fail(key, "'metrics' must map metric names to numbers, e.g. {\"iou\": 0.81}")
+        return {str(k): float(v) for k, v in metrics.items()}
 
     def input_spec(self, b: Any, key: str) -> InputSpec:
         if not isinstance(b, dict) or "name" not in b:
             raise self.fail(key, "must be an object with 'name' and a scaling ('scale'/'offset' or 'mean'/'std')")
-        r = b.get("range")
-        if r is not None:
-            ok = isinstance(r, list) and len(r) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)
-            if not ok or r[0] > r[1]:
-                raise self.fail(key, f"'range' must be [low, high], two finite numbers with low <= high, got {r!r}")
-            r = (float(r[0]), float(r[1]))
+        r = self.training_range(b.get("range"), key)
         if "mean" in b or "std" in b:
             if not {"mean", "std"} <= set(b) or not b["std"]:
                 raise self.fail(key, "needs both 'mean' and a non-zero 'std'")
@@ -387,6 +414,19 @@ class _Parser:
         if "scale" not in b:
             raise self.fail(key, "needs a scaling: 'scale' (and optional 'offset') or 'mean' and 'std'")
         return InputSpec(str(b["name"]), scale=float(b["scale"]), offset=float(b.get("offset", 0.0)), training_range=r)
+
+    def training_range(self, r: Any, key: str) -> Optional[Tuple[float, float]]:
+        """An input's ``range``: [low, high], finite, low <= high (or absent)."""
+        if r is None:
+            return None
+        ok = isinstance(r, list) and len(r) == 2 and all(_is_number(v) and math.isfinite(v) for v in r)
+        if not ok or r[0] > r[1]:
+            raise self.fail(key, f"'range' must be [low, high], two finite numbers with low <= high, got {r!r}")
+        return float(r[0]), float(r[1])
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 # ------------------------------------------------------------------ input ranges
@@ -430,6 +470,36 @@ def sidecar_paths(model_path: str) -> List[str]:
     return [stem + ".json", os.path.join(os.path.dirname(model_path), "model.json")]
 
 
+def check_model_file(path: str) -> None:
+    """``InputError`` unless ``path`` is an existing file."""
+    if not path or not os.path.isfile(path):
+        raise InputError(f"Model file not found: {path!r}. Choose an existing .onnx file.")
+
+
+def unreadable_model_error(path: str, exc: Exception) -> ModelContractError:
+    """The error for an ONNX file onnxruntime cannot open."""
+    return ModelContractError(
+        f"{os.path.basename(path)} is not a readable ONNX model ({str(exc).splitlines()[0][:200]}). "
+        "Choose a .onnx file exported by GlacierSeg (or one with a GlacierSeg sidecar JSON)."
+    )
+
+
+def read_onnx_metadata(path: str) -> Dict[str, str]:
+    """The model's ``metadata_props`` as a dict, read with an onnxruntime CPU session (errors only
+    in onnxruntime's log). Running a model is ``core.runtime``'s; reading its contract is here."""
+    require("onnxruntime")
+    import onnxruntime as ort
+
+    check_model_file(path)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own (pybind) exception types
+        raise unreadable_model_error(path, exc) from None
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
 def read_contract(model_path: str, embedded: Optional[Mapping[str, str]] = None) -> ModelContract:
     """Contract of an ONNX file: from its metadata, else from a sidecar JSON.
 
@@ -438,8 +508,6 @@ def read_contract(model_path: str, embedded: Optional[Mapping[str, str]] = None)
     """
     name = os.path.basename(model_path)
     if embedded is None:
-        from .runtime import read_onnx_metadata
-
         embedded = read_onnx_metadata(model_path)
     if "glacierseg_version" in embedded:
         return ModelContract.from_metadata(embedded, name)
@@ -478,6 +546,49 @@ def write_contract(onnx_path: str, contract: ModelContract) -> None:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, onnx_path)
+
+
+# ------------------------------------------------------------------ class decision
+def activate(raw: np.ndarray, activation: str) -> np.ndarray:
+    """Probabilities from the model's raw (N, C, H, W) output with the contract's ``activation``."""
+    raw = raw.astype(np.float32, copy=False)
+    if activation == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * raw))  # numerically stable logistic
+    if activation == "softmax":
+        e = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return raw
+
+
+def parse_thresholds(text: str, contract: ModelContract) -> Dict[str, float]:
+    """'0.4' (all classes) or 'glacier=0.4,debris=0.6' -> {class: threshold}, checked against
+    the contract's classes ({} for empty text: the contract's own thresholds apply)."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    result = _threshold_values(text, contract.class_names)
+    unknown = [n for n in result if n not in contract.class_names]
+    if unknown:
+        raise InputError(f"Threshold override names unknown class(es) {unknown}; the model's classes are {contract.class_names}.")
+    bad = [n for n, v in result.items() if not 0.0 <= v <= 1.0]
+    if bad:
+        raise InputError(f"Threshold override for {bad} must lie between 0 and 1.")
+    return result
+
+
+def _threshold_values(text: str, class_names: Sequence[str]) -> Dict[str, float]:
+    """The numbers of a threshold override: one for every class, or ``name=value`` pairs."""
+    try:
+        if "=" not in text:
+            value = float(text)
+            return {name: value for name in class_names}
+        result = {}
+        for part in text.split(","):
+            name, value = part.split("=")
+            result[name.strip()] = float(value)
+        return result
+    except ValueError:
+        raise InputError(f"Threshold override {text!r} is not a number or a list like 'glacier=0.4,lake=0.6'.") from None
 
 
 def decide_classes(probs: np.ndarray, classes: Sequence[ClassInfo], background: int, precedence: Sequence[str],

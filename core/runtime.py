@@ -1,4 +1,8 @@
-"""Loading GlacierSeg ONNX models with onnxruntime on the requested device."""
+"""Loading GlacierSeg ONNX models with onnxruntime on the requested device.
+
+This module imports ``core.contract`` (never the reverse): the contract is read from the
+session's metadata here, or from the file by ``contract.read_contract``. ``DEVICES`` is the one
+list of devices (Processing adapters and training import it)."""
 from __future__ import annotations
 
 import os
@@ -7,11 +11,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .contract import ModelContract, read_contract
+from .contract import ModelContract, check_model_file, read_contract, unreadable_model_error
 from .deps import require
 from .errors import DeviceError, InputError, ModelContractError
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # the choices of every device parameter, in this order
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disabled")  # onnxruntime GraphOptimizationLevel ORT_ENABLE_ALL …
@@ -67,13 +71,6 @@ class LoadedModel:
         return out.astype(np.float32, copy=False)
 
 
-def _load_error(path: str, exc: Exception) -> ModelContractError:
-    return ModelContractError(
-        f"{os.path.basename(path)} is not a readable ONNX model ({str(exc).splitlines()[0][:200]}). "
-        "Choose a .onnx file exported by GlacierSeg (or one with a GlacierSeg sidecar JSON)."
-    )
-
-
 def session_options(threads: Optional[int] = None, optimization: str = "all"):
     """onnxruntime SessionOptions as GlacierSeg sets them: ``threads`` intra-op threads (default:
     ``usable_cores()``; one inter-op thread, the graph runs sequentially), graph optimization
@@ -104,19 +101,7 @@ def _session(path: str, providers: Sequence[str], options=None):
     try:
         return ort.InferenceSession(path, sess_options=options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own (pybind) exception types
-        raise _load_error(path, exc) from None
-
-
-def read_onnx_metadata(path: str) -> Dict[str, str]:
-    """The model's ``metadata_props`` as a dict (read with onnxruntime)."""
-    require("onnxruntime")
-    _check_file(path)
-    return dict(_session(path, [CPU]).get_modelmeta().custom_metadata_map)
-
-
-def _check_file(path: str) -> None:
-    if not path or not os.path.isfile(path):
-        raise InputError(f"Model file not found: {path!r}. Choose an existing .onnx file.")
+        raise unreadable_model_error(path, exc) from None
 
 
 def available_providers() -> List[str]:
@@ -134,21 +119,11 @@ def load_model(path: str, device: str = "auto", *, threads: Optional[int] = None
     ``optimization`` go to ``session_options``; what was set is in ``LoadedModel.options``.
     """
     require("onnxruntime")
-    import onnxruntime as ort
-
     device = device.lower()
     if device not in DEVICES:
         raise InputError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
-    _check_file(path)
-    has_cuda = CUDA in available_providers()
-    if device == "cuda" and not has_cuda:
-        raise DeviceError(
-            f"Device 'CUDA' was requested but this onnxruntime ({ort.__version__}, providers: "
-            f"{', '.join(available_providers())}) has no CUDA support. Install onnxruntime-gpu "
-            "(pip install -r requirements-gpu.txt, after uninstalling onnxruntime) with a matching "
-            "CUDA/cuDNN, or choose device 'Auto' or 'CPU'."
-        )
-    providers = [CUDA, CPU] if device in ("auto", "cuda") and has_cuda else [CPU]
+    check_model_file(path)
+    providers = execution_providers(device, available_providers())
     options = session_options(threads, optimization)
     session = _session(path, providers, options)
     running = session.get_providers()[0]
@@ -159,9 +134,36 @@ def load_model(path: str, device: str = "auto", *, threads: Optional[int] = None
             "CUDA/cuDNN versions onnxruntime-gpu needs, or choose device 'Auto' or 'CPU'."
         )
     contract = read_contract(path, dict(session.get_modelmeta().custom_metadata_map))
+    _check_input(session, contract, path)
+    settings = {"threads": options.intra_op_num_threads, "optimization": optimization, "io_binding": running == CUDA}
+    inputs = session.get_inputs()
+    return LoadedModel(session, contract, running, inputs[0].name, path, settings, inputs[0].type)
+
+
+def execution_providers(device: str, available: Sequence[str]) -> List[str]:
+    """onnxruntime providers to try for ``device`` given the ``available`` ones: CUDA first and
+    the CPU as fallback for ``auto`` / ``cuda`` when CUDA is available, else the CPU; ``cuda``
+    without CUDA support raises ``DeviceError`` (never a silent fallback)."""
+    has_cuda = CUDA in available
+    if device == "cuda" and not has_cuda:
+        import onnxruntime as ort
+
+        raise DeviceError(
+            f"Device 'CUDA' was requested but this onnxruntime ({ort.__version__}, providers: "
+            f"{', '.join(available)}) has no CUDA support. Install onnxruntime-gpu "
+            "(pip install -r requirements-gpu.txt, after uninstalling onnxruntime) with a matching "
+            "CUDA/cuDNN, or choose device 'Auto' or 'CPU'."
+        )
+    return [CUDA, CPU] if device in ("auto", "cuda") and has_cuda else [CPU]
+
+
+def _check_input(session, contract: ModelContract, path: str) -> None:
+    """The session takes one (batch, bands, height, width) tensor with the contract's band count."""
     inputs = session.get_inputs()
     if len(inputs) != 1:
-        raise ModelContractError(f"{os.path.basename(path)}: GlacierSeg models take one input tensor, this one has {len(inputs)}.")
+        raise ModelContractError(
+            f"{os.path.basename(path)}: GlacierSeg models take one input tensor, this one has {len(inputs)}."
+        )
     shape = inputs[0].shape
     if len(shape) != 4:
         raise ModelContractError(
@@ -172,5 +174,3 @@ def load_model(path: str, device: str = "auto", *, threads: Optional[int] = None
             f"{os.path.basename(path)}: model input has {shape[1]} channels but key 'bands' lists "
             f"{len(contract.bands)}; fix the contract's 'bands'."
         )
-    settings = {"threads": options.intra_op_num_threads, "optimization": optimization, "io_binding": running == CUDA}
-    return LoadedModel(session, contract, running, inputs[0].name, path, settings, inputs[0].type)

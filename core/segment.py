@@ -6,9 +6,16 @@ the window of ``core.tiling`` (never thresholded per tile); test-time augmentati
 averages probabilities over flips / the 8 dihedral transforms (as in the Attention
 DeepLabV3+ glacier work). Pixels that are nodata (or NaN) in any used band, or outside
 the processing extent / mask, are nodata in both outputs.
+
+``segment_raster`` is a short pipeline (after Deepness's processing-parameter dataclasses and
+its tile generator / tile processor split): ``SegmentOptions`` (parameters) -> ``prepare_run``
+(model) -> ``open_tiled`` (tile source) -> ``ModelStep`` (tile processor) -> ``TileLoop``
+(batches into ``core.tiling.BlendAccumulator``) -> ``SegmentWriter`` (output rasters) ->
+``core.vectorize`` (optional outlines).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -20,18 +27,18 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import features
-from .contract import ModelContract, canonical_band_name, class_colormap, input_range_warnings
+from .contract import ModelContract, activate, canonical_band_name, class_colormap, input_range_warnings
 from .errors import InputError
 from .io import GDAL_CACHE_BYTES, atomic_outputs, geotiff_profile, raster_exists
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .runtime import LoadedModel, load_model
-from .tiling import TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index
+from .tiling import BlendAccumulator, TileGrid, apply_transform, dihedral_transforms, invert_transform, reflect_index
 
 TTA_MODES = ("none", "flips", "d4")
 PROBABILITY_NODATA = float("nan")
 CLASS_NODATA = 255
-WRITE_CHUNK_PX = 2048  # finished strips are divided and written in column chunks of this width
-RANGE_SAMPLE_TILES, RANGE_SAMPLE_PX = 64, 4096  # compared with the training range: up to 4096 valid pixels (evenly strided) of each of the first 64 tiles
+# compared with the training range: up to 4096 valid pixels (evenly strided) of each of the first 64 tiles
+RANGE_SAMPLE_TILES, RANGE_SAMPLE_PX = 64, 4096
 TTA_CALL_TILES = 32  # the transforms of a batch share model calls of up to this many tiles (flips of batch 8: one call)
 RESOLUTION_TOLERANCE = 0.01  # relative; rasters within 1 % of the model's resolution are used as they are
 BandMap = Union[Sequence[int], Mapping[str, int], None]
@@ -66,7 +73,7 @@ def _band_number(token, descriptions: Sequence[Optional[str]]) -> int:
     wanted = canonical_band_name(text)
     matches = [i for i, d in enumerate(descriptions, start=1) if d and canonical_band_name(d) == wanted]
     if len(matches) != 1:
-        named = ", ".join(f"{i}:{d or '?'}" for i, d in enumerate(descriptions, start=1))
+        named = _named_bands(descriptions)
         raise InputError(f"Band mapping names band {text!r}, but {'no' if not matches else 'more than one'} raster "
                          f"band is described so ({named}). Use raster band numbers instead, e.g. '3,8,11'.")
     return matches[0]
@@ -82,25 +89,50 @@ def resolve_band_map(
     raster's bands in order when the counts agree.
     """
     wanted = contract.source_bands
-    count = len(descriptions)
     if band_map:
-        if isinstance(band_map, Mapping):
-            missing = [b for b in wanted if b not in band_map]
-            if missing:
-                raise InputError(f"Band mapping does not say which raster band is {', '.join(missing)}.")
-            mapping = {b: int(band_map[b]) for b in wanted}
-        else:
-            numbers = [_band_number(b, descriptions) for b in band_map]
-            if len(numbers) != len(wanted):
-                raise InputError(
-                    f"Band mapping lists {len(numbers)} band(s) but the model reads {len(wanted)}: "
-                    f"{', '.join(wanted)}. Give one raster band number per model band, in that order."
-                )
-            mapping = dict(zip(wanted, numbers))
-        bad = [f"{k}={v}" for k, v in mapping.items() if not 1 <= v <= count]
-        if bad:
-            raise InputError(f"Band mapping {', '.join(bad)} is outside the raster's bands 1–{count}.")
-        return mapping
+        return _explicit_band_map(wanted, descriptions, band_map)
+    found = _bands_by_description(wanted, descriptions)
+    if found is not None:
+        return found
+    if len(descriptions) == len(wanted):
+        return _bands_in_order(wanted, descriptions)
+    named = _named_bands(descriptions)
+    raise InputError(
+        f"The model reads {len(wanted)} band(s) ({', '.join(wanted)}) but the raster has {len(descriptions)} "
+        f"({named}) and their descriptions do not name them all. Set the band mapping to the raster "
+        f"band numbers for {', '.join(wanted)}, in that order (e.g. '{','.join(str(i + 1) for i in range(len(wanted)))}')."
+    )
+
+
+def _named_bands(descriptions: Sequence[Optional[str]]) -> str:
+    return ", ".join(f"{i}:{d or '?'}" for i, d in enumerate(descriptions, start=1))
+
+
+def _explicit_band_map(wanted: Sequence[str], descriptions: Sequence[Optional[str]],
+                       band_map: Union[Sequence[int], Mapping[str, int]]) -> Dict[str, int]:
+    """The user's band mapping (numbers or names in model band order, or name -> number), checked."""
+    if isinstance(band_map, Mapping):
+        missing = [b for b in wanted if b not in band_map]
+        if missing:
+            raise InputError(f"Band mapping does not say which raster band is {', '.join(missing)}.")
+        mapping = {b: int(band_map[b]) for b in wanted}
+    else:
+        numbers = [_band_number(b, descriptions) for b in band_map]
+        if len(numbers) != len(wanted):
+            raise InputError(
+                f"Band mapping lists {len(numbers)} band(s) but the model reads {len(wanted)}: "
+                f"{', '.join(wanted)}. Give one raster band number per model band, in that order."
+            )
+        mapping = dict(zip(wanted, numbers))
+    count = len(descriptions)
+    bad = [f"{k}={v}" for k, v in mapping.items() if not 1 <= v <= count]
+    if bad:
+        raise InputError(f"Band mapping {', '.join(bad)} is outside the raster's bands 1–{count}.")
+    return mapping
+
+
+def _bands_by_description(wanted: Sequence[str], descriptions: Sequence[Optional[str]]) -> Optional[Dict[str, int]]:
+    """The mapping the band descriptions give when they name every model band (distinct bands), else None."""
     by_name: Dict[str, int] = {}
     for i, d in enumerate(descriptions, start=1):
         if d:
@@ -109,22 +141,20 @@ def resolve_band_map(
     found = {b: by_name.get(b.upper(), by_name.get(canonical_band_name(b))) for b in wanted}
     if all(found.values()) and len(set(found.values())) == len(wanted):
         return found  # type: ignore[return-value]
-    if count == len(wanted):
-        clash = [f"band {i} is described '{d}' but would be fed as {b}"
-                 for i, (d, b) in enumerate(zip(descriptions, wanted), start=1) if _contradicts(d, b, i, wanted)]
-        if clash:
-            raise InputError(
-                "The raster's band descriptions contradict the model's bands: " + "; ".join(clash)
-                + f". The model reads {', '.join(wanted)}. Give a raster with those bands, or set the band "
-                "mapping to the raster band numbers for them, in that order, if the descriptions are wrong."
-            )
-        return {b: i for i, b in enumerate(wanted, start=1)}
-    named = ", ".join(f"{i}:{d or '?'}" for i, d in enumerate(descriptions, start=1))
-    raise InputError(
-        f"The model reads {len(wanted)} band(s) ({', '.join(wanted)}) but the raster has {count} "
-        f"({named}) and their descriptions do not name them all. Set the band mapping to the raster "
-        f"band numbers for {', '.join(wanted)}, in that order (e.g. '{','.join(str(i + 1) for i in range(len(wanted)))}')."
-    )
+    return None
+
+
+def _bands_in_order(wanted: Sequence[str], descriptions: Sequence[Optional[str]]) -> Dict[str, int]:
+    """The raster's bands in model band order, unless a description names another band."""
+    clash = [f"band {i} is described '{d}' but would be fed as {b}"
+             for i, (d, b) in enumerate(zip(descriptions, wanted), start=1) if _contradicts(d, b, i, wanted)]
+    if clash:
+        raise InputError(
+            "The raster's band descriptions contradict the model's bands: " + "; ".join(clash)
+            + f". The model reads {', '.join(wanted)}. Give a raster with those bands, or set the band "
+            "mapping to the raster band numbers for them, in that order, if the descriptions are wrong."
+        )
+    return {b: i for i, b in enumerate(wanted, start=1)}
 
 
 def _contradicts(description: Optional[str], band: str, number: int, wanted: Sequence[str]) -> bool:
@@ -142,43 +172,7 @@ def _contradicts(description: Optional[str], band: str, number: int, wanted: Seq
     return re.fullmatch(r"B\d+[A-Z]?", name) is not None or name in {canonical_band_name(w) for w in wanted}
 
 
-def parse_thresholds(text: str, contract: ModelContract) -> Dict[str, float]:
-    """'0.4' (all classes) or 'glacier=0.4,debris=0.6' -> {class: threshold}."""
-    text = (text or "").strip()
-    if not text:
-        return {}
-    try:
-        if "=" not in text:
-            value = float(text)
-            result = {name: value for name in contract.class_names}
-        else:
-            result = {}
-            for part in text.split(","):
-                name, value = part.split("=")
-                result[name.strip()] = float(value)
-    except ValueError:
-        raise InputError(f"Threshold override {text!r} is not a number or a list like 'glacier=0.4,lake=0.6'.") from None
-    unknown = [n for n in result if n not in contract.class_names]
-    if unknown:
-        raise InputError(f"Threshold override names unknown class(es) {unknown}; the model's classes are {contract.class_names}.")
-    bad = [n for n, v in result.items() if not 0.0 <= v <= 1.0]
-    if bad:
-        raise InputError(f"Threshold override for {bad} must lie between 0 and 1.")
-    return result
-
-
-# --------------------------------------------------------------- class decision
-def activate(raw: np.ndarray, activation: str) -> np.ndarray:
-    """Probabilities from the model's raw (N, C, H, W) output."""
-    raw = raw.astype(np.float32, copy=False)
-    if activation == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * raw))  # numerically stable logistic
-    if activation == "softmax":
-        e = np.exp(raw - raw.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    return raw
-
-
+# ------------------------------------------------------------------- tiles
 def model_tiling(contract: ModelContract, tile_size: Optional[int] = None,
                  overlap: Optional[int] = None) -> Tuple[int, int, int]:
     """(tile, overlap, half receptive field) in pixels for a model: the contract's tile size and
@@ -450,118 +444,126 @@ def strip_rows(grid: TileGrid, batch_size: int) -> int:
     return max(rows[k + span] - rows[k] for k in range(len(rows) - span)) + grid.tile
 
 
-def blend_tiles(src: TiledSource, contract: ModelContract, channels: int,
-                predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                write: Callable[[np.ndarray, np.ndarray, Any], None], *, batch_size: int = 4,
-                progress: Optional[Progress] = None, stats: Optional[Dict[str, float]] = None) -> Tuple[int, int]:
+Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Write = Callable[[np.ndarray, np.ndarray, Any], None]
+
+
+class _ModelCalls:
+    """Runs ``predict`` on batch n in a worker thread while the caller's thread blends and writes
+    batch n - 1 into ``accumulator`` (rows finished before a batch are written before it is added)."""
+
+    def __init__(self, executor, predict: Predict, accumulator: BlendAccumulator, write: Write):
+        self.executor, self.predict, self.accumulator, self.write = executor, predict, accumulator, write
+        self.pending: Optional[Tuple[List[_Tile], Any]] = None
+        self.calls = 0
+        self.tiles_run = 0
+
+    def push(self, batch: List[_Tile]) -> None:
+        """Start the model on ``batch``, then blend the batch started before it."""
+        self.calls += 1
+        following = batch, self.executor.submit(self.predict, np.stack([t.x for t in batch]),
+                                                np.stack([t.valid for t in batch]))
+        self._finish()
+        self.pending = following
+
+    def close(self) -> None:
+        """Blend the last batch and write every finished row."""
+        self._finish()
+        self.pending = None
+        self.accumulator.flush(self.write)
+
+    def _finish(self) -> None:
+        if self.pending is None:
+            return
+        batch, future = self.pending
+        self.accumulator.flush(self.write)
+        for t, values in zip(batch, future.result()):
+            self.accumulator.add(t.k, t.col, values, t.valid)
+        self.tiles_run += len(batch)
+        self.accumulator.flush(self.write)
+
+
+@dataclass
+class TileLoop:
+    """Every tile of ``src`` through a model step into a ``BlendAccumulator`` (the tile generator /
+    tile processor split of Deepness): ``run(predict, write)``; afterwards ``tiles_run``,
+    ``tiles_skipped`` (wholly nodata), ``calls`` (model calls) and ``strip_rows`` (rows held)."""
+
+    src: TiledSource
+    contract: ModelContract
+    channels: int
+    batch_size: int = 4
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    calls: int = 0
+
+    @property
+    def strip_rows(self) -> int:
+        return strip_rows(self.src.grid, self.batch_size)
+
+    def run(self, predict: Predict, write: Write, progress: Optional[Progress] = None) -> Tuple[int, int]:
+        """See ``blend_tiles``; returns (tiles run, tiles skipped)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        progress = ensure_progress(progress)
+        self.tiles_skipped = 0
+        accumulator = BlendAccumulator(self.src.grid, self.channels, self.strip_rows)
+        prefetch = _TilePrefetcher(self.src, self.contract, ahead=self.batch_size)
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glacierseg-model") as executor:
+                model = _ModelCalls(executor, predict, accumulator, write)
+                self._batches(prefetch, model, accumulator, progress)
+                model.close()
+        finally:
+            prefetch.close()
+        self.tiles_run, self.calls = model.tiles_run, model.calls
+        return self.tiles_run, self.tiles_skipped
+
+    def _batches(self, tiles: Iterable[_Tile], model: _ModelCalls, accumulator: BlendAccumulator,
+                 progress: Progress) -> None:
+        """Fill batches in raster order across tile rows; a wholly nodata tile only counts its
+        row down, and a batch that would reach past the strip (rows of nodata tiles between its
+        tiles) is run early."""
+        span, total = batch_span(self.src.grid, self.batch_size), len(self.src.grid)
+        batch: List[_Tile] = []
+        for done, t in enumerate(tiles, start=1):
+            check_cancel(progress)
+            if t.x is None:
+                self.tiles_skipped += 1
+                accumulator.skip(t.k)
+            else:
+                if batch and t.k - batch[0].k > span:
+                    model.push(batch)
+                    batch = []
+                batch.append(t)
+            progress.set_progress(100.0 * done / total)
+            if len(batch) == self.batch_size:
+                model.push(batch)
+                batch = []
+        if batch:
+            model.push(batch)
+
+
+def blend_tiles(src: TiledSource, contract: ModelContract, channels: int, predict: Predict, write: Write, *,
+                batch_size: int = 4, progress: Optional[Progress] = None) -> Tuple[int, int]:
     """Run ``predict`` over every tile of ``src`` and blend its outputs; returns (tiles run,
     tiles skipped as wholly nodata).
 
     ``predict`` maps a float32 (N, inputs, tile, tile) batch of model inputs (0 at invalid
     pixels) and its (N, tile, tile) valid mask to (N, channels, tile, tile) values, which are
-    blended with the grid's window weighted by the valid mask. Batches fill across tile rows and
-    the raster's end, so every call but the last has ``batch_size`` tiles (unless rows of wholly
-    nodata tiles lie between a batch's tiles: it is run before it would outgrow the strip). Finished rows go to
-    ``write(strip, covered, window)`` strip by strip (``strip`` (channels, h, w) blended values,
-    ``covered`` where any valid tile pixel contributed, ``window`` the rasterio Window in the
-    output); the strip holds the tile rows a batch spans (``strip_rows``), whatever the raster's size.
+    blended with the grid's window weighted by the valid mask (``core.tiling.BlendAccumulator``).
+    Batches fill across tile rows and the raster's end, so every call but the last has
+    ``batch_size`` tiles (unless rows of wholly nodata tiles lie between a batch's tiles: it is run
+    before it would outgrow the strip). Finished rows go to ``write(strip, covered, window)`` strip
+    by strip (``strip`` (channels, h, w) blended values, ``covered`` where any valid tile pixel
+    contributed, ``window`` the rasterio Window in the output); the strip holds the tile rows a
+    batch spans (``strip_rows``), whatever the raster's size.
 
     Three things overlap: a reader thread reads tiles and computes their inputs one batch ahead,
     ``predict`` runs batch n in a worker thread while this thread blends and writes batch n - 1.
     Tiles are blended in raster order whatever the batch size, so the sums are the same.
-    ``stats`` (optional dict) receives ``calls`` (model calls) and ``strip_rows``.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from rasterio.windows import Window
-
-    progress = ensure_progress(progress)
-    grid = src.grid
-    tile, width, height = grid.tile, src.width, src.height
-    blend = grid.window()
-    rows, cols = grid.row_origins, grid.col_origins
-    depth, span = strip_rows(grid, batch_size), batch_span(grid, batch_size)
-    acc = np.zeros((channels, depth, width), np.float32)
-    weight = np.zeros((depth, width), np.float32)
-    state = {"top": 0, "run": 0, "skipped": 0, "calls": 0}  # top: the first tile row not yet written
-    remaining = [len(cols)] * len(rows)  # tiles of each tile row not yet blended
-
-    def flush() -> None:
-        """Write the tile rows whose tiles are all blended; shift the strip up."""
-        while state["top"] < len(rows) and remaining[state["top"]] == 0:
-            k = state["top"]
-            row = rows[k]
-            final = (rows[k + 1] - row) if k + 1 < len(rows) else tile
-            r0, r1 = max(row, 0), min(row + final, height)
-            for c0 in range(0, width, WRITE_CHUNK_PX) if r1 > r0 else ():
-                c1 = min(c0 + WRITE_CHUNK_PX, width)
-                wsum = weight[r0 - row : r1 - row, c0:c1]
-                covered = wsum > 0
-                strip = acc[:, r0 - row : r1 - row, c0:c1] / np.where(covered, wsum, 1.0)
-                write(strip, covered, Window(c0, r0, c1 - c0, r1 - r0))
-            keep = depth - final  # rows still open move up
-            acc[:, :keep] = acc[:, final:]
-            weight[:keep] = weight[final:]
-            acc[:, keep:] = 0.0
-            weight[keep:] = 0.0
-            state["top"] = k + 1
-
-    def blend_batch(batch: List[_Tile], values: np.ndarray) -> None:
-        for t, p in zip(batch, values):
-            w = blend * t.valid
-            r = rows[t.k] - rows[state["top"]]
-            c0, c1 = max(t.col, 0), min(t.col + tile, width)
-            acc[:, r : r + tile, c0:c1] += p[:, :, c0 - t.col : c1 - t.col] * w[None, :, c0 - t.col : c1 - t.col]
-            weight[r : r + tile, c0:c1] += w[:, c0 - t.col : c1 - t.col]
-            remaining[t.k] -= 1
-        state["run"] += len(batch)
-
-    def finish(pending) -> None:
-        """Blend a batch the model has run: rows finished before it are written first, so the
-        strip's top is the batch's first tile row."""
-        if pending is None:
-            return
-        batch, future = pending
-        flush()
-        blend_batch(batch, future.result())
-        flush()
-
-    prefetch = _TilePrefetcher(src, contract, ahead=batch_size)
-    pending = None
-    done = 0
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="glacierseg-model") as model:
-            def submit(batch: List[_Tile]):
-                state["calls"] += 1
-                return batch, model.submit(predict, np.stack([t.x for t in batch]), np.stack([t.valid for t in batch]))
-
-            batch: List[_Tile] = []
-            for t in prefetch:
-                check_cancel(progress)
-                if t.x is None:  # wholly nodata: its row's count drops now, its pixels stay nodata
-                    state["skipped"] += 1
-                    remaining[t.k] -= 1
-                else:
-                    if batch and t.k - batch[0].k > span:  # past rows of nodata tiles: beyond the strip
-                        following = submit(batch)
-                        finish(pending)
-                        pending, batch = following, []
-                    batch.append(t)
-                done += 1
-                progress.set_progress(100.0 * done / len(grid))
-                if len(batch) == batch_size:
-                    following = submit(batch)  # runs while the previous batch is blended and written
-                    finish(pending)
-                    pending, batch = following, []
-            following = submit(batch) if batch else None
-            finish(pending)
-            finish(following)
-            flush()
-    finally:
-        prefetch.close()
-    if stats is not None:
-        stats.update(calls=state["calls"], strip_rows=depth)
-    return state["run"], state["skipped"]
+    return TileLoop(src, contract, channels, batch_size).run(predict, write, progress)
 
 
 def prepare_run(image: str, model: Union[str, LoadedModel], device: str, batch_size: int,
@@ -580,134 +582,196 @@ def prepare_run(image: str, model: Union[str, LoadedModel], device: str, batch_s
     return loaded, shapes
 
 
-def segment_raster(
-    image: str,
-    model: Union[str, LoadedModel],
-    probabilities_out: str,
-    classes_out: str,
-    *,
-    band_map: BandMap = None,
-    bounds: Optional[Sequence[float]] = None,
-    mask_shapes: Optional[Iterable[dict]] = None,
-    tile_size: Optional[int] = None,
-    overlap: Optional[int] = None,
-    tta: str = "none",
-    device: str = "auto",
-    batch_size: int = 4,
-    threads: Optional[int] = None,
-    thresholds: Optional[Mapping[str, float]] = None,
-    outlines_out: Optional[str] = None,
-    outline_options: Optional[Mapping[str, float]] = None,
-    progress: Optional[Progress] = None,
-) -> SegmentResult:
+# ------------------------------------------------------------------- segment: the pipeline's steps
+@dataclass(frozen=True)
+class SegmentOptions:
+    """The processing parameters of one segment run (as Deepness's processing-parameter
+    dataclasses); every field is a keyword of ``segment_raster``.
+
+    ``band_map``: see ``resolve_band_map``. ``bounds`` (xmin, ymin, xmax, ymax) and
+    ``mask_shapes`` (GeoJSON-like geometries) are in the raster's CRS. ``tile_size`` / ``overlap``
+    override the model's (``model_tiling``). ``tta``: one of ``TTA_MODES``. ``threads``:
+    onnxruntime's intra-op threads (default: the cores this process may use). ``thresholds``
+    override the contract's per class. ``outline_options``: keyword arguments of
+    ``core.vectorize.vectorize`` for the optional outlines.
+    """
+
+    band_map: BandMap = None
+    bounds: Optional[Sequence[float]] = None
+    mask_shapes: Optional[Iterable[dict]] = None
+    tile_size: Optional[int] = None
+    overlap: Optional[int] = None
+    tta: str = "none"
+    device: str = "auto"
+    batch_size: int = 4
+    threads: Optional[int] = None
+    thresholds: Optional[Mapping[str, float]] = None
+    outline_options: Optional[Mapping[str, float]] = None
+
+    def validate(self) -> None:
+        """Checks that need neither the raster nor the model (the rest are ``prepare_run``'s)."""
+        if self.tta not in TTA_MODES:
+            raise InputError(f"Unknown test-time augmentation {self.tta!r}; choose one of {', '.join(TTA_MODES)}.")
+
+
+class ModelStep:
+    """The tile processor: model inputs -> class probabilities, averaged over the test-time
+    transforms (``core.tiling.dihedral_transforms``; the transforms of a batch share model calls
+    of up to ``TTA_CALL_TILES`` tiles). Keeps the model's seconds and a sample of the scaled inputs
+    of valid pixels (compared with the training range afterwards)."""
+
+    def __init__(self, loaded: LoadedModel, tta: str):
+        self.loaded, self.contract = loaded, loaded.contract
+        self.transforms = dihedral_transforms(tta)
+        self.channels = len(self.contract.classes)
+        self.seconds = 0.0
+        self.samples: List[np.ndarray] = []
+
+    def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        self._sample(x, valid)
+        n = len(x)
+        group = max(1, TTA_CALL_TILES // n)
+        probs = None
+        for g in range(0, len(self.transforms), group):
+            chosen = self.transforms[g : g + group]
+            raw = self._call(np.concatenate([apply_transform(x, turns, flip) for turns, flip in chosen]))
+            for i, (turns, flip) in enumerate(chosen):
+                p = invert_transform(raw[i * n : (i + 1) * n], turns, flip)
+                if probs is None:
+                    probs = p.copy()
+                else:
+                    probs += p
+        probs /= len(self.transforms)
+        return probs
+
+    def _call(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities of one model call (the contract's activation of its raw output)."""
+        t0 = time.perf_counter()
+        raw = self.loaded.run(np.ascontiguousarray(batch, dtype=np.float32))
+        self.seconds += time.perf_counter() - t0
+        if raw.shape[1] != self.channels:
+            raise InputError(
+                f"The model returned {raw.shape[1]} channels but its contract lists {self.channels} classes."
+            )
+        return activate(raw, self.contract.activation)
+
+    def _sample(self, x: np.ndarray, valid: np.ndarray) -> None:
+        for xi, vi in zip(x, valid):
+            if len(self.samples) < RANGE_SAMPLE_TILES:
+                values = xi[:, vi]
+                self.samples.append(values[:, :: max(1, values.shape[1] // RANGE_SAMPLE_PX)])
+
+    def range_warnings(self) -> List[str]:
+        """Warnings for inputs far from the training range (``contract.input_range_warnings``)."""
+        if not self.samples:
+            return []
+        return input_range_warnings(self.contract.bands, list(np.concatenate(self.samples, axis=1)))
+
+
+class SegmentWriter:
+    """The output writer: probability raster (float32, a band per class, NaN = nodata) and class
+    raster (uint8 with the class colour table, ``CLASS_NODATA`` = nodata), written strip by strip;
+    classes decided by the contract's rule (``ModelContract.classify``) with ``thresholds``."""
+
+    def __init__(self, probabilities: str, classes: str, src: TiledSource, contract: ModelContract,
+                 thresholds: Mapping[str, float], stack: ExitStack):
+        import rasterio
+
+        self.contract, self.thresholds = contract, dict(thresholds)
+        n_classes = len(contract.classes)
+        self.prob_ds = stack.enter_context(rasterio.open(probabilities, "w", **src.profile(n_classes, "float32",
+                                                                                            PROBABILITY_NODATA)))
+        self.class_ds = stack.enter_context(rasterio.open(classes, "w", **src.profile(1, "uint8", CLASS_NODATA)))
+        for i, name in enumerate(contract.class_names, start=1):
+            self.prob_ds.set_band_description(i, name)
+        self.class_ds.set_band_description(1, "class")
+        self.class_ds.write_colormap(1, class_colormap(contract.classes, contract.background))
+
+    def write(self, strip: np.ndarray, covered: np.ndarray, window) -> None:
+        cls = self.contract.classify(strip, self.thresholds)
+        cls[~covered] = CLASS_NODATA
+        strip[:, ~covered] = PROBABILITY_NODATA
+        self.prob_ds.write(strip, window=window)
+        self.class_ds.write(cls, 1, window=window)
+
+    def close(self) -> None:
+        self.prob_ds.close()
+        self.class_ds.close()
+
+
+def _describe_run(loaded: LoadedModel, src: TiledSource, options: SegmentOptions) -> str:
+    """The run's settings in one line, for the log."""
+    contract, grid = loaded.contract, src.grid
+    return (
+        f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.describe()}; batch {options.batch_size}; "
+        f"{src.width}×{src.height} px in {len(grid)} tiles of {grid.tile} px, overlap {grid.overlap} px, TTA {options.tta}; "
+        f"bands {', '.join(f'{k}←{v}' for k, v in src.mapping.items())}"
+        + (f"; resampled to the model's {contract.resolution_m:g} m" if src.resampled else "")
+    )
+
+
+def _write_outlines(image: str, classes_tmp: str, outlines_tmp: str, loaded: LoadedModel,
+                    options: SegmentOptions, progress: Progress) -> int:
+    """Smoothed class outlines of the class raster (``core.vectorize``); returns their count."""
+    from .vectorize import vectorize
+
+    contract = loaded.contract
+    outline = vectorize(
+        classes_tmp, outlines_tmp, contract.classes, precedence=contract.precedence,
+        background_value=contract.background.value, layer_name="outlines",
+        source=f"{os.path.basename(image)}; model {contract.name or os.path.basename(loaded.path)}",
+        progress=progress, **dict(options.outline_options or {}),
+    )
+    return outline.feature_count
+
+
+def segment_raster(image: str, model: Union[str, LoadedModel], probabilities_out: str, classes_out: str,
+                   options: Optional[SegmentOptions] = None, *, outlines_out: Optional[str] = None,
+                   progress: Optional[Progress] = None, **settings: Any) -> SegmentResult:
     """Run ``model`` (ONNX path or loaded model) over ``image``; write the probability
     raster (float32, one band per class) and the class raster (uint8, 255 = nodata).
 
-    ``bounds`` (xmin, ymin, xmax, ymax) and ``mask_shapes`` (GeoJSON-like geometries) are
-    in the raster's CRS. Outputs are on the input's grid, or — when the raster's pixel size
-    differs from the model's ``resolution_m`` by more than 1 % — on a grid with the model's
-    pixel size, the input's CRS and its upper-left corner.
+    The run's parameters are ``options`` (``SegmentOptions``) or its fields as keywords
+    (``settings``, which override ``options``). Outputs are on the input's grid, or — when the
+    raster's pixel size differs from the model's ``resolution_m`` by more than 1 % — on a grid with
+    the model's pixel size, the input's CRS and its upper-left corner. The session's settings are
+    logged. ``outlines_out`` (a GeoPackage path) adds smoothed class outlines made by
+    ``core.vectorize.vectorize`` with ``outline_options``; all outputs appear together only when
+    every step succeeded.
 
-    ``threads`` sets onnxruntime's intra-op threads (default: the cores this process may use);
-    the session's settings are logged. ``outlines_out`` (a GeoPackage path) adds smoothed class outlines made by
-    ``core.vectorize.vectorize`` with ``outline_options`` (its keyword arguments); all
-    outputs appear together only when every step succeeded.
+    Steps: options checked, model loaded (``prepare_run``), tile source opened (``open_tiled``),
+    outputs opened (``SegmentWriter``), tiles run through the ``ModelStep`` and blended
+    (``TileLoop``), outlines vectorized.
     """
-    import rasterio
-
-    progress = ensure_progress(progress)
-    outer = progress
-    if outlines_out:
-        progress = SubProgress(outer, 0.0, 85.0)
-    if tta not in TTA_MODES:
-        raise InputError(f"Unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}.")
-    loaded, shapes = prepare_run(image, model, device, batch_size, mask_shapes, threads)
+    options = dataclasses.replace(options or SegmentOptions(), **settings)
+    outer = ensure_progress(progress)
+    progress = SubProgress(outer, 0.0, 85.0) if outlines_out else outer
+    options.validate()
+    loaded, shapes = prepare_run(image, model, options.device, options.batch_size, options.mask_shapes, options.threads)
     contract = loaded.contract
-    thresholds = dict(contract.thresholds, **(thresholds or {}))
-
+    thresholds = dict(contract.thresholds, **(options.thresholds or {}))
+    outline_count = 0
     with ExitStack() as stack:
-        src = open_tiled(image, contract, stack, band_map=band_map, bounds=bounds, shapes=shapes,
-                         tile_size=tile_size, overlap=overlap, progress=progress)
-        grid = src.grid
-        transforms = dihedral_transforms(tta)
-        n_classes = len(contract.classes)
-        progress.push_info(
-            f"Model {contract.name or os.path.basename(loaded.path)} on {loaded.describe()}; batch {batch_size}; "
-            f"{src.width}×{src.height} px in {len(grid)} tiles of {grid.tile} px, overlap {grid.overlap} px, TTA {tta}; "
-            f"bands {', '.join(f'{k}←{v}' for k, v in src.mapping.items())}"
-            + (f"; resampled to the model's {contract.resolution_m:g} m" if src.resampled else "")
-        )
-
+        src = open_tiled(image, contract, stack, band_map=options.band_map, bounds=options.bounds, shapes=shapes,
+                         tile_size=options.tile_size, overlap=options.overlap, progress=progress)
+        progress.push_info(_describe_run(loaded, src, options))
         prob_tmp, class_tmp, outlines_tmp = stack.enter_context(  # all outputs commit together, on success
             atomic_outputs(probabilities_out, classes_out, outlines_out or None, progress=outer))
-        prob_ds = stack.enter_context(rasterio.open(prob_tmp, "w", **src.profile(n_classes, "float32", PROBABILITY_NODATA)))
-        class_ds = stack.enter_context(rasterio.open(class_tmp, "w", **src.profile(1, "uint8", CLASS_NODATA)))
-        for i, name in enumerate(contract.class_names, start=1):
-            prob_ds.set_band_description(i, name)
-        class_ds.set_band_description(1, "class")
-        class_ds.write_colormap(1, class_colormap(contract.classes, contract.background))
-        seconds = [0.0]
-        samples: List[np.ndarray] = []  # scaled inputs of valid pixels, to compare with the training range
-
-        def predict(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-            for xi, vi in zip(x, valid):
-                if len(samples) < RANGE_SAMPLE_TILES:
-                    values = xi[:, vi]
-                    samples.append(values[:, :: max(1, values.shape[1] // RANGE_SAMPLE_PX)])
-            n = len(x)  # the flips of a batch run as one batch, up to TTA_CALL_TILES tiles per call
-            group = max(1, TTA_CALL_TILES // n)
-            probs = None
-            for g in range(0, len(transforms), group):
-                chosen = transforms[g : g + group]
-                xt = np.concatenate([apply_transform(x, turns, flip) for turns, flip in chosen])
-                t0 = time.perf_counter()
-                raw = loaded.run(np.ascontiguousarray(xt, dtype=np.float32))
-                seconds[0] += time.perf_counter() - t0
-                if raw.shape[1] != n_classes:
-                    raise InputError(
-                        f"The model returned {raw.shape[1]} channels but its contract lists {n_classes} classes."
-                    )
-                raw = activate(raw, contract.activation)
-                for i, (turns, flip) in enumerate(chosen):
-                    p = invert_transform(raw[i * n : (i + 1) * n], turns, flip)
-                    if probs is None:
-                        probs = p.copy()
-                    else:
-                        probs += p
-            probs /= len(transforms)
-            return probs
-
-        def write(strip: np.ndarray, covered: np.ndarray, out) -> None:
-            cls = contract.classify(strip, thresholds)
-            cls[~covered] = CLASS_NODATA
-            strip[:, ~covered] = PROBABILITY_NODATA
-            prob_ds.write(strip, window=out)
-            class_ds.write(cls, 1, window=out)
-
-        loop: Dict[str, float] = {}
-        run, skipped = blend_tiles(src, contract, n_classes, predict, write, batch_size=batch_size,
-                                   progress=progress, stats=loop)
-        prob_ds.close()
-        class_ds.close()
-        if samples:
-            for warning in input_range_warnings(contract.bands, list(np.concatenate(samples, axis=1))):
-                progress.push_info(warning)
-        outline_count = 0
+        writer = SegmentWriter(prob_tmp, class_tmp, src, contract, thresholds, stack)
+        step = ModelStep(loaded, options.tta)
+        loop = TileLoop(src, contract, step.channels, options.batch_size)
+        loop.run(step, writer.write, progress)
+        writer.close()
+        for warning in step.range_warnings():
+            progress.push_info(warning)
         if outlines_out:
-            from .vectorize import vectorize
-
-            outline = vectorize(
-                class_tmp, outlines_tmp, contract.classes, precedence=contract.precedence,
-                background_value=contract.background.value, layer_name="outlines",
-                source=f"{os.path.basename(image)}; model {contract.name or os.path.basename(loaded.path)}",
-                progress=SubProgress(outer, 85.0, 100.0), **dict(outline_options or {}),
-            )
-            outline_count = outline.feature_count
+            outline_count = _write_outlines(image, class_tmp, outlines_tmp, loaded, options,
+                                            SubProgress(outer, 85.0, 100.0))
     outer.set_progress(100.0)
     return SegmentResult(
         probabilities=probabilities_out, classes=classes_out, contract=contract, provider=loaded.provider,
-        tiles_run=run, tiles_skipped=skipped, inference_seconds=seconds[0],
+        tiles_run=loop.tiles_run, tiles_skipped=loop.tiles_skipped, inference_seconds=step.seconds,
         band_map=src.mapping, resampled=src.resampled, width=src.width, height=src.height,
         outlines=outlines_out or None, outline_count=outline_count,
-        model_calls=int(loop["calls"]), session=loaded.describe(),
+        model_calls=loop.calls, session=loaded.describe(),
     )

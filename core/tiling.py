@@ -11,7 +11,7 @@ weighted merging, e.g. the Attention DeepLabV3+ glacier work and Isensee et al. 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -102,3 +102,100 @@ def apply_transform(batch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
 def invert_transform(batch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
     out = np.rot90(batch, -turns, axes=(-2, -1))
     return out[..., ::-1] if flip else out
+
+
+WRITE_CHUNK_PX = 2048  # finished rows are divided and handed on in column chunks of this width
+
+
+class BlendAccumulator:
+    """Window-weighted sums of overlapping tile outputs over a strip of tile rows of a ``TileGrid``.
+
+    Tiles are added in any order within the strip (``add``; ``skip`` for a tile that gives
+    nothing, e.g. wholly nodata); once every tile of the strip's first tile row is in, ``flush``
+    hands its rows on as blended values (the weighted sum divided by the summed weights) and
+    moves the strip down. ``depth`` (rows held) is the tile rows in flight plus one tile, e.g.
+    ``core.segment.strip_rows``; the default holds the whole raster (training validation on
+    arrays). Outputs are ``write(values, covered, window)``: (channels, h, w) float32 values,
+    the (h, w) mask of pixels any valid tile pixel reached, and the rasterio ``Window`` of the
+    raster they cover, in column chunks of at most ``WRITE_CHUNK_PX``.
+    """
+
+    def __init__(self, grid: TileGrid, channels: int, depth: Optional[int] = None):
+        rows = grid.row_origins
+        self.grid, self.rows = grid, rows
+        self.depth = rows[-1] - rows[0] + grid.tile if depth is None else int(depth)
+        self.window = grid.window()
+        self.sums = np.zeros((channels, self.depth, grid.width), np.float32)
+        self.weights = np.zeros((self.depth, grid.width), np.float32)
+        self.top = 0  # the first tile row not yet handed on
+        self.remaining = [len(grid.col_origins)] * len(rows)  # tiles of each tile row not yet added
+
+    def add(self, k: int, col: int, values: np.ndarray, valid: np.ndarray) -> None:
+        """Add the (channels, tile, tile) ``values`` of the tile in tile row ``k`` at column
+        origin ``col``, weighted by the blend window where ``valid``."""
+        tile, width = self.grid.tile, self.grid.width
+        w = self.window * valid
+        r = self.rows[k] - self.rows[self.top]
+        c0, c1 = max(col, 0), min(col + tile, width)
+        self.sums[:, r : r + tile, c0:c1] += values[:, :, c0 - col : c1 - col] * w[None, :, c0 - col : c1 - col]
+        self.weights[r : r + tile, c0:c1] += w[:, c0 - col : c1 - col]
+        self.remaining[k] -= 1
+
+    def skip(self, k: int) -> None:
+        """A tile of tile row ``k`` that adds nothing (its pixels stay uncovered)."""
+        self.remaining[k] -= 1
+
+    def flush(self, write: Callable[[np.ndarray, np.ndarray, Any], None]) -> None:
+        """Hand on the tile rows whose tiles are all in; shift the strip up."""
+        while self.top < len(self.rows) and self.remaining[self.top] == 0:
+            k = self.top
+            final = (self.rows[k + 1] - self.rows[k]) if k + 1 < len(self.rows) else self.grid.tile
+            self._write_rows(self.rows[k], final, write)
+            self._shift(final)
+            self.top = k + 1
+
+    def finish(self, write: Callable[[np.ndarray, np.ndarray, Any], None]) -> None:
+        """Count every tile not added as skipped (e.g. tiles that miss a region of interest) and
+        hand on all remaining rows."""
+        self.remaining = [0] * len(self.rows)
+        self.flush(write)
+
+    def _write_rows(self, row: int, final: int, write: Callable[[np.ndarray, np.ndarray, Any], None]) -> None:
+        from rasterio.windows import Window
+
+        width = self.grid.width
+        r0, r1 = max(row, 0), min(row + final, self.grid.height)
+        for c0 in range(0, width, WRITE_CHUNK_PX) if r1 > r0 else ():
+            c1 = min(c0 + WRITE_CHUNK_PX, width)
+            wsum = self.weights[r0 - row : r1 - row, c0:c1]
+            covered = wsum > 0
+            values = self.sums[:, r0 - row : r1 - row, c0:c1] / np.where(covered, wsum, 1.0)
+            write(values, covered, Window(c0, r0, c1 - c0, r1 - r0))
+
+    def _shift(self, final: int) -> None:
+        keep = self.depth - final  # rows still open move up
+        self.sums[:, :keep] = self.sums[:, final:]
+        self.weights[:keep] = self.weights[final:]
+        self.sums[:, keep:] = 0.0
+        self.weights[keep:] = 0.0
+
+
+def blend_to_arrays(grid: TileGrid, channels: int,
+                    tiles: Iterable[Tuple[int, int, np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Blend ``tiles`` — ``(k, col, values, valid)`` as for ``BlendAccumulator.add`` — over the whole
+    raster of ``grid`` in memory (training validation on arrays; inference streams strips instead).
+    Returns (values (channels, H, W) float32, covered (H, W) bool); values are 0 where not covered."""
+    accumulator = BlendAccumulator(grid, channels)
+    for k, col, values, valid in tiles:
+        accumulator.add(k, col, values, valid)
+    out = np.zeros((channels, grid.height, grid.width), np.float32)
+    covered = np.zeros((grid.height, grid.width), bool)
+
+    def write(values: np.ndarray, mask: np.ndarray, window) -> None:
+        rows = slice(int(window.row_off), int(window.row_off + window.height))
+        cols = slice(int(window.col_off), int(window.col_off + window.width))
+        out[:, rows, cols] = values
+        covered[rows, cols] = mask
+
+    accumulator.finish(write)
+    return out, covered

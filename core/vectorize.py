@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -22,6 +23,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping
 
 import numpy as np
 
+from . import parameters
 from .contract import ClassInfo, ModelContract, decide_classes, read_contract
 from .errors import InputError, ModelContractError
 from .io import GDAL_CACHE_BYTES, atomic_output, raster_exists
@@ -635,53 +637,94 @@ def _gpkg_writer(path: str, layer_name: str, crs_wkt: str) -> Iterator[Callable]
 
 
 # -------------------------------------------------------------------------------- main
-def vectorize(
-    class_raster: str,
-    out_path: str,
-    classes: Optional[Sequence[ClassInfo]] = None,
-    *,
-    precedence: Sequence[str] = (),
-    thresholds: Optional[Mapping[str, float]] = None,
-    min_area_km2: float = 0.01,
-    hole_area_km2: float = 0.01,
-    smooth_iterations: int = 3,
-    smooth_offset: float = 0.25,
-    simplify_tolerance_m: float = 0.0,
-    source: str = "",
-    layer_name: str = "outlines",
-    background_value: int = 0,
-    progress=None,
-) -> VectorizeResult:
-    """Vectorize a class raster into one polygon per connected region (4-connectivity) and class.
+@dataclass(frozen=True)
+class VectorizeOptions:
+    """The settings of one ``vectorize`` run (each a keyword of ``vectorize``), checked by ``validate``.
 
-    ``class_raster``: single-band integer classes (``background_value`` and no-data are not
-    vectorized), or a multi-band mask/probability raster with band k for ``classes[k]``,
-    decided as the model does (``core.contract.decide_classes``: the most probable class when
-    the classes include ``background_value``, else the first class in ``precedence`` order
-    whose band reaches its threshold in ``thresholds``, default 0.5). Regions
-    under ``min_area_km2`` are dropped, holes under ``hole_area_km2`` holding only background
-    are filled (both on the exact pixel areas), then boundaries are smoothed with
-    ``smooth_iterations`` Chaikin passes of ``smooth_offset`` on pixel-edge segments and
-    simplified by ``simplify_tolerance_m`` — all with shared boundaries kept shared.
+    ``precedence`` / ``thresholds``: how a multi-band mask or probability raster is decided
+    (``core.contract.decide_classes``). Regions under ``min_area_km2`` are dropped and holes under
+    ``hole_area_km2`` holding only background filled (0 switches either off); ``smooth_iterations``
+    Chaikin passes cut ``smooth_offset`` of each segment per corner; ``simplify_tolerance_m``
+    simplifies the smoothed arcs. ``source`` fills the ``source`` field (default: the raster's file
+    name), ``layer_name`` names the GeoPackage layer; ``background_value`` is not vectorized.
+    Defaults and their sources: ``core.parameters`` (vectorize section).
     """
-    import rasterio
-    import shapely
 
-    progress = ensure_progress(progress)
-    if not isinstance(smooth_iterations, (int, np.integer)) or not 0 <= smooth_iterations <= 10:
-        raise InputError(f"smooth_iterations must be an integer from 0 to 10, got {smooth_iterations!r}.")
-    if not 0.0 <= smooth_offset <= 0.5:
-        raise InputError(f"smooth_offset must be between 0 and 0.5 (fraction of a segment cut per corner), got {smooth_offset!r}.")
-    for name, value in (("min_area_km2", min_area_km2), ("hole_area_km2", hole_area_km2),
-                        ("simplify_tolerance_m", simplify_tolerance_m)):
-        if not np.isfinite(value) or value < 0:
-            raise InputError(f"{name} must be a number >= 0 (0 switches it off), got {value!r}.")
-    if not layer_name:
-        raise InputError("layer_name must not be empty; give the GeoPackage layer a name such as 'outlines'.")
+    precedence: Sequence[str] = ()
+    thresholds: Optional[Mapping[str, float]] = None
+    min_area_km2: float = parameters.OUTLINE_MIN_AREA_KM2
+    hole_area_km2: float = parameters.OUTLINE_FILL_HOLE_KM2
+    smooth_iterations: int = parameters.SMOOTH_ITERATIONS
+    smooth_offset: float = parameters.SMOOTH_OFFSET
+    simplify_tolerance_m: float = 0.0
+    source: str = ""
+    layer_name: str = "outlines"
+    background_value: int = 0
+
+    def validate(self) -> None:
+        """``InputError`` naming the setting that is out of range and what it may be."""
+        if not isinstance(self.smooth_iterations, (int, np.integer)) or not 0 <= self.smooth_iterations <= 10:
+            raise InputError(f"smooth_iterations must be an integer from 0 to 10, got {self.smooth_iterations!r}.")
+        if not 0.0 <= self.smooth_offset <= 0.5:
+            raise InputError("smooth_offset must be between 0 and 0.5 (fraction of a segment cut per corner), "
+                             f"got {self.smooth_offset!r}.")
+        for name in ("min_area_km2", "hole_area_km2", "simplify_tolerance_m"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise InputError(f"{name} must be a number >= 0 (0 switches it off), got {value!r}.")
+        if not self.layer_name:
+            raise InputError("layer_name must not be empty; give the GeoPackage layer a name such as 'outlines'.")
+
+
+@dataclass
+class _Regions:
+    """The class regions of a raster on its exact pixel geometry: ``codes[i]`` (class value, or
+    ``NODATA_CODE``) of polygon ``pieces[i]`` in pixel coordinates, the junction ``nodes`` where
+    arcs end, and the raster's grid."""
+
+    codes: np.ndarray
+    pieces: np.ndarray
+    nodes: np.ndarray
+    grid: "_Grid"
+    crs_wkt: str
+    width: int
+    height: int
+
+    @property
+    def is_class(self) -> np.ndarray:
+        return self.codes != NODATA_CODE
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.codes, self.pieces = self.codes[mask], self.pieces[mask]
+
+
+def _check_paths(class_raster: str, out_path: str) -> None:
     if not out_path.lower().endswith(".gpkg"):
         raise InputError(f"output {out_path!r} must be a GeoPackage: give a path ending in .gpkg.")
     if not raster_exists(class_raster):
         raise InputError(f"class raster {class_raster!r} does not exist (or GDAL cannot read it); check the path.")
+
+
+def _check_band_classes(src, band_classes: Sequence[ClassInfo], options: VectorizeOptions) -> None:
+    """A multi-band raster needs one class per band; precedence and thresholds name those classes."""
+    if src.count <= 1:
+        return
+    if len(band_classes) != src.count:
+        raise InputError(
+            f"{os.path.basename(src.name)} has {src.count} bands; a multi-band mask needs a class table "
+            f"with one class per band (got {len(band_classes)}). Give the model's .onnx/.json, or a "
+            "single-band class raster."
+        )
+    by_name = {c.name: c for c in band_classes}
+    unknown = [n for n in list(options.precedence) + list(options.thresholds or {}) if n not in by_name]
+    if unknown:
+        raise InputError(f"precedence or thresholds name unknown class(es) {unknown}; classes are {list(by_name)}.")
+
+
+def _read_regions(class_raster: str, band_classes: Sequence[ClassInfo], options: VectorizeOptions,
+                  progress) -> _Regions:
+    """Open the raster, check it, and polygonize its classes block by block."""
+    import rasterio
 
     try:
         src = rasterio.open(class_raster)
@@ -693,29 +736,18 @@ def vectorize(
                 f"{os.path.basename(class_raster)} has no coordinate reference system, so areas cannot be "
                 "computed; assign one (e.g. with gdal_edit.py -a_srs or QGIS 'Assign projection')."
             )
-        band_classes = list(classes or [])
-        if src.count > 1:
-            if len(band_classes) != src.count:
-                raise InputError(
-                    f"{os.path.basename(class_raster)} has {src.count} bands; a multi-band mask needs a class table "
-                    f"with one class per band (got {len(band_classes)}). Give the model's .onnx/.json, or a "
-                    "single-band class raster."
-                )
-            by_name = {c.name: c for c in band_classes}
-            unknown = [n for n in list(precedence) + list(thresholds or {}) if n not in by_name]
-            if unknown:
-                raise InputError(f"precedence or thresholds name unknown class(es) {unknown}; classes are {list(by_name)}.")
-        grid = _Grid(src.crs, src.transform)
-        crs_wkt = src.crs.to_wkt()
-        width, height = src.width, src.height
+        _check_band_classes(src, band_classes, options)
 
         def read_codes(window):
-            return _class_codes(src, window, band_classes, precedence, thresholds or {}, background_value)
+            return _class_codes(src, window, band_classes, options.precedence, options.thresholds or {},
+                                options.background_value)
 
-        codes, pieces, nodes = _polygonize(src, read_codes, background_value, SubProgress(progress, 0, 50))
+        codes, pieces, nodes = _polygonize(src, read_codes, options.background_value, progress)
+        return _Regions(codes, pieces, nodes, _Grid(src.crs, src.transform), src.crs.to_wkt(), src.width, src.height)
 
-    is_class = codes != NODATA_CODE
-    found = sorted(set(codes[is_class].tolist()))
+
+def _class_table(found: Sequence[int], band_classes: Sequence[ClassInfo], progress) -> Dict[int, ClassInfo]:
+    """Class value -> class: the given table, plus ``class_<value>`` for values it lacks."""
     table = {c.value: c for c in band_classes}
     extra = [v for v in found if v not in table]
     if extra:
@@ -724,57 +756,121 @@ def vectorize(
         taken = len(table)
         for i, c in enumerate(generated_classes(extra)):
             table[c.value] = ClassInfo(c.name, c.value, PALETTE[(taken + i) % len(PALETTE)])
-    check_cancel(progress)
+    return table
 
-    # Filters on the exact pixel geometry: small regions out, then small background holes filled.
-    keep = np.ones(len(pieces), bool)
-    keep[np.flatnonzero(is_class)] = grid.area_m2(pieces[is_class]) >= min_area_km2 * 1e6 * (1 - _REL_EPS)
-    removed = int((~keep).sum())
-    codes, pieces, is_class = codes[keep], pieces[keep], is_class[keep]
+
+def _filter_regions(regions: _Regions, options: VectorizeOptions) -> Tuple[int, int]:
+    """Filters on the exact pixel geometry: small regions out, then small background holes
+    filled. Returns (regions removed, holes filled)."""
+    is_class = regions.is_class
+    keep = np.ones(len(regions.pieces), bool)
+    keep[np.flatnonzero(is_class)] = regions.grid.area_m2(regions.pieces[is_class]) >= options.min_area_km2 * 1e6 * (1 - _REL_EPS)
+    regions.keep(keep)
     filled = 0
-    if hole_area_km2 > 0 and len(pieces):
-        pieces, filled = _fill_small_holes(pieces, np.flatnonzero(is_class), pieces, grid, hole_area_km2 * 1e6)
-    progress.set_progress(55)
-    check_cancel(progress)
+    if options.hole_area_km2 > 0 and len(regions.pieces):
+        regions.pieces, filled = _fill_small_holes(regions.pieces, np.flatnonzero(regions.is_class), regions.pieces,
+                                                   regions.grid, options.hole_area_km2 * 1e6)
+    return int((~keep).sum()), filled
 
-    # Smooth, measure and write in batches of polygons (class, then largest first): a shared
-    # arc comes out identical from any batch. Simplification needs all arcs in one batch.
-    codes, pieces = codes[is_class], pieces[is_class]
-    by = np.lexsort((-shapely.area(pieces), codes)) if len(pieces) else np.zeros(0, int)
-    codes, pieces = codes[by], grid.pixel_orientation(pieces[by])
-    simplify_px = simplify_tolerance_m / grid.pixel_size_m(width, height) if simplify_tolerance_m > 0 else 0.0
-    edges = np.cumsum(shapely.length(pieces)) if len(pieces) else np.zeros(0)  # pixel edges of boundary
-    cuts = [0] if simplify_px > 0 or not len(pieces) else \
-        np.unique(np.searchsorted(edges, np.arange(0, edges[-1], BATCH_EDGES), side="right")).tolist()
-    cuts = sorted(set(cuts) | {0}) + [len(pieces)]
-    src_text = source or os.path.basename(class_raster)
 
-    def outlines(i0: int, i1: int):
-        geoms = _smooth_topology(pieces[i0:i1], nodes, width, height, smooth_iterations, smooth_offset,
-                                 simplify_px, grid.map_xy)
-        area, perimeter = grid.measure(geoms)
+class _OutlineBatches:
+    """Smooth, measure and describe the class regions in batches (class, then largest first): a
+    shared arc comes out identical from any batch. Simplification needs all arcs in one batch."""
+
+    def __init__(self, regions: _Regions, table: Mapping[int, ClassInfo], options: VectorizeOptions, source: str):
+        import shapely
+
+        codes, pieces = regions.codes, regions.pieces
+        by = np.lexsort((-shapely.area(pieces), codes)) if len(pieces) else np.zeros(0, int)
+        self.codes, self.pieces = codes[by], regions.grid.pixel_orientation(pieces[by])
+        self.regions, self.table, self.options, self.source = regions, table, options, source
+        grid = regions.grid
+        tolerance = options.simplify_tolerance_m
+        self.simplify_px = tolerance / grid.pixel_size_m(regions.width, regions.height) if tolerance > 0 else 0.0
+        self.cuts = self._cuts()
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def _cuts(self) -> List[int]:
+        """Batch boundaries: about ``BATCH_EDGES`` pixel edges of boundary each (one batch when simplifying)."""
+        import shapely
+
+        pieces = self.pieces
+        edges = np.cumsum(shapely.length(pieces)) if len(pieces) else np.zeros(0)  # pixel edges of boundary
+        cuts = [0] if self.simplify_px > 0 or not len(pieces) else \
+            np.unique(np.searchsorted(edges, np.arange(0, edges[-1], BATCH_EDGES), side="right")).tolist()
+        return sorted(set(cuts) | {0}) + [len(pieces)]
+
+    def outlines(self, i0: int, i1: int):
+        """(WKB geometries, attribute rows) of polygons ``i0:i1``."""
+        import shapely
+
+        r, o = self.regions, self.options
+        geoms = _smooth_topology(self.pieces[i0:i1], r.nodes, r.width, r.height, o.smooth_iterations,
+                                 o.smooth_offset, self.simplify_px, r.grid.map_xy)
+        area, perimeter = r.grid.measure(geoms)
         return shapely.to_wkb(geoms, output_dimension=2), [
-            {"class_name": table[int(v)].name, "class_value": int(v), "area_km2": float(a / 1e6),
-             "perimeter_m": float(p), "source": src_text}
-            for v, a, p in zip(codes[i0:i1], area, perimeter)
+            {"class_name": self.table[int(v)].name, "class_value": int(v), "area_km2": float(a / 1e6),
+             "perimeter_m": float(p), "source": self.source}
+            for v, a, p in zip(self.codes[i0:i1], area, perimeter)
         ]
 
-    def jobs():
-        for i0, i1 in zip(cuts[:-1], cuts[1:]):
+    def jobs(self, progress) -> Iterator[Callable]:
+        for i0, i1 in zip(self.cuts[:-1], self.cuts[1:]):
             check_cancel(progress)
             if i1 > i0:
-                yield functools.partial(outlines, i0, i1)
+                yield functools.partial(self.outlines, i0, i1)
 
-    if not len(pieces):  # empty is a valid answer: an empty layer, with its fields
+    def write(self, out_path: str, progress) -> None:
+        """All batches into a new GeoPackage layer at ``out_path`` (atomically)."""
+        with atomic_output(out_path, progress) as tmp, \
+                _gpkg_writer(tmp, self.options.layer_name, self.regions.crs_wkt) as write:
+            for k, (wkbs, rows) in enumerate(_in_order(self.jobs(progress))):
+                write(wkbs, rows)
+                progress.set_progress(55 + 45 * (k + 1) / max(len(self.cuts) - 1, 1))
+            check_cancel(progress)
+
+
+def vectorize(class_raster: str, out_path: str, classes: Optional[Sequence[ClassInfo]] = None,
+              options: Optional[VectorizeOptions] = None, *, progress=None, **settings: Any) -> VectorizeResult:
+    """Vectorize a class raster into one polygon per connected region (4-connectivity) and class.
+
+    ``class_raster``: single-band integer classes (``background_value`` and no-data are not
+    vectorized), or a multi-band mask/probability raster with band k for ``classes[k]``,
+    decided as the model does (``core.contract.decide_classes``: the most probable class when
+    the classes include ``background_value``, else the first class in ``precedence`` order
+    whose band reaches its threshold in ``thresholds``, default 0.5). Regions
+    under ``min_area_km2`` are dropped, holes under ``hole_area_km2`` holding only background
+    are filled (both on the exact pixel areas), then boundaries are smoothed with
+    ``smooth_iterations`` Chaikin passes of ``smooth_offset`` on pixel-edge segments and
+    simplified by ``simplify_tolerance_m`` — all with shared boundaries kept shared.
+
+    The settings are ``options`` (``VectorizeOptions``) or its fields as keywords (``settings``,
+    which override ``options``). Steps: settings and paths checked, regions polygonized
+    (``_read_regions``), named (``_class_table``), filtered (``_filter_regions``), smoothed and
+    written in batches (``_OutlineBatches``).
+    """
+    progress = ensure_progress(progress)
+    options = dataclasses.replace(options or VectorizeOptions(), **settings)
+    options.validate()
+    _check_paths(class_raster, out_path)
+    band_classes = list(classes or [])
+    regions = _read_regions(class_raster, band_classes, options, SubProgress(progress, 0, 50))
+    found = sorted(set(regions.codes[regions.is_class].tolist()))
+    table = _class_table(found, band_classes, progress)
+    check_cancel(progress)
+    removed, filled = _filter_regions(regions, options)
+    progress.set_progress(55)
+    check_cancel(progress)
+    regions.keep(regions.is_class)  # no-data regions were context for the hole filling only
+    batches = _OutlineBatches(regions, table, options, options.source or os.path.basename(class_raster))
+    if not len(batches):  # empty is a valid answer: an empty layer, with its fields
+        min_area = options.min_area_km2
         progress.push_info(
-            f"No class region{' of at least ' + format(min_area_km2, 'g') + ' km²' if min_area_km2 > 0 else ''}: "
+            f"No class region{' of at least ' + format(min_area, 'g') + ' km²' if min_area > 0 else ''}: "
             "the outlines layer is empty.")
-
-    with atomic_output(out_path, progress) as tmp, _gpkg_writer(tmp, layer_name, crs_wkt) as write:
-        for k, (wkbs, rows) in enumerate(_in_order(jobs())):
-            write(wkbs, rows)
-            progress.set_progress(55 + 45 * (k + 1) / max(len(cuts) - 1, 1))
-        check_cancel(progress)
+    batches.write(out_path, progress)
     progress.set_progress(100)
     used = tuple(table[v] for v in sorted(table) if v in set(found))
-    return VectorizeResult(out_path, layer_name, len(pieces), used, removed, filled)
+    return VectorizeResult(out_path, options.layer_name, len(batches), used, removed, filled)

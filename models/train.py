@@ -26,6 +26,7 @@ from ..core.contract import TASKS, InputSpec, ModelContract, scaled_range
 from ..core.errors import CancelledError, DeviceError, InputError
 from ..core.io import atomic_output, atomic_outputs, geotiff_profile
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
+from ..core.runtime import DEVICES
 from .datasets import (IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, raster_shape, training_tile_px,
                        window_origins)
 from .export import export_onnx
@@ -37,7 +38,6 @@ from .validation import (cell_count, cell_scores, class_infos, predict_region, s
                          validation_score)
 
 CHECKPOINT_FORMAT = "glacierseg-train-1"
-DEVICES = ("auto", "cpu", "cuda")
 RANGE_SAMPLE = 200_000  # training pixels per raster the input range is measured on
 # A threshold is tuned on validation only where the class is seen in enough separate cells and
 # pixels; below that the F1 optimum follows the noise of one or two places (on 3 fishnet cells the

@@ -19,15 +19,17 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.segment import TTA_MODES, parse_thresholds, segment_raster
-from ..core.runtime import load_model, usable_cores
+from ..core import parameters
+from ..core.contract import parse_thresholds
+from ..core.runtime import DEVICES, load_model, usable_cores
+from ..core.segment import TTA_MODES, SegmentOptions, segment_raster
+from ..ui.correction import prepare_outlines
 from ..ui.styles import (
     class_raster_beneath_outlines,
     class_raster_renderer,
     probability_renderer,
     style_on_load,
 )
-from ..ui.correction import prepare_outlines
 from .base import MAPPING, GlacierSegAlgorithm, geotiff_output, model_store, raster_path, widget_metadata
 from .raster_inputs import band_mapping, extent_bounds, mask_shapes
 
@@ -43,7 +45,6 @@ def resolve_model_path(value) -> str:
 
 
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
-DEVICES = ["auto", "cpu", "cuda"]
 DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 
 
@@ -117,13 +118,18 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
             self.MASK, "Mask layer (segment inside its polygons only)", [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.TTA, "Test-time augmentation", TTA_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
+        integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
         advanced = [
-            QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model's)", QgsProcessingParameterNumber.Integer, 0, minValue=0),
-            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", QgsProcessingParameterNumber.Integer, -1, minValue=-1),
-            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (tiles per model call)", QgsProcessingParameterNumber.Integer, 4, minValue=1, maxValue=256),
-            QgsProcessingParameterString(self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)", optional=True),
-            QgsProcessingParameterNumber(self.MIN_AREA, "Outlines: minimum polygon area (km²)", QgsProcessingParameterNumber.Double, 0.01, minValue=0.0),
-            QgsProcessingParameterNumber(self.SMOOTH_ITERATIONS, "Outlines: smoothing iterations", QgsProcessingParameterNumber.Integer, 3, minValue=0, maxValue=10),
+            QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model's)", integer, 0, minValue=0),
+            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", integer, -1, minValue=-1),
+            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (tiles per model call)", integer, 4, minValue=1,
+                                         maxValue=256),
+            QgsProcessingParameterString(self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)",
+                                         optional=True),
+            QgsProcessingParameterNumber(self.MIN_AREA, "Outlines: minimum polygon area (km²)", double,
+                                         parameters.OUTLINE_MIN_AREA_KM2, minValue=0.0),
+            QgsProcessingParameterNumber(self.SMOOTH_ITERATIONS, "Outlines: smoothing iterations", integer,
+                                         parameters.SMOOTH_ITERATIONS, minValue=0, maxValue=10),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -151,19 +157,18 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         outlines_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_OUTLINES, context) or None
         if outlines_path and os.path.splitext(outlines_path)[1].lower() != ".gpkg":
             raise QgsProcessingException(f"The outlines output must be a GeoPackage (.gpkg); got {outlines_path!r}.")
-        result = segment_raster(
-            image, model, prob_path, class_path,
+        options = SegmentOptions(
             band_map=band_map, bounds=bounds, mask_shapes=shapes, tile_size=tile,
             overlap=None if overlap < 0 else overlap,
             tta=TTA_MODES[self.parameterAsEnum(parameters, self.TTA, context)],
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             thresholds=parse_thresholds(self.parameterAsString(parameters, self.THRESHOLDS, context), contract),
-            outlines_out=outlines_path,
             outline_options={"min_area_km2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
                              "hole_area_km2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
                              "smooth_iterations": self.parameterAsInt(parameters, self.SMOOTH_ITERATIONS, context)},
-            progress=progress,
         )
+        result = segment_raster(image, model, prob_path, class_path, options, outlines_out=outlines_path,
+                                progress=progress)
         feedback.pushInfo(
             f"Ran {result.tiles_run} tiles on {result.provider} ({result.tiles_skipped} nodata tiles skipped), "
             f"{result.inference_seconds:.1f} s in the model."

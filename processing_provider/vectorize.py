@@ -12,7 +12,8 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.vectorize import load_class_table, vectorize
+from ..core import parameters
+from ..core.vectorize import BLOCK_PX, VectorizeOptions, load_class_table, vectorize
 from ..ui.correction import prepare_outlines
 from ..ui.styles import style_on_load
 from .base import MAPPING, GlacierSegAlgorithm, raster_path
@@ -51,7 +52,7 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
         "no gaps, no overlaps, valid geometries.<br>"
         "<b>Simplification tolerance</b> (m, default 0 = none): topology-preserving Douglas–Peucker "
         "on the same shared arcs.<br><br>"
-        "Large rasters are read and polygonized in 8192-pixel blocks and outlines are smoothed and "
+        f"Large rasters are read and polygonized in {BLOCK_PX}-pixel blocks and outlines are smoothed and "
         "written in batches, so memory does not grow with the raster size."
     )
 
@@ -65,10 +66,14 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
             self.CLASS_TABLE, "Class table (model .onnx or contract .json)", optional=True,
             fileFilter="GlacierSeg model (*.onnx *.json)"))
         number = QgsProcessingParameterNumber
-        self.addParameter(number(self.MIN_AREA, "Minimum region area (km²)", number.Double, 0.01, minValue=0.0))
-        self.addParameter(number(self.HOLE_AREA, "Fill holes smaller than (km²)", number.Double, 0.01, minValue=0.0))
-        self.addParameter(number(self.ITERATIONS, "Smoothing iterations", number.Integer, 3, minValue=0, maxValue=10))
-        self.addParameter(number(self.OFFSET, "Smoothing offset", number.Double, 0.25, minValue=0.0, maxValue=0.5))
+        self.addParameter(number(self.MIN_AREA, "Minimum region area (km²)", number.Double,
+                                 parameters.OUTLINE_MIN_AREA_KM2, minValue=0.0))
+        self.addParameter(number(self.HOLE_AREA, "Fill holes smaller than (km²)", number.Double,
+                                 parameters.OUTLINE_FILL_HOLE_KM2, minValue=0.0))
+        self.addParameter(number(self.ITERATIONS, "Smoothing iterations", number.Integer, parameters.SMOOTH_ITERATIONS,
+                                 minValue=0, maxValue=10))
+        self.addParameter(number(self.OFFSET, "Smoothing offset", number.Double, parameters.SMOOTH_OFFSET,
+                                 minValue=0.0, maxValue=0.5))
         advanced = [
             number(self.SIMPLIFY, "Simplification tolerance (m)", number.Double, 0.0, minValue=0.0),
             number(self.BACKGROUND, "Background value (not vectorized)", number.Integer, 0),
@@ -88,8 +93,7 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
             classes, precedence, thresholds = contract.classes, contract.precedence, contract.thresholds
             source += f"; model {contract.name or os.path.basename(table_path)}"
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        result = vectorize(
-            raster, out_path, classes,
+        options = VectorizeOptions(
             precedence=precedence,
             thresholds=thresholds,
             min_area_km2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
@@ -99,8 +103,8 @@ class VectorizeAlgorithm(GlacierSegAlgorithm):
             simplify_tolerance_m=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
             source=source,
             background_value=self.parameterAsInt(parameters, self.BACKGROUND, context),
-            progress=progress,
         )
+        result = vectorize(raster, out_path, classes, options, progress=progress)
         feedback.pushInfo(
             f"Wrote {result.feature_count} outlines ({result.removed_small} regions under the minimum area "
             f"dropped, {result.filled_holes} holes filled)."

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from glacierseg.core.contract import ModelContract, REQUIRED_KEYS, read_contract
+from glacierseg.core.contract import REQUIRED_KEYS, ModelContract, read_contract
 from glacierseg.core.errors import ModelContractError
 from glacierseg.models.sample import sample_contract
 
@@ -86,3 +86,42 @@ def test_sidecar_json_for_foreign_onnx(tmp_path):
     model = tmp_path / "foreign.onnx"
     contract.to_json_file(str(tmp_path / "model.json"))
     assert read_contract(str(model), embedded={}) == contract
+
+
+def test_threshold_override_is_parsed_and_checked_against_the_classes():
+    from glacierseg.core.contract import parse_thresholds
+    from glacierseg.core.errors import InputError
+
+    c = sample_contract()
+    assert parse_thresholds("", c) == {} and parse_thresholds("  ", c) == {}
+    assert parse_thresholds("0.4", c) == {name: 0.4 for name in c.class_names}
+    assert parse_thresholds(" glacier = 0.3 ", c) == {"glacier": 0.3}
+    with pytest.raises(InputError, match="not a number or a list"):
+        parse_thresholds("glacier=0.3=0.4", c)
+    with pytest.raises(InputError, match="not a number or a list"):
+        parse_thresholds("high", c)
+    with pytest.raises(InputError, match=r"unknown class\(es\) \['rock'\]"):
+        parse_thresholds("rock=0.3", c)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        parse_thresholds("glacier=1.3", c)
+
+
+def test_activation_and_class_decision_follow_the_contract():
+    import numpy as np
+
+    from glacierseg.core.contract import activate
+
+    raw = np.array([[[[0.0, 40.0]], [[-1000.0, 2.0]]]], np.float32)  # (1, 2, 1, 2)
+    sig = activate(raw, "sigmoid")
+    from scipy.special import expit
+
+    assert np.allclose(sig, expit(raw.astype(np.float64))) and np.isfinite(sig).all()
+    soft = activate(raw, "softmax")
+    assert np.allclose(soft.sum(axis=1), 1.0) and np.isfinite(soft).all()
+    assert np.array_equal(activate(raw, "none"), raw)
+    c = sample_contract()  # independent classes: lake wins over glacier (precedence)
+    probs = np.array([[[0.9, 0.9, 0.2]], [[0.2, 0.8, 0.2]]], np.float32)  # glacier, glacial_lake
+    assert [c.class_names[0], c.class_names[1]] == ["glacier", "glacial_lake"]
+    values = {x.name: x.value for x in c.classes}
+    assert c.classify(probs).tolist() == [[values["glacier"], values["glacial_lake"], c.background.value]]
+    assert c.classify(probs, {"glacier": 0.95}).tolist() == [[c.background.value, values["glacial_lake"], c.background.value]]

@@ -188,3 +188,25 @@ def test_input_is_not_modified(sample_scene, sample_model, tmp_path):
     before = open(sample_scene.image, "rb").read()
     run(sample_scene.image, sample_model, tmp_path)
     assert open(sample_scene.image, "rb").read() == before
+
+
+def test_options_value_equals_keywords(sample_scene, sample_model, tmp_path):
+    """``SegmentOptions`` is segment_raster's keywords as one value: same outputs, keywords
+    override it, a bad value is refused by the options, a misspelt keyword is a TypeError."""
+    from glacierseg.core.segment import SegmentOptions
+
+    options = SegmentOptions(tta="flips", batch_size=3, tile_size=48, overlap=12)
+    a = segment_raster(sample_scene.image, sample_model, str(tmp_path / "a_p.tif"), str(tmp_path / "a_c.tif"), options)
+    b = run(sample_scene.image, sample_model, tmp_path, "b", tta="flips", batch_size=3, tile_size=48, overlap=12)
+    assert (a.tiles_run, a.model_calls) == (b.tiles_run, b.model_calls)
+    for x, y in ((a.probabilities, b.probabilities), (a.classes, b.classes)):
+        assert np.array_equal(read(x)[0], read(y)[0], equal_nan=True)
+    c = segment_raster(sample_scene.image, sample_model, str(tmp_path / "c_p.tif"), str(tmp_path / "c_c.tif"), options,
+                       batch_size=1)
+    got, want = read(c.probabilities)[0], read(a.probabilities)[0]
+    assert c.model_calls == c.tiles_run and np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.nanmax(np.abs(got - want)) <= 1e-6
+    with pytest.raises(InputError, match="test-time augmentation"):
+        SegmentOptions(tta="rotate").validate()
+    with pytest.raises(TypeError):
+        run(sample_scene.image, sample_model, tmp_path, "d", tiles=64)

@@ -130,6 +130,7 @@ def test_batch_process_style_reuse(glacierseg_provider, sample_scene, sample_mod
         assert ok and os.path.exists(results["OUTPUT_CLASSES"])
 
 
+@pytest.mark.slow
 def test_qgis_process_runs_segment(qgis_process, sample_scene, sample_model, tmp_path):
     rc, result, output = qgis_process.run(
         ALGORITHM, INPUT=sample_scene.image, MODEL=sample_model,
@@ -140,6 +141,7 @@ def test_qgis_process_runs_segment(qgis_process, sample_scene, sample_model, tmp
         np.testing.assert_array_equal(ds.read(1), want)
 
 
+@pytest.mark.slow
 def test_qgis_process_reports_errors(qgis_process, sample_scene, tmp_path):
     rc, _, output = qgis_process.run(ALGORITHM, INPUT=sample_scene.image, MODEL=str(tmp_path / "nope.onnx"),
                                      OUTPUT_PROBABILITIES=str(tmp_path / "p.tif"), OUTPUT_CLASSES=str(tmp_path / "c.tif"))
@@ -175,6 +177,7 @@ print("installed, loaded and unloaded")
 """
 
 
+@pytest.mark.slow
 def test_zip_installs_and_loads(tmp_path):
     """The zip from scripts/package.py, unpacked into a profile's plugin folder, loads in a fresh QGIS
     with the sample model installed (offered by name)."""

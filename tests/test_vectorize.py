@@ -147,7 +147,8 @@ def test_smoothing_keeps_areas_and_shared_boundaries(qgis_app, shapes_tif, tmp_p
         r, c = pixel_of(ORIGIN, geom)
         count = int((labels[value] == labels[value][r, c]).sum())
         assert labels[value][r, c] > 0
-        assert geom.area() / 1e6 == pytest.approx(count * PX_KM2, rel=0.01 if simplify == 0 else 0.08)  # DP may move the line by 0.5 px
+        # Douglas-Peucker may move the line by 0.5 px
+        assert geom.area() / 1e6 == pytest.approx(count * PX_KM2, rel=0.01 if simplify == 0 else 0.08)
         assert geom.area() / 1e6 == pytest.approx(attrs[layer.fields().indexOf("area_km2")], rel=1e-9)
         if simplify == 0:
             assert len(geom.asPolygon()[0]) >= 4 * 2**iterations + 1  # every corner cut 2^iterations times
@@ -355,6 +356,7 @@ def test_through_processing_with_class_table_and_style(qgis_app, glacierseg_prov
     assert cats == {1: "#a6e1ff", 2: "#1f4fff", 3: "#8c6d46", "": "#e7298a"}  # "": catch-all for new polygons
 
 
+@pytest.mark.slow
 def test_qgis_process_run(qgis_process, shapes_tif, tmp_path):
     out = str(tmp_path / "cli.gpkg")
     rc, result, output = qgis_process.run("glacierseg:vectorize", INPUT=shapes_tif, MIN_AREA=0, OUTPUT=out)
@@ -420,3 +422,26 @@ def test_onnx_model_as_class_table(qgis_app, sample_model, shapes_tif, tmp_path)
     unnamed = sorted({1, 2, 3} - set(names))
     assert bool(unnamed) == any("not in the class table" in m for m in messages)
     assert [c.value for c in res.classes] == [1, 2, 3]
+
+
+def test_options_value_equals_keywords_and_validates_itself(qgis_app, shapes_tif, tmp_path):
+    """``VectorizeOptions`` is the keywords as one value: same output; keywords override it;
+    each setting is checked by the options themselves, before any file is touched."""
+    options = vz.VectorizeOptions(min_area_km2=0, hole_area_km2=0, smooth_iterations=2, layer_name="o")
+    a, b = str(tmp_path / "a.gpkg"), str(tmp_path / "b.gpkg")
+    ra = vz.vectorize(shapes_tif, a, None, options)
+    rb = vz.vectorize(shapes_tif, b, min_area_km2=0, hole_area_km2=0, smooth_iterations=2, layer_name="o")
+    (_, fa), (_, fb) = read_layer(a), read_layer(b)
+    assert ra.feature_count == rb.feature_count == len(fa) == len(fb) > 0
+    assert [(attrs, g.asWkt()) for attrs, g in fa] == [(attrs, g.asWkt()) for attrs, g in fb]
+    assert vz.vectorize(shapes_tif, str(tmp_path / "c.gpkg"), None, options, layer_name="c").layer_name == "c"
+    for bad, message in (({"smooth_iterations": 11}, "from 0 to 10"), ({"smooth_iterations": 1.5}, "integer"),
+                         ({"smooth_offset": -0.1}, "between 0 and 0.5"), ({"hole_area_km2": float("nan")}, "hole_area_km2"),
+                         ({"simplify_tolerance_m": -1}, "simplify_tolerance_m"), ({"layer_name": ""}, "layer_name")):
+        with pytest.raises(InputError, match=message):
+            vz.VectorizeOptions(**bad).validate()
+        with pytest.raises(InputError, match=message):
+            vz.vectorize(shapes_tif, str(tmp_path / "bad.gpkg"), None, options, **bad)
+    assert not (tmp_path / "bad.gpkg").exists()
+    with pytest.raises(TypeError):
+        vz.vectorize(shapes_tif, str(tmp_path / "bad.gpkg"), min_area=0)  # misspelt setting: no silent default
