@@ -317,6 +317,42 @@ def test_time_budget_is_respected_and_fits_the_schedule(tmp_path):
     assert os.path.exists(result.model)
 
 
+def test_budget_times_the_threads_then_sizes_the_epochs(monkeypatch):
+    """BudgetEpochs: the cheaper thread count is timed first; a count whose step is twice as slow is
+    dropped after one step; the faster one is kept and the epochs fill the budget where it, not the
+    epochs × tiles, ends the run (durations injected: no training here)."""
+    import time
+
+    from glacierseg.models import budget
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(budget, "thread_candidates", lambda: [1, 2])
+    clock = budget.Clock(time.monotonic(), 300.0)
+    clock.reserve(2.0, False)
+    assert clock.kept_seconds == 2 * 2.0 + 15.0  # two validation passes, export and reports
+    plan = budget.BudgetEpochs(clock, 2.0, most_epochs=20, nominal_steps=32)
+    try:
+        for step, seconds in enumerate([None, 4.0, 4.0, 4.0, 4.0, 20.0]):
+            assert plan.before_step() is False and plan.steps(1, done=step) == 32  # timing: a nominal epoch
+            assert torch.get_num_threads() == plan.threads == (1 if step < 5 else 2)
+            plan._t -= seconds or 0.0
+            plan.after_step(warm_up=seconds is None)
+        assert plan.before_step() is True  # 20 s > 2 × 4 s: 2 threads dropped after one step
+        assert plan.threads == 1 == torch.get_num_threads()
+        assert plan.message == "1 thread(s) 4.00 s; 2 thread(s) 20.00 s"
+        steps = plan.steps(1, done=6)
+        assert plan.bound and plan.epochs == budget.BUDGET_EPOCHS
+        left = clock.train_seconds - clock.elapsed()
+        assert steps == 6 + int((left - 5 * 2.0) / 4.0 / 6)  # 6 epochs share the time left, less 5 validations
+        assert not plan.too_short_for_another()
+        # a short run (2 epochs of 4 steps) ends before the budget: its epochs stay as they are
+        short = budget.BudgetEpochs(clock, 2.0, most_epochs=2, nominal_steps=4)
+        short.timing, short.seconds = False, {1: [4.0]}
+        assert short.steps(1) == 4 and not short.bound and not short.too_short_for_another()
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_early_stopping_after_patience_epochs(tmp_path):
     # a learning rate too small to change any prediction: no epoch beats the first
