@@ -63,6 +63,7 @@ class BudgetEpochs:
 
     @property
     def epochs(self) -> int:
+        """Epochs the budget is shared into (at most ``BUDGET_EPOCHS`` and the *Epochs* given)."""
         share = VALIDATION_SHARE * self.clock.train_seconds / max(self.overhead, 1e-3)
         return int(min(self.most_epochs, BUDGET_EPOCHS, max(1, share)))
 
@@ -101,9 +102,11 @@ class BudgetEpochs:
             self.overhead = time.perf_counter() - self._ended
 
     def steps_ended(self) -> None:
+        """Note the end of an epoch's training steps (its validation follows)."""
         self._ended = time.perf_counter()
 
     def seconds_per_step(self) -> float:
+        """Mean of the recent step times with the chosen thread count."""
         recent = self.seconds.get(self.threads, [])[-4 * TIMED_STEPS:]
         return float(np.mean(recent)) if recent else math.inf
 
@@ -139,14 +142,17 @@ class Clock:
         self.validation_seconds = 0.0
 
     def reserve(self, validation_seconds: float, validation_rasters: bool) -> None:
+        """Keep time for the last validation passes, the validation rasters and the export."""
         # one validation after the last epoch, one of the best weights, one per validation raster set
         self.kept_seconds = validation_seconds * (2 + validation_rasters) + min(EXPORT_SECONDS, 0.05 * self.budget)
 
     @property
     def train_seconds(self) -> float:
+        """Seconds of the budget that training may use."""
         return max(self.budget - self.kept_seconds, 1e-6)
 
     def elapsed(self) -> float:
+        """Seconds since the run started."""
         return time.monotonic() - self.started
 
     def fraction(self) -> float:

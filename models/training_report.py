@@ -21,7 +21,8 @@ def write_json_report(path, config: Dict[str, Any], history, best_epoch, thresho
     report = {
         "config": config, "device": device, "samples_per_second": throughput,
         "best_epoch": best_epoch, "thresholds": thresholds, "validation_at_thresholds": final,
-        "threshold_reasons": contract.training.get("thresholds"), "validation_cells": contract.training.get("validation_cells"),
+        "threshold_reasons": contract.training.get("thresholds"),
+        "validation_cells": contract.training.get("validation_cells"),
         "stopped": contract.training.get("stopped"), "labelled_pixels": contract.training.get("labelled_pixels"),
         "receptive_field_px": contract.receptive_field_px, "overlap_px": contract.overlap_px,
         "inputs": [b.to_json() for b in contract.bands], "epochs": history,
@@ -34,7 +35,8 @@ def write_json_report(path, config: Dict[str, Any], history, best_epoch, thresho
         writer.writerow(["epoch", "train_loss", "class", "iou", "f1", "precision", "recall"])
         for h in history:
             for name, v in h["validation"].items():
-                writer.writerow([h["epoch"], f"{h['train_loss']:.6f}", name] + [f"{v[k]:.6f}" for k in ("iou", "f1", "precision", "recall")])
+                writer.writerow([h["epoch"], f"{h['train_loss']:.6f}", name]
+                                + [f"{v[k]:.6f}" for k in ("iou", "f1", "precision", "recall")])
 
 
 def _png(fig) -> str:

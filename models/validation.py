@@ -44,11 +44,13 @@ class SceneTiles:
         self.positive = grid.window() > 0
 
     def read(self, row: int, col: int, size: int):
+        """Bands (by name) and valid mask of the tile at ``row, col`` (as ``core.segment``'s reader)."""
         h, w = self.scene.shape
         r0, r1, c0, c1 = max(row, 0), min(row + size, h), max(col, 0), min(col + size, w)
         if not (self.positive[r0 - row : r1 - row, c0 - col : c1 - col] & self.region[r0:r1, c0:c1]).any():
             return {}, np.zeros((size, size), bool)
-        index = (reflect_index(np.arange(row, row + size), h)[:, None], reflect_index(np.arange(col, col + size), w)[None, :])
+        index = (reflect_index(np.arange(row, row + size), h)[:, None],
+                 reflect_index(np.arange(col, col + size), w)[None, :])
         return {b: self.scene.bands[b][index].astype(np.float32) for b in self.bands}, self.scene.valid[index]
 
 
@@ -149,6 +151,7 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray = T
 
 
 def cell_count(scenes: Sequence[Scene], regions: Sequence[np.ndarray]) -> int:
+    """Validation cells holding pixels of ``regions``."""
     return sum(len(np.unique(cell_ids(s, r))) for s, r in zip(scenes, regions))
 
 
