@@ -17,11 +17,11 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.contract import PALETTE
 from ..core.errors import InputError
 
 IGNORE = 255  # target value of pixels that are not scored (nodata, unlabelled)
 TRAIN, VALIDATION, UNUSED = 0, 1, 255  # values of Scene.split
-PALETTE = ("#4fc3f7", "#8d6e63", "#1565c0", "#e53935", "#43a047", "#fdd835", "#8e24aa", "#ff7043")
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}$")
 # Landslide4Sense channels (Ghorbanzadeh et al. 2022): Sentinel-2 B1–B12, ALOS PALSAR slope and DEM.
 L4S_BANDS = tuple(f"S2:B{i:02d}" for i in range(1, 13)) + ("ALOS:SLOPE", "DEM")

@@ -14,10 +14,11 @@ from qgis.core import (
 )
 
 from ..core.optimize import CALIBRATION_TILES, METHOD_LABELS, METHODS, OptimizeOptions, optimize_model
+from ..core.runtime import DEVICES
 from .base import MODELS, GlacierSegAlgorithm, raster_path
-from .evaluate import layer_path
+from .layer_inputs import layer_path
+from .model_parameters import DEVICE_LABELS, resolve_model_path
 from .raster_inputs import band_mapping
-from .segment import DEVICE_LABELS, DEVICES, resolve_model_path
 
 
 class OptimizeModelAlgorithm(GlacierSegAlgorithm):

@@ -38,8 +38,8 @@ from ..core.errors import CancelledError
 from ..core.network_names import LOSSES, NETWORKS
 from ..core.runtime import DEVICES
 from .base import MODELS, GlacierSegAlgorithm, model_store, raster_path, vector_source_uri, widget_metadata
+from .model_parameters import DEVICE_LABELS
 
-DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 # A laptop CPU trains unet_efficientnet_b0 at ~1 tile/s: 20 epochs of 256 tiles would take ~1.5 h, so
 # the dialog bounds a run by time (the command line, meant for GPU servers, trains its epochs).
 DEFAULT_MINUTES = 20.0
