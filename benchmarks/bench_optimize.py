@@ -3,14 +3,21 @@
 Two networks of our registry (default ``unet_resnet34`` and ``unet_efficientnet_b0``, random
 initialisation, nothing downloaded) are trained briefly on the generated scene
 (``core.sample_data.make_scene``, seed 0) with ``models.train``, exported with the contract,
-then ``core.optimize.optimize_model`` makes their int8 variants (static, calibrated on the test
-scene; and dynamic) and measures them on a second generated scene (seed 1) against its glacier
+then ``core.optimize.optimize_model`` makes their int8 variants (static, calibrated on the
+training scene; and dynamic) and measures them on a second generated scene (seed 1) against its glacier
 truth: in-model seconds of fp32 and int8 on the CPU (speed-up, target ≥ 1.8×) and IoU of all
 glacier classes against background (change, target ≤ 0.01 absolute). Where onnxruntime has CUDA,
 fp16 on CUDA is measured the same way.
 
+The speed-up is measured as optimize_model measures it: one batch of the original and one of the
+variant run in turn, same session options and threads (``core.runtime.load_model``), median of
+the ratios. On a shared machine that pairing is repeated ``--repeats`` times in the same process,
+each repeat printed with the load average, so the spread is visible. Where the int8 preparation
+rewrote the graph (``spatial_means_as_pooling``), the float32 model with the same rewrite is timed
+against the original too: that shows how much of the speed-up is int8's.
+
 Usage: ``.venv/bin/python benchmarks/bench_optimize.py [--networks unet_resnet34,unet_efficientnet_b0]
-[--epochs 3] [--size 1024]``
+[--epochs 3] [--size 1024] [--repeats 3]``
 """
 from __future__ import annotations
 
@@ -50,6 +57,7 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=48, help="training tiles per epoch")
     parser.add_argument("--size", type=int, default=1024, help="side of the generated test scene (px)")
     parser.add_argument("--methods", default="int8_static,int8_dynamic")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the paired speed-up timing")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "glacierseg-bench-optimize"))
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
@@ -66,20 +74,53 @@ def main() -> None:
         methods.append("fp16")
     else:
         print("# no CUDA in this onnxruntime: fp16 on CUDA not measured")
-    print(f"# measured on the generated {args.size}² scene (seed 1) against its glacier truth; "
+    print(f"# static int8 calibrated on the training scene (512², seed 0); "
+          f"measured on the generated {args.size}² scene (seed 1) against its glacier truth; "
           f"{usable_cores()} usable CPU cores; batch 8; 256-px tiles")
     print("network               method        device  fp32_s  variant_s  speed-up  IoU_fp32  IoU_variant  IoU_change  F1_change")
+    variants = {}
     for network in args.networks.split(","):
         model = trained_model(network, train_scene, args.workdir, args.epochs, args.tiles)
         for method in methods:
             device = "cuda" if method == "fp16" else "cpu"
             out = os.path.join(args.workdir, f"{network}_{method}.onnx")
             r = optimize_model(model, out, method, image=test_scene.image, reference=test_scene.glacier_truth,
-                               device=device, batch_size=8)
+                               calibration_image=train_scene.image, device=device, batch_size=8)
             m = r.metrics
             print(f"{network:<21} {method:<13} {device:<6} {m['original_seconds']:6.1f}  {m['seconds']:9.1f}  "
                   f"{m['speedup']:7.2f}×  {m['original_iou']:8.4f}  {m['iou']:11.4f}  {m['iou_change']:+10.4f}  "
                   f"{m['f1_change']:+9.4f}", flush=True)
+            variants[(network, method, device)] = (model, out)
+    repeated_speedups(variants, args.workdir, args.repeats)
+
+
+def repeated_speedups(variants, workdir: str, repeats: int) -> None:
+    """The paired speed-up of each variant again, ``repeats`` times in this process (load average
+    printed with each), and of the float32 model with int8's graph rewrite (no quantization)."""
+    import shutil
+
+    import numpy as np
+
+    from glacierseg.core.optimize import SPEED_ROUNDS, paired_speedup, spatial_means_as_pooling
+    from glacierseg.core.progress import ensure_progress
+
+    print(f"# paired speed-up (median of {SPEED_ROUNDS} paired batches of 8), repeated; load average 1 min before each")
+    for (network, method, device), (model, variant) in variants.items():
+        ratios = []
+        for _ in range(repeats):
+            load = os.getloadavg()[0]
+            ratios.append(paired_speedup(model, variant, device, 8, ensure_progress(None)))
+            print(f"{network:<21} {method:<13} {device:<6} speed-up {ratios[-1]:.2f}×  (load {load:.1f})", flush=True)
+        print(f"{network:<21} {method:<13} {device:<6} median of {repeats} repeats: {np.median(ratios):.2f}× "
+              f"(range {min(ratios):.2f}–{max(ratios):.2f})", flush=True)
+    for network in sorted({k[0] for k in variants}):
+        model = next(m for (n, _, _), (m, _) in variants.items() if n == network)
+        rewritten = os.path.join(workdir, f"{network}_fp32_pooling.onnx")
+        shutil.copy(model, rewritten)
+        if spatial_means_as_pooling(rewritten):
+            ratios = [paired_speedup(model, rewritten, "cpu", 8, ensure_progress(None)) for _ in range(repeats)]
+            print(f"{network:<21} fp32 + spatial means as pooling (no int8): {np.median(ratios):.2f}× "
+                  f"(range {min(ratios):.2f}–{max(ratios):.2f}; load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 if __name__ == "__main__":

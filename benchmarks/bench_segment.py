@@ -9,7 +9,11 @@
 3. Output compression: the probability and class rasters of run 1 rewritten strip by strip with
    several GeoTIFF creation options: seconds to write and close, and size.
 
-Usage: ``.venv/bin/python benchmarks/bench_segment.py [--size 2048] [--memory-sizes 2048,4096,8192] [--widths 24]``
+All three sections run in one invocation (the default) and end with a summary of every figure
+against its target (issue 17), with the load average at the start and the end.
+
+Usage: ``.venv/bin/python benchmarks/bench_segment.py [--size 2048] [--memory-sizes 2048,4096,8192] [--widths 24]
+[--tta none,flips]``
 """
 from __future__ import annotations
 
@@ -154,6 +158,7 @@ def main() -> None:
     parser.add_argument("--memory-model", choices=("unet", "sample"), default="unet")
     parser.add_argument("--widths", type=int, default=24, help="first U-Net width (doubles 4 times)")
     parser.add_argument("--batches", default="8,4", help="batch sizes of the overhead runs (4 is the default)")
+    parser.add_argument("--tta", default="none,flips", help="TTA modes of the overhead runs")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "glacierseg-bench"))
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -162,22 +167,23 @@ def main() -> None:
     os.makedirs(args.workdir, exist_ok=True)
 
     from glacierseg.core.runtime import usable_cores
-    from glacierseg.models.sample import export_sample_model
 
     model = os.path.join(args.workdir, f"unet{args.widths}.onnx")
     params = unet_model(model, args.widths)
-    last = None
+    print(f"# load average at the start: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
+    last, runs, rss = None, [], {}
     if not args.skip_throughput:
         image = write_big_scene(os.path.join(args.workdir, f"scene6_{args.size}.tif"), args.size)
         print(f"# overhead: U-Net widths {args.widths}..{args.widths * 16}, {params / 1e6:.2f} M parameters, "
               f"256-px tiles, {args.size}² raster, {usable_cores()} usable CPU cores")
         print("batch tta    tiles  calls  minimum  wall_s  in_model_s  Mpx/s  wall/in-model")
         for batch in [int(b) for b in args.batches.split(",")]:
-            for tta in ("none", "flips"):
+            for tta in args.tta.split(","):
                 r = throughput(image, model, tta, batch, args.workdir)
                 last = last or r
+                runs.append(r)
                 print(f"{batch:>5} {tta:<6} {r['tiles']:>5}  {r['calls']:>5}  {r['minimum']:>7}  {r['wall']:6.1f}  "
-                      f"{r['floor']:10.1f}  {r['mpx_s']:5.2f}  {r['ratio']:13.3f}")
+                      f"{r['floor']:10.1f}  {r['mpx_s']:5.2f}  {r['ratio']:13.3f}", flush=True)
         print(f"session: {r['session']}")
     if last is None and os.path.exists(os.path.join(args.workdir, "out_none_8_p.tif")):  # outputs of an earlier run
         last = dict(batch=8, probabilities=os.path.join(args.workdir, "out_none_8_p.tif"),
@@ -185,8 +191,15 @@ def main() -> None:
     if last and not args.skip_compression:
         print(f"# output compression: the {args.size}² outputs of the batch-{last['batch']} run rewritten in strips")
         compression(last["probabilities"], last["classes"], args.workdir)
-    if args.skip_memory:
-        return
+    if not args.skip_memory:
+        rss = memory(args, model)
+    summary(runs, rss)
+
+
+def memory(args, model: str) -> dict:
+    """Peak RSS (MB) of a fresh process per raster size."""
+    from glacierseg.models.sample import export_sample_model
+
     if args.memory_model == "sample":
         mem_model, bands, what = export_sample_model(os.path.join(args.workdir, "sample.onnx")), [1, 3, 4], "sample index model (3 bands)"
     else:
@@ -197,8 +210,21 @@ def main() -> None:
         img = write_big_scene(os.path.join(args.workdir, f"scene{'3' if bands else '6'}_{size}.tif"), size, bands=bands)
         rss[size], seconds = peak_rss_mb(img, mem_model, 8)
         print(f"{size}²: peak RSS {rss[size]:.0f} MB ({seconds:.0f} s)", flush=True)
-    sizes = sorted(rss)
-    print(f"peak RSS growth {sizes[0]}² -> {sizes[-1]}²: {rss[sizes[-1]] - rss[sizes[0]]:+.0f} MB")
+    return rss
+
+
+def summary(runs: list, rss: dict) -> None:
+    """Every figure of this run against its target."""
+    print("# summary (this run)")
+    for r in runs:
+        print(f"batch {r['batch']}, TTA {r['tta']}: wall / in-model {r['ratio']:.3f} (target ≤ 1.05: "
+              f"{'met' if r['ratio'] <= 1.05 else 'NOT met'}); model calls {r['calls']}, minimum {r['minimum']}")
+    if rss:
+        sizes = sorted(rss)
+        growth = rss[sizes[-1]] - rss[sizes[0]]
+        print("peak RSS " + ", ".join(f"{s}² {rss[s]:.0f} MB" for s in sizes) + f"; growth {sizes[0]}² -> "
+              f"{sizes[-1]}² {growth:+.0f} MB (target within 150 MB: {'met' if abs(growth) <= 150 else 'NOT met'})")
+    print(f"# load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
 
 
 if __name__ == "__main__":

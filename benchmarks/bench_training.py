@@ -7,7 +7,8 @@ validation split by the default fishnet: training through the same child process
 (unet_efficientnet_b0, tile size fitted to the raster, 20 epochs at most, patience 5, a 20-minute budget) and
 once with a 5-minute budget. Printed per run: wall time of the child process, epochs, why it
 stopped, validation IoU of the glacier class at the chosen threshold (pooled, and per
-fishnet cell with its spread), the threshold and why, and training throughput.
+fishnet cell with its spread), the threshold and why, training throughput, and the 1-minute load
+average at the start and the end (the machine may be shared: the figures depend on it).
 
 Usage: ``nice .venv/bin/python benchmarks/bench_training.py [--runs defaults budget5] [--size 512]``
 """
@@ -57,6 +58,7 @@ def run(name: str, scene, out: str, extra) -> dict:
             *DEFAULTS, *extra, "--out", os.path.join(out, f"{name}.onnx"),
             "--report", os.path.join(out, f"{name}.json"), "--report-html", os.path.join(out, f"{name}.html")]
     t0 = time.monotonic()
+    load = os.getloadavg()[0]
     try:
         result = run_models_cli(argv, Log(name))  # the child process glacierseg:train runs
     except GlacierSegError as exc:
@@ -68,6 +70,7 @@ def run(name: str, scene, out: str, extra) -> dict:
             "stopped": result["stopped"], "iou": v["iou"], "f1": v["f1"],
             "cells": f"{c['mean']:.3f} ± {c['std']:.3f} ({c['min']:.3f}-{c['max']:.3f}, n={c['n']})",
             "threshold": result["thresholds"]["glacier"], "why": result["threshold_reasons"]["glacier"],
+            "load": f"{load:.1f}–{os.getloadavg()[0]:.1f}",
             "tiles_per_s": result["samples_per_second"], "html": os.path.join(out, f"{name}.html")}
 
 
@@ -84,15 +87,15 @@ def main() -> None:
     scene = make_scene(os.path.join(out, "scene"), size=args.size)
     print(f"scene {args.size}² px at {scene.pixel_size:g} m; {os.cpu_count()} CPU(s); outputs in {out}")
     rows = [run(name, scene, out, RUNS[name]) for name in args.runs]
-    print("\n| run | wall | epochs (exported) | stopped | glacier IoU | F1 | IoU per cell | threshold | tiles/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| run | wall | epochs (exported) | stopped | glacier IoU | F1 | IoU per cell | threshold | tiles/s | load average |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if r.get("error"):
             print(f"| {r['run']} | {r['wall_s'] / 60:.1f} min | failed |")
             continue
         print(f"| {r['run']} | {r['wall_s'] / 60:.1f} min | {r['epochs']} ({r['best_epoch']}) | {r['stopped']} | "
               f"{r['iou']:.3f} | {r['f1']:.3f} | {r['cells']} | {r['threshold']:g} ({r['why'].split(':')[0]}) | "
-              f"{r['tiles_per_s']:.2f} |")
+              f"{r['tiles_per_s']:.2f} | {r['load']} |")
 
 
 if __name__ == "__main__":

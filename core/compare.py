@@ -124,7 +124,11 @@ def decimal_year(value: Any) -> Optional[float]:
         return _fraction(value.year, value.month, value.day)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return None if value <= 0 or math.isnan(value) else float(value)
-    text = str(value).strip()
+    return _text_year(str(value).strip())
+
+
+def _text_year(text: str) -> Optional[float]:
+    """``decimal_year`` of a date written as text."""
     if not text or text.startswith("-"):
         return None
     m = re.match(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})", text)  # ISO, or OGR's date fields (2003/07/30)
@@ -132,14 +136,18 @@ def decimal_year(value: Any) -> Optional[float]:
         return _fraction(*(int(g) for g in m.groups()))
     m = re.match(r"^(\d{4})(\d{2})(\d{2})$", text)
     if m:
-        year, month, day = (int(g) for g in m.groups())
-        if month == 99:
-            return year + 0.5
-        return _fraction(year, month, 15 if day == 99 else day)
+        return _rgi_year(*(int(g) for g in m.groups()))
     try:
         return float(text)
     except ValueError:
         raise InputError(f"Date {text!r} is not a year, an ISO date (2003-07-30) or an RGI date (20030799).") from None
+
+
+def _rgi_year(year: int, month: int, day: int) -> float:
+    """RGI 5/6 date parts, 99 marking an unknown month (mid-year) or day (the 15th)."""
+    if month == 99:
+        return year + 0.5
+    return _fraction(year, month, 15 if day == 99 else day)
 
 
 def _fraction(year: int, month: int, day: int) -> float:
@@ -200,39 +208,56 @@ def match_outlines(before: Sequence[Outline], after: Sequence[Outline], min_over
         a = [o for o in after if o.cls == cls]
         b_left, a_left = list(range(len(b))), list(range(len(a)))
         if by_id:
-            ids_b, ids_a = {o.ident for o in b if o.ident}, {o.ident for o in a if o.ident}
-            for ident in sorted(ids_b & ids_a):
-                objects.append(ChangeObject(0, cls, [o for o in b if o.ident == ident], [o for o in a if o.ident == ident], "id"))
-            b_left = [i for i in b_left if b[i].ident not in ids_a or not b[i].ident]
-            a_left = [j for j in a_left if a[j].ident not in ids_b or not a[j].ident]
-        parent = {("b", i): ("b", i) for i in b_left}
-        parent.update({("a", j): ("a", j) for j in a_left})
-
-        def root(k):
-            while parent[k] != k:
-                parent[k] = parent[parent[k]]
-                k = parent[k]
-            return k
-
-        if b_left and a_left:
-            tree = shapely.STRtree([a[j].geom for j in a_left])
-            for i in b_left:
-                for hit in tree.query(b[i].geom, predicate="intersects"):
-                    j = a_left[int(hit)]
-                    inter = b[i].geom.intersection(a[j].geom).area
-                    if inter > 0 and inter >= min_overlap * min(b[i].area_m2, a[j].area_m2):
-                        parent[root(("b", i))] = root(("a", j))
-        groups: Dict[Any, Tuple[List[Outline], List[Outline]]] = {}
-        for key in parent:
-            side, idx = key
-            group = groups.setdefault(root(key), ([], []))
-            (group[0] if side == "b" else group[1]).append(b[idx] if side == "b" else a[idx])
-        for olds, news in groups.values():
-            objects.append(ChangeObject(0, cls, olds, news, "overlap" if olds and news else ""))
+            by_ident, b_left, a_left = _match_by_id(cls, b, a)
+            objects.extend(by_ident)
+        objects.extend(_match_by_overlap(cls, b, a, b_left, a_left, min_overlap))
     objects.sort(key=lambda o: (o.cls, -max(o.area_1_m2, o.area_2_m2)))
     for k, o in enumerate(objects, start=1):
         o.object_id = k
     return objects
+
+
+def _match_by_id(cls: str, b: Sequence[Outline],
+                 a: Sequence[Outline]) -> Tuple[List[ChangeObject], List[int], List[int]]:
+    """Rule 1: one object per ID found at both dates; and the indices of the outlines left."""
+    shared = {o.ident for o in b if o.ident} & {o.ident for o in a if o.ident}
+    objects = [ChangeObject(0, cls, [o for o in b if o.ident == ident], [o for o in a if o.ident == ident], "id")
+               for ident in sorted(shared)]
+    b_left = [i for i, o in enumerate(b) if o.ident not in shared]
+    a_left = [j for j, o in enumerate(a) if o.ident not in shared]
+    return objects, b_left, a_left
+
+
+def _overlap_links(b: Sequence[Outline], a: Sequence[Outline], b_left: Sequence[int], a_left: Sequence[int],
+                   min_overlap: float):
+    """Rule 2's links: pairs (earlier index, later index) whose intersection covers at least
+    ``min_overlap`` of the smaller outline."""
+    if not (b_left and a_left):
+        return
+    tree = shapely.STRtree([a[j].geom for j in a_left])
+    for i in b_left:
+        for hit in tree.query(b[i].geom, predicate="intersects"):
+            j = a_left[int(hit)]
+            inter = b[i].geom.intersection(a[j].geom).area
+            if inter > 0 and inter >= min_overlap * min(b[i].area_m2, a[j].area_m2):
+                yield i, j
+
+
+def _match_by_overlap(cls: str, b: Sequence[Outline], a: Sequence[Outline], b_left: Sequence[int],
+                      a_left: Sequence[int], min_overlap: float) -> List[ChangeObject]:
+    """Rule 2: each connected group of linked outlines (scipy's DisjointSet) is one object;
+    an outline linked to nothing is new or vanished."""
+    from scipy.cluster.hierarchy import DisjointSet
+
+    keys = [("b", i) for i in b_left] + [("a", j) for j in a_left]
+    links = DisjointSet(keys)
+    for i, j in _overlap_links(b, a, b_left, a_left, min_overlap):
+        links.merge(("b", i), ("a", j))
+    groups: Dict[Any, Tuple[List[Outline], List[Outline]]] = {}
+    for side, idx in keys:  # groups and their outlines in the order of the outlines
+        olds, news = groups.setdefault(links[(side, idx)], ([], []))
+        (olds if side == "b" else news).append(b[idx] if side == "b" else a[idx])
+    return [ChangeObject(0, cls, olds, news, "overlap" if olds and news else "") for olds, news in groups.values()]
 
 
 def _mean_date(outlines: Sequence[Outline], fallback: Optional[float]) -> Optional[float]:
@@ -245,114 +270,176 @@ def _join_ids(outlines: Sequence[Outline]) -> str:
 
 
 # ------------------------------------------------------------------ main
-def compare_outlines(
-    before_path: str,
-    after_path: str,
-    objects_out: str,
-    changes_out: str,
-    summary_out: str,
-    report_out: str,
-    *,
-    before_layer: Optional[str] = None,
-    after_layer: Optional[str] = None,
-    date_before: Any = None,
-    date_after: Any = None,
-    date_field_before: Optional[str] = None,
-    date_field_after: Optional[str] = None,
-    id_field: Optional[str] = None,
-    match_by_id: bool = True,
-    class_field: Optional[str] = None,
-    classes: Optional[Sequence[str]] = None,
-    min_overlap: float = DEFAULT_MIN_OVERLAP,
-    progress: Optional[Progress] = None,
-) -> CompareResult:
-    """Compare the outlines of ``before_path`` (earlier date) with ``after_path`` (later date).
+@dataclass
+class CompareOptions:
+    """How ``compare_outlines`` reads and matches the two layers.
 
-    Dates: ``date_before`` / ``date_after`` (year, ISO date or RGI date) where given, else each
-    outline's date in ``date_field_before`` / ``date_field_after`` (default: the first of RGI 7
-    ``src_date``, RGI 5/6 ``BgnDate``, ``date`` the layer has). ``class_field`` (e.g. segment outlines' ``class_name``) compares per class, limited to
-    ``classes`` when given. Writes the per-object layer, the gained/lost areas layer (GeoPackage
-    or shapefile), the per-class summary (CSV) and an HTML report with area change against size.
-    """
-    progress = ensure_progress(progress)
-    if not 0.0 < min_overlap <= 1.0:
-        raise InputError(f"Minimum overlap {min_overlap} must lie in (0, 1], e.g. 0.5 (half of the smaller outline).")
-    d1, d2 = decimal_year(date_before), decimal_year(date_after)
-    crs1, rows1, id1, df1 = _read(before_path, before_layer, id_field, date_field_before, d1, class_field)
-    crs2, rows2, id2, df2 = _read(after_path, after_layer, id_field, date_field_after, d2, class_field)
-    if classes:
-        wanted = {str(c).strip() for c in classes if str(c).strip()}
-        found = {r[1] for r in rows1 + rows2}
+    ``before_layer`` / ``after_layer``: layer names in multi-layer files; ``date_before`` /
+    ``date_after``: the date of every outline of a layer (year, ISO or RGI date), else each
+    outline's ``date_field_before`` / ``date_field_after`` (default: the first of RGI 7
+    ``src_date``, RGI 5/6 ``BgnDate``, ``date`` the layer has); ``id_field`` (default: the first
+    of ``ID_FIELDS``) and ``match_by_id``; ``class_field`` compares per class, limited to
+    ``classes`` when given; ``min_overlap`` (rule 2)."""
+
+    before_layer: Optional[str] = None
+    after_layer: Optional[str] = None
+    date_before: Any = None
+    date_after: Any = None
+    date_field_before: Optional[str] = None
+    date_field_after: Optional[str] = None
+    id_field: Optional[str] = None
+    match_by_id: bool = True
+    class_field: Optional[str] = None
+    classes: Optional[Sequence[str]] = None
+    min_overlap: float = DEFAULT_MIN_OVERLAP
+
+
+@dataclass
+class _Layer:
+    """One date's outlines as read: CRS, rows (geometry, class, ID, decimal year), the ID and date
+    fields used, and the date given for the whole layer."""
+
+    crs_wkt: str
+    rows: List[Tuple[BaseGeometry, str, Optional[str], Optional[float]]]
+    id_field: Optional[str]
+    date_field: Optional[str]
+    date: Optional[float]
+
+
+def _read_layers(before_path: str, after_path: str, options: CompareOptions) -> Tuple[_Layer, _Layer]:
+    """Both layers read, limited to ``options.classes`` (InputError for a class in neither, or no polygon at all)."""
+    dates = decimal_year(options.date_before), decimal_year(options.date_after)
+    sides = ((before_path, options.before_layer, options.date_field_before, dates[0]),
+             (after_path, options.after_layer, options.date_field_after, dates[1]))
+    layers = [_Layer(*_read(path, layer, options.id_field, date_field, when, options.class_field), when)
+              for path, layer, date_field, when in sides]
+    if options.classes:
+        wanted = {str(c).strip() for c in options.classes if str(c).strip()}
+        found = {r[1] for layer in layers for r in layer.rows}
         missing = sorted(wanted - found)
         if missing:
             raise InputError(f"Class(es) {missing} occur in neither layer; the classes found are {sorted(found)}.")
-        rows1 = [r for r in rows1 if r[1] in wanted]
-        rows2 = [r for r in rows2 if r[1] in wanted]
-    if not rows1 and not rows2:
+        for layer in layers:
+            layer.rows = [r for r in layer.rows if r[1] in wanted]
+    if not layers[0].rows and not layers[1].rows:
         raise InputError("Neither layer holds a polygon to compare; choose polygon layers with outlines.")
-    check_cancel(progress)
-    lonlat = [transform_geom(g, crs, WGS84).centroid for crs, rows in ((crs1, rows1), (crs2, rows2)) for g, *_ in rows]
-    epsg = utm_epsg_for(float(np.mean([p.x for p in lonlat])), float(np.mean([p.y for p in lonlat])))
-    work = CRS.from_epsg(epsg)
+    return layers[0], layers[1]
 
-    def outlines(crs, rows):
-        out = []
-        for geom, cls, ident, when in rows:
-            g = transform_geom(geom, crs, work)
-            out.append(Outline(g, float(g.area), cls, ident, when))
-        return out
 
-    before, after = outlines(crs1, rows1), outlines(crs2, rows2)
-    progress.set_progress(20)
-    objects = match_outlines(before, after, min_overlap, by_id=match_by_id)
-    progress.set_progress(60)
-    fallback1, fallback2 = _mean_date(before, d1), _mean_date(after, d2)
+def _working_epsg(layers: Sequence[_Layer]) -> int:
+    """The UTM zone (EPSG code) of the centre of all outlines."""
+    lonlat = [transform_geom(g, layer.crs_wkt, WGS84).centroid for layer in layers for g, *_ in layer.rows]
+    return utm_epsg_for(float(np.mean([p.x for p in lonlat])), float(np.mean([p.y for p in lonlat])))
 
-    object_rows, object_geoms, change_rows, change_geoms = [], [], [], []
-    gained, lost = {}, {}
-    for o in objects:
-        check_cancel(progress)
-        old = shapely.union_all([x.geom for x in o.before]) if o.before else None
-        new = shapely.union_all([x.geom for x in o.after]) if o.after else None
-        gain = new if old is None else (_polygonal(new.difference(old)) if new is not None else None)
-        loss = old if new is None else (_polygonal(old.difference(new)) if old is not None else None)
-        gained[o.object_id] = float(gain.area) if gain is not None else 0.0
-        lost[o.object_id] = float(loss.area) if loss is not None else 0.0
+
+def _outlines(layer: _Layer, work) -> List[Outline]:
+    """The layer's outlines in the working CRS, with their planar areas."""
+    out = []
+    for geom, cls, ident, when in layer.rows:
+        g = transform_geom(geom, layer.crs_wkt, work)
+        out.append(Outline(g, float(g.area), cls, ident, when))
+    return out
+
+
+def _gain_and_loss(o: ChangeObject):
+    """(earlier union, later union, gained area, lost area) of an object; None where there is none."""
+    old = shapely.union_all([x.geom for x in o.before]) if o.before else None
+    new = shapely.union_all([x.geom for x in o.after]) if o.after else None
+    gain = new if old is None else (_polygonal(new.difference(old)) if new is not None else None)
+    loss = old if new is None else (_polygonal(old.difference(new)) if old is not None else None)
+    return old, new, gain, loss
+
+
+def _object_row(o: ChangeObject, fallback1: Optional[float], fallback2: Optional[float]) -> Dict[str, Any]:
+    """The object's attributes (``OBJECT_FIELDS``): dates, areas, change and rates."""
+    t1, t2 = _mean_date(o.before, fallback1), _mean_date(o.after, fallback2)
+    years = (t2 - t1) if t1 is not None and t2 is not None else None
+    a1, a2 = o.area_1_m2 / 1e6, o.area_2_m2 / 1e6
+    change = a2 - a1
+    pct = 100.0 * change / a1 if a1 > 0 else None
+    dated = years is not None and years >= MIN_RATE_YEARS
+    rate = change / years if dated else None
+    return {
+        "object_id": o.object_id, "class": o.cls, "match_type": o.match_type, "matched_by": o.matched_by,
+        "ids_1": _join_ids(o.before), "ids_2": _join_ids(o.after), "count_1": len(o.before), "count_2": len(o.after),
+        "date_1": t1, "date_2": t2, "years": years, "area_1_km2": a1, "area_2_km2": a2, "change_km2": change,
+        "change_pct": pct, "rate_km2_a": rate, "rate_pct_a": (pct / years if pct is not None and dated else None),
+    }
+
+
+@dataclass
+class _Tables:
+    """The features of the two output layers and the gained / lost areas (m²) per object."""
+
+    object_rows: List[Dict[str, Any]] = field(default_factory=list)
+    object_geoms: List[BaseGeometry] = field(default_factory=list)
+    change_rows: List[Dict[str, Any]] = field(default_factory=list)
+    change_geoms: List[BaseGeometry] = field(default_factory=list)
+    gained: Dict[int, float] = field(default_factory=dict)
+    lost: Dict[int, float] = field(default_factory=dict)
+
+    def add(self, o: ChangeObject, fallback1: Optional[float], fallback2: Optional[float]) -> None:
+        old, new, gain, loss = _gain_and_loss(o)
+        self.gained[o.object_id] = float(gain.area) if gain is not None else 0.0
+        self.lost[o.object_id] = float(loss.area) if loss is not None else 0.0
         for kind, geom in (("gain", gain), ("loss", loss)):
             if geom is not None and geom.area >= MIN_PIECE_M2:
-                change_geoms.append(geom)
-                change_rows.append({"object_id": o.object_id, "class": o.cls, "change": kind,
-                                    "change_value": 1 if kind == "gain" else 2, "area_km2": geom.area / 1e6})
-        t1, t2 = _mean_date(o.before, fallback1), _mean_date(o.after, fallback2)
-        years = (t2 - t1) if t1 is not None and t2 is not None else None
-        a1, a2 = o.area_1_m2 / 1e6, o.area_2_m2 / 1e6
-        change = a2 - a1
-        pct = 100.0 * change / a1 if a1 > 0 else None
-        dated = years is not None and years >= MIN_RATE_YEARS
-        rate = change / years if dated else None
-        object_geoms.append(new if new is not None else old)
-        object_rows.append({
-            "object_id": o.object_id, "class": o.cls, "match_type": o.match_type, "matched_by": o.matched_by,
-            "ids_1": _join_ids(o.before), "ids_2": _join_ids(o.after), "count_1": len(o.before), "count_2": len(o.after),
-            "date_1": t1, "date_2": t2, "years": years, "area_1_km2": a1, "area_2_km2": a2, "change_km2": change,
-            "change_pct": pct, "rate_km2_a": rate, "rate_pct_a": (pct / years if pct is not None and dated else None),
-        })
-    summary = _summary(objects, gained, lost)
-    progress.set_progress(80)
-    wkt = work.to_wkt()
-    with atomic_outputs(objects_out, changes_out, summary_out, report_out, progress=progress) as (
-            tmp_objects, tmp_changes, tmp_summary, tmp_report):  # all outputs commit together, on success
-        write_features(tmp_objects, object_geoms, wkt, object_rows, _fields(OBJECT_FIELDS), layer_name="objects")
-        write_features(tmp_changes, change_geoms, wkt, change_rows, _fields(CHANGE_FIELDS), layer_name="changes")
+                self.change_geoms.append(geom)
+                self.change_rows.append({"object_id": o.object_id, "class": o.cls, "change": kind,
+                                         "change_value": 1 if kind == "gain" else 2, "area_km2": geom.area / 1e6})
+        self.object_geoms.append(new if new is not None else old)
+        self.object_rows.append(_object_row(o, fallback1, fallback2))
+
+
+def _write_outputs(outs: Sequence[str], tables: _Tables, summary, wkt: str, epsg: int, sources, progress) -> None:
+    """The objects and changes layers, the summary CSV and the report, committed together on success."""
+    with atomic_outputs(*outs, progress=progress) as (tmp_objects, tmp_changes, tmp_summary, tmp_report):
+        write_features(tmp_objects, tables.object_geoms, wkt, tables.object_rows, _fields(OBJECT_FIELDS),
+                       layer_name="objects")
+        write_features(tmp_changes, tables.change_geoms, wkt, tables.change_rows, _fields(CHANGE_FIELDS),
+                       layer_name="changes")
         with open(tmp_summary, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, SUMMARY_FIELDS)
             writer.writeheader()
             for row in summary.values():
                 writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        _report(tmp_report, object_rows, summary, epsg, (before_path, after_path))
+        _report(tmp_report, tables.object_rows, summary, epsg, sources)
+
+
+def compare_outlines(before_path: str, after_path: str, objects_out: str, changes_out: str, summary_out: str,
+                     report_out: str, options: Optional[CompareOptions] = None, *,
+                     progress: Optional[Progress] = None, **fields) -> CompareResult:
+    """Compare the outlines of ``before_path`` (earlier date) with ``after_path`` (later date),
+    read and matched as ``options`` (or the ``CompareOptions`` ``fields``) say. Writes the
+    per-object layer, the gained/lost areas layer (GeoPackage or shapefile), the per-class
+    summary (CSV) and an HTML report with area change against size.
+    """
+    progress = ensure_progress(progress)
+    options = options or CompareOptions(**fields)
+    if not 0.0 < options.min_overlap <= 1.0:
+        raise InputError(f"Minimum overlap {options.min_overlap} must lie in (0, 1], "
+                         "e.g. 0.5 (half of the smaller outline).")
+    layer1, layer2 = _read_layers(before_path, after_path, options)
+    check_cancel(progress)
+    epsg = _working_epsg((layer1, layer2))
+    work = CRS.from_epsg(epsg)
+    before, after = _outlines(layer1, work), _outlines(layer2, work)
+    progress.set_progress(20)
+    objects = match_outlines(before, after, options.min_overlap, by_id=options.match_by_id)
+    progress.set_progress(60)
+    fallback1, fallback2 = _mean_date(before, layer1.date), _mean_date(after, layer2.date)
+    tables = _Tables()
+    for o in objects:
+        check_cancel(progress)
+        tables.add(o, fallback1, fallback2)
+    summary = _summary(objects, tables.gained, tables.lost)
+    progress.set_progress(80)
+    _write_outputs((objects_out, changes_out, summary_out, report_out), tables, summary, work.to_wkt(), epsg,
+                   (before_path, after_path), progress)
     progress.set_progress(100)
-    return CompareResult(objects_out, changes_out, summary_out, report_out, objects, summary, epsg, (id1, id2),
-                         (df1, df2), gained, lost)
+    return CompareResult(objects_out, changes_out, summary_out, report_out, objects, summary, epsg,
+                         (layer1.id_field, layer2.id_field), (layer1.date_field, layer2.date_field),
+                         tables.gained, tables.lost)
 
 
 def _fields(spec):

@@ -47,6 +47,12 @@ _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _FEATURE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*$")
 
 
+# Colours of classes whose table gives none (vectorize's class tables, training class specs,
+# outlines prepared for correction): ColorBrewer's 12-class "Paired" colours, dark ones first, cycled.
+PALETTE = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
+           "#b2df8a", "#fdbf6f", "#cab2d6", "#ffff99")
+
+
 @dataclass(frozen=True)
 class ClassInfo:
     """One output class: its name, the value it takes in the class raster and its colour."""

@@ -34,8 +34,8 @@ from shapely.geometry.base import BaseGeometry
 from .dem import PLAUSIBLE_ELEVATION_M, Dem, fill_voids
 from .errors import CancelledError, InputError, NoDemError
 from .io import atomic_outputs
-from .geo import (WGS84, feature_name, grid_around, raster_cell_size_m, read_features, transform_geom,
-                  utm_area_m2, utm_epsg_for, valid_polygon, write_features)
+from .geo import (WGS84, cells_inside, feature_name, grid_around, raster_cell_size_m, rasterize, read_features,
+                  transform_geom, utm_area_m2, utm_epsg_for, valid_polygon, write_features)
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .parameters import SplitParameters
 
@@ -85,7 +85,7 @@ def split_complex(
     transform, shape = grid_around(poly.bounds, dx, params.buffer_cells + 2)
     z = dem.read(epsg, transform, shape, "bilinear")
     filled_outline = shapely.union_all([Polygon(p.exterior) for p in shapely.get_parts(poly)])
-    touched = _rasterize(filled_outline, transform, shape, all_touched=True)
+    touched = rasterize([(filled_outline, 1)], transform, shape, all_touched=True).astype(bool)
     void_fraction = float((~np.isfinite(z) & touched).sum() / touched.sum())
     if void_fraction > params.max_void_fraction or not np.isfinite(z).any():
         raise NoDemError(
@@ -97,7 +97,7 @@ def split_complex(
     if void_fraction > 0:
         progress.push_info(f"Complex '{complex_id}': {100.0 * void_fraction:.1f} % of it had no elevation "
                            "(DEM voids), filled by interpolation from the voids' edges.")
-    mask = _rasterize(filled_outline, transform, shape, all_touched=False)
+    mask = rasterize([(filled_outline, 1)], transform, shape).astype(bool)
     if mask.sum() < 2:  # smaller than the grid: nothing to split
         return ComplexSplit(complex_id, epsg, [poly], [], dx, [void_fraction], void_fraction)
     check_cancel(progress)
@@ -115,17 +115,8 @@ def split_complex(
 
 def _share(cells: np.ndarray, geom: BaseGeometry, transform) -> float:
     """Share of the cells of ``geom`` (centre inside; all touched when none) set in ``cells``."""
-    inside = _rasterize(geom, transform, cells.shape, all_touched=False)
-    if not inside.any():
-        inside = _rasterize(geom, transform, cells.shape, all_touched=True)
+    inside = cells_inside(geom, transform, cells.shape)
     return float(cells[inside].mean()) if inside.any() else 0.0
-
-
-def _rasterize(geom: BaseGeometry, transform, shape, all_touched: bool) -> np.ndarray:
-    from rasterio.features import rasterize
-
-    return rasterize([(geom, 1)], out_shape=shape, transform=transform, fill=0, all_touched=all_touched,
-                     dtype="uint8").astype(bool)
 
 
 def _flowshed_glaciers(dem, mask, transform, epsg, dx, params: SplitParameters, progress) -> np.ndarray:

@@ -4,8 +4,12 @@ install the missing ones into GlacierSeg's own package folder (QGIS-free).
 - ``RUNTIME``: the packages with the oldest version the code works with; ``check_runtime``
   reads their installed versions with ``importlib.metadata`` (no package is imported, so it is
   cheap enough for plugin start).
-- ``requirements.txt`` (shipped in the plugin) holds the tested pins that get installed;
-  ``pinned_requirements`` reads it.
+- ``Requirement.pin``: the tested version pip installs at most (requirements*.txt, for developers
+  and CI, carry the same pins: ``tests/test_dependencies.py`` checks). The pins live here, not
+  read from those files at run time: what the plugin installs is code, not a text file that
+  packaging may drop or a developer may edit for a CI machine.
+- ``TRAINING``: the optional "training" extra (torch and what the torch side needs), offered by
+  the Install dialog; ``glacierseg:train`` runs in a child Python that sees the same packages.
 - ``install_plan`` says, per platform, which packages pip installs into GlacierSeg's folder
   (``--prefix`` under the QGIS profile: no sudo, no PEP 668 refusal, nothing in the system
   Python) and which must come from the system's package manager first, so that QGIS, rasterio
@@ -28,9 +32,6 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import DependencyError
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REQUIREMENTS = os.path.join(_ROOT, "requirements.txt")
-GPU_REQUIREMENTS = os.path.join(_ROOT, "requirements-gpu.txt")
 PACKAGES_DIR = "python"  # GlacierSeg's package prefix, inside its folder in the QGIS profile
 
 
@@ -41,6 +42,7 @@ class Requirement:
     module: str
     distributions: Tuple[str, ...]
     minimum: str
+    pin: str = ""  # tested version: pip installs from ``minimum`` up to it ('' = no upper bound)
 
     @property
     def distribution(self) -> str:
@@ -50,15 +52,27 @@ class Requirement:
 RUNTIME = (
     Requirement("numpy", ("numpy",), "1.21"),
     Requirement("rasterio", ("rasterio",), "1.3"),
-    Requirement("shapely", ("shapely",), "2.0"),  # shapely 2 API (make_valid, union_all, STRtree)
+    Requirement("shapely", ("shapely",), "2.0", "2.2.0"),  # shapely 2 API (make_valid, union_all, STRtree)
     Requirement("pyproj", ("pyproj",), "3.0"),
-    Requirement("scipy", ("scipy",), "1.10"),
-    Requirement("skimage", ("scikit-image",), "0.19"),
-    Requirement("onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "1.16"),
-    Requirement("pysheds", ("pysheds",), "0.3"),
+    Requirement("scipy", ("scipy",), "1.10", "1.17.1"),
+    Requirement("onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "1.16", "1.31.1"),
+    Requirement("pysheds", ("pysheds",), "0.3", "0.5"),
 )
-_BY_MODULE = {r.module: r for r in RUNTIME}
-_DISTRIBUTION = {r.module: r.distribution for r in RUNTIME}
+GPU_PIN = "1.31.1"  # onnxruntime-gpu (requirements-gpu.txt)
+# The "training" extra: what ``python -m glacierseg.models.cli train`` imports (torch; smp and its
+# torchvision for the default network unet_efficientnet_b0; onnx to export; matplotlib, which QGIS
+# ships, for the HTML report).
+TRAINING = (
+    Requirement("torch", ("torch",), "2.1", "2.15.0"),
+    Requirement("torchvision", ("torchvision",), "0.16", "0.29.2"),
+    Requirement("segmentation_models_pytorch", ("segmentation-models-pytorch",), "0.3.3", "0.6.0"),
+    Requirement("onnx", ("onnx",), "1.15", "1.23.2"),
+    Requirement("matplotlib", ("matplotlib",), "3.5"),
+)
+# torch's PyPI wheels for Linux carry the CUDA libraries (GBs); without the GPU option the CPU
+# builds come from PyTorch's own index (their versions, e.g. 2.15.0+cpu, satisfy the same range).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+_BY_MODULE = {r.module: r for r in RUNTIME + TRAINING}
 
 # Where each package comes from, per platform: "pip" (GlacierSeg's folder), "source" (pip
 # builds it against the system's library, needing BUILD_PACKAGES), or the name of the system
@@ -88,28 +102,23 @@ def distribution_name(spec: str) -> str:
     return re.split(r"[<>=!~ \[]", spec.strip(), 1)[0].lower()
 
 
-def requirement_range(req: Requirement, pins: Dict[str, str]) -> str:
+def requirement_range(req: Requirement, gpu: bool = False) -> str:
     """What pip installs for ``req``: from its oldest usable version up to the tested pin, so pip
     takes the pin where QGIS's numpy allows it and the newest older release that fits otherwise
-    (Debian 12's QGIS Python has numpy 1.24; shapely 2.2 needs numpy ≥ 1.26)."""
-    pin = pins.get(req.distribution, "")
-    name = pin.split("==")[0] if "==" in pin else req.distribution
-    upper = f",<={pin.split('==', 1)[1]}" if "==" in pin else ""
-    return f"{name}>={req.minimum}{upper}"
+    (Debian 12's QGIS Python has numpy 1.24; shapely 2.2 needs numpy ≥ 1.26). With ``gpu``
+    onnxruntime is its CUDA build, onnxruntime-gpu."""
+    name, pin = req.distribution, req.pin
+    if gpu and req.module == "onnxruntime":
+        name, pin = "onnxruntime-gpu", GPU_PIN
+    return f"{name}>={req.minimum}" + (f",<={pin}" if pin else "")
 
 
 def pinned_requirements(gpu: bool = False) -> Dict[str, str]:
-    """Distribution name -> tested pin from requirements.txt (``onnxruntime`` -> the GPU build's
-    pin from requirements-gpu.txt when ``gpu``). The file ships in the plugin zip."""
-    pins: Dict[str, str] = {}
-    for path in (REQUIREMENTS, GPU_REQUIREMENTS) if gpu else (REQUIREMENTS,):
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.split("#", 1)[0].strip()
-                if line and not line.startswith("-"):
-                    pins[distribution_name(line)] = line
+    """Distribution name -> tested pin (``name==version``) of the runtime and training packages
+    (``onnxruntime`` -> the GPU build's pin when ``gpu``)."""
+    pins = {r.distribution: f"{r.distribution}=={r.pin}" for r in RUNTIME + TRAINING if r.pin}
     if gpu:
-        pins["onnxruntime"] = pins.pop("onnxruntime-gpu")
+        pins["onnxruntime"] = f"onnxruntime-gpu=={GPU_PIN}"
     return pins
 
 
@@ -143,9 +152,11 @@ class Status:
         return f"{r.distribution} {self.version}" + ("" if self.ok else f": too old (needs ≥ {r.minimum})")
 
 
-def check_runtime(modules: Optional[Iterable[str]] = None) -> List[Status]:
-    """Installed state of the runtime packages (all, or those of ``modules``)."""
-    wanted = RUNTIME if modules is None else [_BY_MODULE[m] for m in modules if m in _BY_MODULE]
+def check_runtime(modules: Optional[Iterable[str]] = None, training: bool = False) -> List[Status]:
+    """Installed state of the runtime packages (all, with the training extra if ``training``, or
+    those of ``modules``)."""
+    everything = RUNTIME + TRAINING if training else RUNTIME
+    wanted = everything if modules is None else [_BY_MODULE[m] for m in modules if m in _BY_MODULE]
     return [Status(r, installed_version(r)) for r in wanted]
 
 
@@ -239,6 +250,7 @@ class InstallPlan:
     python: str
     prefix: str
     pip: List[str] = field(default_factory=list)  # pinned requirements pip installs into ``prefix``
+    index_urls: List[str] = field(default_factory=list)  # extra package indexes (torch's CPU builds)
     source_builds: List[str] = field(default_factory=list)  # built by pip against system libraries
     system: List[str] = field(default_factory=list)  # system packages the user installs first
     build: List[str] = field(default_factory=list)  # system packages a source build needs
@@ -253,6 +265,8 @@ class InstallPlan:
                 "--disable-pip-version-check", "--progress-bar", "off"]
         for name in self.source_builds:
             args += ["--no-binary", name]
+        for url in self.index_urls:
+            args += ["--extra-index-url", url]
         numpy = installed_version(_BY_MODULE["numpy"])
         return args + self.pip + ([f"numpy=={numpy}"] if numpy and self.pip else [])
 
@@ -285,28 +299,34 @@ def _quote(arg: str, windows: bool = os.name == "nt") -> str:
 
 def install_plan(statuses: Sequence[Status], prefix: str, platform: Optional[str] = None, gpu: bool = False,
                  python: Optional[str] = None) -> InstallPlan:
-    """How to get the packages of ``statuses`` that are not ok on ``platform``. With ``gpu`` the
-    CUDA build onnxruntime-gpu is installed (also when the CPU build is present)."""
+    """How to get the packages of ``statuses`` that are not ok on ``platform`` (give the statuses
+    of ``check_runtime(training=True)`` for the training extra). With ``gpu`` the CUDA build
+    onnxruntime-gpu is installed (also when the CPU build is present), and torch's CUDA build."""
     platform = platform or platform_id()
     plan = InstallPlan(platform, python or python_interpreter(), prefix)
-    pins = pinned_requirements(gpu)
     todo = [s.requirement for s in statuses if not s.ok]
     if gpu and _BY_MODULE["onnxruntime"] not in todo:
         todo.append(_BY_MODULE["onnxruntime"])
     for req in todo:
-        if req.module == "numpy":
-            plan.system.append("python3-numpy")
-            continue
-        source = SOURCES.get(req.module, {}).get(platform, "pip")
-        if source == "pip":
-            plan.pip.append(requirement_range(req, pins))
-        elif source == "source":
-            plan.pip.append(requirement_range(req, pins))
-            plan.source_builds.append(req.distribution)
-            plan.build.extend(b for b in BUILD_PACKAGES.get(platform, BUILD_PACKAGES["linux"]) if b not in plan.build)
-        else:
-            plan.system.append(source)
+        _plan_one(plan, req, gpu)
+    if not gpu and platform not in ("windows", "macos") and any(r.module == "torch" for r in todo):
+        plan.index_urls.append(TORCH_CPU_INDEX)
     return plan
+
+
+def _plan_one(plan: InstallPlan, req: Requirement, gpu: bool) -> None:
+    """Add ``req`` to ``plan``: system package, pip, or pip built against system libraries."""
+    if req.module == "numpy":
+        plan.system.append("python3-numpy")
+        return
+    source = SOURCES.get(req.module, {}).get(plan.platform, "pip")
+    if source not in ("pip", "source"):
+        plan.system.append(source)
+        return
+    plan.pip.append(requirement_range(req, gpu))
+    if source == "source":
+        plan.source_builds.append(req.distribution)
+        plan.build.extend(b for b in BUILD_PACKAGES.get(plan.platform, BUILD_PACKAGES["linux"]) if b not in plan.build)
 
 
 def missing_build_tools(plan: InstallPlan) -> List[str]:
@@ -338,27 +358,38 @@ def require(*modules: str) -> None:
     than GlacierSeg needs) and how to install it."""
     gone = missing(modules)
     old = [s for s in check_runtime(m for m in modules if m not in gone) if s.version is not None and not s.ok]
-    if not gone and not old:
-        return
-    statuses = [Status(_BY_MODULE[m], None) for m in gone if m in _BY_MODULE] + old
+    if gone or old:
+        raise DependencyError("\n".join(_what_is_missing(gone, old) + _how_to_install(gone, old)))
+
+
+def _what_is_missing(gone: Sequence[str], old: Sequence[Status]) -> List[str]:
     lines = []
     if gone:
         lines.append(f"GlacierSeg needs the Python package(s) {', '.join(repr(m) for m in gone)}, missing from QGIS's Python.")
     if old:
         lines.append(f"GlacierSeg needs newer Python package(s): {'; '.join(s.describe() for s in old)}.")
-    lines.append("Install them from QGIS: Plugins › GlacierSeg › Install dependencies… (no restart needed).")
+    training = [m for m in gone if m in {r.module for r in TRAINING}]
+    where = "Plugins › GlacierSeg › Install dependencies…"
+    lines.append(f"Install them from QGIS: {where}" + (" with 'Training' ticked" if training else "")
+                 + " (no restart needed).")
+    return lines
+
+
+def _how_to_install(gone: Sequence[str], old: Sequence[Status]) -> List[str]:
+    """The system packages and the pip command that install ``gone`` and ``old``."""
+    statuses = [Status(_BY_MODULE[m], None) for m in gone if m in _BY_MODULE] + list(old)
     try:
         plan = install_plan(statuses, _PREFIX or "<QGIS profile>/glacierseg/python")
-        unknown = [m for m in gone if m not in _BY_MODULE]
-        plan.pip.extend(unknown)
-        if plan.system_command():
-            lines.append(f"First install the system package(s): {plan.system_command()}")
-        if plan.pip:
-            where = "the OSGeo4W Shell" if os.name == "nt" else "a terminal"
-            lines.append(f"Or with this command in {where}:\n    {plan.command()}")
     except DependencyError as exc:
-        lines.append(str(exc))
-    raise DependencyError("\n".join(lines))
+        return [str(exc)]
+    plan.pip.extend(m for m in gone if m not in _BY_MODULE)
+    lines = []
+    if plan.system_command():
+        lines.append(f"First install the system package(s): {plan.system_command()}")
+    if plan.pip:
+        where = "the OSGeo4W Shell" if os.name == "nt" else "a terminal"
+        lines.append(f"Or with this command in {where}:\n    {plan.command()}")
+    return lines
 
 
 def missing(modules: Iterable[str]) -> list:

@@ -299,59 +299,71 @@ def explain_raster(
 
 
 # ------------------------------------------------------------------ torch checkpoint (child process)
-def explain_checkpoint(
-    image: str,
-    model: str,
-    checkpoint: str,
-    out_dir: str,
-    table_out: str,
-    report_out: str,
-    *,
-    target_class: Optional[str] = None,
-    layer: Optional[str] = None,
-    band_map: Optional[Sequence[int]] = None,
-    bounds: Optional[Sequence[float]] = None,
-    mask_shapes: Optional[Iterable[dict]] = None,
-    tile_size: Optional[int] = None,
-    overlap: Optional[int] = None,
-    device: str = "auto",
-    batch_size: int = 2,
-    progress: Optional[Progress] = None,
-) -> ExplainResult:
-    """Gradient saliency per channel and Grad-CAM of ``target_class`` at ``layer`` from the
-    torch ``checkpoint`` of ``model`` (its contract gives bands, scaling and tiling), run by
-    ``python -m glacierseg.models.cli explain`` in a child process so that torch never loads
-    into QGIS. Writes ``saliency_<class>.tif`` per class, ``gradcam_<class>.tif``, the table
-    and the report; returns what the child reports."""
+@dataclass
+class CheckpointOptions:
+    """Options of the checkpoint methods, the one definition for both sides: ``explain_checkpoint``
+    here (the QGIS side) passes them to the child as command-line arguments (``cli_args``), and
+    ``models.explain.explain_checkpoint`` (the torch side) takes them.
+
+    ``target_class``: the Grad-CAM class (default: the first foreground class); ``layer``: the
+    Grad-CAM layer (default: the last convolution before the output); band mapping, extent,
+    mask, tiling, device and batch as in ``segment_raster``."""
+
+    target_class: Optional[str] = None
+    layer: Optional[str] = None
+    band_map: Optional[Sequence[int]] = None
+    bounds: Optional[Sequence[float]] = None
+    mask_shapes: Optional[Iterable[dict]] = None
+    tile_size: Optional[int] = None
+    overlap: Optional[int] = None
+    device: str = "auto"
+    batch_size: int = 2
+
+    def cli_args(self, mask_file: Optional[str]) -> List[str]:
+        """The options as arguments of ``python -m glacierseg.models.cli explain`` (the mask,
+        written by the caller to ``mask_file`` as JSON, goes by that file)."""
+        args = ["--device", self.device, "--batch-size", str(self.batch_size)]
+        optional = (
+            ("--class", self.target_class), ("--layer", self.layer),
+            ("--band-map", ",".join(str(int(b)) for b in self.band_map) if self.band_map else None),
+            ("--bounds", ",".join(repr(float(v)) for v in self.bounds) if self.bounds is not None else None),
+            ("--tile-size", str(int(self.tile_size)) if self.tile_size else None),
+            ("--overlap", str(int(self.overlap)) if self.overlap is not None else None),
+            ("--mask", mask_file),
+        )
+        for flag, value in optional:
+            if value:
+                args += [flag, value]
+        return args
+
+
+def explain_checkpoint(image: str, model: str, checkpoint: str, out_dir: str, table_out: str, report_out: str,
+                       options: Optional[CheckpointOptions] = None, *, progress: Optional[Progress] = None,
+                       **fields) -> ExplainResult:
+    """Gradient saliency per channel and Grad-CAM of a class at a layer from the torch
+    ``checkpoint`` of ``model`` (its contract gives bands, scaling and tiling), as ``options``
+    (or the ``CheckpointOptions`` ``fields``) say, run by ``python -m glacierseg.models.cli
+    explain`` in a child process so that torch never loads into QGIS. Writes
+    ``saliency_<class>.tif`` per class, ``gradcam_<class>.tif``, the table and the report;
+    returns what the child reports."""
     import json
     import tempfile
 
     from .child import run_models_cli
 
+    options = options or CheckpointOptions(**fields)
     for path, what in ((image, "Raster"), (model, "Model"), (checkpoint, "Checkpoint")):
         if not path or not os.path.isfile(path):
             raise InputError(f"{what} not found: {path!r}.")
     args = ["explain", "--image", image, "--model", model, "--checkpoint", checkpoint, "--out-dir", out_dir,
-            "--table", table_out, "--report", report_out, "--device", device, "--batch-size", str(batch_size)]
-    if target_class:
-        args += ["--class", target_class]
-    if layer:
-        args += ["--layer", layer]
-    if band_map:
-        args += ["--band-map", ",".join(str(int(b)) for b in band_map)]
-    if bounds is not None:
-        args += ["--bounds", ",".join(repr(float(v)) for v in bounds)]
-    if tile_size:
-        args += ["--tile-size", str(int(tile_size))]
-    if overlap is not None:
-        args += ["--overlap", str(int(overlap))]
+            "--table", table_out, "--report", report_out]
     with tempfile.TemporaryDirectory(prefix="glacierseg-explain-") as tmp:
-        if mask_shapes is not None:
+        mask_file = None
+        if options.mask_shapes is not None:
             mask_file = os.path.join(tmp, "mask.json")
             with open(mask_file, "w", encoding="utf-8") as fh:
-                json.dump(list(mask_shapes), fh)
-            args += ["--mask", mask_file]
-        summary = run_models_cli(args, progress)
+                json.dump(list(options.mask_shapes), fh)
+        summary = run_models_cli(args + options.cli_args(mask_file), progress)
     return ExplainResult(summary["rasters"], summary["table"], summary["report"], summary["method"], summary["channels"],
                          {k: {c: (math.nan if v is None else v) for c, v in row.items()} for k, row in summary["importance"].items()},
                          summary["class_pixels"], summary["tiles_run"], summary.get("gradcam"),

@@ -17,7 +17,7 @@ import os
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .deps import require
 from .errors import InputError, ModelContractError
 from .io import atomic_output
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
-from .runtime import load_model
+from .runtime import CUDA, load_model
 from .segment import BandMap, open_tiled
 
 METHODS = ("int8_static", "int8_dynamic", "fp16")
@@ -37,6 +37,8 @@ QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", 
                  "ConvInteger", "MatMulInteger"}
 SPEED_ROUNDS = 5  # paired timings of one batch (original, variant) whose median ratio is the speed-up
 CALIBRATION_TILES = 32  # tiles of the calibration raster, evenly spread over its valid tiles
+# without a calibration raster: this share of the raster's rows (the top) calibrates, the rest is measured
+CALIBRATION_SHARE = 0.25
 
 
 @dataclass
@@ -70,19 +72,92 @@ def refusal(model_path: str, method: str) -> Optional[str]:
     return None
 
 
+@dataclass
+class OptimizeOptions:
+    """What ``optimize_model`` calibrates on and measures with.
+
+    ``image``: the raster the variant is measured on (and, for ``int8_static`` without
+    ``calibration_image``, calibrated on: see ``measurement_windows``); ``reference``: polygons or
+    class raster to score both models against (None: the original's classes);
+    ``calibration_image``: a separate raster for the static int8 calibration tiles."""
+
+    image: Optional[str] = None
+    reference: Optional[str] = None
+    reference_field: Optional[str] = None
+    calibration_image: Optional[str] = None
+    band_map: BandMap = None
+    calibration_tiles: int = CALIBRATION_TILES
+    device: str = "auto"
+    batch_size: int = 8
+
+    def check(self, method: str) -> None:
+        """Raise InputError for an unknown method or missing / unusable inputs."""
+        if method not in METHODS:
+            raise InputError(f"Unknown optimization {method!r}; choose one of {', '.join(METHODS)}.")
+        if not self.image:
+            raise InputError("Give a raster to measure the variant on (and, for static int8, to calibrate it): "
+                             "one like those the model will segment.")
+        for label, path in (("Raster", self.image), ("Calibration raster", self.calibration_image)):
+            if path and not os.path.isfile(path):
+                raise InputError(f"{label} not found: {path!r}.")
+        if self.calibration_image and os.path.realpath(self.calibration_image) == os.path.realpath(self.image):
+            raise InputError("The calibration raster is the raster the variant is measured on: give another one, or "
+                             "none (the raster is then split into a calibration window and a measurement window).")
+        if self.reference and not os.path.exists(self.reference.split("|")[0]):
+            raise InputError(f"Reference not found: {self.reference!r}.")
+        if self.calibration_tiles < 1:
+            raise InputError("Calibration needs at least 1 tile.")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Where the static int8 variant is calibrated and where both models are measured: a raster
+    and bounds (in its CRS; None: all of it) each. The two never overlap."""
+
+    calibration_image: str
+    calibration_bounds: Optional[Tuple[float, float, float, float]]
+    measurement_bounds: Optional[Tuple[float, float, float, float]]
+
+    def describe(self, image: str) -> str:
+        if self.calibration_bounds is None:
+            return f"calibrated on {os.path.basename(self.calibration_image)}"
+        return (f"calibrated on the top {CALIBRATION_SHARE:.0%} of {os.path.basename(image)}'s rows, "
+                f"measured on the other {1 - CALIBRATION_SHARE:.0%}")
+
+
+def measurement_windows(options: OptimizeOptions, method: str) -> Windows:
+    """Disjoint calibration and measurement data: the calibration raster when given; else, for
+    ``int8_static``, the raster's top ``CALIBRATION_SHARE`` of rows (on a row boundary) calibrates
+    and the rest is measured, so the variant is never scored on the tiles that set its ranges.
+    Methods without calibration are measured on the whole raster."""
+    import rasterio
+
+    if method != "int8_static" or options.calibration_image:
+        return Windows(options.calibration_image or options.image, None, None)
+    with rasterio.open(options.image) as ds:
+        left, bottom, right, top = ds.bounds
+        split_row = int(round(ds.height * CALIBRATION_SHARE))
+        split_y = (ds.transform * (0, split_row))[1]
+    if not 0 < split_row < ds.height:
+        raise InputError(f"{os.path.basename(options.image)} is too small to split into calibration and measurement "
+                         "windows; give a separate calibration raster.")
+    return Windows(options.image, (left, split_y, right, top), (left, bottom, right, split_y))
+
+
 class _CalibrationTiles:
     """onnxruntime ``CalibrationDataReader``: model inputs of ``count`` tiles spread over the
-    valid tiles of a raster, one tile per call (the calibration's memory stays one tile)."""
+    valid tiles of a raster (within ``bounds``), one tile per call (the calibration's memory
+    stays one tile)."""
 
     def __init__(self, image: str, contract: ModelContract, input_name: str, band_map: BandMap, count: int,
-                 progress: Progress):
+                 progress: Progress, bounds: Optional[Sequence[float]] = None):
         self.image, self.contract, self.input_name = image, contract, input_name
-        self.band_map, self.count, self.progress = band_map, count, progress
+        self.band_map, self.count, self.progress, self.bounds = band_map, count, progress, bounds
         self._iter = None
 
     def _tiles(self):
         with ExitStack() as stack:
-            src = open_tiled(self.image, self.contract, stack, band_map=self.band_map)
+            src = open_tiled(self.image, self.contract, stack, band_map=self.band_map, bounds=self.bounds)
             origins = [(r, c) for r in src.grid.row_origins for c in src.grid.col_origins]
             picks = np.unique(np.linspace(0, len(origins) - 1, min(len(origins), 4 * self.count)).round().astype(int))
             used = 0
@@ -99,8 +174,9 @@ class _CalibrationTiles:
                 if used == self.count:
                     return
             if used == 0:
-                raise InputError(f"The calibration raster {os.path.basename(self.image)} has no tile that is at least "
-                                 "half valid pixels; give a raster with data where the model is meant to run.")
+                where = f"the calibration window (top {CALIBRATION_SHARE:.0%} of the rows) of " if self.bounds else ""
+                raise InputError(f"{where}{os.path.basename(self.image)} has no tile that is at least half valid "
+                                 "pixels; give a calibration raster with data where the model is meant to run.")
 
     def get_next(self):
         if self._iter is None:
@@ -111,6 +187,57 @@ class _CalibrationTiles:
         self._iter = None
 
 
+def _reduce_axes(node, initializers) -> Optional[List[int]]:
+    """The ``axes`` of a ReduceMean node: its attribute (opset < 18) or its constant second input."""
+    from onnx import helper, numpy_helper
+
+    for attribute in node.attribute:
+        if attribute.name == "axes":
+            return [int(a) for a in helper.get_attribute_value(attribute)]
+    if len(node.input) > 1 and node.input[1] in initializers:
+        return [int(a) for a in numpy_helper.to_array(initializers[node.input[1]]).ravel()]
+    return None
+
+
+def _is_spatial_mean(node, ranks: Dict[str, int], initializers) -> bool:
+    """Whether ``node`` is a ReduceMean over axes 2 and 3 of a 4-D tensor that keeps its dimensions."""
+    from onnx import helper
+
+    if node.op_type != "ReduceMean" or ranks.get(node.input[0]) != 4:
+        return False
+    keepdims = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "keepdims"), 1)
+    axes = _reduce_axes(node, initializers)
+    return keepdims == 1 and axes is not None and sorted(a % 4 for a in axes) == [2, 3]
+
+
+def spatial_means_as_pooling(path: str) -> int:
+    """Rewrite, in the ONNX file at ``path``, every ReduceMean over both spatial axes of a 4-D
+    tensor (keepdims) as the GlobalAveragePool it equals (ONNX operator definitions: the mean
+    over all spatial elements per sample and channel). Returns how many were rewritten.
+
+    Same arithmetic in float32; the point is int8: onnxruntime's quantizer has a quantized
+    global average pool (QLinearGlobalAveragePool) but leaves ReduceMean in float, so each
+    squeeze-and-excitation block of an EfficientNet cost a DequantizeLinear of its whole
+    activation and a float ReduceMean (measured: 10 % of the int8 model's time, docs/optimize-model.md)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))  # ranks of the ReduceMean inputs
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(graph.value_info) + list(graph.input)
+             if v.type.tensor_type.HasField("shape")}
+    rewritten = 0
+    for i, node in enumerate(graph.node):
+        if _is_spatial_mean(node, ranks, initializers):
+            graph.node[i].CopyFrom(helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output),
+                                                    name=node.name))
+            rewritten += 1
+    if rewritten:
+        onnx.save(model, path)
+    return rewritten
+
+
 def _quantize(model_path: str, out_path: str, method: str, calibration: Optional[_CalibrationTiles]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -118,6 +245,7 @@ def _quantize(model_path: str, out_path: str, method: str, calibration: Optional
     with tempfile.TemporaryDirectory() as tmp:
         prepared = os.path.join(tmp, "prepared.onnx")
         quant_pre_process(model_path, prepared, skip_symbolic_shape=True)  # folds and infers shapes, as the tools advise
+        spatial_means_as_pooling(prepared)
         if method == "int8_dynamic":
             quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, per_channel=True)
         else:
@@ -134,15 +262,15 @@ def _half(model_path: str, out_path: str) -> None:
     onnx.save(model, out_path)
 
 
-def _classes_and_time(image: str, model_path: str, out_dir: str, tag: str, device: str, band_map: BandMap,
-                      batch_size: int, progress: Progress):
+def _classes_and_time(image: str, model_path: str, out_dir: str, tag: str, options: OptimizeOptions,
+                      bounds: Optional[Sequence[float]], progress: Progress):
     from .segment import segment_raster
 
-    loaded = load_model(model_path, device)
+    loaded = load_model(model_path, options.device)
     c = loaded.contract
-    loaded.run(np.zeros((batch_size, len(c.bands), c.tile_size, c.tile_size), np.float32))  # first-call allocations
+    loaded.run(np.zeros((options.batch_size, len(c.bands), c.tile_size, c.tile_size), np.float32))  # first-call allocations
     result = segment_raster(image, loaded, os.path.join(out_dir, f"{tag}_p.tif"), os.path.join(out_dir, f"{tag}_c.tif"),
-                            band_map=band_map, batch_size=batch_size, progress=progress)
+                            band_map=options.band_map, bounds=bounds, batch_size=options.batch_size, progress=progress)
     return result.classes, result.inference_seconds, loaded.describe()
 
 
@@ -169,27 +297,27 @@ def paired_speedup(original: str, variant: str, device: str, batch_size: int, pr
     return float(np.median(ratios))
 
 
-def measure(original: str, variant: str, image: str, reference: Optional[str], *, device: str = "auto",
-            band_map: BandMap = None, batch_size: int = 8, reference_field: Optional[str] = None,
+def measure(original: str, variant: str, options: OptimizeOptions, bounds: Optional[Sequence[float]] = None,
             progress: Optional[Progress] = None) -> Dict[str, float]:
-    """In-model seconds of segmenting ``image``, IoU and F1 (all classes against background) of
-    ``original`` and ``variant`` against ``reference`` (class raster or polygons; None: the
-    original's own classes), the changes, and the speed-up (``paired_speedup``)."""
+    """In-model seconds of segmenting ``options.image`` (within ``bounds``), IoU and F1 (all
+    classes against background) of ``original`` and ``variant`` against ``options.reference``
+    (class raster or polygons; None: the original's own classes), the changes, and the
+    speed-up (``paired_speedup``)."""
     from .evaluate import evaluate
 
     progress = ensure_progress(progress)
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
         for i, (tag, path) in enumerate((("original", original), ("variant", variant))):
-            runs[tag] = _classes_and_time(image, path, tmp, tag, device, band_map, batch_size,
+            runs[tag] = _classes_and_time(options.image, path, tmp, tag, options, bounds,
                                           SubProgress(progress, 45.0 * i, 45.0 * (i + 1)))
         classes = load_model(original, "cpu").contract.classes
         scores = {}
         for tag in ("original", "variant"):
-            ref = reference or runs["original"][0]
-            row = evaluate(runs[tag][0], ref, reference_field=reference_field, classes=classes).row("all").scores
+            ref = options.reference or runs["original"][0]
+            row = evaluate(runs[tag][0], ref, reference_field=options.reference_field, classes=classes).row("all").scores
             scores[tag] = (row.iou, row.f1)
-    speedup = paired_speedup(original, variant, device, batch_size, progress)
+    speedup = paired_speedup(original, variant, options.device, options.batch_size, progress)
     progress.set_progress(100.0)
     metrics = {
         "iou": scores["variant"][0], "f1": scores["variant"][1],
@@ -197,69 +325,84 @@ def measure(original: str, variant: str, image: str, reference: Optional[str], *
         "seconds": runs["variant"][1], "original_seconds": runs["original"][1],
         "speedup": speedup,
     }
-    if reference:
+    if options.reference:
         metrics.update(original_iou=scores["original"][0], original_f1=scores["original"][1])
     return metrics
 
 
-def optimize_model(model_path: str, out_path: str, method: str, *, image: Optional[str] = None,
-                   reference: Optional[str] = None, reference_field: Optional[str] = None, band_map: BandMap = None,
-                   calibration_tiles: int = CALIBRATION_TILES, device: str = "auto", batch_size: int = 8,
-                   progress: Optional[Progress] = None) -> OptimizeResult:
-    """Write a faster variant of the GlacierSeg model ``model_path`` to ``out_path`` with
-    ``method`` (one of ``METHODS``), measured on ``image`` against ``reference`` (see
-    ``measure``); the figures go into its card. ``int8_static`` calibrates on tiles of ``image``;
-    ``fp16`` is measured on ``device`` (CUDA when available with ``auto``)."""
-    progress = ensure_progress(progress)
-    require("onnxruntime", "onnx")  # onnxruntime's quantization tools need the onnx package
-    if method not in METHODS:
-        raise InputError(f"Unknown optimization {method!r}; choose one of {', '.join(METHODS)}.")
-    if not image:
-        raise InputError("Give a raster to measure the variant on (and, for static int8, to calibrate it): "
-                         "one like those the model will segment.")
-    if not os.path.isfile(image):
-        raise InputError(f"Raster not found: {image!r}.")
-    if reference and not os.path.exists(reference.split("|")[0]):
-        raise InputError(f"Reference not found: {reference!r}.")
-    if calibration_tiles < 1:
-        raise InputError("Calibration needs at least 1 tile.")
-    loaded = load_model(model_path, "cpu")  # checks the file and its contract
+def _checked_model(model_path: str, method: str, device: str):
+    """The model loaded on ``device`` (its file and contract checked; DeviceError, before anything
+    is written, where ``cuda`` is asked for and cannot run); ModelContractError when ``method``
+    cannot make it faster (``refusal``)."""
+    loaded = load_model(model_path, device)
     reason = refusal(model_path, method)
     if reason:
         raise ModelContractError(f"Cannot make a {method} variant: {reason}")
-    contract = loaded.contract
-    name = contract.name or os.path.splitext(os.path.basename(model_path))[0]
+    return loaded
+
+
+def _write_variant(model_path: str, out_path: str, method: str, loaded, options: OptimizeOptions, windows: Windows,
+                   progress: Progress) -> None:
+    """The variant's graph at ``out_path``; onnxruntime's tool failures become a ModelContractError."""
+    if method == "fp16":
+        _half(model_path, out_path)
+        return
+    calibration = None
+    if method == "int8_static":
+        calibration = _CalibrationTiles(windows.calibration_image, loaded.contract, loaded.input_name,
+                                         options.band_map, options.calibration_tiles, progress,
+                                         windows.calibration_bounds)
+    try:
+        _quantize(model_path, out_path, method, calibration)
+    except (InputError, ModelContractError):
+        raise
+    except Exception as exc:  # onnxruntime's tools raise plain exceptions for graphs they cannot handle
+        raise ModelContractError(
+            f"Cannot make a {method} variant of {os.path.basename(model_path)}: onnxruntime's quantization "
+            f"failed ({str(exc).splitlines()[0][:200]}). Try 'int8_dynamic', or use the model as it is."
+        ) from None
+
+
+def _variant_contract(contract: ModelContract, name: str, method: str, metrics: Dict[str, float], dataset: str,
+                      how: str) -> ModelContract:
+    """The original's contract renamed ``<name>-<method>``, described, with the measured score."""
+    variant = dataclasses.replace(
+        contract, name=f"{name}-{method.replace('_', '-')}",
+        description=(f"{method} variant of {name} made by glacierseg:optimize_model. " + (contract.description or "")).strip(),
+    )
+    return with_score(variant, {"dataset": dataset, "metrics": metrics, "method": how})
+
+
+def optimize_model(model_path: str, out_path: str, method: str, options: Optional[OptimizeOptions] = None, *,
+                   progress: Optional[Progress] = None, **fields) -> OptimizeResult:
+    """Write a faster variant of the GlacierSeg model ``model_path`` to ``out_path`` with
+    ``method`` (one of ``METHODS``), calibrated and measured as ``options`` (or the
+    ``OptimizeOptions`` ``fields``) say: ``int8_static`` calibrates on tiles of
+    ``calibration_image`` or of a window of ``image`` it is then not measured on
+    (``measurement_windows``); ``fp16`` is measured on ``device`` (CUDA when available with
+    ``auto``). The figures (``measure``) go into the variant's card."""
+    progress = ensure_progress(progress)
+    options = options or OptimizeOptions(**fields)
+    require("onnxruntime", "onnx")  # onnxruntime's quantization tools need the onnx package
+    options.check(method)
+    loaded = _checked_model(model_path, method, options.device)
+    if method == "fp16" and loaded.provider != CUDA:
+        progress.push_info(f"Warning: no CUDA here: the float16 variant is measured on {loaded.provider}, where it "
+                           "runs but is not faster; its speed-up on a GPU is not measured.")
+    windows = measurement_windows(options, method)
+    name = loaded.contract.name or os.path.splitext(os.path.basename(model_path))[0]
     with atomic_output(out_path, progress=progress) as tmp_out:
-        if method == "fp16":
-            _half(model_path, tmp_out)
-        else:
-            calibration = _CalibrationTiles(image, contract, loaded.input_name, band_map, calibration_tiles,
-                                            SubProgress(progress, 0.0, 30.0)) if method == "int8_static" else None
-            try:
-                _quantize(model_path, tmp_out, method, calibration)
-            except (InputError, ModelContractError):
-                raise
-            except Exception as exc:  # onnxruntime's tools raise plain exceptions for graphs they cannot handle
-                raise ModelContractError(
-                    f"Cannot make a {method} variant of {os.path.basename(model_path)}: onnxruntime's quantization "
-                    f"failed ({str(exc).splitlines()[0][:200]}). Try 'int8_dynamic', or use the model as it is."
-                ) from None
+        _write_variant(model_path, tmp_out, method, loaded, options, windows, SubProgress(progress, 0.0, 30.0))
         progress.set_progress(35.0)
-        metrics = measure(model_path, tmp_out, image, reference, device=device, band_map=band_map,
-                          batch_size=batch_size, reference_field=reference_field,
-                          progress=SubProgress(progress, 35.0, 100.0))
-        dataset = (os.path.basename(reference.split("|")[0]) if reference
-                   else f"classes of {name} (the original) on {os.path.basename(image)}")
-        variant = dataclasses.replace(
-            contract, name=f"{name}-{method.replace('_', '-')}",
-            description=(f"{method} variant of {name} made by glacierseg:optimize_model. " + (contract.description or "")).strip(),
-        )
-        variant = with_score(variant, {
-            "dataset": dataset, "metrics": metrics,
-            "method": (f"glacierseg:optimize_model {method} on {os.path.basename(image)}: IoU/F1 of all classes "
-                       f"against background; iou_change/f1_change vs the original; speedup = median of {SPEED_ROUNDS} paired "
-                       f"timings of one batch of {batch_size} tiles, original's / variant's ({loaded.describe() if method != 'fp16' else device})"),
-        })
+        metrics = measure(model_path, tmp_out, options, windows.measurement_bounds, SubProgress(progress, 35.0, 100.0))
+        dataset = (os.path.basename(options.reference.split("|")[0]) if options.reference
+                   else f"classes of {name} (the original) on {os.path.basename(options.image)}")
+        how = (f"glacierseg:optimize_model {method} on {os.path.basename(options.image)}"
+               f"{' (' + windows.describe(options.image) + ')' if method == 'int8_static' else ''}: IoU/F1 of all "
+               f"classes against background; iou_change/f1_change vs the original; speedup = median of {SPEED_ROUNDS} "
+               f"paired timings of one batch of {options.batch_size} tiles, original's / variant's "
+               f"({loaded.describe() if method != 'fp16' else options.device})")
+        variant = _variant_contract(loaded.contract, name, method, metrics, dataset, how)
         write_contract(tmp_out, variant)
     progress.push_info(
         f"{method} variant written to {out_path}: speed-up {metrics['speedup']:.2f}× (in-model time), "

@@ -228,7 +228,20 @@ class ModelStore:
 def model_card(contract: ModelContract) -> List[Tuple[str, str]]:
     """The model card as (label, text) rows, read from the contract: task, classes, bands and
     sensor, resolution, tile size, receptive field, training summary and scores."""
+    rows = _contract_rows(contract)
+    rows.append(("Training", _training_text(contract.training)))
+    rows.extend(("Score", _score_text(s)) for s in contract.scores)
+    if not contract.scores:
+        rows.append(("Score", "none recorded"))
+    return rows
+
+
+def _contract_rows(contract: ModelContract) -> List[Tuple[str, str]]:
+    """The card's rows of what the model reads and gives: name, description, task, classes,
+    bands and sensor, resolution, tile size, receptive field, thresholds."""
     sensors = sorted({b.split(":")[0] for b in contract.source_bands if ":" in b})
+    context = (f"{contract.receptive_field_px} px" if contract.receptive_field_px is not None
+               else f"overlap {contract.overlap_px} px")
     rows = [
         ("Name", contract.name or "(unnamed)"),
         ("Task", contract.task),
@@ -237,28 +250,30 @@ def model_card(contract: ModelContract) -> List[Tuple[str, str]]:
         ("Sensor", ", ".join(sensors) or "not stated (plain band names)"),
         ("Resolution", f"{contract.resolution_m:g} m"),
         ("Tile size", f"{contract.tile_size} px"),
-        ("Receptive field", f"{contract.receptive_field_px} px" if contract.receptive_field_px is not None
-         else f"overlap {contract.overlap_px} px"),
+        ("Receptive field", context),
         ("Thresholds", ", ".join(f"{k} {v:g}" for k, v in contract.thresholds.items()) or "0.5 (default)"),
     ]
     if contract.description:
         rows.insert(1, ("Description", contract.description))
-    t = contract.training
-    if t:
-        parts = [f"{t['network']}" if "network" in t else "", f"loss {t['loss']}" if "loss" in t else "",
-                 f"best epoch {t['best_epoch']} of {t['epochs']}" if "best_epoch" in t and "epochs" in t else "",
-                 f"on {', '.join(t['rasters'])}" if t.get("rasters") else ""]
-        rows.append(("Training", ", ".join(p for p in parts if p) or json.dumps(t)[:200]))
-    else:
-        rows.append(("Training", "none recorded"))
-    for s in contract.scores:
-        where = ", ".join(s[k] for k in ("region", "date") if s.get(k))
-        figures = ", ".join(f"{k} {v:.3f}" for k, v in s["metrics"].items())
-        how = f" — {s['method']}" if s.get("method") else ""
-        rows.append(("Score", f"{s['dataset']}{f' ({where})' if where else ''}: {figures}{how}"))
-    if not contract.scores:
-        rows.append(("Score", "none recorded"))
     return rows
+
+
+def _training_text(t: Optional[Dict[str, Any]]) -> str:
+    """The training summary: network, loss, best epoch, rasters (what the contract records)."""
+    if not t:
+        return "none recorded"
+    parts = [f"{t['network']}" if "network" in t else "", f"loss {t['loss']}" if "loss" in t else "",
+             f"best epoch {t['best_epoch']} of {t['epochs']}" if "best_epoch" in t and "epochs" in t else "",
+             f"on {', '.join(t['rasters'])}" if t.get("rasters") else ""]
+    return ", ".join(p for p in parts if p) or json.dumps(t)[:200]
+
+
+def _score_text(score: Dict[str, Any]) -> str:
+    """One score: dataset (region, date): figures — method."""
+    where = ", ".join(score[k] for k in ("region", "date") if score.get(k))
+    figures = ", ".join(f"{k} {v:.3f}" for k, v in score["metrics"].items())
+    how = f" — {score['method']}" if score.get("method") else ""
+    return f"{score['dataset']}{f' ({where})' if where else ''}: {figures}{how}"
 
 
 # ------------------------------------------------------------------ helpers

@@ -23,7 +23,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping
 import numpy as np
 
 from . import parameters
-from .contract import ClassInfo, ModelContract, decide_classes, read_contract, read_contract_json
+from .contract import PALETTE, ClassInfo, ModelContract, decide_classes, read_contract, read_contract_json
 from .errors import InputError
 from .io import GDAL_CACHE_BYTES, atomic_output, raster_exists
 from .progress import SubProgress, check_cancel, ensure_progress
@@ -34,8 +34,6 @@ CHAIKIN_POINTS = 200_000  # points smoothed at once: bounds the temporary arrays
 BATCH_EDGES = 125_000  # pixel edges of boundary smoothed and written per batch: bounds that memory
 JOIN_POINTS = 1_000_000  # vertices of seam pieces handled at once when joining regions across seams
 NODATA_CODE = -(2**31)  # int32 code of no-data pixels while vectorizing (never a class value)
-PALETTE = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
-           "#b2df8a", "#fdbf6f", "#cab2d6", "#ffff99")
 _REL_EPS = 1e-9  # thresholds compare with this relative slack so "exactly 0.01 km²" is stable
 
 

@@ -87,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     t.add_argument("--task", choices=TASKS, default="glacier")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, help="CPU threads for torch")
+    t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; with --minutes, "
+                   "the faster of that and half as many, timed on the first steps)")
     t.add_argument("--checkpoint", help="checkpoint written after every epoch (.pt)")
     t.add_argument("--resume", action="store_true", help="continue --checkpoint")
     t.add_argument("--finetune", help="start from the weights of this GlacierSeg checkpoint")
@@ -139,7 +140,8 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
         from ..core.errors import DependencyError
 
         raise DependencyError(
-            f"Training needs torch, missing from the Python that trains ({sys.executable}). Install it with\n"
+            f"Training needs torch, missing from the Python that trains ({sys.executable}). Install it in QGIS with "
+            "Plugins › GlacierSeg › Install dependencies… with 'Training' ticked, or with\n"
             f"    {sys.executable} -m pip install -r requirements-dev.txt\n"
             "from the plugin folder.") from None
 
@@ -162,7 +164,7 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
         network_kwargs=json.loads(args.network_options), loss=args.loss, loss_kwargs=json.loads(args.loss_options),
         epochs=args.epochs, minutes=args.minutes, patience=args.patience, batch_size=args.batch_size, learning_rate=args.lr, tile_size=args.tile_size,
         tiles_per_epoch=args.tiles_per_epoch, augment=not args.no_augment, cutmix=args.cutmix,
-        device=args.device, seed=args.seed, task="landslide" if args.landslide4sense and args.task == "glacier" else args.task,
+        device=args.device, threads=args.threads or 0, seed=args.seed, task="landslide" if args.landslide4sense and args.task == "glacier" else args.task,
     )
     outputs = dict(report_out=args.report, html_out=args.report_html, checkpoint=args.checkpoint, resume=args.resume,
                    finetune=args.finetune, validation_dir=args.validation_dir, progress=progress, started=started)

@@ -17,11 +17,11 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.contract import PALETTE
 from ..core.errors import InputError
 
 IGNORE = 255  # target value of pixels that are not scored (nodata, unlabelled)
 TRAIN, VALIDATION, UNUSED = 0, 1, 255  # values of Scene.split
-PALETTE = ("#4fc3f7", "#8d6e63", "#1565c0", "#e53935", "#43a047", "#fdd835", "#8e24aa", "#ff7043")
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}$")
 # Landslide4Sense channels (Ghorbanzadeh et al. 2022): Sentinel-2 B1–B12, ALOS PALSAR slope and DEM.
 L4S_BANDS = tuple(f"S2:B{i:02d}" for i in range(1, 13)) + ("ALOS:SLOPE", "DEM")
@@ -40,30 +40,31 @@ class ClassSpec:
 
 def parse_classes(text: str) -> List[ClassSpec]:
     """``'glacier=1,2 #4fc3f7; lake=3'`` -> class specs (colour optional, from a palette)."""
-    specs: List[ClassSpec] = []
-    for i, part in enumerate(p.strip() for p in (text or "").split(";")):
-        if not part:
-            continue
-        if "=" not in part:
-            raise InputError(
-                f"Class definition {part!r} needs the form name=value[,value...] [#rrggbb], "
-                "e.g. 'glacier=1,2; lake=3 #1565c0'."
-            )
-        name, rest = (s.strip() for s in part.split("=", 1))
-        color = PALETTE[i % len(PALETTE)]
-        m = _COLOR.search(rest)
-        if m:
-            color, rest = m.group(0).lower(), rest[: m.start()].strip()
-        values = tuple(v.strip() for v in rest.split(",") if v.strip())
-        if not name or not values:
-            raise InputError(f"Class definition {part!r} lacks a name or label values.")
-        specs.append(ClassSpec(name, values, color))
+    parts = [p.strip() for p in (text or "").split(";")]
+    specs = [_parse_class(part, PALETTE[i % len(PALETTE)]) for i, part in enumerate(parts) if part]
     if not specs:
         raise InputError("No classes given; define them as 'glacier=1,2' (name = label values).")
     names = [s.name for s in specs]
     if len(set(names)) != len(names) or "background" in names:
         raise InputError(f"Class names must be distinct and not 'background' (it is implicit): {names}.")
     return specs
+
+
+def _parse_class(part: str, color: str) -> ClassSpec:
+    """One ``name=value[,value...] [#rrggbb]`` definition (``color`` when it gives none)."""
+    if "=" not in part:
+        raise InputError(
+            f"Class definition {part!r} needs the form name=value[,value...] [#rrggbb], "
+            "e.g. 'glacier=1,2; lake=3 #1565c0'."
+        )
+    name, rest = (s.strip() for s in part.split("=", 1))
+    m = _COLOR.search(rest)
+    if m:
+        color, rest = m.group(0).lower(), rest[: m.start()].strip()
+    values = tuple(v.strip() for v in rest.split(",") if v.strip())
+    if not name or not values:
+        raise InputError(f"Class definition {part!r} lacks a name or label values.")
+    return ClassSpec(name, values, color)
 
 
 def split_inputs(text: str) -> List[str]:

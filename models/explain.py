@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import nn
 from ..core import features
 from ..core.contract import ModelContract, read_contract
 from ..core.errors import InputError
-from ..core.explain import SALIENCY, ExplainOutputs, ExplainResult, safe_name
+from ..core.explain import SALIENCY, CheckpointOptions, ExplainOutputs, ExplainResult, safe_name
 from ..core.progress import Progress, SubProgress, ensure_progress
 from ..core.segment import blend_tiles, open_tiled
 from .registry import to_probabilities
@@ -59,50 +59,44 @@ def default_layer(net: nn.Module) -> str:
     return convs[-2] if len(convs) > 1 else convs[-1]
 
 
-def explain_checkpoint(
-    image: str,
-    model: str,
-    checkpoint: str,
-    out_dir: str,
-    table_out: str,
-    report_out: str,
-    *,
-    target_class: Optional[str] = None,
-    layer: Optional[str] = None,
-    band_map: Optional[Sequence[int]] = None,
-    bounds: Optional[Sequence[float]] = None,
-    mask_shapes: Optional[Iterable[dict]] = None,
-    tile_size: Optional[int] = None,
-    overlap: Optional[int] = None,
-    device: str = "auto",
-    batch_size: int = 2,
-    progress: Optional[Progress] = None,
-) -> ExplainResult:
-    """Saliency per channel for every class and Grad-CAM of ``target_class`` at ``layer``
-    (see the module docstring). Writes ``saliency_<class>.tif`` (one band per channel),
-    ``gradcam_<class>.tif``, the table and the report."""
+def _target_and_layer(net: nn.Module, contract: ModelContract, options: CheckpointOptions):
+    """The Grad-CAM class (default: the first foreground class) and layer (default:
+    ``default_layer``), checked against the model's classes and the network's modules."""
+    names = [c.name for c in contract.classes]
+    foreground = [c.name for c in contract.precedence_order() if c.value != contract.background.value]
+    target = options.target_class or (foreground[0] if foreground else names[0])
+    if target not in names:
+        raise InputError(f"Class {target!r} is not one of the model's classes {names}.")
+    layer = options.layer or default_layer(net)
+    if layer not in dict(net.named_modules()):
+        raise InputError(f"Layer {layer!r} is not in the network; its convolution layers are {', '.join(conv_layers(net))}.")
+    return target, layer
+
+
+def explain_checkpoint(image: str, model: str, checkpoint: str, out_dir: str, table_out: str, report_out: str,
+                       options: Optional[CheckpointOptions] = None, *, progress: Optional[Progress] = None,
+                       **fields) -> ExplainResult:
+    """Saliency per channel for every class and Grad-CAM of the target class at the layer
+    (see the module docstring), as ``options`` (or the ``CheckpointOptions`` ``fields``) say.
+    Writes ``saliency_<class>.tif`` (one band per channel), ``gradcam_<class>.tif``, the table
+    and the report."""
     progress = ensure_progress(progress)
+    options = options or CheckpointOptions(**fields)
     contract = read_contract(model)
     features.validate_features(contract)
     net = network_from_checkpoint(checkpoint, contract)
-    dev = resolve_device(device)
+    dev = resolve_device(options.device)
     net.to(dev)
-    names = [c.name for c in contract.classes]
-    foreground = [c.name for c in contract.precedence_order() if c.value != contract.background.value]
-    target = target_class or (foreground[0] if foreground else names[0])
-    if target not in names:
-        raise InputError(f"Class {target!r} is not one of the model's classes {names}.")
-    layer = layer or default_layer(net)
+    target, layer = _target_and_layer(net, contract, options)
     modules = dict(net.named_modules())
-    if layer not in modules:
-        raise InputError(f"Layer {layer!r} is not in the network; its convolution layers are {', '.join(conv_layers(net))}.")
-    shapes = list(mask_shapes) if mask_shapes is not None else None
+    names = [c.name for c in contract.classes]
+    shapes = list(options.mask_shapes) if options.mask_shapes is not None else None
     channels = [s.name for s in contract.bands]
     n_classes, target_k = len(names), names.index(target)
     cam_name = f"gradcam_{safe_name(target)}"
     with ExitStack() as stack:
-        src = open_tiled(image, contract, stack, band_map=band_map, bounds=bounds, shapes=shapes,
-                         tile_size=tile_size, overlap=overlap, progress=progress)
+        src = open_tiled(image, contract, stack, band_map=options.band_map, bounds=options.bounds, shapes=shapes,
+                         tile_size=options.tile_size, overlap=options.overlap, progress=progress)
         progress.push_info(f"Gradient saliency of {len(channels)} channel(s) for {n_classes} class(es) and Grad-CAM of "
                            f"{target} at layer {layer} on {dev.type}; {len(src.grid)} tiles of {src.grid.tile} px.")
         outputs = ExplainOutputs(src, contract, channels, SALIENCY, out_dir, table_out, report_out, stack,
@@ -137,7 +131,7 @@ def explain_checkpoint(
                         cam = cam.cpu().numpy()
             return np.concatenate([p, np.concatenate(saliency, axis=1), cam], axis=1).astype(np.float32)
 
-        run, _ = blend_tiles(src, contract, outputs.layout, predict, outputs.write, batch_size=batch_size,
+        run, _ = blend_tiles(src, contract, outputs.layout, predict, outputs.write, batch_size=options.batch_size,
                              progress=SubProgress(progress, 0, 98))
         importance = outputs.finish(
             f"Gradient saliency — {contract.name or os.path.basename(model)}",

@@ -5,6 +5,13 @@ target is ``ignore_index`` (default 255, the class rasters' nodata). C = 1 is bi
 targets 0/1, the overlap losses score the foreground), C > 1 multi-class (softmax; targets
 0…C−1, the overlap losses average over all C classes). Overlap sums run over the whole batch.
 Deep-supervised outputs (a list of logits) go through ``compute_loss``.
+
+Dice, IoU (Jaccard) and Tversky are segmentation_models_pytorch's (``smp.losses``, binary mode
+for one channel, multiclass mode for several): a class without a target pixel in the batch adds
+0 there (smp's rule: the overlap score is undefined for it). Cross-entropy and focal loss stay
+here, on torch's own cross-entropy: smp's ``SoftCrossEntropyLoss``/``SoftBCEWithLogitsLoss``
+average over ignored pixels too (as zeros), and its multiclass ``FocalLoss`` is a sum of
+one-vs-rest sigmoid focal losses, not the softmax focal loss of Lin et al. (2017) for a softmax head.
 """
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from segmentation_models_pytorch import losses as smp_losses
+from segmentation_models_pytorch.losses._functional import soft_dice_score
 from torch import nn
 
 from ..core import network_names as names
@@ -85,49 +94,41 @@ class FocalLoss(nn.Module):
         return _masked_mean((1.0 - pt).pow(self.gamma) * nll, valid)
 
 
-class _OverlapLoss(nn.Module):
-    """1 − mean over classes of a smoothed overlap score of (TP, FP, FN) summed over the batch."""
+class ModeLoss(nn.Module):
+    """An ``smp.losses`` loss in binary mode for one output channel (sigmoid) and multiclass mode
+    for several (softmax), ignoring ``ignore_index`` targets."""
 
-    def __init__(self, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX):
+    def __init__(self, factory: Callable[..., nn.Module], ignore_index: int = IGNORE_INDEX, **kwargs):
         super().__init__()
-        self.smooth, self.ignore_index = smooth, ignore_index
-
-    def score(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def overlap(self, probs: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        dims = (0, 2, 3)
-        tp = (probs * onehot).sum(dims)
-        return 1.0 - self.score(tp, probs.sum(dims) - tp, onehot.sum(dims) - tp).mean()
+        self.ignore_index = ignore_index
+        self.binary = factory(mode="binary", ignore_index=ignore_index, **kwargs)
+        self.multiclass = factory(mode="multiclass", ignore_index=ignore_index, **kwargs)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        probs, onehot, _ = probabilities_and_onehot(logits, target, self.ignore_index)
-        return self.overlap(probs, onehot)
+        _checked_target(logits, target, self.ignore_index)
+        return (self.binary if logits.shape[1] == 1 else self.multiclass)(logits, target.long())
 
 
-class DiceLoss(_OverlapLoss):
-    """Soft Dice loss 1 − (2TP + s)/(2TP + FP + FN + s) (Milletari et al. 2016)."""
-
-    def score(self, tp, fp, fn):
-        return (2 * tp + self.smooth) / (2 * tp + fp + fn + self.smooth)
-
-
-class IoULoss(_OverlapLoss):
-    """Soft Jaccard (IoU) loss 1 − (TP + s)/(TP + FP + FN + s) (Rahman & Wang 2016)."""
-
-    def score(self, tp, fp, fn):
-        return (tp + self.smooth) / (tp + fp + fn + self.smooth)
+def dice_loss(smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> ModeLoss:
+    """Soft Dice loss 1 − (2TP + s)/(2TP + FP + FN + s) (Milletari et al. 2016), ``smp.losses.DiceLoss``
+    (whose score is (TP + s')/(TP + (FP + FN)/2 + s'): s' = s/2 gives the same value)."""
+    return ModeLoss(smp_losses.DiceLoss, ignore_index, smooth=smooth / 2)
 
 
-class TverskyLoss(_OverlapLoss):
-    """Tversky loss 1 − (TP + s)/(TP + α·FP + β·FN + s), α = 0.3, β = 0.7 (Salehi et al. 2017)."""
+def iou_loss(smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> ModeLoss:
+    """Soft Jaccard (IoU) loss 1 − (TP + s)/(TP + FP + FN + s) (Rahman & Wang 2016), ``smp.losses.JaccardLoss``."""
+    return ModeLoss(smp_losses.JaccardLoss, ignore_index, smooth=smooth)
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX):
-        super().__init__(smooth, ignore_index)
-        self.alpha, self.beta = alpha, beta
 
-    def score(self, tp, fp, fn):
-        return (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
+def tversky_loss(alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> ModeLoss:
+    """Tversky loss 1 − (TP + s)/(TP + α·FP + β·FN + s), α = 0.3, β = 0.7 (Salehi et al. 2017), ``smp.losses.TverskyLoss``."""
+    return ModeLoss(smp_losses.TverskyLoss, ignore_index, smooth=smooth, alpha=alpha, beta=beta)
+
+
+def soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 − mean over the K maps of (N, K, H, W) of the smoothed soft Dice score summed over the
+    batch (``smp.losses``' ``soft_dice_score``), for maps that are no network output (SLBA's boundaries)."""
+    return 1.0 - soft_dice_score(probs, onehot, smooth=smooth / 2, dims=(0, 2, 3)).mean()  # s/2: see dice_loss
 
 
 class SumLoss(nn.Module):
@@ -158,15 +159,16 @@ class SLBALoss(nn.Module):
 
     def __init__(self, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX, alpha_init: float = 1.0):
         super().__init__()
-        self.dice = DiceLoss(smooth, ignore_index)
+        self.smooth, self.ignore_index = smooth, ignore_index
         self.alpha1 = nn.Parameter(torch.tensor(float(alpha_init)))
         self.alpha2 = nn.Parameter(torch.tensor(float(alpha_init)))
 
     def components(self, logits: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(L_MDice, L_Boundary)."""
-        probs, onehot, mask = probabilities_and_onehot(logits, target, self.dice.ignore_index)
+        probs, onehot, mask = probabilities_and_onehot(logits, target, self.ignore_index)
         inner = -F.max_pool2d(-mask, 3, stride=1, padding=1)  # valid pixels whose neighbours are valid
-        return self.dice.overlap(probs, onehot), self.dice.overlap(soft_boundary(probs) * inner, soft_boundary(onehot) * inner)
+        return (soft_dice_loss(probs, onehot, self.smooth),
+                soft_dice_loss(soft_boundary(probs) * inner, soft_boundary(onehot) * inner, self.smooth))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         mdice, boundary = self.components(logits, target)
@@ -176,22 +178,22 @@ class SLBALoss(nn.Module):
 
 def _focal_iou(ignore_index: int = IGNORE_INDEX, gamma: float = 2.0, smooth: float = 1.0) -> SumLoss:
     """Focal + IoU, equal weights."""
-    return SumLoss([FocalLoss(gamma, ignore_index), IoULoss(smooth, ignore_index)], (1.0, 1.0))
+    return SumLoss([FocalLoss(gamma, ignore_index), iou_loss(smooth, ignore_index)], (1.0, 1.0))
 
 
 def _ce_dice(ignore_index: int = IGNORE_INDEX, smooth: float = 1.0) -> SumLoss:
     """0.5 · (cross-entropy + Dice)."""
-    return SumLoss([CrossEntropyLoss(ignore_index), DiceLoss(smooth, ignore_index)], (0.5, 0.5))
+    return SumLoss([CrossEntropyLoss(ignore_index), dice_loss(smooth, ignore_index)], (0.5, 0.5))
 
 
 LOSSES: Dict[str, Callable[..., nn.Module]] = {
     "ce": CrossEntropyLoss,
     "bce": CrossEntropyLoss,
-    "dice": DiceLoss,
+    "dice": dice_loss,
     "focal": FocalLoss,
-    "iou": IoULoss,
-    "jaccard": IoULoss,
-    "tversky": TverskyLoss,
+    "iou": iou_loss,
+    "jaccard": iou_loss,
+    "tversky": tversky_loss,
     "focal_iou": _focal_iou,
     "ce_dice": _ce_dice,
     "slba": SLBALoss,

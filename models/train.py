@@ -11,8 +11,6 @@ landslide work, Ghorbanzadeh et al. 2022).
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import pickle
@@ -24,22 +22,22 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core import features
-from ..core.contract import TASKS, ClassInfo, InputSpec, ModelContract, scaled_range
+from ..core.contract import TASKS, InputSpec, ModelContract, scaled_range
 from ..core.errors import CancelledError, DeviceError, InputError
 from ..core.io import atomic_output, atomic_outputs, geotiff_profile
-from ..core.metrics import binary_scores
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
 from ..core.runtime import DEVICES
-from ..core.segment import activate, model_tiling
-from ..core.tiling import TileGrid, reflect_index
 from .datasets import (IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, raster_shape, training_tile_px,
                        window_origins)
 from .export import export_onnx
 from .losses import build_loss, compute_loss
+from .budget import BudgetEpochs, Clock, thread_candidates
 from .registry import build_model, head_logits
+from .training_report import write_html_report, write_json_report
+from .validation import (cell_count, cell_scores, class_infos, predict_region, scores, tune_thresholds, validation_pixels,
+                         validation_score)
 
 CHECKPOINT_FORMAT = "glacierseg-train-1"
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 RANGE_SAMPLE = 200_000  # training pixels per raster the input range is measured on
 # A threshold is tuned on validation only where the class is seen in enough separate cells and
 # pixels; below that the F1 optimum follows the noise of one or two places (on 3 fishnet cells the
@@ -48,7 +46,6 @@ MIN_TUNING_CELLS = 4
 MIN_TUNING_PIXELS = 1000
 UNTUNED_SIGMOID = 0.5  # one channel: probability 0.5
 UNTUNED_SOFTMAX = 0.0  # several channels: the most probable class, never demoted
-EXPORT_SECONDS = 5.0  # kept in a time budget (at most 5 % of it) for export and reports, beside the timed validation passes
 
 
 @dataclass
@@ -72,6 +69,7 @@ class TrainConfig:
     cutmix: float = 0.0  # probability per sample
     min_labelled: float = 0.25  # least labelled fraction of a training tile
     device: str = "auto"
+    threads: int = 0  # CPU threads for torch (0: torch's default; with a time budget, measured against half as many)
     seed: int = 0
     task: str = "glacier"
     name: str = ""
@@ -247,89 +245,6 @@ def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, cutmix: floa
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
-# ------------------------------------------------------------------ prediction like core.segment
-def predict_region(model, x: np.ndarray, valid: np.ndarray, region: np.ndarray, contract: ModelContract,
-                   device, batch_size: int = 8) -> np.ndarray:
-    """Probabilities (C, H, W) on ``region`` (NaN elsewhere) by overlapping tiles blended with
-    the ``core.tiling`` window, as ``core.segment`` runs the exported model."""
-    import torch
-
-    h, w = valid.shape
-    tile, overlap, half_rf = model_tiling(contract)
-    grid = TileGrid.plan(h, w, tile, overlap, half_rf)
-    blend = grid.window()
-    positive = blend > 0
-    acc = np.zeros((len(contract.classes), h, w), np.float32)
-    weight = np.zeros((h, w), np.float32)
-    jobs = []
-    for row in grid.row_origins:
-        for col in grid.col_origins:
-            ri, ci = reflect_index(np.arange(row, row + tile), h), reflect_index(np.arange(col, col + tile), w)
-            r0, r1, c0, c1 = max(row, 0), min(row + tile, h), max(col, 0), min(col + tile, w)
-            inner = positive[r0 - row : r1 - row, c0 - col : c1 - col] & region[r0:r1, c0:c1]
-            if inner.any():
-                jobs.append((row, col, ri, ci))
-    model.eval()
-    with torch.no_grad():
-        for b in range(0, len(jobs), batch_size):
-            chunk = jobs[b : b + batch_size]
-            xb = np.stack([x[:, ri[:, None], ci[None, :]] for _, _, ri, ci in chunk])
-            raw = model(torch.from_numpy(xb).to(device)).float().cpu().numpy()
-            probs = activate(raw, contract.activation)
-            for (row, col, ri, ci), p in zip(chunk, probs):
-                wt = blend * valid[ri[:, None], ci[None, :]]
-                r0, r1, c0, c1 = max(row, 0), min(row + tile, h), max(col, 0), min(col + tile, w)
-                sub = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
-                acc[:, r0:r1, c0:c1] += p[:, sub[0], sub[1]] * wt[sub]
-                weight[r0:r1, c0:c1] += wt[sub]
-    covered = (weight > 0) & region
-    return np.where(covered, acc / np.where(weight > 0, weight, 1.0), np.nan).astype(np.float32)
-
-
-# ------------------------------------------------------------------ scores and thresholds
-def predicted_masks(probs: np.ndarray, thresholds: Dict[int, float]) -> Dict[int, np.ndarray]:
-    """Class index (1-based) -> predicted mask from probabilities (C, N), decided as
-    ``ModelContract.classify`` does: one channel is one class against a threshold; several
-    channels (background first) take the most probable, demoted below its threshold."""
-    if probs.shape[0] == 1:
-        return {1: probs[0] >= thresholds.get(1, 0.5)}
-    best = probs.argmax(0)
-    return {k: (best == k) & (probs[k] >= thresholds.get(k, 0.0)) for k in range(1, probs.shape[0])}
-
-
-def scores(probs: np.ndarray, targets: np.ndarray, classes: Sequence[ClassSpec],
-           thresholds: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, float]]:
-    """IoU, F1, precision and recall per class on pixels with probabilities (C, N) and targets (N)."""
-    out = {}
-    for k, mask in predicted_masks(probs, thresholds or {}).items():
-        s = binary_scores(targets == k, mask)
-        out[classes[k - 1].name] = {"iou": s.iou, "f1": s.f1, "precision": s.precision, "recall": s.recall}
-    return out
-
-
-def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> Dict[int, float]:
-    """Per class (1-based index), the threshold on the grid that maximises validation F1 (ties:
-    the one nearest 0.5). With several channels a pixel counts for a class only where that
-    class is the most probable, as ``ModelContract.classify`` decides."""
-    if probs.shape[0] == 1:
-        candidates = {1: probs[0]}
-    else:
-        best_class = probs.argmax(0)
-        candidates = {k: np.where(best_class == k, probs[k], -1.0) for k in range(1, probs.shape[0])}
-    result = {}
-    for k, p in candidates.items():
-        truth = targets == k
-        pos, neg = np.sort(p[truth]), np.sort(p[~truth])
-        tp = len(pos) - np.searchsorted(pos, grid, side="left")
-        fp = len(neg) - np.searchsorted(neg, grid, side="left")
-        fn = len(pos) - tp
-        den = 2 * tp + fp + fn
-        f1 = np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)
-        top = np.flatnonzero(f1 >= f1.max() - 1e-12)
-        result[k] = float(grid[top[np.argmin(np.abs(grid[top] - 0.5))]])
-    return result
-
-
 # ------------------------------------------------------------------ network
 def receptive_field(model, in_channels: int, size: int) -> int:
     """Receptive field (px) measured as the extent of the input gradient of the centre output
@@ -392,6 +307,34 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return ckpt
 
 
+def finetune_checkpoint(source: str) -> str:
+    """The training checkpoint to fine-tune from: ``source`` itself, or, for an ONNX model, the
+    checkpoint beside it with the same name and ``.pt`` (``glacier.onnx`` -> ``glacier.pt``; in an
+    installed model's folder ``model.onnx`` -> ``model.pt``). An ONNX file holds its weights as
+    constants of an inference graph, which torch cannot train; the checkpoint must belong to the
+    model (its inputs and classes are compared with the model's contract)."""
+    if not source.lower().endswith(".onnx"):
+        return source
+    if not os.path.isfile(source):
+        raise InputError(f"Model {source!r} not found; give an existing .onnx file, an installed model or a .pt checkpoint.")
+    sibling = os.path.splitext(source)[0] + ".pt"
+    if not os.path.isfile(sibling):
+        raise InputError(
+            f"{os.path.basename(source)} is an ONNX model: it holds no weights that torch can train. Fine-tuning needs "
+            f"the training checkpoint (.pt) of the run that made it: put it beside the model as {sibling} "
+            "(glacierseg:train writes it where its Checkpoint parameter says), or give that .pt file instead.")
+    from ..core.contract import read_contract
+
+    contract, stored = read_contract(source), TrainConfig.from_dict(load_checkpoint(sibling)["config"])
+    classes = [c.name for c in contract.classes if c.name != "background"]
+    if [b.name for b in contract.bands] != list(stored.inputs) or classes != [c.name for c in stored.classes]:
+        raise InputError(
+            f"{os.path.basename(sibling)} beside {os.path.basename(source)} does not belong to it: the checkpoint has "
+            f"inputs {', '.join(stored.inputs)} and classes {', '.join(c.name for c in stored.classes)}, the model "
+            f"{', '.join(b.name for b in contract.bands)} and {', '.join(classes)}. Put the model's own checkpoint there.")
+    return sibling
+
+
 def _save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     import torch
 
@@ -405,22 +348,92 @@ def cosine_lr(base: float, step: int, total: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
 
 
-def train(scenes: Sequence[Scene], config: TrainConfig, model_out: str, *, checkpoint: Optional[str] = None,
-          **kwargs) -> TrainResult:
+@dataclass
+class TrainOptions:
+    """Outputs and starting point of a run (the keywords of ``train``). ``checkpoint`` is written
+    after every epoch; with ``resume`` an existing one is continued. ``finetune`` starts from the
+    weights (and input scaling) of another training checkpoint, or of a model with its checkpoint
+    beside it (``finetune_checkpoint``). ``html_out``: the HTML training report. ``started``:
+    ``time.monotonic()`` when the run began (the time budget counts from it; default now)."""
+
+    report_out: Optional[str] = None
+    checkpoint: Optional[str] = None
+    resume: bool = False
+    finetune: Optional[str] = None
+    validation_dir: Optional[str] = None
+    html_out: Optional[str] = None
+    started: Optional[float] = None
+    progress: Optional[Progress] = None
+
+
+@dataclass
+class TrainingRun:
+    """What the steps of ``train`` hand on to each other: data, network, optimiser, history."""
+
+    config: TrainConfig
+    scenes: Sequence[Scene]
+    options: TrainOptions
+    progress: Progress
+    device: Any = None
+    counts: Dict[str, List[int]] = field(default_factory=dict)  # labelled pixels per class
+    state: Optional[Dict[str, Any]] = None  # the checkpoint resumed
+    base: Optional[Dict[str, Any]] = None  # the checkpoint fine-tuned from
+    specs: List[InputSpec] = field(default_factory=list)
+    xs: List[np.ndarray] = field(default_factory=list)  # scaled inputs per scene
+    sampler: Optional[TileSampler] = None
+    val_regions: List[np.ndarray] = field(default_factory=list)
+    model: Any = None
+    criterion: Any = None
+    optimizer: Any = None
+    contract: Optional[ModelContract] = None
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    best: Dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "score": -math.inf, "weights": None})
+    start: int = 1  # first epoch of this run (after a resumed checkpoint's)
+    previous_thresholds: Dict[str, float] = field(default_factory=dict)
+    clock: Optional[Clock] = None
+    plan: Optional[BudgetEpochs] = None
+    initial: Optional[float] = None  # validation IoU before training (with a time budget)
+    stopped: str = ""
+    seconds_training: float = 0.0
+    samples: int = 0
+    train_progress: Optional[SubProgress] = None
+    epoch_started: float = 0.0
+
+    @property
+    def names(self) -> List[str]:
+        return list(self.config.inputs)
+
+    def validate(self):
+        """Blended probabilities (C, N), targets (N) and cell ids (N) of all validation pixels."""
+        return validation_pixels(self.model, self.scenes, self.val_regions, self.contract, self.device,
+                                 self.config.batch_size)
+
+
+def train(scenes: Sequence[Scene], config: TrainConfig, model_out: str, **kwargs) -> TrainResult:
     """Train ``config.network`` on ``scenes``, export the best epoch (by mean validation IoU)
     to ``model_out`` (ONNX + contract) and write the report (JSON, and CSV beside it).
-    Keywords: ``report_out``, ``html_out``, ``checkpoint``, ``resume``, ``finetune``,
-    ``validation_dir``, ``started``, ``progress`` (see ``_train``).
+    Keywords: ``TrainOptions`` (``report_out``, ``html_out``, ``checkpoint``, ``resume``,
+    ``finetune``, ``validation_dir``, ``started``, ``progress``).
+
+    A pipeline of named steps: ``prepare_run`` (checks, inputs and their scaling, network,
+    optimiser, resumed or fine-tuned weights), ``fit`` (epochs of ``training_step`` calls, each
+    followed by ``validation_epoch`` and ``on_train_epoch_end``), ``export_run`` (thresholds,
+    contract, model and reports).
 
     Training ends after ``config.epochs``, when the time budget ``config.minutes`` is spent
-    (the cosine schedule runs over the budget then), or after ``config.patience`` epochs
-    without a better validation IoU, whichever comes first.
+    (the cosine schedule runs over the budget then, and the epochs are sized from it), or after
+    ``config.patience`` epochs without a better validation IoU, whichever comes first.
 
     Model, report and validation rasters appear together, only on success. A cancel leaves
     them unwritten and says what stays: the checkpoint of the last finished epoch, kept on
     purpose so that the run can be resumed."""
+    options = TrainOptions(**kwargs)
+    options.started = time.monotonic() if options.started is None else options.started
+    checkpoint = options.checkpoint
     try:
-        return _train(scenes, config, model_out, checkpoint=checkpoint, **kwargs)
+        run = prepare_run(scenes, config, options)
+        fit(run)
+        return export_run(run, model_out)
     except CancelledError:
         if checkpoint and os.path.isfile(checkpoint):
             raise CancelledError(
@@ -430,258 +443,347 @@ def train(scenes: Sequence[Scene], config: TrainConfig, model_out: str, *, check
         raise
 
 
-def _train(
-    scenes: Sequence[Scene],
-    config: TrainConfig,
-    model_out: str,
-    *,
-    report_out: Optional[str] = None,
-    checkpoint: Optional[str] = None,
-    resume: bool = False,
-    finetune: Optional[str] = None,
-    validation_dir: Optional[str] = None,
-    html_out: Optional[str] = None,
-    started: Optional[float] = None,
-    progress: Optional[Progress] = None,
-) -> TrainResult:
-    """``train``: ``checkpoint`` is written after every epoch; with ``resume`` an existing one is
-    continued. ``finetune`` starts from the weights (and input scaling) of another training checkpoint.
-    ``html_out``: the HTML training report. ``started``: ``time.monotonic()`` when the run began
-    (the time budget counts from it; default now)."""
-    import torch
-
-    started = time.monotonic() if started is None else started
-    progress = ensure_progress(progress)
+# ------------------------------------------------------------------ step 1: prepare
+def prepare_run(scenes: Sequence[Scene], config: TrainConfig, options: TrainOptions) -> TrainingRun:
+    """Checks, starting point, scaled inputs and tile sampler, network and optimiser."""
+    progress = ensure_progress(options.progress)
     config.validate()
-    device = resolve_device(config.device)
+    run = TrainingRun(config, scenes, options, progress, device=resolve_device(config.device))
+    run.config = _checked_scenes(scenes, config)
+    run.counts = _check_class_pixels(scenes, run.config, progress,
+                                     finetuning=bool(options.finetune) and not options.resume)
+    _starting_point(run)
+    _prepare_inputs(run)
+    _build(run)
+    _restore(run)
+    _announce(run)
+    return run
+
+
+def _checked_scenes(scenes: Sequence[Scene], config: TrainConfig) -> TrainConfig:
+    """One pixel size, known features, labelled validation; the config with its inputs filled
+    (every band of the first scene when none are given; the caller's stays as given)."""
     if not scenes:
         raise InputError("No training rasters given.")
     resolution = scenes[0].pixel_size
     odd = [s.name for s in scenes if abs(s.pixel_size - resolution) > 0.01 * resolution]
     if odd:
         raise InputError(f"Rasters {odd} differ in pixel size from {scenes[0].name} ({resolution:g} m); resample them to one resolution.")
-    config = replace(config, inputs=list(config.inputs) or list(scenes[0].bands))  # the caller's stays as given
-    names = list(config.inputs)
-    probe = [InputSpec(n) for n in names]
-    unknown = [s.name for s in probe if s.feature and s.feature[0] not in features.FEATURES]
+    config = replace(config, inputs=list(config.inputs) or list(scenes[0].bands))
+    unknown = [n for n in config.inputs if InputSpec(n).feature and InputSpec(n).feature[0] not in features.FEATURES]
     if unknown:
         raise InputError(f"Unknown derived feature in {', '.join(unknown)}; known features: {', '.join(sorted(features.FEATURES))}.")
     if not any((s.split == VALIDATION).any() and (s.targets[s.split == VALIDATION] != IGNORE).any() for s in scenes):
         raise InputError("The validation part holds no labelled pixels; move the validation area over labelled ground.")
-    counts = _check_class_pixels(scenes, config, progress, finetuning=bool(finetune) and not resume)
+    return config
 
-    state: Optional[Dict[str, Any]] = None
-    if resume and checkpoint and os.path.exists(checkpoint):
-        state = load_checkpoint(checkpoint)
-        stored = TrainConfig.from_dict(state["config"])
+
+def _starting_point(run: TrainingRun) -> None:
+    """The checkpoint to resume (same settings) or the one to fine-tune from (its network)."""
+    options, config = run.options, run.config
+    if options.resume and options.checkpoint and os.path.exists(options.checkpoint):
+        run.state = load_checkpoint(options.checkpoint)
+        stored = TrainConfig.from_dict(run.state["config"])
         for key in ("network", "network_kwargs", "inputs", "classes", "tile_size", "loss", "loss_kwargs"):
             if getattr(stored, key) != getattr(config, key):
-                raise InputError(f"Checkpoint {os.path.basename(checkpoint)} was trained with a different {key} "
+                raise InputError(f"Checkpoint {os.path.basename(options.checkpoint)} was trained with a different {key} "
                                  f"({getattr(stored, key)!r}); start a new checkpoint or restore the settings.")
-    base = load_checkpoint(finetune) if finetune and state is None else None
-    if base is not None:
-        stored = TrainConfig.from_dict(base["config"])
-        _check_finetune_base(os.path.basename(finetune), stored, config, names)
-        config = replace(config, network=stored.network, network_kwargs=stored.network_kwargs)
+    elif options.finetune:
+        run.base = load_checkpoint(finetune_checkpoint(options.finetune))
+        stored = TrainConfig.from_dict(run.base["config"])
+        _check_finetune_base(os.path.basename(options.finetune), stored, config, run.names)
+        run.config = replace(config, network=stored.network, network_kwargs=stored.network_kwargs)
 
-    raws = [input_arrays(s, probe) for s in scenes]
-    source = state or base
-    specs = ([InputSpec(d["name"], mean=d["mean"], std=d["std"],
-                        training_range=tuple(d["range"]) if d.get("range") else None) for d in source["inputs"]]
-             if source else input_statistics(raws, scenes, names))
-    xs = [scaled_inputs(r, specs, s.valid) for r, s in zip(raws, scenes)]
-    del raws
-    sampler = TileSampler(scenes, config.tile_size, config.min_labelled)
 
+def _prepare_inputs(run: TrainingRun) -> None:
+    """Model inputs of every scene, scaled with the training pixels' statistics (or those of the
+    checkpoint resumed or fine-tuned from); the training tile sampler; the validation regions."""
+    probe = [InputSpec(n) for n in run.names]
+    raws = [input_arrays(s, probe) for s in run.scenes]
+    source = run.state or run.base
+    run.specs = ([InputSpec(d["name"], mean=d["mean"], std=d["std"],
+                            training_range=tuple(d["range"]) if d.get("range") else None) for d in source["inputs"]]
+                 if source else input_statistics(raws, run.scenes, run.names))
+    run.xs = [scaled_inputs(r, run.specs, s.valid) for r, s in zip(raws, run.scenes)]
+    run.sampler = TileSampler(run.scenes, run.config.tile_size, run.config.min_labelled)
+    run.val_regions = [(s.split == VALIDATION) & (s.targets != IGNORE) for s in run.scenes]
+
+
+def _build(run: TrainingRun) -> None:
+    """Network, loss and AdamW optimiser; the contract of the model to export."""
+    import torch
+
+    config = run.config
+    if config.minutes and not config.threads and run.device.type == "cpu":
+        torch.set_num_threads(thread_candidates()[0])  # a budgeted run starts with the cheaper count (BudgetEpochs)
     torch.manual_seed(config.seed)
-    model = build_network(config, len(names)).to(device)
-    criterion = build_criterion(config).to(device)
+    run.model = build_network(config, len(run.names)).to(run.device)
+    run.criterion = build_criterion(config).to(run.device)
     # the loss's own parameters (SLBA's α₁, α₂) are weights of its terms: no weight decay on them
-    optimizer = torch.optim.AdamW(
-        [{"params": list(model.parameters())},
-         {"params": list(criterion.parameters()), "weight_decay": 0.0}],
+    run.optimizer = torch.optim.AdamW(
+        [{"params": list(run.model.parameters())},
+         {"params": list(run.criterion.parameters()), "weight_decay": 0.0}],
         lr=config.learning_rate,
     )
-    rf = receptive_field(model, len(names), config.tile_size)
-    contract = ModelContract(
+    rf = receptive_field(run.model, len(run.names), config.tile_size)
+    run.contract = ModelContract(
         task=config.task,
-        classes=_class_infos(config),
-        bands=tuple(specs),
-        resolution_m=float(resolution),
+        classes=class_infos(config.classes, config.out_channels),
+        bands=tuple(run.specs),
+        resolution_m=float(run.scenes[0].pixel_size),
         tile_size=config.tile_size,
-        activation=model.output_activation,
+        activation=run.model.output_activation,
         thresholds={},
         receptive_field_px=rf,
         overlap_px=min(rf, config.tile_size // 2) // 2 * 2,
         name=config.name or f"{config.network} {config.task}",
-        description=f"Trained by GlacierSeg on {', '.join(s.name for s in scenes)}.",
+        description=f"Trained by GlacierSeg on {', '.join(s.name for s in run.scenes)}.",
     )
-    history: List[Dict[str, Any]] = []
-    best = {"epoch": 0, "score": -math.inf, "weights": None}
-    start = 1
-    previous_thresholds: Dict[str, float] = {}
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        history = list(state["history"])
-        best = {"epoch": int(state["best_epoch"]), "score": float(state["best_score"]), "weights": state["best_model"]}
-        start = int(state["epoch"]) + 1
-        progress.push_info(f"Resuming from {os.path.basename(checkpoint)} after epoch {start - 1}.")
-    elif base is not None:
-        model.load_state_dict(base["best_model"])
-        previous_thresholds = dict(base.get("thresholds") or {})
-        progress.push_info(f"Fine-tuning the weights of {os.path.basename(finetune)}.")
 
-    val_regions = [(s.split == VALIDATION) & (s.targets != IGNORE) for s in scenes]
-    steps = max(1, math.ceil(config.tiles_per_epoch / config.batch_size))
-    progress.push_info(
-        f"Training {config.network} on {device.type}: {len(names)} input(s) {', '.join(names)}; "
-        f"{int(sampler.counts.sum())} training tile positions, {sum(int(v.sum()) for v in val_regions)} validation pixels "
-        f"in {_cell_count(scenes, val_regions)} cell(s); receptive field {rf} px."
+
+def _restore(run: TrainingRun) -> None:
+    """Weights, optimiser, RNG and history of a resumed checkpoint, or the fine-tuned base's weights."""
+    import torch
+
+    if run.state is not None:
+        state = run.state
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        run.history = list(state["history"])
+        run.best = {"epoch": int(state["best_epoch"]), "score": float(state["best_score"]), "weights": state["best_model"]}
+        run.start = int(state["epoch"]) + 1
+        run.progress.push_info(f"Resuming from {os.path.basename(run.options.checkpoint)} after epoch {run.start - 1}.")
+    elif run.base is not None:
+        run.model.load_state_dict(run.base["best_model"])
+        run.previous_thresholds = dict(run.base.get("thresholds") or {})
+        run.progress.push_info(f"Fine-tuning the weights of {os.path.basename(run.options.finetune)}.")
+
+
+def _announce(run: TrainingRun) -> None:
+    import torch
+
+    config = run.config
+    run.progress.push_info(
+        f"Training {config.network} on {run.device.type}: {len(run.names)} input(s) {', '.join(run.names)}; "
+        f"{int(run.sampler.counts.sum())} training tile positions, {sum(int(v.sum()) for v in run.val_regions)} "
+        f"validation pixels in {cell_count(run.scenes, run.val_regions)} cell(s); receptive field "
+        f"{run.contract.receptive_field_px} px."
     )
-    if device.type == "cpu" and torch.cuda.is_available():
-        progress.push_info("A CUDA GPU is present: choose Device 'CUDA' (or 'Auto') to train many times faster.")
-    budget = 60.0 * config.minutes
-    clock = Clock(started, budget)
-    initial = None
-    if budget:  # one validation pass, timed, so the budget keeps time for the last ones (and a baseline score)
-        t0 = time.monotonic()
-        probs, targets, _ = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
-        initial = float(np.nanmean([v["iou"] for v in scores(probs, targets, config.classes).values()]))
-        clock.reserve(time.monotonic() - t0, bool(validation_dir))
-        progress.push_info(f"Time budget {config.minutes:g} min: training until {clock.train_seconds / 60:.1f} min, "
-                           f"keeping {clock.kept_seconds:.0f} s for validation and export; validation IoU before "
-                           f"training {initial:.3f}.")
-    train_progress = SubProgress(progress, 0, 95)
-    seconds_training, samples = 0.0, 0
-    stopped = f"all {config.epochs} epochs trained"
-    for epoch in range(start, config.epochs + 1):
-        rng = np.random.default_rng([config.seed, epoch])
-        model.train()
-        losses = []
-        t0 = time.perf_counter()
-        for step in range(steps):
-            check_cancel(progress)
-            done = ((epoch - 1) * steps + step) / (config.epochs * steps)
-            if budget:
-                if clock.fraction() >= 1.0:
-                    break
-                done = max(done, clock.fraction())
-            lr = cosine_lr(config.learning_rate, done, 1.0)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = sampler.sample(rng, config.batch_size, xs, scenes)
-            if config.augment:
-                x, y = augment(x, y, rng, config.cutmix)
-            xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = compute_loss(criterion, head_logits(model, xt), yt)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            train_progress.set_progress(100.0 * (clock.fraction() if budget
-                                                 else ((epoch - 1) + (step + 1) / (steps + 1)) / config.epochs))
+    if run.device.type == "cpu" and torch.cuda.is_available():
+        run.progress.push_info("A CUDA GPU is present: choose Device 'CUDA' (or 'Auto') to train many times faster.")
+
+
+# ------------------------------------------------------------------ step 2: fit
+def fit(run: TrainingRun) -> None:
+    """Epochs of training steps, each validated; stops after the epochs, the time budget or the patience."""
+    config = run.config
+    _start_budget(run)
+    run.train_progress = SubProgress(run.progress, 0, 95)
+    run.stopped = f"all {config.epochs} epochs trained"
+    for epoch in range(run.start, config.epochs + 1):
+        losses, steps = train_epoch(run, epoch)
         if not losses:  # the budget ran out before this epoch's first step
-            stopped = f"time budget of {config.minutes:g} min reached after epoch {epoch - 1}"
+            run.stopped = f"time budget of {config.minutes:g} min reached after epoch {epoch - 1}"
             break
-        seconds_training += time.perf_counter() - t0
-        samples += len(losses) * config.batch_size
-        probs, targets, cells = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
-        val = scores(probs, targets, config.classes)
-        score = float(np.nanmean([v["iou"] for v in val.values()]))
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "learning_rate": lr, "seconds": time.perf_counter() - t0,
+        validation_epoch(run, epoch, losses, steps)
+        on_train_epoch_end(run, epoch)
+        reason = stop_reason(run, epoch)
+        if reason:
+            run.stopped = reason
+            break
+    run.progress.push_info(f"Stopped: {run.stopped}; exporting epoch {run.best['epoch']}.")
+
+
+def _start_budget(run: TrainingRun) -> None:
+    """With a time budget: one validation pass, timed, so the budget keeps time for the last ones
+    (and a baseline score); the epochs are then sized from the budget (``BudgetEpochs``)."""
+    config = run.config
+    run.clock = Clock(run.options.started, 60.0 * config.minutes)
+    if not config.minutes:
+        return
+    t0 = time.monotonic()
+    probs, targets, _ = run.validate()
+    run.initial = float(np.nanmean([v["iou"] for v in scores(probs, targets, config.classes).values()]))
+    run.clock.reserve(time.monotonic() - t0, bool(run.options.validation_dir))
+    run.plan = BudgetEpochs(run.clock, time.monotonic() - t0, config.epochs - run.start + 1,
+                            _nominal_steps(config), config.threads)
+    run.progress.push_info(f"Time budget {config.minutes:g} min: training until {run.clock.train_seconds / 60:.1f} min, "
+                           f"keeping {run.clock.kept_seconds:.0f} s for validation and export; validation IoU before "
+                           f"training {run.initial:.3f}.")
+
+
+def train_epoch(run: TrainingRun, epoch: int) -> Tuple[List[float], int]:
+    """The training steps of one epoch: (their losses, the steps planned). Without a budget an
+    epoch is ``tiles_per_epoch`` tiles; with one, ``BudgetEpochs`` sizes it."""
+    config, plan = run.config, run.plan
+    rng = np.random.default_rng([config.seed, epoch])
+    run.model.train()
+    losses: List[float] = []
+    t0 = run.epoch_started = time.perf_counter()
+    if plan:
+        plan.epoch_started()
+    steps = plan.steps(epoch - run.start + 1) if plan else _nominal_steps(config)
+    step = 0
+    while step < steps:
+        if plan and plan.before_step():
+            steps = plan.steps(epoch - run.start + 1, done=step)
+            run.progress.push_info(f"Seconds per step of {config.batch_size} tiles: {plan.message}; training with "
+                                   f"{plan.threads} thread(s), " + (
+                                       f"{plan.epochs} epoch(s) of about {steps} steps fill the budget." if plan.bound
+                                       else f"the {config.epochs} epoch(s) of {steps} steps end within the budget."))
+        check_cancel(run.progress)
+        if plan and run.clock.fraction() >= 1.0:
+            break
+        losses.append(training_step(run, rng, _learning_rate(run, epoch, step, steps)))
+        if plan:
+            plan.after_step(warm_up=epoch == run.start and step == 0)
+        step += 1
+        run.train_progress.set_progress(100.0 * (run.clock.fraction() if plan
+                                                 else ((epoch - 1) + (step + 1) / (steps + 1)) / config.epochs))
+    run.seconds_training += time.perf_counter() - t0
+    run.samples += len(losses) * config.batch_size
+    if plan:
+        plan.steps_ended()
+    return losses, steps
+
+
+def _nominal_steps(config: TrainConfig) -> int:
+    """Steps of an epoch of *Training tiles per epoch*."""
+    return max(1, math.ceil(config.tiles_per_epoch / config.batch_size))
+
+
+def _learning_rate(run: TrainingRun, epoch: int, step: int, steps: int) -> float:
+    """Cosine-annealed over the epochs, or over the time budget (by the clock) when there is one."""
+    config = run.config
+    done = ((epoch - 1) * steps + step) / (config.epochs * steps)
+    if run.plan:
+        done = max(done, run.clock.fraction())
+    return cosine_lr(config.learning_rate, done, 1.0)
+
+
+def training_step(run: TrainingRun, rng: np.random.Generator, lr: float) -> float:
+    """One optimiser step on a batch of sampled, augmented tiles; returns its loss."""
+    import torch
+
+    config = run.config
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    x, y = run.sampler.sample(rng, config.batch_size, run.xs, run.scenes)
+    if config.augment:
+        x, y = augment(x, y, rng, config.cutmix)
+    xt, yt = torch.from_numpy(x).to(run.device), torch.from_numpy(y).to(run.device)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = compute_loss(run.criterion, head_logits(run.model, xt), yt)
+    loss.backward()
+    run.optimizer.step()
+    return float(loss.detach())
+
+
+def validation_epoch(run: TrainingRun, epoch: int, losses: List[float], steps: int) -> None:
+    """Score the epoch on the validation pixels, keep the best weights, log the epoch."""
+    config = run.config
+    probs, targets, cells = run.validate()
+    val = scores(probs, targets, config.classes)
+    score = float(np.nanmean([v["iou"] for v in val.values()]))
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "learning_rate": lr,
+                        "seconds": time.perf_counter() - run.epoch_started,
                         "steps": len(losses), "validation": val, "mean_iou": score,
                         "cells": cell_scores(probs, targets, cells, config.classes)})
-        if score > best["score"] or best["weights"] is None:
-            best = {"epoch": epoch, "score": score, "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        progress.push_info(
-            f"Epoch {epoch}/{config.epochs}: loss {history[-1]['train_loss']:.4f}, validation "
-            + ", ".join(f"{n} IoU {v['iou']:.3f} F1 {v['f1']:.3f}" for n, v in val.items())
-            + (f" ({len(losses)}/{steps} batches, time budget)" if len(losses) < steps else "")
-        )
-        if not budget:
-            train_progress.set_progress(100.0 * epoch / config.epochs)
-        if checkpoint:
-            _save_checkpoint(checkpoint, {
-                "format": CHECKPOINT_FORMAT, "epoch": epoch, "config": config.to_dict(),
-                "inputs": [s.to_json() for s in specs], "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
-                "best_epoch": best["epoch"], "best_score": best["score"], "best_model": best["weights"],
-            })
-        if budget and clock.fraction() >= 1.0:
-            stopped = f"time budget of {config.minutes:g} min reached in epoch {epoch}"
-            break
-        if config.patience and epoch - best["epoch"] >= config.patience:
-            stopped = (f"early stopping: no better validation IoU for {config.patience} epochs after epoch "
-                       f"{best['epoch']} ({best['score']:.3f})")
-            break
-    progress.push_info(f"Stopped: {stopped}; exporting epoch {best['epoch']}.")
+    if score > run.best["score"] or run.best["weights"] is None:
+        run.best = {"epoch": epoch, "score": score,
+                    "weights": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}}
+    run.progress.push_info(
+        f"Epoch {epoch}/{config.epochs}: loss {run.history[-1]['train_loss']:.4f}, validation "
+        + ", ".join(f"{n} IoU {v['iou']:.3f} F1 {v['f1']:.3f}" for n, v in val.items())
+        + (f" ({len(losses)}/{steps} batches, time budget)" if len(losses) < steps else f" ({len(losses)} batches)")
+    )
+    if not run.plan:
+        run.train_progress.set_progress(100.0 * epoch / config.epochs)
 
+
+def on_train_epoch_end(run: TrainingRun, epoch: int) -> None:
+    """Save the checkpoint (tensors and plain values only), if one was asked for."""
+    import torch
+
+    if run.options.checkpoint:
+        _save_checkpoint(run.options.checkpoint, {
+            "format": CHECKPOINT_FORMAT, "epoch": epoch, "config": run.config.to_dict(),
+            "inputs": [s.to_json() for s in run.specs], "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "history": run.history,
+            "best_epoch": run.best["epoch"], "best_score": run.best["score"], "best_model": run.best["weights"],
+        })
+
+
+def stop_reason(run: TrainingRun, epoch: int) -> str:
+    """Why training stops after ``epoch`` ('' to go on): the time budget or the patience."""
+    config, best = run.config, run.best
+    if run.plan and (run.clock.fraction() >= 1.0 or run.plan.too_short_for_another()):
+        return f"time budget of {config.minutes:g} min reached in epoch {epoch}"
+    if config.patience and epoch - best["epoch"] >= config.patience:
+        return (f"early stopping: no better validation IoU for {config.patience} epochs after epoch "
+                f"{best['epoch']} ({best['score']:.3f})")
+    return ""
+
+
+# ------------------------------------------------------------------ step 3: export
+def export_run(run: TrainingRun, model_out: str) -> TrainResult:
+    """The best epoch's weights, their thresholds and scores, exported with the contract and the
+    reports as one group of outputs; the thresholds added to the checkpoint."""
+    config, progress, options = run.config, run.progress, run.options
     check_cancel(progress)
-    model.load_state_dict(best["weights"])
-    probs, targets, cells = _validation_pixels(model, xs, scenes, val_regions, contract, device, config.batch_size)
-    thresholds, reasons = choose_thresholds(probs, targets, cells, config, previous_thresholds, progress)
+    run.model.load_state_dict(run.best["weights"])
+    probs, targets, cells = run.validate()
+    thresholds, reasons = choose_thresholds(probs, targets, cells, config, run.previous_thresholds, progress)
     by_index = {k: thresholds[c.name] for k, c in enumerate(config.classes, start=1)}
     final = scores(probs, targets, config.classes, by_index)
     spread = cell_scores(probs, targets, cells, config.classes, by_index)
+    _log_final(progress, final, spread)
+    throughput = run.samples / run.seconds_training if run.seconds_training else math.nan
+    run.contract = replace(run.contract, thresholds=thresholds, training=_training_record(run, final, spread, reasons),
+                           scores=(validation_score(final, [s.name for s in run.scenes], run.best["epoch"], spread),))
+    progress.set_progress(96)
+    run.model.eval().cpu()
+    validation = _validation_paths(options.validation_dir, run.scenes, run.val_regions) if options.validation_dir else {}
+    with atomic_outputs(model_out, options.report_out, options.html_out, *validation.values(), progress=progress) as tmps:
+        export_onnx(run.model, run.contract, tmps[0])
+        _write_validation(dict(zip(validation, tmps[3:])), run.model, run.scenes, run.val_regions, run.contract)
+        if options.report_out:
+            write_json_report(tmps[1], config.to_dict(), run.history, run.best["epoch"], thresholds, final, throughput,
+                              run.device.type, run.contract)
+        if options.html_out:
+            write_html_report(tmps[2], run.contract, run.history, run.initial, throughput, run.device.type)
+    if options.checkpoint and os.path.isfile(options.checkpoint):  # the thresholds, for a later fine-tuning that cannot tune its own
+        state = load_checkpoint(options.checkpoint)
+        state["thresholds"] = thresholds
+        _save_checkpoint(options.checkpoint, state)
+    progress.set_progress(100)
+    return TrainResult(model_out, options.report_out, options.checkpoint, run.contract, run.history, run.best["epoch"],
+                       thresholds, final, throughput, run.device.type, list(validation.values()), run.stopped, spread,
+                       reasons, options.html_out)
+
+
+def _log_final(progress: Progress, final: Dict[str, Dict[str, float]], spread: Dict[str, Dict[str, Any]]) -> None:
     for name, v in final.items():
         c = spread[name]
         progress.push_info(f"Validation {name}: IoU {v['iou']:.3f} over all validation pixels; per cell "
                            + (f"{c['mean']:.3f} ± {c['std']:.3f} (range {c['min']:.3f}–{c['max']:.3f}, {c['n']} cells)"
                               if c["n"] else "not scored (no cell holds the class)"))
-    throughput = samples / seconds_training if seconds_training else math.nan
-    contract = replace(contract, thresholds=thresholds, training={
+
+
+def _training_record(run: TrainingRun, final, spread, reasons) -> Dict[str, Any]:
+    """The contract's ``training`` entry: settings, why it stopped, the scores and the curves."""
+    config = run.config
+    return {
         "network": config.network, "network_kwargs": config.network_kwargs, "loss": config.loss,
-        "epochs": config.epochs, "minutes": config.minutes, "patience": config.patience, "stopped": stopped,
-        "best_epoch": best["epoch"], "tile_size": config.tile_size, "seconds": round(clock.elapsed(), 1),
+        "epochs": config.epochs, "minutes": config.minutes, "patience": config.patience, "stopped": run.stopped,
+        "best_epoch": run.best["epoch"], "tile_size": config.tile_size, "seconds": round(run.clock.elapsed(), 1),
         "validation": final, "validation_cells": spread, "thresholds": reasons,
-        "labelled_pixels": counts, "rasters": [s.name for s in scenes],
+        "labelled_pixels": run.counts, "rasters": [s.name for s in run.scenes],
         "curves": [{"epoch": h["epoch"], "train_loss": round(h["train_loss"], 5), "mean_iou": round(h["mean_iou"], 4),
-                    "iou": {n: round(v["iou"], 4) for n, v in h["validation"].items()}} for h in history],
-    }, scores=(validation_score(final, [s.name for s in scenes], best["epoch"], spread),))
-    progress.set_progress(96)
-    model.eval().cpu()
-    validation = _validation_paths(validation_dir, scenes, val_regions) if validation_dir else {}
-    with atomic_outputs(model_out, report_out, html_out, *validation.values(), progress=progress) as tmps:
-        export_onnx(model, contract, tmps[0])
-        _write_validation(dict(zip(validation, tmps[3:])), model, xs, scenes, val_regions, contract)
-        if report_out:
-            _write_report(tmps[1], config, history, best["epoch"], thresholds, final, throughput, device.type, contract)
-        if html_out:
-            write_html_report(tmps[2], contract, history, initial, throughput, device.type)
-    if checkpoint and os.path.isfile(checkpoint):  # the thresholds, for a later fine-tuning that cannot tune its own
-        state = load_checkpoint(checkpoint)
-        state["thresholds"] = thresholds
-        _save_checkpoint(checkpoint, state)
-    validation_rasters = list(validation.values())
-    progress.set_progress(100)
-    return TrainResult(model_out, report_out, checkpoint, contract, history, best["epoch"], thresholds, final,
-                       throughput, device.type, validation_rasters, stopped, spread, reasons, html_out)
-
-
-class Clock:
-    """Wall time of a run against its time budget: training gets the budget less what the
-    last validation passes (timed), the validation rasters and the export need."""
-
-    def __init__(self, started: float, budget: float):
-        self.started, self.budget = started, budget
-        self.kept_seconds = 0.0
-
-    def reserve(self, validation_seconds: float, validation_rasters: bool) -> None:
-        # one validation after the last epoch, one of the best weights, one per validation raster set
-        self.kept_seconds = validation_seconds * (2 + validation_rasters) + min(EXPORT_SECONDS, 0.05 * self.budget)
-
-    @property
-    def train_seconds(self) -> float:
-        return max(self.budget - self.kept_seconds, 1e-6)
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def fraction(self) -> float:
-        """Share of the training time spent (1 = stop training)."""
-        return self.elapsed() / self.train_seconds
+                    "iou": {n: round(v["iou"], 4) for n, v in h["validation"].items()}} for h in run.history],
+    }
 
 
 def _check_finetune_base(name: str, stored: TrainConfig, config: TrainConfig, inputs: Sequence[str]) -> None:
@@ -695,37 +797,6 @@ def _check_finetune_base(name: str, stored: TrainConfig, config: TrainConfig, in
     if problems:
         raise InputError(f"{name} was trained with other {' and other '.join(problems)}. Fine-tuning keeps the "
                          "network's inputs and outputs: give the same model inputs and classes, or train a new model.")
-
-
-def _cell_count(scenes: Sequence[Scene], regions: Sequence[np.ndarray]) -> int:
-    return sum(len(np.unique(_cell_ids(s, r))) for s, r in zip(scenes, regions))
-
-
-def _cell_ids(scene: Scene, region: np.ndarray, offset: int = 0) -> np.ndarray:
-    """Validation cell of each pixel of ``region`` (fishnet cells of ``scene.cell_px``; the whole
-    scene when it has none, e.g. a patch of a patch dataset)."""
-    cell = scene.cell_px or max(scene.shape)
-    rows, cols = np.nonzero(region)
-    per_row = math.ceil(scene.shape[1] / cell)
-    return offset + (rows // cell) * per_row + cols // cell
-
-
-def cell_scores(probs: np.ndarray, targets: np.ndarray, cells: np.ndarray, classes: Sequence[ClassSpec],
-                thresholds: Optional[Dict[int, float]] = None) -> Dict[str, Dict[str, Any]]:
-    """Per class, the IoU in each validation cell where the class is present or predicted:
-    n, mean, standard deviation, min, max and the values (the spread a single pooled IoU hides)."""
-    _, index = np.unique(cells, return_inverse=True)
-    out = {}
-    for k, mask in predicted_masks(probs, thresholds or {}).items():
-        truth = targets == k
-        inter = np.bincount(index, weights=truth & mask)
-        union = np.bincount(index, weights=truth | mask)
-        iou = inter[union > 0] / union[union > 0]
-        out[classes[k - 1].name] = ({"n": int(iou.size), "mean": float(iou.mean()), "std": float(iou.std()),
-                                     "min": float(iou.min()), "max": float(iou.max()),
-                                     "values": [round(float(v), 4) for v in iou]}
-                                    if iou.size else {"n": 0})
-    return out
 
 
 def choose_thresholds(probs: np.ndarray, targets: np.ndarray, cells: np.ndarray, config: TrainConfig,
@@ -785,182 +856,26 @@ def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: 
                      "values and the label field), or remove it from the class list.")
 
 
-def validation_score(final: Dict[str, Dict[str, float]], rasters: Sequence[str], best_epoch: int,
-                     cells: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
-    """The contract ``scores`` entry of a training run: the measured validation figures per class,
-    with the spread of the IoU over validation cells (``cell_scores``)."""
-    metrics = {f"{name}_{k}": float(v) for name, figures in final.items() for k, v in figures.items()
-               if v is not None and math.isfinite(v)}
-    for name, c in (cells or {}).items():
-        if c.get("n"):
-            metrics.update({f"{name}_iou_cell_mean": c["mean"], f"{name}_iou_cell_std": c["std"],
-                            f"{name}_cells": float(c["n"])})
-    return {
-        "dataset": f"validation part of {', '.join(rasters)}",
-        "date": time.strftime("%Y-%m-%d"),
-        "metrics": metrics,
-        "method": (f"glacierseg:train, best epoch {best_epoch}: pixels of the validation part (spatially disjoint "
-                   "from the training tiles) at the chosen thresholds, tuned on them where the validation allows "
-                   "(then optimistic for unseen data)"),
-    }
-
-
-def _class_infos(config: TrainConfig) -> Tuple[ClassInfo, ...]:
-    classes = tuple(ClassInfo(c.name, k, c.color) for k, c in enumerate(config.classes, start=1))
-    if config.out_channels > 1:
-        return (ClassInfo("background", 0, "#000000"),) + classes
-    return classes
-
-
-def _validation_pixels(model, xs, scenes, regions, contract, device, batch_size):
-    """Blended probabilities (C, N), targets (N) and cell ids (N) of all validation pixels."""
-    probs, targets, cells = [], [], []
-    for i, (x, scene, region) in enumerate(zip(xs, scenes, regions)):
-        if region.any():
-            p = predict_region(model, x, scene.valid, region, contract, device, batch_size)
-            keep = region & ~np.isnan(p[0])
-            probs.append(p[:, keep])
-            targets.append(scene.targets[keep])
-            cells.append(_cell_ids(scene, keep, offset=i << 32))
-    return np.concatenate(probs, 1), np.concatenate(targets), np.concatenate(cells)
-
-
 def _validation_paths(folder, scenes, regions) -> Dict[int, str]:
     """Scene index -> ``<folder>/<raster>_validation.tif`` for the scenes with validation pixels."""
     return {i: os.path.join(folder, os.path.splitext(scene.name)[0] + "_validation.tif")
             for i, (scene, region) in enumerate(zip(scenes, regions)) if scene.transform is not None and region.any()}
 
 
-def _write_validation(paths: Dict[int, str], model, xs, scenes, regions, contract) -> None:
+def _write_validation(paths: Dict[int, str], model, scenes, regions, contract) -> None:
     """Class probabilities on the validation pixels (NaN elsewhere) of scene i to ``paths[i]``."""
     import rasterio
     from rasterio.transform import Affine
 
     for i, path in paths.items():
         scene = scenes[i]
-        p = predict_region(model, xs[i], scene.valid, regions[i], contract, "cpu")
+        p = predict_region(model, scene, regions[i], contract, "cpu")
         profile = geotiff_profile(scene.crs, Affine(*scene.transform), p.shape[2], p.shape[1], p.shape[0],
                                   "float32", float("nan"))
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(p)
             for k, name in enumerate(contract.class_names, start=1):
                 dst.set_band_description(k, name)
-
-
-def _write_report(path, config, history, best_epoch, thresholds, final, throughput, device, contract) -> None:
-    """JSON report and a CSV (one row per epoch and class) beside it (a sidecar of the
-    report's temporary file, so the two are committed together)."""
-    report = {
-        "config": config.to_dict(), "device": device, "samples_per_second": throughput,
-        "best_epoch": best_epoch, "thresholds": thresholds, "validation_at_thresholds": final,
-        "threshold_reasons": contract.training.get("thresholds"), "validation_cells": contract.training.get("validation_cells"),
-        "stopped": contract.training.get("stopped"), "labelled_pixels": contract.training.get("labelled_pixels"),
-        "receptive_field_px": contract.receptive_field_px, "overlap_px": contract.overlap_px,
-        "inputs": [b.to_json() for b in contract.bands], "epochs": history,
-    }
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2, default=float)
-    csv_path = os.path.splitext(path)[0] + ".csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["epoch", "train_loss", "class", "iou", "f1", "precision", "recall"])
-        for h in history:
-            for name, v in h["validation"].items():
-                writer.writerow([h["epoch"], f"{h['train_loss']:.6f}", name] + [f"{v[k]:.6f}" for k in ("iou", "f1", "precision", "recall")])
-
-
-def write_html_report(path: str, contract: ModelContract, history: Sequence[Dict[str, Any]],
-                      initial: Optional[float], throughput: float, device: str) -> None:
-    """One self-contained HTML page (figures embedded as PNG, drawn by matplotlib's Agg backend):
-    loss and learning rate per epoch, validation IoU per class and epoch with its spread over
-    cells, the labelled pixels per class, the thresholds and why, the final scores."""
-    import base64
-    import html
-    import io
-
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend in a QGIS or a headless process
-    from matplotlib.ticker import MaxNLocator
-
-    t = contract.training
-    epochs = [h["epoch"] for h in history]
-
-    def png(fig) -> str:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-        return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-    fig = Figure(figsize=(10, 3.6))
-    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.45})  # room for the learning-rate axis
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", color="#1565c0", label="training loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
-    lr = ax.twinx()
-    lr.plot(epochs, [h["learning_rate"] for h in history], ":", color="#757575", label="learning rate (end of epoch)")
-    lr.set_ylabel("learning rate")
-    ax.set_title("Loss and learning rate")
-    for k, name in enumerate(h for h in (history[0]["validation"] if history else {})):
-        mean = np.array([h["validation"][name]["iou"] for h in history])
-        color = f"C{k}"
-        ax2.plot(epochs, mean, "o-", color=color, label=f"{name} IoU (all validation pixels)")
-        cells = [h.get("cells", {}).get(name, {}) for h in history]
-        if all(c.get("n") for c in cells):
-            m, sd = np.array([c["mean"] for c in cells]), np.array([c["std"] for c in cells])
-            ax2.fill_between(epochs, m - sd, m + sd, color=color, alpha=0.2, label=f"{name}: cell mean ± std")
-    if initial is not None:
-        ax2.axhline(initial, color="#9e9e9e", ls="--", lw=1, label="before training")
-    ax2.axvline(t["best_epoch"], color="#e53935", lw=1, label=f"exported epoch {t['best_epoch']}")
-    ax2.set_ylim(0, 1)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation IoU")
-    ax2.set_title("Validation")
-    ax2.legend(fontsize=7, loc="lower right")
-    for axis in (ax, ax2):
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
-    curves = png(fig)
-    cells_fig = ""
-    spread = {n: c for n, c in t["validation_cells"].items() if c.get("n")}
-    if spread:
-        fig = Figure(figsize=(5, 0.6 + 0.5 * len(spread)))
-        ax = fig.subplots()
-        for row, (name, c) in enumerate(spread.items()):
-            ax.plot(c["values"], [row] * c["n"], "o", alpha=0.6)
-        ax.set_yticks(range(len(spread)), list(spread))
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("IoU per validation cell (exported model, chosen thresholds)")
-        cells_fig = png(fig)
-
-    def table(header, rows) -> str:
-        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
-        return f"<table><tr>{head}</tr>{body}</table>"
-
-    def cell_text(c):
-        return f"{c['mean']:.3f} ± {c['std']:.3f} ({c['min']:.3f}–{c['max']:.3f}, {c['n']} cells)" if c.get("n") else "—"
-
-    scores_rows = [(n, f"{v['iou']:.3f}", f"{v['f1']:.3f}", f"{v['precision']:.3f}", f"{v['recall']:.3f}",
-                    cell_text(t["validation_cells"].get(n, {}))) for n, v in t["validation"].items()]
-    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>GlacierSeg training report</title>
-<style>body{{font-family:sans-serif;margin:1em}} table{{border-collapse:collapse;margin:.5em 0}}
-td,th{{border:1px solid #bbb;padding:2px 8px;text-align:left}}</style></head><body>
-<h2>Training report: {html.escape(contract.name)}</h2>
-<p>Network <b>{html.escape(t['network'])}</b>, loss {html.escape(t['loss'])}, tile {t['tile_size']} px, on {html.escape(device)}
-({throughput:.2f} tiles/s); rasters {html.escape(', '.join(t['rasters']))}.<br>
-{len(history)} epoch(s) in {t['seconds'] / 60:.1f} min; stopped: {html.escape(t['stopped'])}.
-Exported: epoch {t['best_epoch']} (best mean validation IoU).</p>
-{curves}
-<h3>Labelled pixels per class</h3>
-{table(("class", "training", "validation"), [(n, a, b) for n, (a, b) in t['labelled_pixels'].items()])}
-<h3>Thresholds</h3>
-{table(("class", "threshold", "why"), [(n, f"{contract.thresholds[n]:g}", t['thresholds'][n]) for n in contract.thresholds])}
-<h3>Final validation scores (exported model, thresholds above)</h3>
-{table(("class", "IoU", "F1", "precision", "recall", "IoU per cell: mean ± std (range, cells)"), scores_rows)}
-{cells_fig}
-<p>The spread over cells says how much the score depends on where it is measured: a wide one means
-the validation area is too small or too uneven to trust the pooled IoU to more than that.</p>
-</body></html>
-"""
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(page)
 
 
 def train_rasters(

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 from qgis.core import (
     QgsProcessing,
@@ -15,9 +14,6 @@ from qgis.core import (
     QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
-    QgsProcessingUtils,
-    QgsRasterLayer,
-    QgsVectorFileWriter,
 )
 
 from .base import (
@@ -25,35 +21,14 @@ from .base import (
     GlacierSegAlgorithm,
     model_store,
     optional_number,
-    raster_path,
     vector_source,
     widget_metadata,
 )
+from .layer_inputs import layer_path
 
 # Processing outputs: the "all" row (any class against background) and the multi-class figures.
 SCORES = {"IOU": "iou", "PRECISION": "precision", "RECALL": "recall", "F1": "f1", "ACCURACY": "accuracy",
           "KAPPA": "kappa", "MEAN_IOU": "mean_iou"}
-
-
-def layer_path(layer, context):
-    """File path of a raster layer, or the ``core.geo.VectorSource`` of a vector layer (other
-    vector sources, and layers with a filter, are first saved to a temporary GeoPackage)."""
-    from ..core.geo import VectorSource  # here, not at load: the provider loads without shapely
-
-    if layer is None:
-        raise QgsProcessingException("No layer was given.")
-    if isinstance(layer, QgsRasterLayer):
-        return raster_path(layer)
-    source = layer.source()
-    if layer.providerType() == "ogr" and os.path.isfile(source.split("|")[0]) and "subset=" not in source.lower():
-        return VectorSource.of(source)
-    path = QgsProcessingUtils.generateTempFilename(f"{layer.id()}.gpkg")
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "GPKG"
-    error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), options)
-    if error != QgsVectorFileWriter.NoError:
-        raise QgsProcessingException(f"Could not save layer '{layer.name()}' for the comparison: {message}")
-    return VectorSource(path)
 
 
 def class_field(name: str, description: str, parent: str) -> QgsProcessingParameterField:

@@ -21,9 +21,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.runtime import DEVICES
 from .base import EVALUATION, GlacierSegAlgorithm, raster_path
+from .model_parameters import DEVICE_LABELS
 from .raster_inputs import band_mapping, extent_bounds, mask_shapes
-from .segment import DEVICE_LABELS, DEVICES
 
 
 class ExplainAlgorithm(GlacierSegAlgorithm):

@@ -16,12 +16,12 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..ui.correction import REVIEW_FIELD
-from ..ui.styles import style_on_load
+from ..ui.correction import REVIEW_FIELD, editable_style
+from ..ui.styles import style_glaciers, style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path
 from .dem_parameters import FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
 from .dem_parameters import HELP as DEM_HELP
-from .split_glaciers import editable_style, input_file, style_glaciers
+from .layer_inputs import input_file
 
 _QT_TYPES = {"int": QVariant.Int, "str": QVariant.String, "real": QVariant.Double}
 

@@ -13,11 +13,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.optimize import CALIBRATION_TILES, METHOD_LABELS, METHODS, optimize_model
+from ..core.optimize import CALIBRATION_TILES, METHOD_LABELS, METHODS, OptimizeOptions, optimize_model
+from ..core.runtime import DEVICES
 from .base import MODELS, GlacierSegAlgorithm, raster_path
-from .evaluate import layer_path
+from .layer_inputs import layer_path
+from .model_parameters import DEVICE_LABELS, resolve_model_path
 from .raster_inputs import band_mapping
-from .segment import DEVICE_LABELS, DEVICES, resolve_model_path
 
 
 class OptimizeModelAlgorithm(GlacierSegAlgorithm):
@@ -34,8 +35,11 @@ class OptimizeModelAlgorithm(GlacierSegAlgorithm):
         "ranges calibrated on tiles of the raster below; <i>int8, dynamic</i>: activation ranges computed at "
         "each call (no calibration; often slower for convolutions); <i>float16</i>: half precision, for CUDA "
         "(slower on the CPU). Uses onnxruntime's quantization tools.<br>"
-        "<b>Raster</b>: a raster like those the model will segment: the calibration tiles come from it and "
-        "both models are run over it to measure the speed-up (time inside the model).<br>"
+        "<b>Raster</b>: a raster like those the model will segment: both models are run over it to measure "
+        "the speed-up (time inside the model) and the score change.<br>"
+        "<b>Calibration raster</b> (static int8, optional): the calibration tiles come from it. Without one, the "
+        "top quarter of the raster's rows calibrates and only the other three quarters are measured, so the "
+        "variant is never scored where it was calibrated.<br>"
         "<b>Reference</b> (optional; polygons or class raster): IoU and F1 (all classes against background) "
         "of the original and the variant against it; without one, the variant is scored against the "
         "original's classes.<br>"
@@ -48,7 +52,10 @@ class OptimizeModelAlgorithm(GlacierSegAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterString("MODEL", "Model (installed model name or .onnx file)"))
         self.addParameter(QgsProcessingParameterEnum("METHOD", "Method", list(METHOD_LABELS), defaultValue=0))
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Raster (calibration and measurement)"))
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Raster (measurement)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "CALIBRATION", "Calibration raster (static int8; empty: the raster's top quarter, not measured)",
+            optional=True))
         types = [QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon]
         self.addParameter(QgsProcessingParameterMapLayer("REFERENCE", "Reference (polygons or class raster)",
                                                          types=types, optional=True))
@@ -67,17 +74,21 @@ class OptimizeModelAlgorithm(GlacierSegAlgorithm):
 
     def process(self, parameters, context, feedback, progress):
         reference = self.parameterAsLayer(parameters, "REFERENCE", context)
+        calibration = self.parameterAsRasterLayer(parameters, "CALIBRATION", context)
+        options = OptimizeOptions(
+            image=raster_path(self.parameterAsRasterLayer(parameters, "INPUT", context)),
+            reference=layer_path(reference, context) if reference else None,
+            reference_field=self.parameterAsString(parameters, "REFERENCE_FIELD", context) or None,
+            calibration_image=raster_path(calibration) if calibration else None,
+            band_map=band_mapping(self, parameters, "BAND_MAPPING", context),
+            calibration_tiles=self.parameterAsInt(parameters, "CALIBRATION_TILES", context),
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+        )
         result = optimize_model(
             resolve_model_path(self.parameterAsString(parameters, "MODEL", context)),
             self.parameterAsFileOutput(parameters, "OUTPUT", context),
             METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
-            image=raster_path(self.parameterAsRasterLayer(parameters, "INPUT", context)),
-            reference=layer_path(reference, context) if reference else None,
-            reference_field=self.parameterAsString(parameters, "REFERENCE_FIELD", context) or None,
-            band_map=band_mapping(self, parameters, "BAND_MAPPING", context),
-            calibration_tiles=self.parameterAsInt(parameters, "CALIBRATION_TILES", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-            progress=progress,
+            options, progress=progress,
         )
         m = result.metrics
         return {"OUTPUT": result.path, "SPEEDUP": m["speedup"], "IOU": m["iou"], "IOU_CHANGE": m["iou_change"],

@@ -12,7 +12,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ..core.contract import ClassInfo
+from ..core.contract import PALETTE, ClassInfo
 from ..ui.correction import (
     correction_folder,
     enable_topological_editing,
@@ -40,8 +40,7 @@ def classes_of(layer, table_path: str = ""):
         value, name = f["class_value"], f["class_name"] if fields.indexOf("class_name") >= 0 else None
         if value not in (None, "") and str(value) != "NULL":
             pairs.setdefault(int(value), str(name) if name else f"class_{int(value)}")
-    palette = ["#66ccff", "#1f4eb4", "#8d6e63", "#e6ab02", "#66a61e"]
-    return [ClassInfo(name, value, known[name].color if name in known else palette[i % len(palette)])
+    return [ClassInfo(name, value, known[name].color if name in known else PALETTE[i % len(PALETTE)])
             for i, (value, name) in enumerate(sorted(pairs.items()))]
 
 

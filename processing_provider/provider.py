@@ -10,6 +10,7 @@ from .install_model import InstallModelAlgorithm
 from .inventory_attributes import InventoryAttributesAlgorithm
 from .list_models import ListModelsAlgorithm
 from .map_glaciers_band_ratio import MapGlaciersBandRatioAlgorithm
+from .map_inventory import MapInventoryAlgorithm
 from .map_lakes import MapLakesAlgorithm
 from .optimize_model import OptimizeModelAlgorithm
 from .prepare_correction import PrepareCorrectionAlgorithm
@@ -35,6 +36,7 @@ ALGORITHMS = [
     CompareOutlinesAlgorithm,
     PrepareCorrectionAlgorithm,
     OptimizeModelAlgorithm,
+    MapInventoryAlgorithm,
 ]
 
 

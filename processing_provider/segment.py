@@ -30,22 +30,15 @@ from ..ui.styles import (
     probability_renderer,
     style_on_load,
 )
-from .base import MAPPING, GlacierSegAlgorithm, geotiff_output, model_store, raster_path, widget_metadata
+from .base import MAPPING, GlacierSegAlgorithm, geotiff_output, raster_path, widget_metadata
+from .model_parameters import DEVICE_LABELS, resolve_model_path
 from .raster_inputs import band_mapping, extent_bounds, mask_shapes
 
 # The MODEL parameter's widget in Processing dialogs (imported by Processing when a dialog opens).
 MODEL_WIDGET = __name__.rsplit(".", 2)[0] + ".ui.model_widget.ModelWidgetWrapper"
 
 
-def resolve_model_path(value) -> str:
-    """The .onnx file the MODEL value names: an installed model's name (user models in the QGIS
-    profile, then those shipped with the plugin) or a path. Raises ``InputError`` naming the
-    installed models when it names neither."""
-    return model_store().resolve(str(value or ""))
-
-
 TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotations and flips)"]
-DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 
 
 def qgis_threads() -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsFillSymbol,
     QgsLineSymbol,
     QgsProcessing,
     QgsProcessingOutputNumber,
@@ -20,32 +19,13 @@ from qgis.core import (
 
 from ..core.glacier_ids import assign_ids
 from ..core.parameters import ROUTINGS, SplitParameters
-from ..ui.correction import persist_layer
-from ..ui.styles import style_on_load
+from ..ui.correction import editable_style
+from ..ui.styles import style_glaciers, style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
 from .dem_parameters import HELP as DEM_HELP, FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
+from .layer_inputs import input_file
 
 _D = SplitParameters()
-
-
-def style_glaciers(layer) -> None:
-    """Light blue glaciers with a thin outline, so the red ice divides above them stay visible."""
-    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
-        {"color": "166,206,227,90", "outline_color": "31,120,180", "outline_width": "0.26"})))
-
-
-def input_file(alg, parameters, context, name: str = "INPUT") -> str:
-    """The file behind a vector input parameter ('' for other sources): where to keep edited outputs."""
-    layer = alg.parameterAsVectorLayer(parameters, name, context)
-    return layer.source().split("|")[0] if layer is not None else ""
-
-
-def editable_style(styler, input_path: str):
-    """``styler`` for an output the user will edit: a temporary file is first kept (``persist_layer``)."""
-    def style(layer):
-        persist_layer(layer, input_path)
-        styler(layer)
-    return style
 
 
 def style_divides(layer) -> None:

@@ -37,9 +37,9 @@ from ..core.child import run_models_cli
 from ..core.errors import CancelledError
 from ..core.network_names import LOSSES, NETWORKS
 from ..core.runtime import DEVICES
-from .base import MODELS, GlacierSegAlgorithm, raster_path, vector_source_uri, widget_metadata
+from .base import MODELS, GlacierSegAlgorithm, model_store, raster_path, vector_source_uri, widget_metadata
+from .model_parameters import DEVICE_LABELS
 
-DEVICE_LABELS = ["Auto (CUDA when available)", "CPU", "CUDA"]
 # A laptop CPU trains unet_efficientnet_b0 at ~1 tile/s: 20 epochs of 256 tiles would take ~1.5 h, so
 # the dialog bounds a run by time (the command line, meant for GPU servers, trains its epochs).
 DEFAULT_MINUTES = 20.0
@@ -54,7 +54,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             "landslide", "glacial lake", "segmentation")
     MANUAL_SECTION = "train"
     # found (not imported: torch stays out of QGIS) on the import path the training child gets
-    REQUIRES = ("numpy", "rasterio", "torch", "onnx", "matplotlib")
+    REQUIRES = ("numpy", "rasterio", "torch", "segmentation_models_pytorch", "onnx", "matplotlib")
     HELP = (
         "Trains a segmentation network on one or more rasters with labels and exports it as a GlacierSeg "
         "ONNX model (its contract holds the bands and their scaling, resolution, classes and colours, tile "
@@ -76,7 +76,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "<b>Augmentation</b>: random 90° rotations and flips; CutMix pastes the box around another tile's "
         "labelled pixels with the given probability.<br>"
         "<b>Checkpoint</b>: saved after every epoch; tick <i>Resume</i> to continue it. <i>Fine-tune from</i> "
-        "starts from another GlacierSeg checkpoint (same inputs and classes).<br><br>"
+        "starts from another GlacierSeg checkpoint (same inputs and classes), or from a model: an .onnx file "
+        "or an installed model's name, whose training checkpoint lies beside it with the same name and .pt "
+        "(an ONNX file holds no weights torch can train).<br><br>"
         "Input scaling comes from the training pixels; the exported weights are those of the epoch with the "
         "best mean validation IoU. Thresholds maximise validation F1 where the validation area holds the class "
         "in enough cells and pixels; else they stay at 0.5 (or the fine-tuned model's), with a warning. "
@@ -84,10 +86,10 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "the thresholds and why, and the final scores with their spread over validation cells; the JSON report "
         "(with a CSV beside it) holds the same per epoch.<br>"
         "<b>Time budget</b>: minutes for the whole run (0 = train the given epochs); the learning-rate schedule "
-        "is fitted to it. <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
+        "is fitted to it, and the epochs are sized from it (steps timed on the first batches). <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
         "Training runs in a separate Python process (torch never loads into QGIS): QGIS's own Python, with "
-        "QGIS's import path and GlacierSeg's package folder; torch and onnx must be installed there "
-        "(requirements-dev.txt). "
+        "QGIS's import path and GlacierSeg's package folder, so it finds torch where Plugins › GlacierSeg › "
+        "Install dependencies… with <i>Training</i> ticked puts it (or in QGIS's Python itself). "
         "Progress is reported per batch and Cancel stops after the current batch: no model is written; the "
         "checkpoint of the last finished epoch stays, to resume from."
     )
@@ -127,7 +129,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean(self.AUGMENT, "Augment with 90° rotations and flips", defaultValue=True))
         self.addParameter(number(self.CUTMIX, "CutMix probability (labelled regions)", number.Double, 0.0, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterFile(self.FINETUNE, "Fine-tune from checkpoint (.pt)", extension="pt", optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.FINETUNE, "Fine-tune from a checkpoint (.pt), a model (.onnx with its .pt beside it) or an installed model's name",
+            fileFilter="GlacierSeg checkpoints and models (*.pt *.onnx *.PT *.ONNX)", optional=True))
         advanced = [
             QgsProcessingParameterString(self.BAND_NAMES, "Band names in raster order (when descriptions lack them)", optional=True),
             QgsProcessingParameterString(self.NETWORK_OPTIONS, "Network options (JSON)", optional=True),
@@ -154,6 +158,15 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("VALIDATION_IOU", "Mean validation IoU at the tuned thresholds"))
         self.addOutput(QgsProcessingOutputString("THRESHOLDS", "Tuned thresholds (JSON)"))
         self.addOutput(QgsProcessingOutputNumber("SAMPLES_PER_SECOND", "Training throughput (tiles per second)"))
+
+    @staticmethod
+    def finetune_source(value: str):
+        """A checkpoint or model path as given, or the .onnx path of an installed model's name
+        (``core.store``); the training child finds the checkpoint beside an .onnx (``models.train.finetune_checkpoint``)."""
+        value = (value or "").strip()
+        if not value or value.lower().endswith(".pt"):
+            return value or None
+        return model_store().resolve(value)
 
     def process(self, parameters, context, feedback, progress):
         rasters = [raster_path(layer) for layer in self.parameterAsLayerList(parameters, self.INPUT, context)]
@@ -188,7 +201,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             "--seed": self.parameterAsInt(parameters, self.SEED, context),
             "--cell-size": self.parameterAsInt(parameters, self.CELL_SIZE, context),
             "--val-fraction": self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
-            "--finetune": self.parameterAsFile(parameters, self.FINETUNE, context) or None,
+            "--finetune": self.finetune_source(self.parameterAsString(parameters, self.FINETUNE, context)),
             "--checkpoint": checkpoint, "--validation-dir": validation_dir,
             "--out": model_path, "--report": report_path, "--report-html": html_path,
         }

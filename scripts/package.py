@@ -14,8 +14,8 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCLUDE = ("metadata.txt", "__init__.py", "plugin.py", "LICENSE", "CHANGELOG.md", "README.md", "requirements.txt",
-           "requirements-gpu.txt", "requirements-dev.txt", "icons", "core", "processing_provider", "ui", "models",
-           "docs")
+           "requirements-gpu.txt", "requirements-dev.txt", "requirements-regional.txt", "icons", "core",
+           "processing_provider", "ui", "models", "docs")
 REQUIRED = ("metadata.txt", "__init__.py", "LICENSE")  # the QGIS plugin repository refuses a zip without a LICENSE
 
 

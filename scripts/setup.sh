@@ -24,7 +24,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
 stamp="$VENV/.glacierseg-requirements"
-want="$(cat "$ROOT/constraints.txt" "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
+want="$(cat "$ROOT/constraints.txt" "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/requirements-regional.txt" | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages (pinned; first run downloads torch, a few GB)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \

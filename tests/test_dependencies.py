@@ -10,9 +10,9 @@ from glacierseg.core import deps
 from glacierseg.core.deps import pinned_requirements, require
 from glacierseg.core.errors import DependencyError
 
-from .helpers import PKG_DIR
+from .helpers import PKG_DIR, ROOT
 
-BLOCKED = ["onnxruntime", "torch", "rasterio", "scipy", "shapely", "skimage", "pysheds", "onnx", "h5py"]
+BLOCKED = ["onnxruntime", "torch", "rasterio", "scipy", "shapely", "pysheds", "onnx", "h5py"]
 
 SCRIPT = r"""
 import importlib.abc, json, sys
@@ -62,6 +62,10 @@ def test_provider_loads_and_algorithms_name_the_missing_package():
     assert "'onnxruntime'" in segment and "'onnxruntime>=1.16,<=1.31.1'" in segment
     # the command: this interpreter, pip into GlacierSeg's folder (--prefix: no sudo, no PEP 668 refusal)
     assert f"{sys.executable} -m pip install --prefix" in segment
+    # training: the installer's training extra, torch's CPU build up to the tested pin
+    train = out["errors"]["glacierseg:train"]
+    assert "'torch'" in train and "with 'Training' ticked" in train, train
+    assert "'torch>=2.1,<=2.15.0'" in train and f"--extra-index-url {deps.TORCH_CPU_INDEX}" in train, train
 
 
 def test_require_message_uses_pinned_versions():
@@ -89,7 +93,7 @@ def test_runtime_check_reads_versions_without_importing():
     statuses = {s.requirement.module: s for s in deps.check_runtime()}
     assert statuses["onnxruntime"].ok and statuses["numpy"].ok
     code = "import sys; from glacierseg.core import deps; deps.check_runtime(); " \
-           "print(sorted(m for m in ('onnxruntime', 'scipy', 'skimage', 'pysheds', 'rasterio') if m in sys.modules))"
+           "print(sorted(m for m in ('onnxruntime', 'scipy', 'pysheds', 'rasterio', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PKG_DIR)))
     assert out.stdout.strip() == "[]", out.stderr
     too_old = deps.Status(deps.RUNTIME[2], "1.8.5")  # Debian 12's python3-shapely
@@ -173,3 +177,67 @@ def test_restart_needed_only_for_packages_already_loaded():
     assert deps.loaded_before(plan) == ["numpy"] + (["onnxruntime"] if "onnxruntime" in sys.modules else [])
     assert deps.loaded_before(deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["pysheds>=0.3,<=0.5"])) == \
         (["pysheds"] if "pysheds" in sys.modules else [])
+
+
+def _pins_in(path):
+    pins = {}
+    with open(os.path.join(ROOT, path), encoding="utf-8") as fh:
+        for line in fh:
+            line = line.split("#", 1)[0].strip()
+            if "==" in line:
+                name, version = line.split("==")
+                pins[name.lower()] = version
+    return pins
+
+
+def test_pins_in_deps_agree_with_the_requirements_files():
+    """deps carries the pins the installer installs up to (no file read at run time); the
+    requirements files that developers and CI install from must say the same."""
+    files = {**_pins_in("requirements.txt"), **_pins_in("requirements-dev.txt")}
+    for r in deps.RUNTIME + deps.TRAINING:
+        if r.pin:
+            assert files.get(r.distribution) == r.pin, (r.distribution, r.pin, files.get(r.distribution))
+    assert _pins_in("requirements-gpu.txt")["onnxruntime-gpu"] == deps.GPU_PIN
+    assert not any("skimage" == r.module for r in deps.RUNTIME) and "scikit-image" not in files
+
+
+@pytest.mark.parametrize("platform, gpu, index", [("debian12", False, True), ("debian12", True, False),
+                                                  ("windows", False, False), ("macos", False, False)])
+def test_training_extra_in_the_install_plan(platform, gpu, index):
+    """torch and what training needs, offered as the 'training' extra: oldest usable .. tested pin;
+    torch's CPU build on Linux unless the GPU option asks for the CUDA one."""
+    statuses = [deps.Status(r, None) for r in deps.TRAINING] + [deps.Status(r, "99") for r in deps.RUNTIME]
+    plan = deps.install_plan(statuses, "/p", platform, gpu=gpu, python="/usr/bin/python3.11")
+    assert plan.pip[:4] == ["torch>=2.1,<=2.15.0", "torchvision>=0.16,<=0.29.2",
+                            "segmentation-models-pytorch>=0.3.3,<=0.6.0", "onnx>=1.15,<=1.23.2"]
+    assert ("onnxruntime-gpu>=1.16,<=1.31.1" in plan.pip) == gpu
+    args = plan.arguments()
+    assert (args.count("--extra-index-url") == 1 and deps.TORCH_CPU_INDEX in args) == index
+    # the runtime plan alone offers no torch
+    runtime = deps.install_plan(deps.check_runtime(), "/p", platform, python="/usr/bin/python3.11")
+    assert not any(p.startswith("torch") for p in runtime.pip) and not runtime.index_urls
+    # this machine: the training extra is installed (requirements-dev.txt), so nothing is left to do
+    assert all(s.ok for s in deps.check_runtime(training=True) if s.requirement in deps.TRAINING)
+
+
+def test_install_dialog_offers_the_training_extra(qgis_app, tmp_path, monkeypatch):
+    """Ticking 'Training' lists torch & co in the table and plans their install where missing."""
+    from glacierseg.ui.install_dialog import InstallDialog
+
+    real = deps.installed_version
+    monkeypatch.setattr(deps, "installed_version", lambda r: None if r.module == "torch" else real(r))
+    dialog = InstallDialog(str(tmp_path / "python"), platform="debian12")
+    rows = lambda: [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())]  # noqa: E731
+    assert "torch" not in rows() and not any(p.startswith("torch") for p in dialog.plan.pip)
+    dialog.training.setChecked(True)
+    assert rows()[-len(deps.TRAINING):] == [r.distribution for r in deps.TRAINING]
+    torch_row = rows().index("torch")
+    assert dialog.table.item(torch_row, 1).text() == "missing" and dialog.table.item(torch_row, 3).text().startswith("pip")
+    assert dialog.plan.pip == ["torch>=2.1,<=2.15.0"] and dialog.plan.index_urls == [deps.TORCH_CPU_INDEX]
+    assert "torch&gt;=2.1,&lt;=2.15.0" in dialog.plan_label.text() and "CPU build" in dialog.plan_label.text()
+    assert dialog.install_button.isEnabled()
+    dialog.resize(780, 760)
+    out = ROOT / "tests" / "artifacts" / "install_dialog_training"
+    out.mkdir(parents=True, exist_ok=True)
+    assert dialog.grab().save(str(out / "training_ticked.png"))
+    dialog.close()

@@ -244,3 +244,25 @@ def test_checkpoint_cancel_terminates_the_child(trained, tmp_path):
         explain_checkpoint(scene.image, model, checkpoint, str(tmp_path / "c"), str(tmp_path / "c.csv"),
                            str(tmp_path / "c.html"), device="cpu", progress=CancelOnceRunning())
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written, no partial file left
+
+
+def test_checkpoint_options_reach_the_child_as_given(tmp_path):
+    """CheckpointOptions is the one definition of the checkpoint methods' options: what the QGIS
+    side puts on the child's command line parses back (models.cli) to the same values."""
+    from glacierseg.core.explain import CheckpointOptions
+    from glacierseg.models.cli import parser
+
+    options = CheckpointOptions(target_class="lake", layer="decoder.conv", band_map=[3, 8, 11],
+                                bounds=(630000.0, 5189000.5, 631000.0, 5190000.0), tile_size=128, overlap=0,
+                                device="cpu", batch_size=3)
+    base = ["explain", "--image", "i.tif", "--model", "m.onnx", "--checkpoint", "c.pt", "--out-dir", "o",
+            "--table", "t.csv", "--report", "r.html"]
+    args = parser().parse_args(base + options.cli_args(str(tmp_path / "mask.json")))
+    assert (args.target_class, args.layer, args.tile_size, args.overlap, args.device, args.batch_size) == (
+        "lake", "decoder.conv", 128, 0, "cpu", 3)
+    assert [int(b) for b in args.band_map.split(",")] == [3, 8, 11]
+    assert tuple(float(v) for v in args.bounds.split(",")) == options.bounds
+    assert args.mask == str(tmp_path / "mask.json")
+    defaults = parser().parse_args(base + CheckpointOptions().cli_args(None))
+    assert (defaults.target_class, defaults.layer, defaults.band_map, defaults.bounds, defaults.mask,
+            defaults.overlap) == (None, None, None, None, None, None)

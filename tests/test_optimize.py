@@ -8,12 +8,12 @@ import rasterio
 from qgis.core import QgsProcessingFeedback
 
 from glacierseg.core.contract import read_contract
-from glacierseg.core.errors import InputError, ModelContractError
-from glacierseg.core.optimize import optimize_model, refusal
-from glacierseg.core.runtime import load_model
+from glacierseg.core.errors import DeviceError, InputError, ModelContractError
+from glacierseg.core.optimize import OptimizeOptions, measurement_windows, optimize_model, refusal
+from glacierseg.core.runtime import available_providers, load_model
 from glacierseg.core.segment import segment_raster
 
-from .helpers import CONV_BANDS, write_raster
+from .helpers import CONV_BANDS, Messages, write_raster
 
 METRICS = {"iou", "f1", "iou_change", "f1_change", "speedup", "seconds", "original_seconds"}
 
@@ -51,6 +51,7 @@ def test_static_int8_variant_is_measured_and_carded(int8_model, conv_model, scen
     m = score["metrics"]
     assert m["speedup"] > 0 and m["seconds"] > 0 and m["original_seconds"] > 0
     assert m["iou_change"] == pytest.approx(m["iou"] - m["original_iou"])
+    assert "calibrated on the top 25% of three.tif's rows, measured on the other 75%" in score["method"]
     loaded = load_model(int8_model.path, "cpu")
     assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(int8_model.path).graph.node)
     # segment takes the variant like any model; its classes agree with the original's on most pixels
@@ -59,9 +60,18 @@ def test_static_int8_variant_is_measured_and_carded(int8_model, conv_model, scen
     assert (classes(a.classes) == classes(b.classes)).mean() > 0.95
 
 
+@pytest.mark.skipif("CUDAExecutionProvider" in available_providers(), reason="a CUDA provider is present")
 def test_half_precision_variant_falls_back_to_cpu(conv_model, scene_raster, tmp_path):
+    """No GPU here: device CUDA is refused before anything is written; Auto measures the float16
+    variant on the CPU and says so."""
     image, _ = scene_raster
-    result = optimize_model(conv_model, str(tmp_path / "half.onnx"), "fp16", image=image, device="auto")
+    with pytest.raises(DeviceError, match="no CUDA support"):
+        optimize_model(conv_model, str(tmp_path / "cuda.onnx"), "fp16", image=image, device="cuda")
+    assert not os.listdir(tmp_path)
+    messages = Messages()
+    result = optimize_model(conv_model, str(tmp_path / "half.onnx"), "fp16", image=image, device="auto",
+                            progress=messages)
+    assert "no CUDA here: the float16 variant is measured on CPUExecutionProvider" in messages.text
     loaded = load_model(result.path, "auto")  # no GPU here: the CPU runs the float16 graph
     assert loaded.half and loaded.provider == "CPUExecutionProvider" and not loaded.options["io_binding"]
     assert "float16 inputs" in loaded.describe()
@@ -98,6 +108,34 @@ def test_refuses_models_it_cannot_quantize_with_the_reason(int8_model, conv_mode
         optimize_model(plain, str(tmp_path / "p8.onnx"), "int8_static", image=image)
 
 
+def test_calibration_and_measurement_windows_are_disjoint(conv_model, scene_raster, tmp_path):
+    """Without a calibration raster, static int8 calibrates on the top quarter of the raster's
+    rows and is measured on the rest; a separate calibration raster is used as given, and the
+    measurement raster itself is refused as calibration raster."""
+    image, truth = scene_raster
+    with rasterio.open(image) as ds:
+        left, bottom, right, top = ds.bounds
+        img, res = ds.read(), ds.res[1]
+    windows = measurement_windows(OptimizeOptions(image=image), "int8_static")
+    split = top - 64 * res  # a quarter of the 256 rows
+    assert windows.calibration_bounds == pytest.approx((left, split, right, top))
+    assert windows.measurement_bounds == pytest.approx((left, bottom, right, split))
+    assert measurement_windows(OptimizeOptions(image=image), "fp16").measurement_bounds is None  # no calibration
+    # the calibration reads only its window: a raster whose top quarter is nodata has nothing to calibrate on
+    blank_top = img.copy()
+    blank_top[:, :64] = 0
+    blank = write_raster(tmp_path / "blank_top.tif", blank_top, nodata=0, descriptions=list(CONV_BANDS))
+    with pytest.raises(InputError, match=r"calibration window \(top 25% of the rows\) of blank_top.tif has no tile"):
+        optimize_model(conv_model, str(tmp_path / "v.onnx"), "int8_static", image=blank, calibration_tiles=4)
+    assert not (tmp_path / "v.onnx").exists()
+    # as a separate calibration raster it is read whole (its lower three quarters have data)
+    result = optimize_model(conv_model, str(tmp_path / "c.onnx"), "int8_static", image=image, reference=truth,
+                            calibration_image=blank, calibration_tiles=4)
+    assert "(calibrated on blank_top.tif):" in result.contract.scores[-1]["method"]
+    with pytest.raises(InputError, match="calibration raster is the raster the variant is measured on"):
+        optimize_model(conv_model, str(tmp_path / "s.onnx"), "int8_static", image=image, calibration_image=image)
+
+
 def test_bad_input_is_refused(conv_model, tmp_path):
     with pytest.raises(InputError, match="Unknown optimization"):
         optimize_model(conv_model, str(tmp_path / "x.onnx"), "int4", image=conv_model)
@@ -109,15 +147,54 @@ def test_optimize_model_through_processing(glacierseg_provider, conv_model, scen
     import processing
 
     image, truth = scene_raster
+    with rasterio.open(image) as ds:  # a second raster to calibrate on: the scene mirrored
+        calibration = write_raster(tmp_path / "mirrored.tif", ds.read()[:, ::-1], nodata=0,
+                                   descriptions=list(CONV_BANDS))
     out = str(tmp_path / "variant.onnx")
     result = processing.run("glacierseg:optimize_model", {
-        "MODEL": conv_model, "METHOD": 0, "INPUT": image, "REFERENCE": truth, "CALIBRATION_TILES": 4,
+        "MODEL": conv_model, "METHOD": 0, "INPUT": image, "CALIBRATION": calibration, "REFERENCE": truth,
+        "CALIBRATION_TILES": 4,
         "DEVICE": 1, "OUTPUT": out}, feedback=QgsProcessingFeedback())
     assert result["OUTPUT"] == out and os.path.isfile(out)
     metrics = read_contract(out).scores[-1]["metrics"]
     assert result["SPEEDUP"] == pytest.approx(metrics["speedup"])
     assert result["IOU_CHANGE"] == pytest.approx(metrics["iou_change"])
+    assert "calibrated on mirrored.tif" in read_contract(out).scores[-1]["method"]
     with pytest.raises(Exception, match="already quantized"):
         processing.run("glacierseg:optimize_model", {"MODEL": out, "METHOD": 1, "INPUT": image,
                                                      "OUTPUT": str(tmp_path / "again.onnx")},
                        feedback=QgsProcessingFeedback())
+
+
+def test_spatial_means_become_global_average_pools(tmp_path):
+    """A squeeze-and-excitation step (ReduceMean over H, W) is rewritten as the GlobalAveragePool
+    it equals (so int8 quantizes it); a mean over channels stays; outputs unchanged."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from glacierseg.core.optimize import spatial_means_as_pooling
+
+    rng = np.random.default_rng(1)
+    weight = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    axes_hw = numpy_helper.from_array(np.array([-2, -1], np.int64), "axes_hw")
+    axes_c = numpy_helper.from_array(np.array([1], np.int64), "axes_c")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["c", "axes_hw"], ["squeeze"], keepdims=1),
+             helper.make_node("Sigmoid", ["squeeze"], ["gate"]),
+             helper.make_node("Mul", ["c", "gate"], ["excited"]),
+             helper.make_node("ReduceMean", ["excited", "axes_c"], ["y"], keepdims=1)]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, 16, 16])],
+                              [weight, axes_hw, axes_c])
+    path = str(tmp_path / "se.onnx")
+    onnx.save(onnx.shape_inference.infer_shapes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)), path)
+    x = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
+    before = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert spatial_means_as_pooling(path) == 1
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert ops.count("GlobalAveragePool") == 1 and ops.count("ReduceMean") == 1
+    after = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    assert spatial_means_as_pooling(path) == 0

@@ -41,12 +41,14 @@ def test_unknown_device_names_the_choices(sample_model):
 
 def test_one_device_list_for_every_device_parameter():
     from glacierseg.models import train
-    from glacierseg.processing_provider import segment
+    from glacierseg.processing_provider import explain, model_parameters, optimize_model, segment
     from glacierseg.processing_provider import train as train_algorithm
 
     assert DEVICES == ("auto", "cpu", "cuda")
     assert segment.DEVICES is DEVICES and train_algorithm.DEVICES is DEVICES and train.DEVICES is DEVICES
-    assert len(segment.DEVICE_LABELS) == len(DEVICES)
+    assert len(model_parameters.DEVICE_LABELS) == len(DEVICES)
+    for adapter in (segment, train_algorithm, explain, optimize_model):
+        assert adapter.DEVICE_LABELS is model_parameters.DEVICE_LABELS
 
 
 def test_session_options():

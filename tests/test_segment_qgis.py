@@ -166,7 +166,7 @@ assert qgis.utils.loadPlugin("glacierseg") and qgis.utils.startPlugin("glacierse
 assert sys.modules["glacierseg"].__file__.startswith(plugins)
 registry = QgsApplication.processingRegistry()
 assert registry.algorithmById("glacierseg:segment") is not None
-from glacierseg.processing_provider.segment import resolve_model_path
+from glacierseg.processing_provider.model_parameters import resolve_model_path
 from glacierseg.core.contract import read_contract
 sample = resolve_model_path("glacierseg-sample")  # the zip ships the sample model installed
 assert sample.startswith(plugins) and read_contract(sample).name == "glacierseg-sample-index-model", sample

@@ -181,6 +181,41 @@ def test_finetune_keeps_scaling_and_refuses_arbitrary_pickles(tmp_path):
 
 
 @pytest.mark.slow
+def test_finetune_from_an_onnx_model_or_an_installed_one(tmp_path, monkeypatch):
+    """An .onnx model (given, or installed and named) is fine-tuned through the checkpoint beside it;
+    without one the run is refused, naming the file it needs; a checkpoint of another model is refused."""
+    import shutil
+
+    from glacierseg.core.store import ModelStore
+    from glacierseg.processing_provider.train import TrainAlgorithm
+
+    run = str(tmp_path / "run.pt")
+    model = str(tmp_path / "base.onnx")
+    base = train([small_scene()], tiny_config(epochs=1), model, checkpoint=run)
+    with pytest.raises(InputError, match=r"ONNX model: it holds no weights that torch can train.*base\.pt"):
+        train([small_scene(seed=1)], tiny_config(epochs=1), str(tmp_path / "t.onnx"), finetune=model)
+    shutil.copy(run, tmp_path / "base.pt")
+    tuned = train([small_scene(seed=1)], tiny_config(epochs=1), str(tmp_path / "t.onnx"), finetune=model)
+    assert tuned.contract.bands == base.contract.bands  # the base model's input scaling
+    # installed in the model store and named: its folder holds model.onnx, the checkpoint goes beside as model.pt
+    monkeypatch.setenv("GLACIERSEG_HOME", str(tmp_path / "home"))
+    installed = ModelStore(str(tmp_path / "home" / "models")).install(model, "glacier-base")
+    assert TrainAlgorithm.finetune_source("glacier-base") == installed.path
+    with pytest.raises(InputError, match=r"model\.pt"):
+        train([small_scene()], tiny_config(epochs=1), str(tmp_path / "u.onnx"), finetune=installed.path)
+    other = str(tmp_path / "other.pt")
+    train([small_scene()], tiny_config(epochs=1, inputs=["A", "B"]), str(tmp_path / "other.onnx"), checkpoint=other)
+    shutil.copy(other, os.path.join(os.path.dirname(installed.path), "model.pt"))
+    with pytest.raises(InputError, match=r"model\.pt beside model\.onnx does not belong to it"):
+        train([small_scene()], tiny_config(epochs=1), str(tmp_path / "u.onnx"), finetune=installed.path)
+    shutil.copy(run, os.path.join(os.path.dirname(installed.path), "model.pt"))
+    again = train([small_scene()], tiny_config(epochs=1), str(tmp_path / "u.onnx"), finetune=installed.path)
+    assert again.contract.bands == base.contract.bands
+    with pytest.raises(InputError, match="No installed model is called 'nope'"):
+        TrainAlgorithm.finetune_source("nope")
+
+
+@pytest.mark.slow
 def test_contract_of_a_trained_model(tmp_path):
     from glacierseg.core.contract import read_contract
 
@@ -280,6 +315,42 @@ def test_time_budget_is_respected_and_fits_the_schedule(tmp_path):
     rates = [h["learning_rate"] for h in result.history]
     assert rates[-1] < 0.1 * rates[0] and rates == sorted(rates, reverse=True)  # the cosine ran over the budget
     assert os.path.exists(result.model)
+
+
+def test_budget_times_the_threads_then_sizes_the_epochs(monkeypatch):
+    """BudgetEpochs: the cheaper thread count is timed first; a count whose step is twice as slow is
+    dropped after one step; the faster one is kept and the epochs fill the budget where it, not the
+    epochs × tiles, ends the run (durations injected: no training here)."""
+    import time
+
+    from glacierseg.models import budget
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(budget, "thread_candidates", lambda: [1, 2])
+    clock = budget.Clock(time.monotonic(), 300.0)
+    clock.reserve(2.0, False)
+    assert clock.kept_seconds == 2 * 2.0 + 15.0  # two validation passes, export and reports
+    plan = budget.BudgetEpochs(clock, 2.0, most_epochs=20, nominal_steps=32)
+    try:
+        for step, seconds in enumerate([None, 4.0, 4.0, 4.0, 4.0, 20.0]):
+            assert plan.before_step() is False and plan.steps(1, done=step) == 32  # timing: a nominal epoch
+            assert torch.get_num_threads() == plan.threads == (1 if step < 5 else 2)
+            plan._t -= seconds or 0.0
+            plan.after_step(warm_up=seconds is None)
+        assert plan.before_step() is True  # 20 s > 2 × 4 s: 2 threads dropped after one step
+        assert plan.threads == 1 == torch.get_num_threads()
+        assert plan.message == "1 thread(s) 4.00 s; 2 thread(s) 20.00 s"
+        steps = plan.steps(1, done=6)
+        assert plan.bound and plan.epochs == budget.BUDGET_EPOCHS
+        left = clock.train_seconds - clock.elapsed()
+        assert steps == 6 + int((left - 5 * 2.0) / 4.0 / 6)  # 6 epochs share the time left, less 5 validations
+        assert not plan.too_short_for_another()
+        # a short run (2 epochs of 4 steps) ends before the budget: its epochs stay as they are
+        short = budget.BudgetEpochs(clock, 2.0, most_epochs=2, nominal_steps=4)
+        short.timing, short.seconds = False, {1: [4.0]}
+        assert short.steps(1) == 4 and not short.bound and not short.too_short_for_another()
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

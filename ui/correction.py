@@ -86,6 +86,14 @@ def persist_layer(layer, input_path: str = "", folder: str = "") -> Optional[str
     return target
 
 
+def editable_style(styler, input_path: str):
+    """``styler`` for an output the user will edit: a temporary file is first kept (``persist_layer``)."""
+    def style(layer):
+        persist_layer(layer, input_path)
+        styler(layer)
+    return style
+
+
 def metric_geometry_expression(layer) -> str:
     """``$geometry`` in metres: as is in a projected metric CRS, else transformed to the UTM zone of
     the layer's centre."""

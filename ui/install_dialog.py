@@ -81,8 +81,12 @@ class InstallDialog(QDialog):
         self.table.setHorizontalHeaderLabels(["Package", "Installed", "Needs", "Comes from"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(30 * (len(deps.RUNTIME) + 1))
         layout.addWidget(self.table)
+        self.training = QCheckBox("Training: also install " + ", ".join(r.distribution for r in deps.TRAINING)
+                                  + " (Train segmentation model; about 1 GB, CPU builds unless CUDA GPU is ticked)")
+        self.training.setObjectName("glacierseg_training")
+        self.training.toggled.connect(self.refresh)
+        layout.addWidget(self.training)
         self.gpu = QCheckBox("CUDA GPU: install onnxruntime-gpu instead of onnxruntime (needs an NVIDIA driver, CUDA 12 and cuDNN 9)")
         self.gpu.toggled.connect(self.refresh)
         layout.addWidget(self.gpu)
@@ -117,8 +121,9 @@ class InstallDialog(QDialog):
 
     # ------------------------------------------------------------------ state
     def refresh(self, *_):
-        statuses = deps.check_runtime()
+        statuses = deps.check_runtime(training=self.training.isChecked())
         self.table.setRowCount(len(statuses))
+        self.table.setMinimumHeight(30 * (len(statuses) + 1))
         for row, s in enumerate(statuses):
             source = deps.SOURCES.get(s.requirement.module, {}).get(self.platform, "pip")
             if s.requirement.module == "numpy":
@@ -145,7 +150,9 @@ class InstallDialog(QDialog):
             return "<b>All packages are installed.</b> GlacierSeg's algorithms are ready."
         if plan.pip:
             parts.append(f"<b>Install</b> {html.escape(', '.join(plan.pip))} with QGIS's Python "
-                         f"(<tt>{html.escape(plan.python)}</tt>) into <tt>{html.escape(plan.prefix)}</tt>.")
+                         f"(<tt>{html.escape(plan.python)}</tt>) into <tt>{html.escape(plan.prefix)}</tt>"
+                         + (f", torch's CPU build from {html.escape(', '.join(plan.index_urls))}" if plan.index_urls else "")
+                         + ".")
         if plan.source_builds:
             parts.append(f"{html.escape(', '.join(plan.source_builds))} is built from source against the system's "
                          "GEOS, so that QGIS and shapely use one GEOS library; this needs "
@@ -189,6 +196,7 @@ class InstallDialog(QDialog):
         self.install_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.gpu.setEnabled(False)
+        self.training.setEnabled(False)
         self.process.start(plan.python, plan.arguments())
 
     def reject(self):
@@ -231,7 +239,7 @@ class InstallDialog(QDialog):
             self._done(False)
             return
         deps.activate(self.plan.prefix)
-        still = deps.problems()
+        still = [s for s in deps.check_runtime(training=self.training.isChecked()) if not s.ok]
         stale = deps.loaded_before(self.plan)
         self.progress.setValue(100)
         if stale:
@@ -250,6 +258,7 @@ class InstallDialog(QDialog):
         self.process = None
         self.cancel_button.setEnabled(False)
         self.gpu.setEnabled(True)
+        self.training.setEnabled(True)
         self.refresh()
         self.installFinished.emit(ok)
 

@@ -3,7 +3,7 @@
 Standard dialog: an editable drop-down of installed models, a button to pick any .onnx file, and
 the chosen model's card (with how the input raster's bands are matched to the model's bands).
 Batch and modeler: the editable drop-down alone (a name or a path). ``qgis_process`` and
-``processing.run`` take the same text; ``processing_provider.segment.resolve_model_path`` turns
+``processing.run`` take the same text; ``processing_provider.model_parameters.resolve_model_path`` turns
 it into a file.
 """
 from __future__ import annotations

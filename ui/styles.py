@@ -14,6 +14,7 @@ from qgis.core import (
     QgsRasterShader,
     QgsRendererCategory,
     QgsSingleBandPseudoColorRenderer,
+    QgsSingleSymbolRenderer,
 )
 from qgis.PyQt.QtGui import QColor
 
@@ -183,3 +184,9 @@ def style_on_load(context, layer_id: str, styler: Callable[[QgsMapLayer], None],
         if source_name and source_name not in details.name:
             details.name = f"{details.name} — {source_name}"
         details.setPostProcessor(post)
+
+
+def style_glaciers(layer) -> None:
+    """Light blue glaciers with a thin outline, so the red ice divides above them stay visible."""
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+        {"color": "166,206,227,90", "outline_color": "31,120,180", "outline_width": "0.26"})))

@@ -146,7 +146,7 @@ class BandMappingWidgetWrapper(_LinkedWrapper):
 
     def _contract(self):
         from ..core.contract import read_contract
-        from ..processing_provider.segment import resolve_model_path
+        from ..processing_provider.model_parameters import resolve_model_path
 
         wrapper = getattr(self, "_linked", {}).get("MODEL")
         value = wrapper.parameterValue() if wrapper is not None else None
