@@ -39,10 +39,17 @@ if not (ROOT / ".build" / "pkg" / "glacierseg").exists():
     (ROOT / ".build" / "pkg").mkdir(parents=True, exist_ok=True)
     (ROOT / ".build" / "pkg" / "glacierseg").symlink_to(ROOT, target_is_directory=True)
 
-from glacierseg.core.dem_split import SplitParameters, ice_divides, split_complex  # noqa: E402
 from glacierseg.core.dem import Dem, fill_voids  # noqa: E402
-from glacierseg.core.geo import (WGS84, cells_inside, geodesic_area_m2, grid_around, read_features,  # noqa: E402
-                                 transform_geom, utm_epsg_for)
+from glacierseg.core.dem_split import SplitParameters, split_complex  # noqa: E402
+from glacierseg.core.geo import (  # noqa: E402
+    WGS84,
+    cells_inside,
+    geodesic_area_m2,
+    grid_around,
+    read_features,
+    transform_geom,
+    utm_epsg_for,
+)
 from glacierseg.core.inventory import GRID_BORDER_CELLS, inventory_attributes, topo_cell_size_m  # noqa: E402
 
 DIVIDE_TOLERANCE_M = 60.0

@@ -27,15 +27,32 @@ from ..core.errors import CancelledError, DeviceError, InputError
 from ..core.io import atomic_output, atomic_outputs, geotiff_profile
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
 from ..core.runtime import DEVICES
-from .datasets import (IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, raster_shape, training_tile_px,
-                       window_origins)
+from .budget import BudgetEpochs, Clock, thread_candidates
+from .datasets import (
+    IGNORE,
+    TRAIN,
+    VALIDATION,
+    ClassSpec,
+    Scene,
+    load_raster_scene,
+    raster_shape,
+    training_tile_px,
+    window_origins,
+)
 from .export import export_onnx
 from .losses import build_loss, compute_loss
-from .budget import BudgetEpochs, Clock, thread_candidates
 from .registry import build_model, head_logits
 from .training_report import write_html_report, write_json_report
-from .validation import (cell_count, cell_scores, class_infos, predict_region, scores, tune_thresholds, validation_pixels,
-                         validation_score)
+from .validation import (
+    cell_count,
+    cell_scores,
+    class_infos,
+    predict_region,
+    scores,
+    tune_thresholds,
+    validation_pixels,
+    validation_score,
+)
 
 CHECKPOINT_FORMAT = "glacierseg-train-1"
 RANGE_SAMPLE = 200_000  # training pixels per raster the input range is measured on

@@ -2,7 +2,6 @@
 Grad-CAM from a training checkpoint, run outside QGIS)."""
 from __future__ import annotations
 
-
 from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,

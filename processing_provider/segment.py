@@ -42,7 +42,7 @@ TTA_LABELS = ["None", "Flips (4 transforms)", "All 8 dihedral transforms (rotati
 
 
 def qgis_threads() -> int:
-    """onnxruntime's intra-op threads in QGIS: the threads QGIS may use (Settings › Options ›
+    """Intra-op threads for onnxruntime in QGIS: the threads QGIS may use (Settings › Options ›
     Rendering › Max cores, ``QgsApplication.maxThreads``; -1 = all), at most the usable cores."""
     from qgis.core import QgsApplication
 

@@ -22,7 +22,8 @@ from ..core.parameters import ROUTINGS, SplitParameters
 from ..ui.correction import editable_style
 from ..ui.styles import style_glaciers, style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
-from .dem_parameters import HELP as DEM_HELP, FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
+from .dem_parameters import FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
+from .dem_parameters import HELP as DEM_HELP
 from .layer_inputs import input_file
 
 _D = SplitParameters()

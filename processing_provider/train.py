@@ -32,8 +32,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.contract import TASKS
 from ..core.child import run_models_cli
+from ..core.contract import TASKS
 from ..core.errors import CancelledError
 from ..core.network_names import LOSSES, NETWORKS
 from ..core.runtime import DEVICES
