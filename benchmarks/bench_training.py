@@ -41,12 +41,15 @@ class Log:
         self.name, self.t0 = name, time.monotonic()
 
     def set_progress(self, percent: float) -> None:
+        """Ignore progress: the benchmark prints messages only."""
         pass
 
     def is_canceled(self) -> bool:
+        """Never cancelled: the benchmark runs to the end."""
         return False
 
     def push_info(self, message: str) -> None:
+        """Print a message with the run's name and the seconds since it started."""
         print(f"  [{self.name} {time.monotonic() - self.t0:7.1f} s] {message}", flush=True)
 
 

@@ -1,7 +1,7 @@
-"""Command line of the torch side (no QGIS needed): training on a GPU server,
+r"""Command line of the torch side (no QGIS needed): training on a GPU server,
 
-    python -m glacierseg.models.cli train --raster scene.tif --label-raster truth.tif \\
-        --classes "glacier=1,2" --inputs "S2:B03,S2:B08,S2:B11,NDSI(S2:B03,S2:B11)" \\
+    python -m glacierseg.models.cli train --raster scene.tif --label-raster truth.tif \
+        --classes "glacier=1,2" --inputs "S2:B03,S2:B08,S2:B11,NDSI(S2:B03,S2:B11)" \
         --network unet --epochs 50 --device cuda --out model.onnx --report report.json
 
 Labels come from ``--label-raster`` or ``--label-vector`` (with ``--class-field``, or without
@@ -37,21 +37,26 @@ class PrintProgress:
         self._cancelled = False
 
     def set_progress(self, percent: float) -> None:
+        """Print the percent done on stderr, in steps of at least 1 %."""
         if percent - self._last >= 1.0 or percent >= 100.0 > self._last:
             self._last = percent
             print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
 
     def cancel(self, signum=None, frame=None) -> None:
+        """Ask training to stop after the current batch (the SIGTERM handler)."""
         self._cancelled = True
 
     def is_canceled(self) -> bool:
+        """Whether cancelling was asked for."""
         return self._cancelled
 
     def push_info(self, message: str) -> None:
+        """Print a message on stderr."""
         print(message, file=sys.stderr, flush=True)
 
 
 def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``train`` and ``explain`` commands."""
     p = argparse.ArgumentParser(prog="python -m glacierseg.models.cli", description="GlacierSeg training.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a network and export a GlacierSeg ONNX model")
@@ -116,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def explain_command(args: argparse.Namespace) -> dict:
+    """Run Grad-CAM on a checkpoint (``explain``) and return its JSON summary."""
     from ..core.explain import result_summary
     from .explain import explain_checkpoint
 
@@ -134,6 +140,7 @@ def explain_command(args: argparse.Namespace) -> dict:
 
 
 def train_command(args: argparse.Namespace, progress, started: float) -> dict:
+    """Train a network from the command's data source and return the JSON summary of the run."""
     try:
         import torch
     except ImportError:
@@ -197,6 +204,7 @@ def _terminate(signum, frame):  # SIGTERM (Cancel in QGIS): unwind so that parti
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command; print its JSON summary on stdout and return the exit status (2 on error)."""
     started = time.monotonic()
     args = parser().parse_args(argv)
     progress = PrintProgress()

@@ -103,6 +103,7 @@ class Scene:
 
     @property
     def shape(self) -> Tuple[int, int]:
+        """(rows, columns) of the scene."""
         return self.targets.shape
 
 
@@ -125,6 +126,7 @@ def _band_names(src, band_names: Optional[Sequence[str]], path: str) -> List[str
 
 
 def pixel_size_m(src, path: str) -> float:
+    """Pixel size in metres of a projected raster with square pixels; InputError otherwise."""
     if src.crs is None or src.crs.is_geographic:
         raise InputError(
             f"{os.path.basename(path)} is not in a projected CRS with metres; reproject it "
@@ -249,6 +251,7 @@ def training_tile_px(shapes: Sequence[Tuple[int, int]], val_fraction: float = 0.
 
 
 def raster_shape(path: str) -> Tuple[int, int]:
+    """(rows, columns) of a raster file."""
     import rasterio
 
     with rasterio.open(path) as src:

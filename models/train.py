@@ -92,17 +92,20 @@ class TrainConfig:
     name: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
+        """The configuration as a JSON-ready dict (classes as [name, label values, colour])."""
         d = asdict(self)
         d["classes"] = [[c.name, list(c.label_values), c.color] for c in self.classes]
         return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        """A configuration from a dict made by ``to_dict``."""
         d = dict(d)
         d["classes"] = [ClassSpec(n, tuple(v), c) for n, v, c in d["classes"]]
         return cls(**d)
 
     def validate(self) -> None:
+        """Raise InputError naming the first setting out of range."""
         if self.task not in TASKS:
             raise InputError(f"Task {self.task!r} is not one of {', '.join(TASKS)}.")
         if self.epochs < 1 or self.batch_size < 1 or self.tiles_per_epoch < 1:
@@ -126,6 +129,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """What a training run wrote (model, reports, checkpoint) and measured (history, scores, thresholds)."""
+
     model: str
     report: Optional[str]
     checkpoint: Optional[str]
@@ -145,6 +150,7 @@ class TrainResult:
 
 # ------------------------------------------------------------------ devices
 def resolve_device(device: str):
+    """The torch device for 'auto', 'cpu' or 'cuda'; DeviceError when CUDA is asked for but absent."""
     import torch
 
     device = (device or "auto").lower()
@@ -226,6 +232,7 @@ class TileSampler:
         self.tile = tile
 
     def sample(self, rng: np.random.Generator, n: int, xs: Sequence[np.ndarray], scenes: Sequence[Scene]):
+        """Random training tiles, n of them (N, C, t, t), and their targets (N, t, t); scenes drawn by tile count."""
         idx = rng.choice(len(self.counts), size=n, p=self.counts / self.counts.sum())
         t = self.tile
         x = np.empty((n, xs[0].shape[0], t, t), np.float32)
@@ -284,7 +291,7 @@ def receptive_field(model, in_channels: int, size: int) -> int:
 
 
 def build_network(config: TrainConfig, in_channels: int):
-
+    """The configured network; InputError when its name or options are wrong."""
     try:
         return build_model(config.network, in_channels, config.out_channels, **config.network_kwargs)
     except (KeyError, TypeError, ValueError) as exc:
@@ -292,7 +299,7 @@ def build_network(config: TrainConfig, in_channels: int):
 
 
 def build_criterion(config: TrainConfig):
-
+    """The configured loss; InputError when its name or options are wrong."""
     try:
         return build_loss(config.loss, **config.loss_kwargs)
     except (KeyError, TypeError, ValueError) as exc:
@@ -418,6 +425,7 @@ class TrainingRun:
 
     @property
     def names(self) -> List[str]:
+        """Names of the model inputs."""
         return list(self.config.inputs)
 
     def validate(self):

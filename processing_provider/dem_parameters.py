@@ -33,9 +33,11 @@ def add_dem_void_parameters(alg, with_fill: bool) -> None:
 
 
 def plausible_elevation(alg, parameters, context) -> Tuple[float, float]:
+    """The plausible elevation range (lowest, highest) in metres set in the dialog."""
     return (alg.parameterAsDouble(parameters, PLAUSIBLE_MIN, context),
             alg.parameterAsDouble(parameters, PLAUSIBLE_MAX, context))
 
 
 def max_void_fraction(alg, parameters, context) -> float:
+    """The largest void share filled, as a fraction (the dialog asks for percent)."""
     return alg.parameterAsDouble(parameters, MAX_VOID, context) / 100.0

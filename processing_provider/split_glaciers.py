@@ -30,6 +30,7 @@ _D = SplitParameters()
 
 
 def style_divides(layer) -> None:
+    """Draw ice divides as thin red lines."""
     layer.setRenderer(QgsSingleSymbolRenderer(QgsLineSymbol.createSimple({"line_color": "227,26,28", "line_width": "0.6"})))
 
 

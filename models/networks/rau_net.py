@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import List, Sequence, Union
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 from torch import nn
 
 from .blocks import AttentionGate, apply_activation, default_activation
