@@ -77,7 +77,8 @@ def main() -> None:
     print(f"# static int8 calibrated on the training scene (512², seed 0); "
           f"measured on the generated {args.size}² scene (seed 1) against its glacier truth; "
           f"{usable_cores()} usable CPU cores; batch 8; 256-px tiles")
-    print("network               method        device  fp32_s  variant_s  speed-up  IoU_fp32  IoU_variant  IoU_change  F1_change")
+    print("network               method        device  fp32_s  variant_s  speed-up  IoU_fp32  IoU_variant  IoU_change  "
+          "F1_change")
     variants = {}
     for network in args.networks.split(","):
         model = trained_model(network, train_scene, args.workdir, args.epochs, args.tiles)

@@ -178,9 +178,11 @@ def compare_attributes(outlines: str, dem: str, keys, tmp: str) -> None:
     ours_aspect = np.array([o["aspect_deg"] for o in ours], float)
     d_cell = angle_diff(cell_mean, aspect_ref)
     print(f"  aspect as circular mean of cell aspects: median |diff| to the inventory {np.median(d_cell):.2f} "
-          f"(max {d_cell.max():.2f}); to RGI 7's mean-gradient aspect: median {np.median(angle_diff(cell_mean, ours_aspect)):.2f}"
+          f"(max {d_cell.max():.2f}); to RGI 7's mean-gradient aspect: median "
+          f"{np.median(angle_diff(cell_mean, ours_aspect)):.2f}"
           f" (max {angle_diff(cell_mean, ours_aspect).max():.2f}); glaciers over 10 deg from the inventory: "
-          f"mean-gradient {int((angle_diff(ours_aspect, aspect_ref) > 10).sum())}, cell mean {int((d_cell > 10).sum())}")
+          f"mean-gradient {int((angle_diff(ours_aspect, aspect_ref) > 10).sum())}, cell mean "
+          f"{int((d_cell > 10).sum())}")
 
 
 def main() -> None:

@@ -90,7 +90,8 @@ def main() -> None:
     scene = make_scene(os.path.join(out, "scene"), size=args.size)
     print(f"scene {args.size}² px at {scene.pixel_size:g} m; {os.cpu_count()} CPU(s); outputs in {out}")
     rows = [run(name, scene, out, RUNS[name]) for name in args.runs]
-    print("\n| run | wall | epochs (exported) | stopped | glacier IoU | F1 | IoU per cell | threshold | tiles/s | load average |")
+    print("\n| run | wall | epochs (exported) | stopped | glacier IoU | F1 | IoU per cell | threshold | tiles/s | load "
+          "average |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if r.get("error"):

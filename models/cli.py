@@ -67,8 +67,10 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--class-field", help="field of --label-vector holding the class")
     data.add_argument("--validation-vector", help="validation area polygons (else a fishnet split)")
     data.add_argument("--cell-size", type=int, default=0,
-                      help="fishnet cell size in pixels (default 0: sized from the raster so validation gets about 8 cells)")
-    data.add_argument("--val-fraction", type=float, default=0.2, help="fraction of fishnet cells or patches for validation")
+                      help="fishnet cell size in pixels (default 0: sized from the raster so validation gets about 8 "
+                           "cells)")
+    data.add_argument("--val-fraction", type=float, default=0.2, help="fraction of fishnet cells or patches for "
+                                                                      "validation")
     data.add_argument("--band-names", help="band names in raster order, comma-separated (default: band descriptions)")
     data.add_argument("--landslide4sense", metavar="DIR", help="folder of Landslide4Sense .h5 patches")
     data.add_argument("--pairs", metavar="DIR", help="folder with images/ and masks/ (GeoTIFF or PNG, paired by name)")
@@ -80,12 +82,15 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", default="ce_dice")
     t.add_argument("--loss-options", default="{}", help="JSON keyword arguments of the loss")
     t.add_argument("--epochs", type=int, default=20, help="epochs (the most epochs with --minutes)")
-    t.add_argument("--minutes", type=float, default=0.0, help="time budget of the run; the schedule is fitted to it (0: off)")
-    t.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation IoU (0: never)")
+    t.add_argument("--minutes", type=float, default=0.0, help="time budget of the run; the schedule is fitted to it "
+                                                              "(0: off)")
+    t.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation "
+                                                           "IoU (0: never)")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--tile-size", type=int, default=0,
-                   help="training and inference tile size in px, a multiple of 32 (default 0: fitted to the rasters; 256 for patches)")
+                   help="training and inference tile size in px, a multiple of 32 (default 0: fitted to the rasters; "
+                        "256 for patches)")
     t.add_argument("--tiles-per-epoch", type=int, default=256)
     t.add_argument("--no-augment", action="store_true", help="no rotations/flips")
     t.add_argument("--cutmix", type=float, default=0.0, help="CutMix probability per tile")

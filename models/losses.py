@@ -31,7 +31,8 @@ IGNORE_INDEX = 255
 def _checked_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(target with ignored pixels set to 0, valid mask (N, H, W) bool)."""
     if logits.dim() != 4 or target.shape != (logits.shape[0],) + tuple(logits.shape[2:]):
-        raise ValueError(f"expected logits (N, C, H, W) and target (N, H, W), got {tuple(logits.shape)} and {tuple(target.shape)}")
+        raise ValueError(f"expected logits (N, C, H, W) and target (N, H, W), got {tuple(logits.shape)} and "
+                         f"{tuple(target.shape)}")
     valid = target != ignore_index
     target = torch.where(valid, target, torch.zeros_like(target)).long()
     n_classes = max(logits.shape[1], 2)

@@ -113,7 +113,8 @@ class TrainConfig:
         if self.minutes < 0 or self.patience < 0:
             raise InputError("The time budget (minutes) and the patience (epochs) must be 0 (off) or positive.")
         if self.tile_size < 32 or self.tile_size % 32:
-            raise InputError(f"Tile size {self.tile_size} must be a multiple of 32 (the networks downsample by up to 32).")
+            raise InputError(f"Tile size {self.tile_size} must be a multiple of 32 (the networks downsample by up to "
+                             f"32).")
         if not self.learning_rate > 0:
             raise InputError("The learning rate must be positive, e.g. 0.001.")
         if not 0 <= self.cutmix <= 1:
@@ -227,7 +228,8 @@ class TileSampler:
         if self.counts.sum() == 0:
             raise InputError(
                 f"No {tile}×{tile} px tile fits wholly inside the labelled training area (at least "
-                f"{min_labelled:.0%} labelled). Use a smaller tile size, larger fishnet cells, or a smaller validation area."
+                f"{min_labelled:.0%} labelled). Use a smaller tile size, larger fishnet cells, or a smaller validation "
+                f"area."
             )
         self.tile = tile
 
@@ -327,7 +329,8 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (not a PyTorch file "
                          "written by glacierseg:train).") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (format {CHECKPOINT_FORMAT}).")
+        raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (format "
+                         f"{CHECKPOINT_FORMAT}).")
     return ckpt
 
 
@@ -340,7 +343,8 @@ def finetune_checkpoint(source: str) -> str:
     if not source.lower().endswith(".onnx"):
         return source
     if not os.path.isfile(source):
-        raise InputError(f"Model {source!r} not found; give an existing .onnx file, an installed model or a .pt checkpoint.")
+        raise InputError(f"Model {source!r} not found; give an existing .onnx file, an installed model or a .pt "
+                         f"checkpoint.")
     sibling = os.path.splitext(source)[0] + ".pt"
     if not os.path.isfile(sibling):
         raise InputError(
@@ -355,7 +359,8 @@ def finetune_checkpoint(source: str) -> str:
         raise InputError(
             f"{os.path.basename(sibling)} beside {os.path.basename(source)} does not belong to it: the checkpoint has "
             f"inputs {', '.join(stored.inputs)} and classes {', '.join(c.name for c in stored.classes)}, the model "
-            f"{', '.join(b.name for b in contract.bands)} and {', '.join(classes)}. Put the model's own checkpoint there.")
+            f"{', '.join(b.name for b in contract.bands)} and {', '.join(classes)}. Put the model's own checkpoint "
+            f"there.")
     return sibling
 
 
@@ -493,11 +498,13 @@ def _checked_scenes(scenes: Sequence[Scene], config: TrainConfig) -> TrainConfig
     resolution = scenes[0].pixel_size
     odd = [s.name for s in scenes if abs(s.pixel_size - resolution) > 0.01 * resolution]
     if odd:
-        raise InputError(f"Rasters {odd} differ in pixel size from {scenes[0].name} ({resolution:g} m); resample them to one resolution.")
+        raise InputError(f"Rasters {odd} differ in pixel size from {scenes[0].name} ({resolution:g} m); resample them "
+                         f"to one resolution.")
     config = replace(config, inputs=list(config.inputs) or list(scenes[0].bands))
     unknown = [n for n in config.inputs if InputSpec(n).feature and InputSpec(n).feature[0] not in features.FEATURES]
     if unknown:
-        raise InputError(f"Unknown derived feature in {', '.join(unknown)}; known features: {', '.join(sorted(features.FEATURES))}.")
+        raise InputError(f"Unknown derived feature in {', '.join(unknown)}; known features: "
+                         f"{', '.join(sorted(features.FEATURES))}.")
     if not any((s.split == VALIDATION).any() and (s.targets[s.split == VALIDATION] != IGNORE).any() for s in scenes):
         raise InputError("The validation part holds no labelled pixels; move the validation area over labelled ground.")
     return config
@@ -511,7 +518,8 @@ def _starting_point(run: TrainingRun) -> None:
         stored = TrainConfig.from_dict(run.state["config"])
         for key in ("network", "network_kwargs", "inputs", "classes", "tile_size", "loss", "loss_kwargs"):
             if getattr(stored, key) != getattr(config, key):
-                raise InputError(f"Checkpoint {os.path.basename(options.checkpoint)} was trained with a different {key} "
+                raise InputError(f"Checkpoint {os.path.basename(options.checkpoint)} was trained with a different "
+                                 f"{key} "
                                  f"({getattr(stored, key)!r}); start a new checkpoint or restore the settings.")
     elif options.finetune:
         run.base = load_checkpoint(finetune_checkpoint(options.finetune))
@@ -633,7 +641,8 @@ def _start_budget(run: TrainingRun) -> None:
     run.clock.reserve(time.monotonic() - t0, bool(run.options.validation_dir))
     run.plan = BudgetEpochs(run.clock, time.monotonic() - t0, config.epochs - run.start + 1,
                             _nominal_steps(config), config.threads)
-    run.progress.push_info(f"Time budget {config.minutes:g} min: training until {run.clock.train_seconds / 60:.1f} min, "
+    run.progress.push_info(f"Time budget {config.minutes:g} min: training until {run.clock.train_seconds / 60:.1f} "
+                           f"min, "
                            f"keeping {run.clock.kept_seconds:.0f} s for validation and export; validation IoU before "
                            f"training {run.initial:.3f}.")
 
@@ -875,7 +884,8 @@ def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: 
     what = (f"Class(es) without labelled pixels: {'; '.join(empty)}. The model cannot learn or be scored on "
             "such a class (its validation IoU would be 0).")
     if finetuning:
-        progress.push_info(f"WARNING: {what} Fine-tuning goes on; the class keeps what the base model learnt, unchecked.")
+        progress.push_info(f"WARNING: {what} Fine-tuning goes on; the class keeps what the base model learnt, "
+                           f"unchecked.")
         return result
     raise InputError(f"{what} Label that class in both the training and the validation area (check the class "
                      "values and the label field), or remove it from the class list.")

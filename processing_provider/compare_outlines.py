@@ -61,9 +61,11 @@ class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.DATE_1, "First date (empty: from the date field)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(self.INPUT_2, "Outlines at the second (later) date", polygons))
         self.addParameter(QgsProcessingParameterString(self.DATE_2, "Second date (empty: from the date field)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.ID_FIELD, "ID field (empty: RGI/GLIMS ID field when present)", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.ID_FIELD, "ID field (empty: RGI/GLIMS ID field when "
+                                                                      "present)", optional=True))
         self.addParameter(QgsProcessingParameterString(self.CLASS_FIELD, "Class field (empty: all outlines one class)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes to compare (comma-separated; empty: all)", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes to compare (comma-separated; empty: "
+                                                                     "all)", optional=True))
         advanced = [
             QgsProcessingParameterField(self.DATE_FIELD_1, "Date field of the first layer", parentLayerParameterName=self.INPUT_1, optional=True),
             QgsProcessingParameterField(self.DATE_FIELD_2, "Date field of the second layer", parentLayerParameterName=self.INPUT_2, optional=True),
@@ -77,8 +79,10 @@ class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT_OBJECTS, "Objects with area change", QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT_CHANGES, "Gained and lost areas", QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_SUMMARY, "Summary per class", "CSV files (*.csv)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Change report", "HTML files (*.html)"))
-        for key, label in (("AREA_1_KM2", "Total area at the first date (km²)"), ("AREA_2_KM2", "Total area at the second date (km²)"),
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Change report", "HTML files "
+                                                                                                     "(*.html)"))
+        for key, label in (("AREA_1_KM2", "Total area at the first date (km²)"), ("AREA_2_KM2", "Total area at the "
+                                                                                                "second date (km²)"),
                            ("CHANGE_KM2", "Total area change (km²)"), ("OBJECTS", "Objects compared")):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
@@ -106,10 +110,12 @@ class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
             min_overlap=self.parameterAsDouble(parameters, self.MIN_OVERLAP, context) / 100.0,
             progress=progress,
         )
-        feedback.pushInfo(f"Areas in EPSG:{result.crs_epsg}; ID fields {result.id_fields}, date fields {result.date_fields}.")
+        feedback.pushInfo(f"Areas in EPSG:{result.crs_epsg}; ID fields {result.id_fields}, date fields "
+                          f"{result.date_fields}.")
         for s in result.summary.values():
             feedback.pushInfo(
-                f"{s['class']}: {s['objects']} objects ({', '.join(f'{t} {s[t]}' for t in ('same', 'split', 'merged', 'split_merged', 'new', 'vanished'))}); "
+                f"{s['class']}: {s['objects']} objects "
+                f"({', '.join(f'{t} {s[t]}' for t in ('same', 'split', 'merged', 'split_merged', 'new', 'vanished'))}); "
                 f"{s['area_1_km2']:.3f} → {s['area_2_km2']:.3f} km² ({s['change_km2']:+.3f} km²)")
         style_on_load(context, changes, lambda lyr: lyr.setRenderer(class_vector_renderer("change_value", CHANGE_CLASSES)))
         totals = list(result.summary.values())

@@ -66,8 +66,10 @@ class ExplainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "Training checkpoint (.pt): gradient saliency and Grad-CAM instead of occlusion",
             extension="pt", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.TARGET_CLASS, "Grad-CAM class (empty: the first foreground class)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.BAND_MAPPING, "Band mapping (raster band numbers in model order)", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.TARGET_CLASS, "Grad-CAM class (empty: the first foreground "
+                                                                          "class)", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.BAND_MAPPING, "Band mapping (raster band numbers in model "
+                                                                          "order)", optional=True))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.MASK, "Mask layer (explain inside its polygons only)", [QgsProcessing.TypeVectorPolygon], optional=True))
@@ -82,9 +84,11 @@ class ExplainAlgorithm(GlacierSegAlgorithm):
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
-        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Per-class importance rasters (folder)"))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Per-class importance rasters "
+                                                                                      "(folder)"))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_TABLE, "Importance table", "CSV files (*.csv)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Importance report", "HTML files (*.html)"))
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Importance report", "HTML files "
+                                                                                                         "(*.html)"))
         self.addOutput(QgsProcessingOutputString("METHOD", "Method (occlusion or saliency)"))
         self.addOutput(QgsProcessingOutputString("MOST_IMPORTANT", "Most important channel per class (JSON)"))
         self.addOutput(QgsProcessingOutputNumber("TILES_RUN", "Tiles run"))

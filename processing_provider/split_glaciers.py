@@ -129,7 +129,8 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             QgsProcessingParameterNumber(self.SLIVER_AREA2, "Elongated sliver area (km²)", dbl, _D.sliver_area2_km2, minValue=0.0),
             QgsProcessingParameterNumber(self.SLIVER_COMPACTNESS, "Elongated sliver compactness", dbl, _D.sliver_compactness, minValue=0.0),
             QgsProcessingParameterNumber(self.INTERIOR_AREA, "Interior piece area (km²)", dbl, _D.interior_area_km2, minValue=0.0),
-            QgsProcessingParameterNumber(self.INTERIOR_SHARE, "Interior piece: largest share of perimeter on the outline (%)",
+            QgsProcessingParameterNumber(self.INTERIOR_SHARE, "Interior piece: largest share of perimeter on the "
+                                                              "outline (%)",
                                          dbl, 100 * _D.interior_rim_share, minValue=0.0, maxValue=100.0),
             QgsProcessingParameterNumber(self.EDGE_STRIP_SHARE, "Edge strip: smallest share of perimeter along one "
                                          "neighbour (%)", dbl, 100 * _D.edge_strip_neighbour_share, minValue=0.0,

@@ -59,16 +59,20 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "Trains a segmentation network on one or more rasters with labels and exports it as a GlacierSeg "
         "ONNX model (its contract holds the bands and their scaling, resolution, classes and colours, tile "
         "size, receptive field and the tuned thresholds), ready for <i>Segment raster with model</i>.<br><br>"
-        "<b>Labels</b>: polygons with a class field (e.g. corrected outlines), polygons without one (all of them the one class, as RGI outlines come) or a class raster; labels in another CRS are reprojected. Pixels outside "
+        "<b>Labels</b>: polygons with a class field (e.g. corrected outlines), polygons without one (all of them the "
+        "one class, as RGI outlines come) or a class raster; labels in another CRS are reprojected. Pixels outside "
         "the polygons are background; nodata of the class raster or of the image is not scored.<br>"
         "<b>Classes</b>: <i>name=label values [#colour]</i> separated by ';', e.g. <i>glacier=1,2</i> "
-        "(one class: sigmoid output) or <i>clean_ice=1; debris_ice=2 #8d6e63</i> (several: softmax with background).<br>"
+        "(one class: sigmoid output) or <i>clean_ice=1; debris_ice=2 #8d6e63</i> (several: softmax with "
+        "background).<br>"
         "<b>Model inputs</b>: raster bands and derived features, e.g. <i>S2:B03, S2:B11, NDSI(S2:B03,S2:B11), "
-        "SLOPE(DEM)</i>; empty = every band. Bands are named by the raster's band descriptions or by <i>Band names</i>. "
+        "SLOPE(DEM)</i>; empty = every band. Bands are named by the raster's band descriptions or by <i>Band "
+        "names</i>. "
         "Features (NDSI, NDWI, NDVI, NDMI, NBR, GRAY, GAUSS, MEDIAN, SOBEL, SOBELX, SOBELY, SLOPE, ASPECT, "
         "NORTHNESS, EASTNESS) are computed by GlacierSeg in training and inference alike.<br>"
         "<b>Validation</b>: pixels inside the <i>Validation area</i> polygons; without it, whole cells of a "
-        "fishnet (cell size in pixels, 0 = sized from the raster for about 8 validation cells; fraction of cells). Training tiles lie wholly outside the validation "
+        "fishnet (cell size in pixels, 0 = sized from the raster for about 8 validation cells; fraction of cells). "
+        "Training tiles lie wholly outside the validation "
         "pixels, so the split is spatially disjoint.<br>"
         "<b>Network / loss</b>: chosen from the lists (default unet_efficientnet_b0, fast on a CPU; in scripts by "
         "name, e.g. <i>unet</i>, <i>ce_dice</i>; see docs/networks.md). <i>Network "
@@ -86,7 +90,8 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "the thresholds and why, and the final scores with their spread over validation cells; the JSON report "
         "(with a CSV beside it) holds the same per epoch.<br>"
         "<b>Time budget</b>: minutes for the whole run (0 = train the given epochs); the learning-rate schedule "
-        "is fitted to it, and the epochs are sized from it (steps timed on the first batches). <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
+        "is fitted to it, and the epochs are sized from it (steps timed on the first batches). <b>Patience</b>: stop "
+        "after that many epochs without a better validation IoU.<br>"
         "Training runs in a separate Python process (torch never loads into QGIS): QGIS's own Python, with "
         "QGIS's import path and GlacierSeg's package folder, so it finds torch where Plugins › GlacierSeg › "
         "Install dependencies… with <i>Training</i> ticked puts it (or in QGIS's Python itself). "
@@ -115,8 +120,10 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(class_field)
         self.addParameter(QgsProcessingParameterRasterLayer(self.LABEL_RASTER, "Label raster (class values)", optional=True))
         self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"))
-        self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = all bands)", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet split)", polygons, optional=True))
+        self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = "
+                                                                          "all bands)", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet "
+                                                                                    "split)", polygons, optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.NETWORK, "Network", list(NETWORKS),
                                                      defaultValue="unet_efficientnet_b0", usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterEnum(self.LOSS, "Loss", list(LOSSES), defaultValue="ce_dice",
@@ -130,7 +137,8 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(number(self.CUTMIX, "CutMix probability (labelled regions)", number.Double, 0.0, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            self.FINETUNE, "Fine-tune from a checkpoint (.pt), a model (.onnx with its .pt beside it) or an installed model's name",
+            self.FINETUNE, "Fine-tune from a checkpoint (.pt), a model (.onnx with its .pt beside it) or an installed "
+                           "model's name",
             fileFilter="GlacierSeg checkpoints and models (*.pt *.onnx *.PT *.ONNX)", optional=True))
         advanced = [
             QgsProcessingParameterString(self.BAND_NAMES, "Band names in raster order (when descriptions lack them)", optional=True),

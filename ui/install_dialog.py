@@ -87,7 +87,8 @@ class InstallDialog(QDialog):
         self.training.setObjectName("glacierseg_training")
         self.training.toggled.connect(self.refresh)
         layout.addWidget(self.training)
-        self.gpu = QCheckBox("CUDA GPU: install onnxruntime-gpu instead of onnxruntime (needs an NVIDIA driver, CUDA 12 and cuDNN 9)")
+        self.gpu = QCheckBox("CUDA GPU: install onnxruntime-gpu instead of onnxruntime (needs an NVIDIA driver, CUDA "
+                             "12 and cuDNN 9)")
         self.gpu.toggled.connect(self.refresh)
         layout.addWidget(self.gpu)
         self.plan_label = QLabel()
