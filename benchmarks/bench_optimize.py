@@ -46,7 +46,10 @@ def trained_model(network: str, scene, workdir: str, epochs: int, tiles: int) ->
                          name=network)
     t0 = time.perf_counter()
     train_rasters([scene.image], config, path, labels_raster=scene.glacier_truth, cell_px=256, val_fraction=0.25)
-    print(f"# trained {network}: {epochs} epochs × {tiles} tiles of 256 px in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"# trained {network}: {epochs} epochs × {tiles} tiles of 256 px in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     return path
 
 

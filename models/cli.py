@@ -172,11 +172,25 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
     else:
         raise GlacierSegError("Give --classes, e.g. --classes 'glacier=1,2'.")
     config = TrainConfig(
-        classes=classes, inputs=datasets.split_inputs(args.inputs), network=args.network,
-        network_kwargs=json.loads(args.network_options), loss=args.loss, loss_kwargs=json.loads(args.loss_options),
-        epochs=args.epochs, minutes=args.minutes, patience=args.patience, batch_size=args.batch_size, learning_rate=args.lr, tile_size=args.tile_size,
-        tiles_per_epoch=args.tiles_per_epoch, augment=not args.no_augment, cutmix=args.cutmix,
-        device=args.device, threads=args.threads or 0, seed=args.seed, task="landslide" if args.landslide4sense and args.task == "glacier" else args.task,
+        classes=classes,
+        inputs=datasets.split_inputs(args.inputs),
+        network=args.network,
+        network_kwargs=json.loads(args.network_options),
+        loss=args.loss,
+        loss_kwargs=json.loads(args.loss_options),
+        epochs=args.epochs,
+        minutes=args.minutes,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        tile_size=args.tile_size,
+        tiles_per_epoch=args.tiles_per_epoch,
+        augment=not args.no_augment,
+        cutmix=args.cutmix,
+        device=args.device,
+        threads=args.threads or 0,
+        seed=args.seed,
+        task="landslide" if args.landslide4sense and args.task == "glacier" else args.task,
     )
     outputs = dict(report_out=args.report, html_out=args.report_html, checkpoint=args.checkpoint, resume=args.resume,
                    finetune=args.finetune, validation_dir=args.validation_dir, progress=progress, started=started)
@@ -194,7 +208,9 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
         else:
             if not band_names:
                 raise GlacierSegError("--pairs needs --band-names (the image bands in order).")
-            scenes = datasets.image_mask_scenes(args.pairs, classes, band_names, args.pixel_size, args.val_fraction, args.seed)
+            scenes = datasets.image_mask_scenes(
+                args.pairs, classes, band_names, args.pixel_size, args.val_fraction, args.seed
+            )
         result = train(scenes, config, args.out, **outputs)
     return {"model": result.model, "report": result.report, "report_html": result.html_report,
             "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped": result.stopped,

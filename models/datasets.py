@@ -406,7 +406,9 @@ def landslide4sense_scenes(folder: str, classes: Optional[Sequence[ClassSpec]] =
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png")
 
 
-def iter_image_mask_pairs(folder: str, image_dir: str = "images", mask_dir: str = "masks") -> Iterator[Tuple[str, np.ndarray, np.ndarray, float]]:
+def iter_image_mask_pairs(
+    folder: str, image_dir: str = "images", mask_dir: str = "masks"
+) -> Iterator[Tuple[str, np.ndarray, np.ndarray, float]]:
     """(name, image (B, H, W), mask (H, W), pixel size or NaN) of ``folder/images/X`` and
     ``folder/masks/X`` pairs (GeoTIFF or PNG, paired by file stem)."""
     import rasterio

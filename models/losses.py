@@ -55,7 +55,9 @@ def probabilities_and_onehot(logits: torch.Tensor, target: torch.Tensor, ignore_
     return probs * mask, onehot * mask, mask
 
 
-def _pixel_nll(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _pixel_nll(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pixel (−log p_t, p_t, valid) for the true class."""
     target, valid = _checked_target(logits, target, ignore_index)
     if logits.shape[1] == 1:
@@ -124,7 +126,9 @@ def iou_loss(smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> ModeLoss:
     return ModeLoss(smp_losses.JaccardLoss, ignore_index, smooth=smooth)
 
 
-def tversky_loss(alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> ModeLoss:
+def tversky_loss(
+    alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX
+) -> ModeLoss:
     """Tversky loss 1 − (TP + s)/(TP + α·FP + β·FN + s), α = 0.3, β = 0.7 (Salehi et al. 2017), ``smp.losses.TverskyLoss``."""
     return ModeLoss(smp_losses.TverskyLoss, ignore_index, smooth=smooth, alpha=alpha, beta=beta)
 

@@ -297,7 +297,9 @@ def build_network(config: TrainConfig, in_channels: int):
     try:
         return build_model(config.network, in_channels, config.out_channels, **config.network_kwargs)
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"Cannot build network {config.network!r} with options {config.network_kwargs}: {exc}") from None
+        raise InputError(
+            f"Cannot build network {config.network!r} with options {config.network_kwargs}: {exc}"
+        ) from None
 
 
 def build_criterion(config: TrainConfig):
@@ -584,7 +586,11 @@ def _restore(run: TrainingRun) -> None:
         run.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         run.history = list(state["history"])
-        run.best = {"epoch": int(state["best_epoch"]), "score": float(state["best_score"]), "weights": state["best_model"]}
+        run.best = {
+            "epoch": int(state["best_epoch"]),
+            "score": float(state["best_score"]),
+            "weights": state["best_model"],
+        }
         run.start = int(state["epoch"]) + 1
         run.progress.push_info(f"Resuming from {os.path.basename(run.options.checkpoint)} after epoch {run.start - 1}.")
     elif run.base is not None:
@@ -779,8 +785,12 @@ def export_run(run: TrainingRun, model_out: str) -> TrainResult:
                            scores=(validation_score(final, [s.name for s in run.scenes], run.best["epoch"], spread),))
     progress.set_progress(96)
     run.model.eval().cpu()
-    validation = _validation_paths(options.validation_dir, run.scenes, run.val_regions) if options.validation_dir else {}
-    with atomic_outputs(model_out, options.report_out, options.html_out, *validation.values(), progress=progress) as tmps:
+    validation = (
+        _validation_paths(options.validation_dir, run.scenes, run.val_regions) if options.validation_dir else {}
+    )
+    with atomic_outputs(
+        model_out, options.report_out, options.html_out, *validation.values(), progress=progress
+    ) as tmps:
         export_onnx(run.model, run.contract, tmps[0])
         _write_validation(dict(zip(validation, tmps[3:])), run.model, run.scenes, run.val_regions, run.contract)
         if options.report_out:
@@ -788,7 +798,8 @@ def export_run(run: TrainingRun, model_out: str) -> TrainResult:
                               run.device.type, run.contract)
         if options.html_out:
             write_html_report(tmps[2], run.contract, run.history, run.initial, throughput, run.device.type)
-    if options.checkpoint and os.path.isfile(options.checkpoint):  # the thresholds, for a later fine-tuning that cannot tune its own
+    # the thresholds, for a later fine-tuning that cannot tune its own
+    if options.checkpoint and os.path.isfile(options.checkpoint):
         state = load_checkpoint(options.checkpoint)
         state["thresholds"] = thresholds
         _save_checkpoint(options.checkpoint, state)
@@ -935,7 +946,9 @@ def train_rasters(
     if not rasters:
         raise InputError("Give at least one training raster.")
     if not config.tile_size:  # 0: fitted to the rasters and their fishnet
-        tile = training_tile_px([raster_shape(p) for p in rasters], val_fraction, fishnet=not validation_vector and not cell_px)
+        tile = training_tile_px(
+            [raster_shape(p) for p in rasters], val_fraction, fishnet=not validation_vector and not cell_px
+        )
         config = replace(config, tile_size=tile)
         progress.push_info(f"Tile size {tile} px (fitted to the raster size and the validation cells).")
     scenes = []

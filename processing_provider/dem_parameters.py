@@ -21,8 +21,10 @@ FILL_HELP = (
 def add_dem_void_parameters(alg, with_fill: bool) -> None:
     """Advanced parameters: the plausible elevation range, and (``with_fill``) the largest void share filled."""
     dbl = QgsProcessingParameterNumber.Double
-    params = [QgsProcessingParameterNumber(PLAUSIBLE_MIN, "Lowest plausible elevation (m)", dbl, PLAUSIBLE_ELEVATION_M[0]),
-              QgsProcessingParameterNumber(PLAUSIBLE_MAX, "Highest plausible elevation (m)", dbl, PLAUSIBLE_ELEVATION_M[1])]
+    params = [
+        QgsProcessingParameterNumber(PLAUSIBLE_MIN, "Lowest plausible elevation (m)", dbl, PLAUSIBLE_ELEVATION_M[0]),
+        QgsProcessingParameterNumber(PLAUSIBLE_MAX, "Highest plausible elevation (m)", dbl, PLAUSIBLE_ELEVATION_M[1]),
+    ]
     if with_fill:
         params.append(QgsProcessingParameterNumber(MAX_VOID, "Largest share of an outline without elevation that is "
                                                    "filled (%)", dbl, 100 * MAX_VOID_FRACTION, minValue=0.0,

@@ -61,12 +61,19 @@ class OptimizeModelAlgorithm(GlacierSegAlgorithm):
                                                          types=types, optional=True))
         self.addParameter(QgsProcessingParameterField("REFERENCE_FIELD", "Reference class field (polygons)",
                                                       parentLayerParameterName="REFERENCE", optional=True))
-        self.addParameter(QgsProcessingParameterString("BAND_MAPPING", "Band mapping (raster band numbers, in the "
-                                                       "model's band order; empty: from band descriptions)", optional=True))
+        self.addParameter(
+            QgsProcessingParameterString(
+                "BAND_MAPPING",
+                "Band mapping (raster band numbers, in the model's band order; empty: from band descriptions)",
+                optional=True,
+            )
+        )
         number = QgsProcessingParameterNumber
         self.addParameter(number("CALIBRATION_TILES", "Calibration tiles (static int8)", number.Integer,
                                  CALIBRATION_TILES, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device for the measurement", DEVICE_LABELS, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device for the measurement", DEVICE_LABELS, defaultValue=0)
+        )
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Optimized model", "ONNX models (*.onnx)"))
         for key, label in (("SPEEDUP", "Speed-up (original / variant in-model time)"), ("IOU", "IoU of the variant"),
                            ("IOU_CHANGE", "IoU change"), ("F1", "F1 of the variant"), ("F1_CHANGE", "F1 change")):

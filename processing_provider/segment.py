@@ -107,22 +107,43 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         bands.setMetadata(widget_metadata("BandMappingWidgetWrapper"))
         self.addParameter(bands)
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.MASK, "Mask layer (segment inside its polygons only)", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.MASK,
+                "Mask layer (segment inside its polygons only)",
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
         self.addParameter(QgsProcessingParameterEnum(self.TTA, "Test-time augmentation", TTA_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
         integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
         advanced = [
             QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model's)", integer, 0, minValue=0),
-            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", integer, -1, minValue=-1),
-            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (tiles per model call)", integer, 4, minValue=1,
-                                         maxValue=256),
-            QgsProcessingParameterString(self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)",
-                                         optional=True),
-            QgsProcessingParameterNumber(self.MIN_AREA, "Outlines: minimum polygon area (km²)", double,
-                                         parameters.OUTLINE_MIN_AREA_KM2, minValue=0.0),
-            QgsProcessingParameterNumber(self.SMOOTH_ITERATIONS, "Outlines: smoothing iterations", integer,
-                                         parameters.SMOOTH_ITERATIONS, minValue=0, maxValue=10),
+            QgsProcessingParameterNumber(
+                self.OVERLAP, "Tile overlap in pixels (-1 = model's)", integer, -1, minValue=-1
+            ),
+            QgsProcessingParameterNumber(
+                self.BATCH_SIZE, "Batch size (tiles per model call)", integer, 4, minValue=1, maxValue=256
+            ),
+            QgsProcessingParameterString(
+                self.THRESHOLDS, "Threshold override (0.4 or glacier=0.4,glacial_lake=0.6)", optional=True
+            ),
+            QgsProcessingParameterNumber(
+                self.MIN_AREA,
+                "Outlines: minimum polygon area (km²)",
+                double,
+                parameters.OUTLINE_MIN_AREA_KM2,
+                minValue=0.0,
+            ),
+            QgsProcessingParameterNumber(
+                self.SMOOTH_ITERATIONS,
+                "Outlines: smoothing iterations",
+                integer,
+                parameters.SMOOTH_ITERATIONS,
+                minValue=0,
+                maxValue=10,
+            ),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -145,7 +166,9 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
         shapes = mask_shapes(self, parameters, self.MASK, context, feedback, layer, progress)
         tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
-        prob_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context), "probabilities")
+        prob_path = geotiff_output(
+            self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context), "probabilities"
+        )
         class_path = geotiff_output(self.parameterAsOutputLayer(parameters, self.OUTPUT_CLASSES, context), "classes")
         outlines_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_OUTLINES, context) or None
         if outlines_path and os.path.splitext(outlines_path)[1].lower() != ".gpkg":

@@ -49,7 +49,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
     NAME = "train"
     DISPLAY_NAME = "Train segmentation model"
     GROUP = MODELS
-    SHORT = "Trains a deep-learning segmentation network on your rasters and labels and exports a GlacierSeg ONNX model."
+    SHORT = (
+        "Trains a deep-learning segmentation network on your rasters and labels and exports a GlacierSeg ONNX model."
+    )
     TAGS = ("deep learning", "training", "onnx", "pytorch", "u-net", "deeplab", "cnn", "labels", "fine-tune",
             "landslide", "glacial lake", "segmentation")
     MANUAL_SECTION = "train"
@@ -112,14 +114,22 @@ class TrainAlgorithm(GlacierSegAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         polygons = [QgsProcessing.TypeVectorPolygon]
         number = QgsProcessingParameterNumber
-        self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Training rasters", QgsProcessing.TypeRaster))
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(self.INPUT, "Training rasters", QgsProcessing.TypeRaster)
+        )
         self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, "Label polygons", polygons, optional=True))
         class_field = QgsProcessingParameterField(
             self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABELS, optional=True)
         class_field.setMetadata(widget_metadata("VectorFieldWidgetWrapper"))
         self.addParameter(class_field)
-        self.addParameter(QgsProcessingParameterRasterLayer(self.LABEL_RASTER, "Label raster (class values)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(self.LABEL_RASTER, "Label raster (class values)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"
+            )
+        )
         self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = "
                                                                           "all bands)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet "
@@ -129,21 +139,51 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(self.LOSS, "Loss", list(LOSSES), defaultValue="ce_dice",
                                                      usesStaticStrings=True))
         self.addParameter(number(self.EPOCHS, "Epochs (the most, with a time budget)", number.Integer, 20, minValue=1))
-        self.addParameter(number(self.MINUTES, "Time budget (minutes, 0 = train the epochs)", number.Double, DEFAULT_MINUTES, minValue=0.0))
-        self.addParameter(number(self.PATIENCE, "Stop after epochs without a better validation score (0 = never)", number.Integer, 5, minValue=0))
+        self.addParameter(
+            number(
+                self.MINUTES,
+                "Time budget (minutes, 0 = train the epochs)",
+                number.Double,
+                DEFAULT_MINUTES,
+                minValue=0.0,
+            )
+        )
+        self.addParameter(
+            number(
+                self.PATIENCE,
+                "Stop after epochs without a better validation score (0 = never)",
+                number.Integer,
+                5,
+                minValue=0,
+            )
+        )
         self.addParameter(number(self.BATCH_SIZE, "Batch size", number.Integer, 8, minValue=1, maxValue=1024))
-        self.addParameter(number(self.LEARNING_RATE, "Learning rate", number.Double, 0.001, minValue=1e-7, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterBoolean(self.AUGMENT, "Augment with 90° rotations and flips", defaultValue=True))
-        self.addParameter(number(self.CUTMIX, "CutMix probability (labelled regions)", number.Double, 0.0, minValue=0.0, maxValue=1.0))
+        self.addParameter(
+            number(self.LEARNING_RATE, "Learning rate", number.Double, 0.001, minValue=1e-7, maxValue=1.0)
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.AUGMENT, "Augment with 90° rotations and flips", defaultValue=True)
+        )
+        self.addParameter(
+            number(self.CUTMIX, "CutMix probability (labelled regions)", number.Double, 0.0, minValue=0.0, maxValue=1.0)
+        )
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
             self.FINETUNE, "Fine-tune from a checkpoint (.pt), a model (.onnx with its .pt beside it) or an installed "
                            "model's name",
             fileFilter="GlacierSeg checkpoints and models (*.pt *.onnx *.PT *.ONNX)", optional=True))
         advanced = [
-            QgsProcessingParameterString(self.BAND_NAMES, "Band names in raster order (when descriptions lack them)", optional=True),
+            QgsProcessingParameterString(
+                self.BAND_NAMES, "Band names in raster order (when descriptions lack them)", optional=True
+            ),
             QgsProcessingParameterString(self.NETWORK_OPTIONS, "Network options (JSON)", optional=True),
-            number(self.TILE_SIZE, "Tile size (px, multiple of 32; 0 = fitted to the rasters)", number.Integer, 0, minValue=0),
+            number(
+                self.TILE_SIZE,
+                "Tile size (px, multiple of 32; 0 = fitted to the rasters)",
+                number.Integer,
+                0,
+                minValue=0,
+            ),
             number(self.TILES_PER_EPOCH, "Training tiles per epoch", number.Integer, 256, minValue=1),
             number(self.CELL_SIZE, "Fishnet cell size (px, 0 = sized from the raster)", number.Integer, 0, minValue=0),
             number(self.VAL_FRACTION, "Fishnet validation fraction", number.Double, 0.2, minValue=0.01, maxValue=0.9),
@@ -155,7 +195,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model", "ONNX model (*.onnx)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report (JSON)", "JSON (*.json)"))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report (JSON)", "JSON (*.json)")
+        )
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, "Training report (HTML)", "HTML files (*.html)", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination(

@@ -35,7 +35,9 @@ class ResidualConvBlock(nn.Module):
             nn.BatchNorm2d(out_channels),
             nn.LeakyReLU(inplace=True),
         )
-        self.fuse = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)
+        )
         self.skip = (
             nn.Identity()
             if in_channels == out_channels
