@@ -30,7 +30,8 @@ if {what!r} == "explain":
     r = explain_raster({img!r}, {model!r}, os.path.join(d, "imp"), os.path.join(d, "t.csv"), os.path.join(d, "r.html"),
                        tile_size={tile}, batch_size=2)
 else:
-    r = segment_raster({img!r}, {model!r}, os.path.join(d, "p.tif"), os.path.join(d, "c.tif"), tile_size={tile}, batch_size=2)
+    r = segment_raster({img!r}, {model!r}, os.path.join(d, "p.tif"), os.path.join(d, "c.tif"),
+                       tile_size={tile}, batch_size=2)
 wall = time.perf_counter() - t0
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(json.dumps({{"wall": wall, "rss_mb": int(hwm) / 1024.0}}))

@@ -129,7 +129,8 @@ def iou_loss(smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> ModeLoss:
 def tversky_loss(
     alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX
 ) -> ModeLoss:
-    """Tversky loss 1 − (TP + s)/(TP + α·FP + β·FN + s), α = 0.3, β = 0.7 (Salehi et al. 2017), ``smp.losses.TverskyLoss``."""
+    """Tversky loss 1 − (TP + s)/(TP + α·FP + β·FN + s), α = 0.3, β = 0.7 (Salehi et al. 2017),
+    ``smp.losses.TverskyLoss``."""
     return ModeLoss(smp_losses.TverskyLoss, ignore_index, smooth=smooth, alpha=alpha, beta=beta)
 
 

@@ -148,8 +148,8 @@ class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
         for s in result.summary.values():
             feedback.pushInfo(
                 f"{s['class']}: {s['objects']} objects "
-                f"({', '.join(f'{t} {s[t]}' for t in ('same', 'split', 'merged', 'split_merged', 'new', 'vanished'))}); "
-                f"{s['area_1_km2']:.3f} → {s['area_2_km2']:.3f} km² ({s['change_km2']:+.3f} km²)"
+                f"({', '.join(f'{t} {s[t]}' for t in ('same', 'split', 'merged', 'split_merged', 'new', 'vanished'))})"
+                f"; {s['area_1_km2']:.3f} → {s['area_2_km2']:.3f} km² ({s['change_km2']:+.3f} km²)"
             )
         style_on_load(
             context, changes, lambda lyr: lyr.setRenderer(class_vector_renderer("change_value", CHANGE_CLASSES))

@@ -25,7 +25,8 @@ class OptimizeModelAlgorithm(GlacierSegAlgorithm):
     NAME = "optimize_model"
     DISPLAY_NAME = "Optimize model (int8 / float16)"
     GROUP = MODELS
-    SHORT = "Make a faster variant of a model (int8 for CPU, float16 for CUDA), with its measured speed-up and score change."
+    SHORT = ("Make a faster variant of a model (int8 for CPU, float16 for CUDA), with its measured speed-up and "
+             "score change.")
     TAGS = ("onnx", "quantization", "int8", "float16", "fp16", "speed", "model", "deep learning", "cuda")
     HELP_PAGE = "optimize-model.md"
     REQUIRES = ("numpy", "rasterio", "onnxruntime", "onnx")

@@ -54,7 +54,8 @@ class SegmentAlgorithm(GlacierSegAlgorithm):
     NAME = "segment"
     DISPLAY_NAME = "Segment raster with model"
     GROUP = MAPPING
-    SHORT = "Glacier, glacial-lake or landslide masks and outlines from a satellite image with a deep-learning (ONNX) model."
+    SHORT = ("Glacier, glacial-lake or landslide masks and outlines from a satellite image with a deep-learning "
+             "(ONNX) model.")
     TAGS = ("onnx", "deep learning", "segmentation", "cnn", "u-net", "glacial lake", "landslide", "sentinel-2",
             "landsat", "probability", "outlines", "mask", "classification", "inference")
     MANUAL_SECTION = "map-with-a-model"

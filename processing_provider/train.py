@@ -212,7 +212,8 @@ class TrainAlgorithm(GlacierSegAlgorithm):
     @staticmethod
     def finetune_source(value: str):
         """A checkpoint or model path as given, or the .onnx path of an installed model's name
-        (``core.store``); the training child finds the checkpoint beside an .onnx (``models.train.finetune_checkpoint``)."""
+        (``core.store``); the training child finds the checkpoint beside an .onnx
+        (``models.train.finetune_checkpoint``)."""
         value = (value or "").strip()
         if not value or value.lower().endswith(".pt"):
             return value or None
