@@ -30,7 +30,8 @@ if {what!r} == "explain":
     r = explain_raster({img!r}, {model!r}, os.path.join(d, "imp"), os.path.join(d, "t.csv"), os.path.join(d, "r.html"),
                        tile_size={tile}, batch_size=2)
 else:
-    r = segment_raster({img!r}, {model!r}, os.path.join(d, "p.tif"), os.path.join(d, "c.tif"), tile_size={tile}, batch_size=2)
+    r = segment_raster({img!r}, {model!r}, os.path.join(d, "p.tif"), os.path.join(d, "c.tif"),
+                       tile_size={tile}, batch_size=2)
 wall = time.perf_counter() - t0
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(json.dumps({{"wall": wall, "rss_mb": int(hwm) / 1024.0}}))
@@ -55,14 +56,16 @@ def main() -> None:
 
     model = export_sample_model(os.path.join(args.workdir, f"sample{args.tile}.onnx"), tile_size=args.tile)
     bands = [S2_BANDS.index(b) for b in SAMPLE_BANDS]
-    print(f"# sample index network, {args.tile}-px tiles, batch 2, {os.cpu_count()} CPU cores; each run in its own process")
+    print(f"# sample index network, {args.tile}-px tiles, batch 2, {os.cpu_count()} CPU cores; each run in its own "
+          f"process")
     print("size    Mpx  segment_s  explain_s  explain/segment  segment_MB  explain_MB")
     rows = []
     for size in args.sizes:
         image = write_big_scene(os.path.join(args.workdir, f"scene3_{size}.tif"), size, bands)
         seg, exp = run("segment", image, model, args.tile), run("explain", image, model, args.tile)
         rows.append((size, seg, exp))
-        print(f"{size:>5}  {size * size / 1e6:5.1f}  {seg['wall']:9.1f}  {exp['wall']:9.1f}  {exp['wall'] / seg['wall']:15.2f}  "
+        print(f"{size:>5}  {size * size / 1e6:5.1f}  {seg['wall']:9.1f}  {exp['wall']:9.1f}  "
+              f"{exp['wall'] / seg['wall']:15.2f}  "
               f"{seg['rss_mb']:10.0f}  {exp['rss_mb']:10.0f}")
     (a, _, ea), (b, _, eb) = rows
     print(f"# explain peak RSS grew {eb['rss_mb'] - ea['rss_mb']:.0f} MB from {a}² to {b}² "

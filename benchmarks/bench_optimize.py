@@ -46,7 +46,10 @@ def trained_model(network: str, scene, workdir: str, epochs: int, tiles: int) ->
                          name=network)
     t0 = time.perf_counter()
     train_rasters([scene.image], config, path, labels_raster=scene.glacier_truth, cell_px=256, val_fraction=0.25)
-    print(f"# trained {network}: {epochs} epochs × {tiles} tiles of 256 px in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"# trained {network}: {epochs} epochs × {tiles} tiles of 256 px in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     return path
 
 
@@ -77,7 +80,8 @@ def main() -> None:
     print(f"# static int8 calibrated on the training scene (512², seed 0); "
           f"measured on the generated {args.size}² scene (seed 1) against its glacier truth; "
           f"{usable_cores()} usable CPU cores; batch 8; 256-px tiles")
-    print("network               method        device  fp32_s  variant_s  speed-up  IoU_fp32  IoU_variant  IoU_change  F1_change")
+    print("network               method        device  fp32_s  variant_s  speed-up  IoU_fp32  IoU_variant  IoU_change  "
+          "F1_change")
     variants = {}
     for network in args.networks.split(","):
         model = trained_model(network, train_scene, args.workdir, args.epochs, args.tiles)

@@ -201,7 +201,11 @@ def memory(args, model: str) -> dict:
     from glacierseg.models.sample import export_sample_model
 
     if args.memory_model == "sample":
-        mem_model, bands, what = export_sample_model(os.path.join(args.workdir, "sample.onnx")), [1, 3, 4], "sample index model (3 bands)"
+        mem_model, bands, what = (
+            export_sample_model(os.path.join(args.workdir, "sample.onnx")),
+            [1, 3, 4],
+            "sample index model (3 bands)",
+        )
     else:
         mem_model, bands, what = model, None, f"U-Net widths {args.widths}"
     print(f"# peak RSS, {what}, batch 8, each run in its own process")

@@ -39,10 +39,17 @@ if not (ROOT / ".build" / "pkg" / "glacierseg").exists():
     (ROOT / ".build" / "pkg").mkdir(parents=True, exist_ok=True)
     (ROOT / ".build" / "pkg" / "glacierseg").symlink_to(ROOT, target_is_directory=True)
 
-from glacierseg.core.dem_split import SplitParameters, ice_divides, split_complex  # noqa: E402
 from glacierseg.core.dem import Dem, fill_voids  # noqa: E402
-from glacierseg.core.geo import (WGS84, cells_inside, geodesic_area_m2, grid_around, read_features,  # noqa: E402
-                                 transform_geom, utm_epsg_for)
+from glacierseg.core.dem_split import SplitParameters, split_complex  # noqa: E402
+from glacierseg.core.geo import (  # noqa: E402
+    WGS84,
+    cells_inside,
+    geodesic_area_m2,
+    grid_around,
+    read_features,
+    transform_geom,
+    utm_epsg_for,
+)
 from glacierseg.core.inventory import GRID_BORDER_CELLS, inventory_attributes, topo_cell_size_m  # noqa: E402
 
 DIVIDE_TOLERANCE_M = 60.0
@@ -171,9 +178,11 @@ def compare_attributes(outlines: str, dem: str, keys, tmp: str) -> None:
     ours_aspect = np.array([o["aspect_deg"] for o in ours], float)
     d_cell = angle_diff(cell_mean, aspect_ref)
     print(f"  aspect as circular mean of cell aspects: median |diff| to the inventory {np.median(d_cell):.2f} "
-          f"(max {d_cell.max():.2f}); to RGI 7's mean-gradient aspect: median {np.median(angle_diff(cell_mean, ours_aspect)):.2f}"
+          f"(max {d_cell.max():.2f}); to RGI 7's mean-gradient aspect: median "
+          f"{np.median(angle_diff(cell_mean, ours_aspect)):.2f}"
           f" (max {angle_diff(cell_mean, ours_aspect).max():.2f}); glaciers over 10 deg from the inventory: "
-          f"mean-gradient {int((angle_diff(ours_aspect, aspect_ref) > 10).sum())}, cell mean {int((d_cell > 10).sum())}")
+          f"mean-gradient {int((angle_diff(ours_aspect, aspect_ref) > 10).sum())}, cell mean "
+          f"{int((d_cell > 10).sum())}")
 
 
 def main() -> None:

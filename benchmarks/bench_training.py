@@ -41,12 +41,15 @@ class Log:
         self.name, self.t0 = name, time.monotonic()
 
     def set_progress(self, percent: float) -> None:
+        """Ignore progress: the benchmark prints messages only."""
         pass
 
     def is_canceled(self) -> bool:
+        """Never cancelled: the benchmark runs to the end."""
         return False
 
     def push_info(self, message: str) -> None:
+        """Print a message with the run's name and the seconds since it started."""
         print(f"  [{self.name} {time.monotonic() - self.t0:7.1f} s] {message}", flush=True)
 
 
@@ -87,7 +90,8 @@ def main() -> None:
     scene = make_scene(os.path.join(out, "scene"), size=args.size)
     print(f"scene {args.size}² px at {scene.pixel_size:g} m; {os.cpu_count()} CPU(s); outputs in {out}")
     rows = [run(name, scene, out, RUNS[name]) for name in args.runs]
-    print("\n| run | wall | epochs (exported) | stopped | glacier IoU | F1 | IoU per cell | threshold | tiles/s | load average |")
+    print("\n| run | wall | epochs (exported) | stopped | glacier IoU | F1 | IoU per cell | threshold | tiles/s | load "
+          "average |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if r.get("error"):

@@ -145,13 +145,15 @@ def main() -> None:
         data = src.read(1)
     regions = sum(ndimage.label(data == v)[1] for v in np.unique(data))
     del data
-    print(f"mask {args.size}x{args.size} px ({PIXEL:g} m), {regions} regions; smoothing {ITERATIONS} iterations, offset {OFFSET}")
+    print(f"mask {args.size}x{args.size} px ({PIXEL:g} m), {regions} regions; smoothing {ITERATIONS} iterations, "
+          f"offset {OFFSET}")
     runs = {"ours": [], "chain": []}
     for k in range(args.repeat):
         for method in runs:
             runs[method].append(child(method, mask, os.path.join(work, f"{method}.gpkg")))
         if args.repeat > 1:
-            print(f"run {k + 1}: vectorize {runs['ours'][-1]['wall_s']:.1f} s, chain {runs['chain'][-1]['wall_s']:.1f} s")
+            print(f"run {k + 1}: vectorize {runs['ours'][-1]['wall_s']:.1f} s, chain {runs['chain'][-1]['wall_s']:.1f} "
+                  f"s")
     ours = {key: float(np.median([r[key] for r in runs["ours"]])) for key in ("wall_s", "peak_mb", "features")}
     chain = {key: float(np.median([r[key] for r in runs["chain"]])) for key in ("wall_s", "peak_mb", "polygonize_s")}
     label = " (median)" if args.repeat > 1 else ""

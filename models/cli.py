@@ -1,7 +1,7 @@
-"""Command line of the torch side (no QGIS needed): training on a GPU server,
+r"""Command line of the torch side (no QGIS needed): training on a GPU server,
 
-    python -m glacierseg.models.cli train --raster scene.tif --label-raster truth.tif \\
-        --classes "glacier=1,2" --inputs "S2:B03,S2:B08,S2:B11,NDSI(S2:B03,S2:B11)" \\
+    python -m glacierseg.models.cli train --raster scene.tif --label-raster truth.tif \
+        --classes "glacier=1,2" --inputs "S2:B03,S2:B08,S2:B11,NDSI(S2:B03,S2:B11)" \
         --network unet --epochs 50 --device cuda --out model.onnx --report report.json
 
 Labels come from ``--label-raster`` or ``--label-vector`` (with ``--class-field``, or without
@@ -37,21 +37,26 @@ class PrintProgress:
         self._cancelled = False
 
     def set_progress(self, percent: float) -> None:
+        """Print the percent done on stderr, in steps of at least 1 %."""
         if percent - self._last >= 1.0 or percent >= 100.0 > self._last:
             self._last = percent
             print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
 
     def cancel(self, signum=None, frame=None) -> None:
+        """Ask training to stop after the current batch (the SIGTERM handler)."""
         self._cancelled = True
 
     def is_canceled(self) -> bool:
+        """Whether cancelling was asked for."""
         return self._cancelled
 
     def push_info(self, message: str) -> None:
+        """Print a message on stderr."""
         print(message, file=sys.stderr, flush=True)
 
 
 def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``train`` and ``explain`` commands."""
     p = argparse.ArgumentParser(prog="python -m glacierseg.models.cli", description="GlacierSeg training.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a network and export a GlacierSeg ONNX model")
@@ -62,8 +67,10 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--class-field", help="field of --label-vector holding the class")
     data.add_argument("--validation-vector", help="validation area polygons (else a fishnet split)")
     data.add_argument("--cell-size", type=int, default=0,
-                      help="fishnet cell size in pixels (default 0: sized from the raster so validation gets about 8 cells)")
-    data.add_argument("--val-fraction", type=float, default=0.2, help="fraction of fishnet cells or patches for validation")
+                      help="fishnet cell size in pixels (default 0: sized from the raster so validation gets about 8 "
+                           "cells)")
+    data.add_argument("--val-fraction", type=float, default=0.2, help="fraction of fishnet cells or patches for "
+                                                                      "validation")
     data.add_argument("--band-names", help="band names in raster order, comma-separated (default: band descriptions)")
     data.add_argument("--landslide4sense", metavar="DIR", help="folder of Landslide4Sense .h5 patches")
     data.add_argument("--pairs", metavar="DIR", help="folder with images/ and masks/ (GeoTIFF or PNG, paired by name)")
@@ -75,12 +82,15 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", default="ce_dice")
     t.add_argument("--loss-options", default="{}", help="JSON keyword arguments of the loss")
     t.add_argument("--epochs", type=int, default=20, help="epochs (the most epochs with --minutes)")
-    t.add_argument("--minutes", type=float, default=0.0, help="time budget of the run; the schedule is fitted to it (0: off)")
-    t.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation IoU (0: never)")
+    t.add_argument("--minutes", type=float, default=0.0, help="time budget of the run; the schedule is fitted to it "
+                                                              "(0: off)")
+    t.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better validation "
+                                                           "IoU (0: never)")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--tile-size", type=int, default=0,
-                   help="training and inference tile size in px, a multiple of 32 (default 0: fitted to the rasters; 256 for patches)")
+                   help="training and inference tile size in px, a multiple of 32 (default 0: fitted to the rasters; "
+                        "256 for patches)")
     t.add_argument("--tiles-per-epoch", type=int, default=256)
     t.add_argument("--no-augment", action="store_true", help="no rotations/flips")
     t.add_argument("--cutmix", type=float, default=0.0, help="CutMix probability per tile")
@@ -116,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def explain_command(args: argparse.Namespace) -> dict:
+    """Run Grad-CAM on a checkpoint (``explain``) and return its JSON summary."""
     from ..core.explain import result_summary
     from .explain import explain_checkpoint
 
@@ -134,6 +145,7 @@ def explain_command(args: argparse.Namespace) -> dict:
 
 
 def train_command(args: argparse.Namespace, progress, started: float) -> dict:
+    """Train a network from the command's data source and return the JSON summary of the run."""
     try:
         import torch
     except ImportError:
@@ -160,11 +172,25 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
     else:
         raise GlacierSegError("Give --classes, e.g. --classes 'glacier=1,2'.")
     config = TrainConfig(
-        classes=classes, inputs=datasets.split_inputs(args.inputs), network=args.network,
-        network_kwargs=json.loads(args.network_options), loss=args.loss, loss_kwargs=json.loads(args.loss_options),
-        epochs=args.epochs, minutes=args.minutes, patience=args.patience, batch_size=args.batch_size, learning_rate=args.lr, tile_size=args.tile_size,
-        tiles_per_epoch=args.tiles_per_epoch, augment=not args.no_augment, cutmix=args.cutmix,
-        device=args.device, threads=args.threads or 0, seed=args.seed, task="landslide" if args.landslide4sense and args.task == "glacier" else args.task,
+        classes=classes,
+        inputs=datasets.split_inputs(args.inputs),
+        network=args.network,
+        network_kwargs=json.loads(args.network_options),
+        loss=args.loss,
+        loss_kwargs=json.loads(args.loss_options),
+        epochs=args.epochs,
+        minutes=args.minutes,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        tile_size=args.tile_size,
+        tiles_per_epoch=args.tiles_per_epoch,
+        augment=not args.no_augment,
+        cutmix=args.cutmix,
+        device=args.device,
+        threads=args.threads or 0,
+        seed=args.seed,
+        task="landslide" if args.landslide4sense and args.task == "glacier" else args.task,
     )
     outputs = dict(report_out=args.report, html_out=args.report_html, checkpoint=args.checkpoint, resume=args.resume,
                    finetune=args.finetune, validation_dir=args.validation_dir, progress=progress, started=started)
@@ -182,7 +208,9 @@ def train_command(args: argparse.Namespace, progress, started: float) -> dict:
         else:
             if not band_names:
                 raise GlacierSegError("--pairs needs --band-names (the image bands in order).")
-            scenes = datasets.image_mask_scenes(args.pairs, classes, band_names, args.pixel_size, args.val_fraction, args.seed)
+            scenes = datasets.image_mask_scenes(
+                args.pairs, classes, band_names, args.pixel_size, args.val_fraction, args.seed
+            )
         result = train(scenes, config, args.out, **outputs)
     return {"model": result.model, "report": result.report, "report_html": result.html_report,
             "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped": result.stopped,
@@ -197,6 +225,7 @@ def _terminate(signum, frame):  # SIGTERM (Cancel in QGIS): unwind so that parti
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command; print its JSON summary on stdout and return the exit status (2 on error)."""
     started = time.monotonic()
     args = parser().parse_args(argv)
     progress = PrintProgress()

@@ -103,6 +103,7 @@ class Scene:
 
     @property
     def shape(self) -> Tuple[int, int]:
+        """(rows, columns) of the scene."""
         return self.targets.shape
 
 
@@ -125,6 +126,7 @@ def _band_names(src, band_names: Optional[Sequence[str]], path: str) -> List[str
 
 
 def pixel_size_m(src, path: str) -> float:
+    """Pixel size in metres of a projected raster with square pixels; InputError otherwise."""
     if src.crs is None or src.crs.is_geographic:
         raise InputError(
             f"{os.path.basename(path)} is not in a projected CRS with metres; reproject it "
@@ -132,7 +134,8 @@ def pixel_size_m(src, path: str) -> float:
         )
     xres, yres = abs(src.transform.a), abs(src.transform.e)
     if abs(xres - yres) > 0.01 * xres:
-        raise InputError(f"{os.path.basename(path)} has non-square pixels ({xres} × {yres}); resample it to square pixels.")
+        raise InputError(f"{os.path.basename(path)} has non-square pixels ({xres} × {yres}); resample it to square "
+                         f"pixels.")
     from ..core.geo import pixel_size_m as grid_pixel_size_m  # the one rule (CRS units to metres)
 
     return float(grid_pixel_size_m(src.crs, src.transform)[1])
@@ -249,6 +252,7 @@ def training_tile_px(shapes: Sequence[Tuple[int, int]], val_fraction: float = 0.
 
 
 def raster_shape(path: str) -> Tuple[int, int]:
+    """(rows, columns) of a raster file."""
     import rasterio
 
     with rasterio.open(path) as src:
@@ -315,7 +319,8 @@ def load_raster_scene(
             crs, shapes = read_vector(validation_vector)
             split = _rasterize(crs, [(g, VALIDATION) for g, _ in shapes], src, shape)
             if not (split == VALIDATION).any():
-                raise InputError("The validation area does not overlap the raster; draw it over part of the labelled area.")
+                raise InputError("The validation area does not overlap the raster; draw it over part of the labelled "
+                                 "area.")
         else:
             split = fishnet_split(shape, cell_px, val_fraction, seed)
         crs_wkt, transform = src.crs.to_wkt(), tuple(src.transform)[:6]
@@ -340,7 +345,8 @@ def _patch_scenes(items: Sequence[Tuple[str, np.ndarray, np.ndarray]], band_name
     scenes = []
     for (name, image, mask), s in zip(items, split):
         if image.shape[0] != len(band_names):
-            raise InputError(f"{name}: {image.shape[0]} bands, but {len(band_names)} band names ({', '.join(band_names)}).")
+            raise InputError(f"{name}: {image.shape[0]} bands, but {len(band_names)} band names "
+                             f"({', '.join(band_names)}).")
         targets = np.zeros(mask.shape, np.uint8)
         for k, c in reversed(list(enumerate(classes, start=1))):
             targets[np.isin(mask, [float(v) for v in c.label_values])] = k
@@ -373,7 +379,8 @@ def iter_landslide4sense(folder: str) -> Iterator[Tuple[str, np.ndarray, np.ndar
             stem = os.path.basename(path).replace("image", "mask")
             mpath = os.path.join(os.path.dirname(os.path.dirname(path)), "mask", stem)
             if not os.path.exists(mpath):
-                raise InputError(f"{path}: no 'mask' key and no mask file {mpath}; Landslide4Sense masks are needed to train.")
+                raise InputError(f"{path}: no 'mask' key and no mask file {mpath}; Landslide4Sense masks are needed to "
+                                 f"train.")
             with h5py.File(mpath, "r") as f:
                 mask = np.asarray(f["mask"])
         if mask.shape != image.shape[:2]:
@@ -399,7 +406,9 @@ def landslide4sense_scenes(folder: str, classes: Optional[Sequence[ClassSpec]] =
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png")
 
 
-def iter_image_mask_pairs(folder: str, image_dir: str = "images", mask_dir: str = "masks") -> Iterator[Tuple[str, np.ndarray, np.ndarray, float]]:
+def iter_image_mask_pairs(
+    folder: str, image_dir: str = "images", mask_dir: str = "masks"
+) -> Iterator[Tuple[str, np.ndarray, np.ndarray, float]]:
     """(name, image (B, H, W), mask (H, W), pixel size or NaN) of ``folder/images/X`` and
     ``folder/masks/X`` pairs (GeoTIFF or PNG, paired by file stem)."""
     import rasterio

@@ -41,7 +41,8 @@ def network_from_checkpoint(checkpoint: str, contract: ModelContract) -> nn.Modu
     bands = [s.name for s in contract.bands]
     if inputs != bands or config.out_channels != len(contract.classes):
         raise InputError(
-            f"{os.path.basename(checkpoint)} was trained on inputs {inputs} with {config.out_channels} output channel(s), "
+            f"{os.path.basename(checkpoint)} was trained on inputs {inputs} with {config.out_channels} output "
+            f"channel(s), "
             f"but the model reads {bands} with {len(contract.classes)} class(es); give the checkpoint of this model.")
     net = build_network(config, len(inputs))
     net.load_state_dict(ckpt["best_model"] if ckpt.get("best_model") is not None else ckpt["model"])
@@ -69,7 +70,8 @@ def _target_and_layer(net: nn.Module, contract: ModelContract, options: Checkpoi
         raise InputError(f"Class {target!r} is not one of the model's classes {names}.")
     layer = options.layer or default_layer(net)
     if layer not in dict(net.named_modules()):
-        raise InputError(f"Layer {layer!r} is not in the network; its convolution layers are {', '.join(conv_layers(net))}.")
+        raise InputError(f"Layer {layer!r} is not in the network; its convolution layers are "
+                         f"{', '.join(conv_layers(net))}.")
     return target, layer
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 from segmentation_models_pytorch import losses as smp_losses
 from segmentation_models_pytorch.losses._functional import soft_dice_score
 from torch import nn
@@ -31,7 +31,8 @@ IGNORE_INDEX = 255
 def _checked_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(target with ignored pixels set to 0, valid mask (N, H, W) bool)."""
     if logits.dim() != 4 or target.shape != (logits.shape[0],) + tuple(logits.shape[2:]):
-        raise ValueError(f"expected logits (N, C, H, W) and target (N, H, W), got {tuple(logits.shape)} and {tuple(target.shape)}")
+        raise ValueError(f"expected logits (N, C, H, W) and target (N, H, W), got {tuple(logits.shape)} and "
+                         f"{tuple(target.shape)}")
     valid = target != ignore_index
     target = torch.where(valid, target, torch.zeros_like(target)).long()
     n_classes = max(logits.shape[1], 2)
@@ -54,7 +55,9 @@ def probabilities_and_onehot(logits: torch.Tensor, target: torch.Tensor, ignore_
     return probs * mask, onehot * mask, mask
 
 
-def _pixel_nll(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _pixel_nll(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pixel (−log p_t, p_t, valid) for the true class."""
     target, valid = _checked_target(logits, target, ignore_index)
     if logits.shape[1] == 1:
@@ -78,6 +81,7 @@ class CrossEntropyLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the logits over valid pixels."""
         nll, _, valid = _pixel_nll(logits, target, self.ignore_index)
         return _masked_mean(nll, valid)
 
@@ -90,6 +94,7 @@ class FocalLoss(nn.Module):
         self.gamma, self.ignore_index = gamma, ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean focal loss of the logits over valid pixels."""
         nll, pt, valid = _pixel_nll(logits, target, self.ignore_index)
         return _masked_mean((1.0 - pt).pow(self.gamma) * nll, valid)
 
@@ -105,6 +110,7 @@ class ModeLoss(nn.Module):
         self.multiclass = factory(mode="multiclass", ignore_index=ignore_index, **kwargs)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The binary loss for one output channel, the multiclass loss for several."""
         _checked_target(logits, target, self.ignore_index)
         return (self.binary if logits.shape[1] == 1 else self.multiclass)(logits, target.long())
 
@@ -120,8 +126,11 @@ def iou_loss(smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> ModeLoss:
     return ModeLoss(smp_losses.JaccardLoss, ignore_index, smooth=smooth)
 
 
-def tversky_loss(alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> ModeLoss:
-    """Tversky loss 1 − (TP + s)/(TP + α·FP + β·FN + s), α = 0.3, β = 0.7 (Salehi et al. 2017), ``smp.losses.TverskyLoss``."""
+def tversky_loss(
+    alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX
+) -> ModeLoss:
+    """Tversky loss 1 − (TP + s)/(TP + α·FP + β·FN + s), α = 0.3, β = 0.7 (Salehi et al. 2017),
+    ``smp.losses.TverskyLoss``."""
     return ModeLoss(smp_losses.TverskyLoss, ignore_index, smooth=smooth, alpha=alpha, beta=beta)
 
 
@@ -139,6 +148,7 @@ class SumLoss(nn.Module):
         self.losses, self.weights = nn.ModuleList(losses), tuple(weights)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Weighted sum of the losses."""
         return sum(w * loss(logits, target) for w, loss in zip(self.weights, self.losses))
 
 
@@ -171,6 +181,7 @@ class SLBALoss(nn.Module):
                 soft_dice_loss(soft_boundary(probs) * inner, soft_boundary(onehot) * inner, self.smooth))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """L_MDice/(2α₁²) + L_Boundary/(2α₂²) + |ln(α₁α₂)|."""
         mdice, boundary = self.components(logits, target)
         a1, a2 = self.alpha1, self.alpha2
         return mdice / (2 * a1**2) + boundary / (2 * a2**2) + torch.log(torch.abs(a1 * a2)).abs()
@@ -204,6 +215,7 @@ assert set(LOSSES) == set(names.LOSSES), "core/network_names.py LOSSES must list
 
 
 def list_losses() -> List[str]:
+    """Names of the available losses, sorted."""
     return sorted(LOSSES)
 
 

@@ -38,6 +38,7 @@ assert set(MODELS) == set(names.NETWORKS), "core/network_names.py NETWORKS must 
 
 
 def list_models() -> List[str]:
+    """Names of the available networks, sorted."""
     return sorted(MODELS)
 
 
@@ -70,6 +71,7 @@ def to_probabilities(model: nn.Module, output: torch.Tensor) -> torch.Tensor:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of a network (trainable or not)."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -40,6 +40,7 @@ class IndexModel(nn.Module):
         self.box.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits from smoothed normalised-difference indices of the band pairs."""
         out = []
         for a, b in self.pairs:
             xa, xb = x[:, a : a + 1], x[:, b : b + 1]
@@ -51,6 +52,7 @@ class IndexModel(nn.Module):
 
 
 def sample_contract(tile_size: int = 256, resolution_m: float = 20.0) -> ModelContract:
+    """Model contract of the sample index model for the given tile size and resolution."""
     return ModelContract(
         task="custom",
         name="glacierseg-sample-index-model",

@@ -27,15 +27,32 @@ from ..core.errors import CancelledError, DeviceError, InputError
 from ..core.io import atomic_output, atomic_outputs, geotiff_profile
 from ..core.progress import Progress, SubProgress, check_cancel, ensure_progress
 from ..core.runtime import DEVICES
-from .datasets import (IGNORE, TRAIN, VALIDATION, ClassSpec, Scene, load_raster_scene, raster_shape, training_tile_px,
-                       window_origins)
+from .budget import BudgetEpochs, Clock, thread_candidates
+from .datasets import (
+    IGNORE,
+    TRAIN,
+    VALIDATION,
+    ClassSpec,
+    Scene,
+    load_raster_scene,
+    raster_shape,
+    training_tile_px,
+    window_origins,
+)
 from .export import export_onnx
 from .losses import build_loss, compute_loss
-from .budget import BudgetEpochs, Clock, thread_candidates
 from .registry import build_model, head_logits
 from .training_report import write_html_report, write_json_report
-from .validation import (cell_count, cell_scores, class_infos, predict_region, scores, tune_thresholds, validation_pixels,
-                         validation_score)
+from .validation import (
+    cell_count,
+    cell_scores,
+    class_infos,
+    predict_region,
+    scores,
+    tune_thresholds,
+    validation_pixels,
+    validation_score,
+)
 
 CHECKPOINT_FORMAT = "glacierseg-train-1"
 RANGE_SAMPLE = 200_000  # training pixels per raster the input range is measured on
@@ -75,17 +92,20 @@ class TrainConfig:
     name: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
+        """The configuration as a JSON-ready dict (classes as [name, label values, colour])."""
         d = asdict(self)
         d["classes"] = [[c.name, list(c.label_values), c.color] for c in self.classes]
         return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        """A configuration from a dict made by ``to_dict``."""
         d = dict(d)
         d["classes"] = [ClassSpec(n, tuple(v), c) for n, v, c in d["classes"]]
         return cls(**d)
 
     def validate(self) -> None:
+        """Raise InputError naming the first setting out of range."""
         if self.task not in TASKS:
             raise InputError(f"Task {self.task!r} is not one of {', '.join(TASKS)}.")
         if self.epochs < 1 or self.batch_size < 1 or self.tiles_per_epoch < 1:
@@ -93,7 +113,8 @@ class TrainConfig:
         if self.minutes < 0 or self.patience < 0:
             raise InputError("The time budget (minutes) and the patience (epochs) must be 0 (off) or positive.")
         if self.tile_size < 32 or self.tile_size % 32:
-            raise InputError(f"Tile size {self.tile_size} must be a multiple of 32 (the networks downsample by up to 32).")
+            raise InputError(f"Tile size {self.tile_size} must be a multiple of 32 (the networks downsample by up to "
+                             f"32).")
         if not self.learning_rate > 0:
             raise InputError("The learning rate must be positive, e.g. 0.001.")
         if not 0 <= self.cutmix <= 1:
@@ -109,6 +130,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """What a training run wrote (model, reports, checkpoint) and measured (history, scores, thresholds)."""
+
     model: str
     report: Optional[str]
     checkpoint: Optional[str]
@@ -128,6 +151,7 @@ class TrainResult:
 
 # ------------------------------------------------------------------ devices
 def resolve_device(device: str):
+    """The torch device for 'auto', 'cpu' or 'cuda'; DeviceError when CUDA is asked for but absent."""
     import torch
 
     device = (device or "auto").lower()
@@ -204,11 +228,13 @@ class TileSampler:
         if self.counts.sum() == 0:
             raise InputError(
                 f"No {tile}×{tile} px tile fits wholly inside the labelled training area (at least "
-                f"{min_labelled:.0%} labelled). Use a smaller tile size, larger fishnet cells, or a smaller validation area."
+                f"{min_labelled:.0%} labelled). Use a smaller tile size, larger fishnet cells, or a smaller validation "
+                f"area."
             )
         self.tile = tile
 
     def sample(self, rng: np.random.Generator, n: int, xs: Sequence[np.ndarray], scenes: Sequence[Scene]):
+        """Random training tiles, n of them (N, C, t, t), and their targets (N, t, t); scenes drawn by tile count."""
         idx = rng.choice(len(self.counts), size=n, p=self.counts / self.counts.sum())
         t = self.tile
         x = np.empty((n, xs[0].shape[0], t, t), np.float32)
@@ -267,15 +293,17 @@ def receptive_field(model, in_channels: int, size: int) -> int:
 
 
 def build_network(config: TrainConfig, in_channels: int):
-
+    """The configured network; InputError when its name or options are wrong."""
     try:
         return build_model(config.network, in_channels, config.out_channels, **config.network_kwargs)
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"Cannot build network {config.network!r} with options {config.network_kwargs}: {exc}") from None
+        raise InputError(
+            f"Cannot build network {config.network!r} with options {config.network_kwargs}: {exc}"
+        ) from None
 
 
 def build_criterion(config: TrainConfig):
-
+    """The configured loss; InputError when its name or options are wrong."""
     try:
         return build_loss(config.loss, **config.loss_kwargs)
     except (KeyError, TypeError, ValueError) as exc:
@@ -303,7 +331,8 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (not a PyTorch file "
                          "written by glacierseg:train).") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (format {CHECKPOINT_FORMAT}).")
+        raise InputError(f"{os.path.basename(path)} is not a GlacierSeg training checkpoint (format "
+                         f"{CHECKPOINT_FORMAT}).")
     return ckpt
 
 
@@ -316,7 +345,8 @@ def finetune_checkpoint(source: str) -> str:
     if not source.lower().endswith(".onnx"):
         return source
     if not os.path.isfile(source):
-        raise InputError(f"Model {source!r} not found; give an existing .onnx file, an installed model or a .pt checkpoint.")
+        raise InputError(f"Model {source!r} not found; give an existing .onnx file, an installed model or a .pt "
+                         f"checkpoint.")
     sibling = os.path.splitext(source)[0] + ".pt"
     if not os.path.isfile(sibling):
         raise InputError(
@@ -331,7 +361,8 @@ def finetune_checkpoint(source: str) -> str:
         raise InputError(
             f"{os.path.basename(sibling)} beside {os.path.basename(source)} does not belong to it: the checkpoint has "
             f"inputs {', '.join(stored.inputs)} and classes {', '.join(c.name for c in stored.classes)}, the model "
-            f"{', '.join(b.name for b in contract.bands)} and {', '.join(classes)}. Put the model's own checkpoint there.")
+            f"{', '.join(b.name for b in contract.bands)} and {', '.join(classes)}. Put the model's own checkpoint "
+            f"there.")
     return sibling
 
 
@@ -401,6 +432,7 @@ class TrainingRun:
 
     @property
     def names(self) -> List[str]:
+        """Names of the model inputs."""
         return list(self.config.inputs)
 
     def validate(self):
@@ -468,11 +500,13 @@ def _checked_scenes(scenes: Sequence[Scene], config: TrainConfig) -> TrainConfig
     resolution = scenes[0].pixel_size
     odd = [s.name for s in scenes if abs(s.pixel_size - resolution) > 0.01 * resolution]
     if odd:
-        raise InputError(f"Rasters {odd} differ in pixel size from {scenes[0].name} ({resolution:g} m); resample them to one resolution.")
+        raise InputError(f"Rasters {odd} differ in pixel size from {scenes[0].name} ({resolution:g} m); resample them "
+                         f"to one resolution.")
     config = replace(config, inputs=list(config.inputs) or list(scenes[0].bands))
     unknown = [n for n in config.inputs if InputSpec(n).feature and InputSpec(n).feature[0] not in features.FEATURES]
     if unknown:
-        raise InputError(f"Unknown derived feature in {', '.join(unknown)}; known features: {', '.join(sorted(features.FEATURES))}.")
+        raise InputError(f"Unknown derived feature in {', '.join(unknown)}; known features: "
+                         f"{', '.join(sorted(features.FEATURES))}.")
     if not any((s.split == VALIDATION).any() and (s.targets[s.split == VALIDATION] != IGNORE).any() for s in scenes):
         raise InputError("The validation part holds no labelled pixels; move the validation area over labelled ground.")
     return config
@@ -486,7 +520,8 @@ def _starting_point(run: TrainingRun) -> None:
         stored = TrainConfig.from_dict(run.state["config"])
         for key in ("network", "network_kwargs", "inputs", "classes", "tile_size", "loss", "loss_kwargs"):
             if getattr(stored, key) != getattr(config, key):
-                raise InputError(f"Checkpoint {os.path.basename(options.checkpoint)} was trained with a different {key} "
+                raise InputError(f"Checkpoint {os.path.basename(options.checkpoint)} was trained with a different "
+                                 f"{key} "
                                  f"({getattr(stored, key)!r}); start a new checkpoint or restore the settings.")
     elif options.finetune:
         run.base = load_checkpoint(finetune_checkpoint(options.finetune))
@@ -551,7 +586,11 @@ def _restore(run: TrainingRun) -> None:
         run.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         run.history = list(state["history"])
-        run.best = {"epoch": int(state["best_epoch"]), "score": float(state["best_score"]), "weights": state["best_model"]}
+        run.best = {
+            "epoch": int(state["best_epoch"]),
+            "score": float(state["best_score"]),
+            "weights": state["best_model"],
+        }
         run.start = int(state["epoch"]) + 1
         run.progress.push_info(f"Resuming from {os.path.basename(run.options.checkpoint)} after epoch {run.start - 1}.")
     elif run.base is not None:
@@ -608,7 +647,8 @@ def _start_budget(run: TrainingRun) -> None:
     run.clock.reserve(time.monotonic() - t0, bool(run.options.validation_dir))
     run.plan = BudgetEpochs(run.clock, time.monotonic() - t0, config.epochs - run.start + 1,
                             _nominal_steps(config), config.threads)
-    run.progress.push_info(f"Time budget {config.minutes:g} min: training until {run.clock.train_seconds / 60:.1f} min, "
+    run.progress.push_info(f"Time budget {config.minutes:g} min: training until {run.clock.train_seconds / 60:.1f} "
+                           f"min, "
                            f"keeping {run.clock.kept_seconds:.0f} s for validation and export; validation IoU before "
                            f"training {run.initial:.3f}.")
 
@@ -745,8 +785,12 @@ def export_run(run: TrainingRun, model_out: str) -> TrainResult:
                            scores=(validation_score(final, [s.name for s in run.scenes], run.best["epoch"], spread),))
     progress.set_progress(96)
     run.model.eval().cpu()
-    validation = _validation_paths(options.validation_dir, run.scenes, run.val_regions) if options.validation_dir else {}
-    with atomic_outputs(model_out, options.report_out, options.html_out, *validation.values(), progress=progress) as tmps:
+    validation = (
+        _validation_paths(options.validation_dir, run.scenes, run.val_regions) if options.validation_dir else {}
+    )
+    with atomic_outputs(
+        model_out, options.report_out, options.html_out, *validation.values(), progress=progress
+    ) as tmps:
         export_onnx(run.model, run.contract, tmps[0])
         _write_validation(dict(zip(validation, tmps[3:])), run.model, run.scenes, run.val_regions, run.contract)
         if options.report_out:
@@ -754,7 +798,8 @@ def export_run(run: TrainingRun, model_out: str) -> TrainResult:
                               run.device.type, run.contract)
         if options.html_out:
             write_html_report(tmps[2], run.contract, run.history, run.initial, throughput, run.device.type)
-    if options.checkpoint and os.path.isfile(options.checkpoint):  # the thresholds, for a later fine-tuning that cannot tune its own
+    # the thresholds, for a later fine-tuning that cannot tune its own
+    if options.checkpoint and os.path.isfile(options.checkpoint):
         state = load_checkpoint(options.checkpoint)
         state["thresholds"] = thresholds
         _save_checkpoint(options.checkpoint, state)
@@ -850,7 +895,8 @@ def _check_class_pixels(scenes: Sequence[Scene], config: TrainConfig, progress: 
     what = (f"Class(es) without labelled pixels: {'; '.join(empty)}. The model cannot learn or be scored on "
             "such a class (its validation IoU would be 0).")
     if finetuning:
-        progress.push_info(f"WARNING: {what} Fine-tuning goes on; the class keeps what the base model learnt, unchecked.")
+        progress.push_info(f"WARNING: {what} Fine-tuning goes on; the class keeps what the base model learnt, "
+                           f"unchecked.")
         return result
     raise InputError(f"{what} Label that class in both the training and the validation area (check the class "
                      "values and the label field), or remove it from the class list.")
@@ -900,7 +946,9 @@ def train_rasters(
     if not rasters:
         raise InputError("Give at least one training raster.")
     if not config.tile_size:  # 0: fitted to the rasters and their fishnet
-        tile = training_tile_px([raster_shape(p) for p in rasters], val_fraction, fishnet=not validation_vector and not cell_px)
+        tile = training_tile_px(
+            [raster_shape(p) for p in rasters], val_fraction, fishnet=not validation_vector and not cell_px
+        )
         config = replace(config, tile_size=tile)
         progress.push_info(f"Tile size {tile} px (fitted to the raster size and the validation cells).")
     scenes = []

@@ -133,7 +133,8 @@ def write_html_report(path: str, contract: ModelContract, history: Sequence[Dict
 <style>body{{font-family:sans-serif;margin:1em}} table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #bbb;padding:2px 8px;text-align:left}}</style></head><body>
 <h2>Training report: {html.escape(contract.name)}</h2>
-<p>Network <b>{html.escape(t['network'])}</b>, loss {html.escape(t['loss'])}, tile {t['tile_size']} px, on {html.escape(device)}
+<p>Network <b>{html.escape(t['network'])}</b>, loss {html.escape(t['loss'])}, tile {t['tile_size']} px, on {html.escape(
+device)}
 ({throughput:.2f} tiles/s); rasters {html.escape(', '.join(t['rasters']))}.<br>
 {len(history)} epoch(s) in {t['seconds'] / 60:.1f} min; stopped: {html.escape(t['stopped'])}.
 Exported: epoch {t['best_epoch']} (best mean validation IoU).</p>
@@ -141,7 +142,8 @@ Exported: epoch {t['best_epoch']} (best mean validation IoU).</p>
 <h3>Labelled pixels per class</h3>
 {_table(("class", "training", "validation"), [(n, a, b) for n, (a, b) in t['labelled_pixels'].items()])}
 <h3>Thresholds</h3>
-{_table(("class", "threshold", "why"), [(n, f"{contract.thresholds[n]:g}", t['thresholds'][n]) for n in contract.thresholds])}
+{_table(("class", "threshold", "why"),
+         [(n, f"{contract.thresholds[n]:g}", t['thresholds'][n]) for n in contract.thresholds])}
 <h3>Final validation scores (exported model, thresholds above)</h3>
 {_table(("class", "IoU", "F1", "precision", "recall", "IoU per cell: mean ± std (range, cells)"), scores_rows)}
 {cells_figure(t['validation_cells'])}

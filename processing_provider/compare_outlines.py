@@ -57,28 +57,65 @@ class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         polygons = [QgsProcessing.TypeVectorPolygon]
-        self.addParameter(QgsProcessingParameterFeatureSource(self.INPUT_1, "Outlines at the first (earlier) date", polygons))
-        self.addParameter(QgsProcessingParameterString(self.DATE_1, "First date (empty: from the date field)", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(self.INPUT_2, "Outlines at the second (later) date", polygons))
-        self.addParameter(QgsProcessingParameterString(self.DATE_2, "Second date (empty: from the date field)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.ID_FIELD, "ID field (empty: RGI/GLIMS ID field when present)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.CLASS_FIELD, "Class field (empty: all outlines one class)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes to compare (comma-separated; empty: all)", optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.INPUT_1, "Outlines at the first (earlier) date", polygons)
+        )
+        self.addParameter(
+            QgsProcessingParameterString(self.DATE_1, "First date (empty: from the date field)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.INPUT_2, "Outlines at the second (later) date", polygons)
+        )
+        self.addParameter(
+            QgsProcessingParameterString(self.DATE_2, "Second date (empty: from the date field)", optional=True)
+        )
+        self.addParameter(QgsProcessingParameterString(self.ID_FIELD, "ID field (empty: RGI/GLIMS ID field when "
+                                                                      "present)", optional=True))
+        self.addParameter(
+            QgsProcessingParameterString(self.CLASS_FIELD, "Class field (empty: all outlines one class)", optional=True)
+        )
+        self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes to compare (comma-separated; empty: "
+                                                                     "all)", optional=True))
         advanced = [
-            QgsProcessingParameterField(self.DATE_FIELD_1, "Date field of the first layer", parentLayerParameterName=self.INPUT_1, optional=True),
-            QgsProcessingParameterField(self.DATE_FIELD_2, "Date field of the second layer", parentLayerParameterName=self.INPUT_2, optional=True),
+            QgsProcessingParameterField(
+                self.DATE_FIELD_1, "Date field of the first layer", parentLayerParameterName=self.INPUT_1, optional=True
+            ),
+            QgsProcessingParameterField(
+                self.DATE_FIELD_2,
+                "Date field of the second layer",
+                parentLayerParameterName=self.INPUT_2,
+                optional=True,
+            ),
             QgsProcessingParameterBoolean(self.MATCH_BY_ID, "Match by ID where both dates have it", defaultValue=True),
-            QgsProcessingParameterNumber(self.MIN_OVERLAP, "Minimum overlap (% of the smaller outline)", QgsProcessingParameterNumber.Double,
-                                         50.0, minValue=0.1, maxValue=100.0),
+            QgsProcessingParameterNumber(
+                self.MIN_OVERLAP,
+                "Minimum overlap (% of the smaller outline)",
+                QgsProcessingParameterNumber.Double,
+                50.0,
+                minValue=0.1,
+                maxValue=100.0,
+            ),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT_OBJECTS, "Objects with area change", QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT_CHANGES, "Gained and lost areas", QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_SUMMARY, "Summary per class", "CSV files (*.csv)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Change report", "HTML files (*.html)"))
-        for key, label in (("AREA_1_KM2", "Total area at the first date (km²)"), ("AREA_2_KM2", "Total area at the second date (km²)"),
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT_OBJECTS, "Objects with area change", QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT_CHANGES, "Gained and lost areas", QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.OUTPUT_SUMMARY, "Summary per class", "CSV files (*.csv)")
+        )
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Change report", "HTML files "
+                                                                                                     "(*.html)"))
+        for key, label in (("AREA_1_KM2", "Total area at the first date (km²)"), ("AREA_2_KM2", "Total area at the "
+                                                                                                "second date (km²)"),
                            ("CHANGE_KM2", "Total area change (km²)"), ("OBJECTS", "Objects compared")):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
@@ -106,15 +143,25 @@ class CompareOutlinesAlgorithm(GlacierSegAlgorithm):
             min_overlap=self.parameterAsDouble(parameters, self.MIN_OVERLAP, context) / 100.0,
             progress=progress,
         )
-        feedback.pushInfo(f"Areas in EPSG:{result.crs_epsg}; ID fields {result.id_fields}, date fields {result.date_fields}.")
+        feedback.pushInfo(f"Areas in EPSG:{result.crs_epsg}; ID fields {result.id_fields}, date fields "
+                          f"{result.date_fields}.")
         for s in result.summary.values():
             feedback.pushInfo(
-                f"{s['class']}: {s['objects']} objects ({', '.join(f'{t} {s[t]}' for t in ('same', 'split', 'merged', 'split_merged', 'new', 'vanished'))}); "
-                f"{s['area_1_km2']:.3f} → {s['area_2_km2']:.3f} km² ({s['change_km2']:+.3f} km²)")
-        style_on_load(context, changes, lambda lyr: lyr.setRenderer(class_vector_renderer("change_value", CHANGE_CLASSES)))
+                f"{s['class']}: {s['objects']} objects "
+                f"({', '.join(f'{t} {s[t]}' for t in ('same', 'split', 'merged', 'split_merged', 'new', 'vanished'))})"
+                f"; {s['area_1_km2']:.3f} → {s['area_2_km2']:.3f} km² ({s['change_km2']:+.3f} km²)"
+            )
+        style_on_load(
+            context, changes, lambda lyr: lyr.setRenderer(class_vector_renderer("change_value", CHANGE_CLASSES))
+        )
         totals = list(result.summary.values())
         return {
-            self.OUTPUT_OBJECTS: objects, self.OUTPUT_CHANGES: changes, self.OUTPUT_SUMMARY: summary, self.OUTPUT_REPORT: report,
-            "AREA_1_KM2": sum(s["area_1_km2"] for s in totals), "AREA_2_KM2": sum(s["area_2_km2"] for s in totals),
-            "CHANGE_KM2": sum(s["change_km2"] for s in totals), "OBJECTS": len(result.objects),
+            self.OUTPUT_OBJECTS: objects,
+            self.OUTPUT_CHANGES: changes,
+            self.OUTPUT_SUMMARY: summary,
+            self.OUTPUT_REPORT: report,
+            "AREA_1_KM2": sum(s["area_1_km2"] for s in totals),
+            "AREA_2_KM2": sum(s["area_2_km2"] for s in totals),
+            "CHANGE_KM2": sum(s["change_km2"] for s in totals),
+            "OBJECTS": len(result.objects),
         }

@@ -21,8 +21,10 @@ FILL_HELP = (
 def add_dem_void_parameters(alg, with_fill: bool) -> None:
     """Advanced parameters: the plausible elevation range, and (``with_fill``) the largest void share filled."""
     dbl = QgsProcessingParameterNumber.Double
-    params = [QgsProcessingParameterNumber(PLAUSIBLE_MIN, "Lowest plausible elevation (m)", dbl, PLAUSIBLE_ELEVATION_M[0]),
-              QgsProcessingParameterNumber(PLAUSIBLE_MAX, "Highest plausible elevation (m)", dbl, PLAUSIBLE_ELEVATION_M[1])]
+    params = [
+        QgsProcessingParameterNumber(PLAUSIBLE_MIN, "Lowest plausible elevation (m)", dbl, PLAUSIBLE_ELEVATION_M[0]),
+        QgsProcessingParameterNumber(PLAUSIBLE_MAX, "Highest plausible elevation (m)", dbl, PLAUSIBLE_ELEVATION_M[1]),
+    ]
     if with_fill:
         params.append(QgsProcessingParameterNumber(MAX_VOID, "Largest share of an outline without elevation that is "
                                                    "filled (%)", dbl, 100 * MAX_VOID_FRACTION, minValue=0.0,
@@ -33,9 +35,11 @@ def add_dem_void_parameters(alg, with_fill: bool) -> None:
 
 
 def plausible_elevation(alg, parameters, context) -> Tuple[float, float]:
+    """The plausible elevation range (lowest, highest) in metres set in the dialog."""
     return (alg.parameterAsDouble(parameters, PLAUSIBLE_MIN, context),
             alg.parameterAsDouble(parameters, PLAUSIBLE_MAX, context))
 
 
 def max_void_fraction(alg, parameters, context) -> float:
+    """The largest void share filled, as a fraction (the dialog asks for percent)."""
     return alg.parameterAsDouble(parameters, MAX_VOID, context) / 100.0

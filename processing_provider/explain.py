@@ -2,7 +2,6 @@
 Grad-CAM from a training checkpoint, run outside QGIS)."""
 from __future__ import annotations
 
-
 from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
@@ -67,25 +66,56 @@ class ExplainAlgorithm(GlacierSegAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.CHECKPOINT, "Training checkpoint (.pt): gradient saliency and Grad-CAM instead of occlusion",
             extension="pt", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.TARGET_CLASS, "Grad-CAM class (empty: the first foreground class)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.BAND_MAPPING, "Band mapping (raster band numbers in model order)", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.TARGET_CLASS, "Grad-CAM class (empty: the first foreground "
+                                                                          "class)", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.BAND_MAPPING, "Band mapping (raster band numbers in model "
+                                                                          "order)", optional=True))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Processing extent", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.MASK, "Mask layer (explain inside its polygons only)", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.MASK,
+                "Mask layer (explain inside its polygons only)",
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
         advanced = [
-            QgsProcessingParameterString(self.BASELINES, "Occlusion baselines in raw units (S2:B11=1500; S2:B03=900)", optional=True),
-            QgsProcessingParameterString(self.LAYER, "Grad-CAM layer (empty: the last convolution before the output)", optional=True),
-            QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model's)", QgsProcessingParameterNumber.Integer, 0, minValue=0),
-            QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap in pixels (-1 = model's)", QgsProcessingParameterNumber.Integer, -1, minValue=-1),
-            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (tiles per model call)", QgsProcessingParameterNumber.Integer, 2, minValue=1, maxValue=256),
+            QgsProcessingParameterString(
+                self.BASELINES, "Occlusion baselines in raw units (S2:B11=1500; S2:B03=900)", optional=True
+            ),
+            QgsProcessingParameterString(
+                self.LAYER, "Grad-CAM layer (empty: the last convolution before the output)", optional=True
+            ),
+            QgsProcessingParameterNumber(
+                self.TILE_SIZE, "Tile size in pixels (0 = model's)", QgsProcessingParameterNumber.Integer, 0, minValue=0
+            ),
+            QgsProcessingParameterNumber(
+                self.OVERLAP,
+                "Tile overlap in pixels (-1 = model's)",
+                QgsProcessingParameterNumber.Integer,
+                -1,
+                minValue=-1,
+            ),
+            QgsProcessingParameterNumber(
+                self.BATCH_SIZE,
+                "Batch size (tiles per model call)",
+                QgsProcessingParameterNumber.Integer,
+                2,
+                minValue=1,
+                maxValue=256,
+            ),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
-        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Per-class importance rasters (folder)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_TABLE, "Importance table", "CSV files (*.csv)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Importance report", "HTML files (*.html)"))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Per-class importance rasters "
+                                                                                      "(folder)"))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.OUTPUT_TABLE, "Importance table", "CSV files (*.csv)")
+        )
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Importance report", "HTML files "
+                                                                                                         "(*.html)"))
         self.addOutput(QgsProcessingOutputString("METHOD", "Method (occlusion or saliency)"))
         self.addOutput(QgsProcessingOutputString("MOST_IMPORTANT", "Most important channel per class (JSON)"))
         self.addOutput(QgsProcessingOutputNumber("TILES_RUN", "Tiles run"))
@@ -128,7 +158,9 @@ class ExplainAlgorithm(GlacierSegAlgorithm):
             ranked = sorted(((v, ch) for ch, v in row.items() if v == v), reverse=True)
             if ranked:
                 top[cls] = ranked[0][1]
-                feedback.pushInfo(f"{cls} ({result.class_pixels[cls]} px): " + ", ".join(f"{ch} {v:.4g}" for v, ch in ranked))
+                feedback.pushInfo(
+                    f"{cls} ({result.class_pixels[cls]} px): " + ", ".join(f"{ch} {v:.4g}" for v, ch in ranked)
+                )
         for cls, path in list(result.rasters.items()) + ([("Grad-CAM", result.gradcam)] if result.gradcam else []):
             details = QgsProcessingContext.LayerDetails(f"{result.method} {cls}", context.project(), path)
             context.addLayerToLoadOnCompletion(path, details)

@@ -25,7 +25,8 @@ class OptimizeModelAlgorithm(GlacierSegAlgorithm):
     NAME = "optimize_model"
     DISPLAY_NAME = "Optimize model (int8 / float16)"
     GROUP = MODELS
-    SHORT = "Make a faster variant of a model (int8 for CPU, float16 for CUDA), with its measured speed-up and score change."
+    SHORT = ("Make a faster variant of a model (int8 for CPU, float16 for CUDA), with its measured speed-up and "
+             "score change.")
     TAGS = ("onnx", "quantization", "int8", "float16", "fp16", "speed", "model", "deep learning", "cuda")
     HELP_PAGE = "optimize-model.md"
     REQUIRES = ("numpy", "rasterio", "onnxruntime", "onnx")
@@ -61,12 +62,19 @@ class OptimizeModelAlgorithm(GlacierSegAlgorithm):
                                                          types=types, optional=True))
         self.addParameter(QgsProcessingParameterField("REFERENCE_FIELD", "Reference class field (polygons)",
                                                       parentLayerParameterName="REFERENCE", optional=True))
-        self.addParameter(QgsProcessingParameterString("BAND_MAPPING", "Band mapping (raster band numbers, in the "
-                                                       "model's band order; empty: from band descriptions)", optional=True))
+        self.addParameter(
+            QgsProcessingParameterString(
+                "BAND_MAPPING",
+                "Band mapping (raster band numbers, in the model's band order; empty: from band descriptions)",
+                optional=True,
+            )
+        )
         number = QgsProcessingParameterNumber
         self.addParameter(number("CALIBRATION_TILES", "Calibration tiles (static int8)", number.Integer,
                                  CALIBRATION_TILES, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device for the measurement", DEVICE_LABELS, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device for the measurement", DEVICE_LABELS, defaultValue=0)
+        )
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", "Optimized model", "ONNX models (*.onnx)"))
         for key, label in (("SPEEDUP", "Speed-up (original / variant in-model time)"), ("IOU", "IoU of the variant"),
                            ("IOU_CHANGE", "IoU change"), ("F1", "F1 of the variant"), ("F1_CHANGE", "F1 change")):

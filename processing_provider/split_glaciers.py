@@ -22,14 +22,18 @@ from ..core.parameters import ROUTINGS, SplitParameters
 from ..ui.correction import editable_style
 from ..ui.styles import style_glaciers, style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
-from .dem_parameters import HELP as DEM_HELP, FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
+from .dem_parameters import FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
+from .dem_parameters import HELP as DEM_HELP
 from .layer_inputs import input_file
 
 _D = SplitParameters()
 
 
 def style_divides(layer) -> None:
-    layer.setRenderer(QgsSingleSymbolRenderer(QgsLineSymbol.createSimple({"line_color": "227,26,28", "line_width": "0.6"})))
+    """Draw ice divides as thin red lines."""
+    layer.setRenderer(
+        QgsSingleSymbolRenderer(QgsLineSymbol.createSimple({"line_color": "227,26,28", "line_width": "0.6"}))
+    )
 
 
 class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
@@ -111,29 +115,60 @@ class SplitGlaciersAlgorithm(GlacierSegAlgorithm):
             self.ID_PREFIX, "Glacier ID prefix (IDs: prefix + running number, west to east)", defaultValue="G-"))
         dbl, integer = QgsProcessingParameterNumber.Double, QgsProcessingParameterNumber.Integer
         advanced = [
-            QgsProcessingParameterNumber(self.CELL_SIZE, "Working cell size (m; 0 = the DEM's)", dbl, _D.cell_size_m,
-                                         minValue=0.0),
+            QgsProcessingParameterNumber(
+                self.CELL_SIZE, "Working cell size (m; 0 = the DEM's)", dbl, _D.cell_size_m, minValue=0.0
+            ),
             QgsProcessingParameterNumber(self.BUFFER, "Buffer (cells)", integer, _D.buffer_cells, minValue=2),
-            QgsProcessingParameterNumber(self.GUTTER_OFFSET, "Gutter offset (cells)", dbl, _D.gutter_offset_cells, minValue=0.0),
+            QgsProcessingParameterNumber(
+                self.GUTTER_OFFSET, "Gutter offset (cells)", dbl, _D.gutter_offset_cells, minValue=0.0
+            ),
             QgsProcessingParameterNumber(self.GUTTER_WIDTH, "Gutter width (cells)", dbl, _D.gutter_cells, minValue=1.0),
             QgsProcessingParameterNumber(self.GUTTER_DEPTH, "Gutter depth (m)", dbl, _D.gutter_depth_m, minValue=1.0),
-            QgsProcessingParameterNumber(self.SMOOTHING, "Smoothing window (cells, 1 = none)", integer, _D.smoothing_cells, minValue=1),
-            QgsProcessingParameterEnum(self.ROUTING, "Flow routing", ["D-infinity (Tarboton 1997)", "D8"],
-                                       defaultValue=ROUTINGS.index(_D.routing)),
+            QgsProcessingParameterNumber(
+                self.SMOOTHING, "Smoothing window (cells, 1 = none)", integer, _D.smoothing_cells, minValue=1
+            ),
+            QgsProcessingParameterEnum(
+                self.ROUTING,
+                "Flow routing",
+                ["D-infinity (Tarboton 1997)", "D8"],
+                defaultValue=ROUTINGS.index(_D.routing),
+            ),
             QgsProcessingParameterNumber(self.A, f"a (for {_D.a_cell_m:g} m cells)", dbl, _D.a, minValue=0.0),
             QgsProcessingParameterNumber(self.B, "b", dbl, _D.b, minValue=0.01),
             QgsProcessingParameterNumber(self.C, "c: largest merge radius (m)", dbl, _D.c_m, minValue=0.0),
             QgsProcessingParameterNumber(self.SLIVER_AREA, "Sliver area (km²)", dbl, _D.sliver_area_km2, minValue=0.0),
-            QgsProcessingParameterNumber(self.SLIVER_AREA2, "Elongated sliver area (km²)", dbl, _D.sliver_area2_km2, minValue=0.0),
-            QgsProcessingParameterNumber(self.SLIVER_COMPACTNESS, "Elongated sliver compactness", dbl, _D.sliver_compactness, minValue=0.0),
-            QgsProcessingParameterNumber(self.INTERIOR_AREA, "Interior piece area (km²)", dbl, _D.interior_area_km2, minValue=0.0),
-            QgsProcessingParameterNumber(self.INTERIOR_SHARE, "Interior piece: largest share of perimeter on the outline (%)",
-                                         dbl, 100 * _D.interior_rim_share, minValue=0.0, maxValue=100.0),
-            QgsProcessingParameterNumber(self.EDGE_STRIP_SHARE, "Edge strip: smallest share of perimeter along one "
-                                         "neighbour (%)", dbl, 100 * _D.edge_strip_neighbour_share, minValue=0.0,
-                                         maxValue=100.0),
-            QgsProcessingParameterNumber(self.MERGE_RATIO, "Interior pieces and edge strips join only a neighbour "
-                                         "this many times larger", dbl, _D.merge_neighbour_ratio, minValue=0.0),
+            QgsProcessingParameterNumber(
+                self.SLIVER_AREA2, "Elongated sliver area (km²)", dbl, _D.sliver_area2_km2, minValue=0.0
+            ),
+            QgsProcessingParameterNumber(
+                self.SLIVER_COMPACTNESS, "Elongated sliver compactness", dbl, _D.sliver_compactness, minValue=0.0
+            ),
+            QgsProcessingParameterNumber(
+                self.INTERIOR_AREA, "Interior piece area (km²)", dbl, _D.interior_area_km2, minValue=0.0
+            ),
+            QgsProcessingParameterNumber(
+                self.INTERIOR_SHARE,
+                "Interior piece: largest share of perimeter on the outline (%)",
+                dbl,
+                100 * _D.interior_rim_share,
+                minValue=0.0,
+                maxValue=100.0,
+            ),
+            QgsProcessingParameterNumber(
+                self.EDGE_STRIP_SHARE,
+                "Edge strip: smallest share of perimeter along one neighbour (%)",
+                dbl,
+                100 * _D.edge_strip_neighbour_share,
+                minValue=0.0,
+                maxValue=100.0,
+            ),
+            QgsProcessingParameterNumber(
+                self.MERGE_RATIO,
+                "Interior pieces and edge strips join only a neighbour this many times larger",
+                dbl,
+                _D.merge_neighbour_ratio,
+                minValue=0.0,
+            ),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)

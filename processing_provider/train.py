@@ -32,8 +32,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.contract import TASKS
 from ..core.child import run_models_cli
+from ..core.contract import TASKS
 from ..core.errors import CancelledError
 from ..core.network_names import LOSSES, NETWORKS
 from ..core.runtime import DEVICES
@@ -49,7 +49,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
     NAME = "train"
     DISPLAY_NAME = "Train segmentation model"
     GROUP = MODELS
-    SHORT = "Trains a deep-learning segmentation network on your rasters and labels and exports a GlacierSeg ONNX model."
+    SHORT = (
+        "Trains a deep-learning segmentation network on your rasters and labels and exports a GlacierSeg ONNX model."
+    )
     TAGS = ("deep learning", "training", "onnx", "pytorch", "u-net", "deeplab", "cnn", "labels", "fine-tune",
             "landslide", "glacial lake", "segmentation")
     MANUAL_SECTION = "train"
@@ -59,16 +61,20 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "Trains a segmentation network on one or more rasters with labels and exports it as a GlacierSeg "
         "ONNX model (its contract holds the bands and their scaling, resolution, classes and colours, tile "
         "size, receptive field and the tuned thresholds), ready for <i>Segment raster with model</i>.<br><br>"
-        "<b>Labels</b>: polygons with a class field (e.g. corrected outlines), polygons without one (all of them the one class, as RGI outlines come) or a class raster; labels in another CRS are reprojected. Pixels outside "
+        "<b>Labels</b>: polygons with a class field (e.g. corrected outlines), polygons without one (all of them the "
+        "one class, as RGI outlines come) or a class raster; labels in another CRS are reprojected. Pixels outside "
         "the polygons are background; nodata of the class raster or of the image is not scored.<br>"
         "<b>Classes</b>: <i>name=label values [#colour]</i> separated by ';', e.g. <i>glacier=1,2</i> "
-        "(one class: sigmoid output) or <i>clean_ice=1; debris_ice=2 #8d6e63</i> (several: softmax with background).<br>"
+        "(one class: sigmoid output) or <i>clean_ice=1; debris_ice=2 #8d6e63</i> (several: softmax with "
+        "background).<br>"
         "<b>Model inputs</b>: raster bands and derived features, e.g. <i>S2:B03, S2:B11, NDSI(S2:B03,S2:B11), "
-        "SLOPE(DEM)</i>; empty = every band. Bands are named by the raster's band descriptions or by <i>Band names</i>. "
+        "SLOPE(DEM)</i>; empty = every band. Bands are named by the raster's band descriptions or by <i>Band "
+        "names</i>. "
         "Features (NDSI, NDWI, NDVI, NDMI, NBR, GRAY, GAUSS, MEDIAN, SOBEL, SOBELX, SOBELY, SLOPE, ASPECT, "
         "NORTHNESS, EASTNESS) are computed by GlacierSeg in training and inference alike.<br>"
         "<b>Validation</b>: pixels inside the <i>Validation area</i> polygons; without it, whole cells of a "
-        "fishnet (cell size in pixels, 0 = sized from the raster for about 8 validation cells; fraction of cells). Training tiles lie wholly outside the validation "
+        "fishnet (cell size in pixels, 0 = sized from the raster for about 8 validation cells; fraction of cells). "
+        "Training tiles lie wholly outside the validation "
         "pixels, so the split is spatially disjoint.<br>"
         "<b>Network / loss</b>: chosen from the lists (default unet_efficientnet_b0, fast on a CPU; in scripts by "
         "name, e.g. <i>unet</i>, <i>ce_dice</i>; see docs/networks.md). <i>Network "
@@ -86,7 +92,8 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         "the thresholds and why, and the final scores with their spread over validation cells; the JSON report "
         "(with a CSV beside it) holds the same per epoch.<br>"
         "<b>Time budget</b>: minutes for the whole run (0 = train the given epochs); the learning-rate schedule "
-        "is fitted to it, and the epochs are sized from it (steps timed on the first batches). <b>Patience</b>: stop after that many epochs without a better validation IoU.<br>"
+        "is fitted to it, and the epochs are sized from it (steps timed on the first batches). <b>Patience</b>: stop "
+        "after that many epochs without a better validation IoU.<br>"
         "Training runs in a separate Python process (torch never loads into QGIS): QGIS's own Python, with "
         "QGIS's import path and GlacierSeg's package folder, so it finds torch where Plugins › GlacierSeg › "
         "Install dependencies… with <i>Training</i> ticked puts it (or in QGIS's Python itself). "
@@ -107,35 +114,76 @@ class TrainAlgorithm(GlacierSegAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         polygons = [QgsProcessing.TypeVectorPolygon]
         number = QgsProcessingParameterNumber
-        self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Training rasters", QgsProcessing.TypeRaster))
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(self.INPUT, "Training rasters", QgsProcessing.TypeRaster)
+        )
         self.addParameter(QgsProcessingParameterFeatureSource(self.LABELS, "Label polygons", polygons, optional=True))
         class_field = QgsProcessingParameterField(
             self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABELS, optional=True)
         class_field.setMetadata(widget_metadata("VectorFieldWidgetWrapper"))
         self.addParameter(class_field)
-        self.addParameter(QgsProcessingParameterRasterLayer(self.LABEL_RASTER, "Label raster (class values)", optional=True))
-        self.addParameter(QgsProcessingParameterString(self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"))
-        self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = all bands)", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet split)", polygons, optional=True))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(self.LABEL_RASTER, "Label raster (class values)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.CLASSES, "Classes (name=label values [#colour]; ...)", defaultValue="glacier=1"
+            )
+        )
+        self.addParameter(QgsProcessingParameterString(self.MODEL_INPUTS, "Model inputs (bands and features; empty = "
+                                                                          "all bands)", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(self.VALIDATION_AREA, "Validation area (else a fishnet "
+                                                                                    "split)", polygons, optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.NETWORK, "Network", list(NETWORKS),
                                                      defaultValue="unet_efficientnet_b0", usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterEnum(self.LOSS, "Loss", list(LOSSES), defaultValue="ce_dice",
                                                      usesStaticStrings=True))
         self.addParameter(number(self.EPOCHS, "Epochs (the most, with a time budget)", number.Integer, 20, minValue=1))
-        self.addParameter(number(self.MINUTES, "Time budget (minutes, 0 = train the epochs)", number.Double, DEFAULT_MINUTES, minValue=0.0))
-        self.addParameter(number(self.PATIENCE, "Stop after epochs without a better validation score (0 = never)", number.Integer, 5, minValue=0))
+        self.addParameter(
+            number(
+                self.MINUTES,
+                "Time budget (minutes, 0 = train the epochs)",
+                number.Double,
+                DEFAULT_MINUTES,
+                minValue=0.0,
+            )
+        )
+        self.addParameter(
+            number(
+                self.PATIENCE,
+                "Stop after epochs without a better validation score (0 = never)",
+                number.Integer,
+                5,
+                minValue=0,
+            )
+        )
         self.addParameter(number(self.BATCH_SIZE, "Batch size", number.Integer, 8, minValue=1, maxValue=1024))
-        self.addParameter(number(self.LEARNING_RATE, "Learning rate", number.Double, 0.001, minValue=1e-7, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterBoolean(self.AUGMENT, "Augment with 90° rotations and flips", defaultValue=True))
-        self.addParameter(number(self.CUTMIX, "CutMix probability (labelled regions)", number.Double, 0.0, minValue=0.0, maxValue=1.0))
+        self.addParameter(
+            number(self.LEARNING_RATE, "Learning rate", number.Double, 0.001, minValue=1e-7, maxValue=1.0)
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.AUGMENT, "Augment with 90° rotations and flips", defaultValue=True)
+        )
+        self.addParameter(
+            number(self.CUTMIX, "CutMix probability (labelled regions)", number.Double, 0.0, minValue=0.0, maxValue=1.0)
+        )
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICE_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            self.FINETUNE, "Fine-tune from a checkpoint (.pt), a model (.onnx with its .pt beside it) or an installed model's name",
+            self.FINETUNE, "Fine-tune from a checkpoint (.pt), a model (.onnx with its .pt beside it) or an installed "
+                           "model's name",
             fileFilter="GlacierSeg checkpoints and models (*.pt *.onnx *.PT *.ONNX)", optional=True))
         advanced = [
-            QgsProcessingParameterString(self.BAND_NAMES, "Band names in raster order (when descriptions lack them)", optional=True),
+            QgsProcessingParameterString(
+                self.BAND_NAMES, "Band names in raster order (when descriptions lack them)", optional=True
+            ),
             QgsProcessingParameterString(self.NETWORK_OPTIONS, "Network options (JSON)", optional=True),
-            number(self.TILE_SIZE, "Tile size (px, multiple of 32; 0 = fitted to the rasters)", number.Integer, 0, minValue=0),
+            number(
+                self.TILE_SIZE,
+                "Tile size (px, multiple of 32; 0 = fitted to the rasters)",
+                number.Integer,
+                0,
+                minValue=0,
+            ),
             number(self.TILES_PER_EPOCH, "Training tiles per epoch", number.Integer, 256, minValue=1),
             number(self.CELL_SIZE, "Fishnet cell size (px, 0 = sized from the raster)", number.Integer, 0, minValue=0),
             number(self.VAL_FRACTION, "Fishnet validation fraction", number.Double, 0.2, minValue=0.01, maxValue=0.9),
@@ -147,7 +195,9 @@ class TrainAlgorithm(GlacierSegAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_MODEL, "Model", "ONNX model (*.onnx)"))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report (JSON)", "JSON (*.json)"))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.OUTPUT_REPORT, "Training report (JSON)", "JSON (*.json)")
+        )
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, "Training report (HTML)", "HTML files (*.html)", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -162,7 +212,8 @@ class TrainAlgorithm(GlacierSegAlgorithm):
     @staticmethod
     def finetune_source(value: str):
         """A checkpoint or model path as given, or the .onnx path of an installed model's name
-        (``core.store``); the training child finds the checkpoint beside an .onnx (``models.train.finetune_checkpoint``)."""
+        (``core.store``); the training child finds the checkpoint beside an .onnx
+        (``models.train.finetune_checkpoint``)."""
         value = (value or "").strip()
         if not value or value.lower().endswith(".pt"):
             return value or None

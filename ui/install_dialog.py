@@ -87,7 +87,8 @@ class InstallDialog(QDialog):
         self.training.setObjectName("glacierseg_training")
         self.training.toggled.connect(self.refresh)
         layout.addWidget(self.training)
-        self.gpu = QCheckBox("CUDA GPU: install onnxruntime-gpu instead of onnxruntime (needs an NVIDIA driver, CUDA 12 and cuDNN 9)")
+        self.gpu = QCheckBox("CUDA GPU: install onnxruntime-gpu instead of onnxruntime (needs an NVIDIA driver, CUDA "
+                             "12 and cuDNN 9)")
         self.gpu.toggled.connect(self.refresh)
         layout.addWidget(self.gpu)
         self.plan_label = QLabel()
@@ -128,7 +129,9 @@ class InstallDialog(QDialog):
             source = deps.SOURCES.get(s.requirement.module, {}).get(self.platform, "pip")
             if s.requirement.module == "numpy":
                 source = "QGIS"
-            where = {"pip": "pip (GlacierSeg folder)", "source": "pip (built on system GEOS)"}.get(source, f"system: {source}")
+            where = {"pip": "pip (GlacierSeg folder)", "source": "pip (built on system GEOS)"}.get(
+                source, f"system: {source}"
+            )
             cells = [s.requirement.distribution, s.version or "missing", f"≥ {s.requirement.minimum}",
                      "ok" if s.ok else where]
             for col, text in enumerate(cells):
@@ -149,10 +152,12 @@ class InstallDialog(QDialog):
         if not plan.pip and not plan.system:
             return "<b>All packages are installed.</b> GlacierSeg's algorithms are ready."
         if plan.pip:
-            parts.append(f"<b>Install</b> {html.escape(', '.join(plan.pip))} with QGIS's Python "
-                         f"(<tt>{html.escape(plan.python)}</tt>) into <tt>{html.escape(plan.prefix)}</tt>"
-                         + (f", torch's CPU build from {html.escape(', '.join(plan.index_urls))}" if plan.index_urls else "")
-                         + ".")
+            parts.append(
+                f"<b>Install</b> {html.escape(', '.join(plan.pip))} with QGIS's Python "
+                f"(<tt>{html.escape(plan.python)}</tt>) into <tt>{html.escape(plan.prefix)}</tt>"
+                + (f", torch's CPU build from {html.escape(', '.join(plan.index_urls))}" if plan.index_urls else "")
+                + "."
+            )
         if plan.source_builds:
             parts.append(f"{html.escape(', '.join(plan.source_builds))} is built from source against the system's "
                          "GEOS, so that QGIS and shapely use one GEOS library; this needs "
@@ -220,7 +225,9 @@ class InstallDialog(QDialog):
         for line in text.splitlines():
             for start, percent in _PHASES:
                 if line.startswith(start) and percent > self.progress.value():
-                    self.progress.setValue(percent if percent == 100 else min(percent + self.progress.value() // 10, 95))
+                    self.progress.setValue(
+                        percent if percent == 100 else min(percent + self.progress.value() // 10, 95)
+                    )
 
     def _error(self, error):
         if error == QProcess.FailedToStart:

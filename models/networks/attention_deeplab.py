@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 from torch import nn
 
 from .blocks import CBAM, SeparableConv2d, default_activation

@@ -63,7 +63,9 @@ class ChannelAttention(nn.Module):
         super().__init__()
         hidden = max(channels // reduction, 1)
         self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=False), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1, bias=False)
+            nn.Conv2d(channels, hidden, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,8 +99,12 @@ class AttentionGate(nn.Module):
 
     def __init__(self, skip_channels: int, gate_channels: int, inter_channels: int):
         super().__init__()
-        self.theta = nn.Sequential(nn.Conv2d(skip_channels, inter_channels, 1, bias=False), nn.BatchNorm2d(inter_channels))
-        self.phi = nn.Sequential(nn.Conv2d(gate_channels, inter_channels, 1, bias=False), nn.BatchNorm2d(inter_channels))
+        self.theta = nn.Sequential(
+            nn.Conv2d(skip_channels, inter_channels, 1, bias=False), nn.BatchNorm2d(inter_channels)
+        )
+        self.phi = nn.Sequential(
+            nn.Conv2d(gate_channels, inter_channels, 1, bias=False), nn.BatchNorm2d(inter_channels)
+        )
         self.psi = nn.Sequential(nn.Conv2d(inter_channels, 1, 1), nn.BatchNorm2d(1), nn.Sigmoid())
 
     def forward(self, skip: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import List, Sequence, Union
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 from torch import nn
 
 from .blocks import AttentionGate, apply_activation, default_activation
@@ -35,7 +35,9 @@ class ResidualConvBlock(nn.Module):
             nn.BatchNorm2d(out_channels),
             nn.LeakyReLU(inplace=True),
         )
-        self.fuse = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)
+        )
         self.skip = (
             nn.Identity()
             if in_channels == out_channels

@@ -43,7 +43,9 @@ class UNet(nn.Module):
         self.fuse = nn.ModuleList(
             nn.Sequential(DoubleConv(2 * c_out, c_out, act), drop()) for c_out in rev[1:]
         )
-        self.head = nn.Sequential(nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity(), nn.Conv2d(widths[0], num_classes, 1))
+        self.head = nn.Sequential(
+            nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity(), nn.Conv2d(widths[0], num_classes, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: List[torch.Tensor] = [self.stem(x)]
