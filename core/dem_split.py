@@ -33,11 +33,23 @@ from shapely.geometry.base import BaseGeometry
 
 from .dem import PLAUSIBLE_ELEVATION_M, Dem, fill_voids
 from .errors import CancelledError, InputError, NoDemError
+from .geo import (
+    WGS84,
+    cells_inside,
+    feature_name,
+    grid_around,
+    raster_cell_size_m,
+    rasterize,
+    read_features,
+    transform_geom,
+    utm_area_m2,
+    utm_epsg_for,
+    valid_polygon,
+    write_features,
+)
 from .io import atomic_outputs
-from .geo import (WGS84, cells_inside, feature_name, grid_around, raster_cell_size_m, rasterize, read_features,
-                  transform_geom, utm_area_m2, utm_epsg_for, valid_polygon, write_features)
-from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .parameters import SplitParameters
+from .progress import Progress, SubProgress, check_cancel, ensure_progress
 
 
 @dataclass

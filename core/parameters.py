@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from .dem import MAX_VOID_FRACTION
 from .errors import InputError
 
-
 # ---------------------------------------------------------------------------------------------
 # Glacier split — core/dem_split.py (Kienholz et al., 2013, J. Glaciol. 59(217), 925–937)
 #

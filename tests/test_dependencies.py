@@ -191,7 +191,7 @@ def _pins_in(path):
 
 
 def test_pins_in_deps_agree_with_the_requirements_files():
-    """deps carries the pins the installer installs up to (no file read at run time); the
+    """The deps module carries the pins the installer installs up to (no file read at run time); the
     requirements files that developers and CI install from must say the same."""
     files = {**_pins_in("requirements.txt"), **_pins_in("requirements-dev.txt")}
     for r in deps.RUNTIME + deps.TRAINING:
@@ -204,7 +204,7 @@ def test_pins_in_deps_agree_with_the_requirements_files():
 @pytest.mark.parametrize("platform, gpu, index", [("debian12", False, True), ("debian12", True, False),
                                                   ("windows", False, False), ("macos", False, False)])
 def test_training_extra_in_the_install_plan(platform, gpu, index):
-    """torch and what training needs, offered as the 'training' extra: oldest usable .. tested pin;
+    """Torch and what training needs, offered as the 'training' extra: oldest usable .. tested pin;
     torch's CPU build on Linux unless the GPU option asks for the CUDA one."""
     statuses = [deps.Status(r, None) for r in deps.TRAINING] + [deps.Status(r, "99") for r in deps.RUNTIME]
     plan = deps.install_plan(statuses, "/p", platform, gpu=gpu, python="/usr/bin/python3.11")

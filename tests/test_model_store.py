@@ -145,8 +145,8 @@ def test_url_install_checks_sha256_and_leaves_nothing_on_failure(sample_model, b
 
 
 def test_install_and_list_algorithms(glacierseg_provider, sample_model, bare_model, http_folder, tmp_path, monkeypatch):
-    from qgis.core import QgsProcessingException
     import processing
+    from qgis.core import QgsProcessingException
 
     monkeypatch.setenv("GLACIERSEG_HOME", str(tmp_path / "home"))
     www, base = http_folder
@@ -179,9 +179,9 @@ def home_with_sample(sample_model, tmp_path, monkeypatch):
 
 def test_segment_by_name_then_evaluate_adds_score_to_card(glacierseg_provider, home_with_sample, sample_scene,
                                                           sample_model, tmp_path):
-    from qgis.core import QgsProcessingException
     import processing
     import rasterio
+    from qgis.core import QgsProcessingException
 
     by_name = processing.run("glacierseg:segment", {
         "INPUT": sample_scene.image, "MODEL": "alps", "OUTPUT_OUTLINES": None,

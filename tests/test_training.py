@@ -13,8 +13,8 @@ from qgis.core import QgsFeature, QgsGeometry, QgsProcessingFeedback, QgsVectorL
 
 from glacierseg.core.errors import CancelledError, DeviceError, InputError
 from glacierseg.models import datasets
-from glacierseg.models.datasets import IGNORE, TRAIN, VALIDATION, ClassSpec, Scene
 from glacierseg.models import train as train_module
+from glacierseg.models.datasets import IGNORE, TRAIN, VALIDATION, ClassSpec, Scene
 from glacierseg.models.train import (
     TileSampler,
     TrainConfig,
