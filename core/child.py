@@ -97,4 +97,6 @@ def run_models_cli(args: Sequence[str], progress: Optional[Progress] = None, pol
     try:
         return json.loads(out[0] if out else "")
     except json.JSONDecodeError:
-        raise GlacierSegError(f"The torch child process printed no summary (stdout: {(out[0] if out else '')[:200]!r}).") from None
+        raise GlacierSegError(
+            f"The torch child process printed no summary (stdout: {(out[0] if out else '')[:200]!r})."
+        ) from None

@@ -55,7 +55,8 @@ OBJECT_FIELDS = (
     ("area_1_km2", "real"), ("area_2_km2", "real"), ("change_km2", "real"), ("change_pct", "real"),
     ("rate_km2_a", "real"), ("rate_pct_a", "real"),
 )
-CHANGE_FIELDS = (("object_id", "int"), ("class", "str"), ("change", "str"), ("change_value", "int"), ("area_km2", "real"))
+CHANGE_FIELDS = (("object_id", "int"), ("class", "str"), ("change", "str"), ("change_value", "int"),
+                 ("area_km2", "real"))
 CHANGE_CLASSES = (ClassInfo("gain", 1, "#2e7d32"), ClassInfo("loss", 2, "#c62828"))  # change_value, colour
 SUMMARY_FIELDS = ("class", "objects", "count_1", "count_2", *MATCH_TYPES, "area_1_km2", "area_2_km2",
                   "change_km2", "change_pct", "gained_km2", "lost_km2")
@@ -477,7 +478,8 @@ def _report(path: str, rows, summary, epsg: int, sources) -> None:
                for r in rows if r["match_type"] == kind]
         if pts:
             xs, ys = zip(*pts)
-            ax.scatter(xs, ys, s=18, color=MATCH_COLORS[kind], label=f"{kind} ({len(pts)})", edgecolor="black", linewidth=0.3)
+            ax.scatter(xs, ys, s=18, color=MATCH_COLORS[kind], label=f"{kind} ({len(pts)})", edgecolor="black",
+                       linewidth=0.3)
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xscale("log")
     ax.set_xlabel("area at the first date (km²; new objects: at the second)")
@@ -488,7 +490,8 @@ def _report(path: str, rows, summary, epsg: int, sources) -> None:
     header = list(SUMMARY_FIELDS)
     write_html(path, "Outline change between two dates", [
         figure_html(fig, "area change against object size"),
-        "<h3>Summary per class</h3>", table_html(header, [[s[h] if s[h] is not None else math.nan for h in header] for s in summary.values()]),
+        "<h3>Summary per class</h3>",
+        table_html(header, [[s[h] if s[h] is not None else math.nan for h in header] for s in summary.values()]),
         "<h3>Objects</h3>", table_html([n for n, _ in OBJECT_FIELDS],
                                        [[r[n] if r[n] is not None else "" for n, _ in OBJECT_FIELDS] for r in rows]),
     ], intro=f"Earlier: {sources[0]}; later: {sources[1]}. Areas planar in EPSG:{epsg} (UTM).")

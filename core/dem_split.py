@@ -87,7 +87,8 @@ def split_complex(
     params.validate()
     if polygon is None or polygon.is_empty:
         raise InputError(f"Glacier complex '{complex_id}' has an empty geometry. Remove it or repair the layer.")
-    polygon = valid_polygon(polygon, f"complex '{complex_id}'", "The glacier outlines", progress)  # area tested after repair
+    # area tested after repair
+    polygon = valid_polygon(polygon, f"complex '{complex_id}'", "The glacier outlines", progress)
     polygon = shapely.union_all([p for p in shapely.get_parts(polygon) if p.geom_type == "Polygon"])
     centre = transform_geom(polygon, crs, WGS84).representative_point()
     epsg = utm_epsg_for(centre.x, centre.y)

@@ -365,7 +365,8 @@ def require(*modules: str) -> None:
 def _what_is_missing(gone: Sequence[str], old: Sequence[Status]) -> List[str]:
     lines = []
     if gone:
-        lines.append(f"GlacierSeg needs the Python package(s) {', '.join(repr(m) for m in gone)}, missing from QGIS's Python.")
+        lines.append(f"GlacierSeg needs the Python package(s) {', '.join(repr(m) for m in gone)}, "
+                     "missing from QGIS's Python.")
     if old:
         lines.append(f"GlacierSeg needs newer Python package(s): {'; '.join(s.describe() for s in old)}.")
     training = [m for m in gone if m in {r.module for r in TRAINING}]

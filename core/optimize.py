@@ -244,7 +244,8 @@ def _quantize(model_path: str, out_path: str, method: str, calibration: Optional
 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = os.path.join(tmp, "prepared.onnx")
-        quant_pre_process(model_path, prepared, skip_symbolic_shape=True)  # folds and infers shapes, as the tools advise
+        # folds and infers shapes, as the tools advise
+        quant_pre_process(model_path, prepared, skip_symbolic_shape=True)
         spatial_means_as_pooling(prepared)
         if method == "int8_dynamic":
             quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, per_channel=True)
@@ -268,7 +269,8 @@ def _classes_and_time(image: str, model_path: str, out_dir: str, tag: str, optio
 
     loaded = load_model(model_path, options.device)
     c = loaded.contract
-    loaded.run(np.zeros((options.batch_size, len(c.bands), c.tile_size, c.tile_size), np.float32))  # first-call allocations
+    # first-call allocations
+    loaded.run(np.zeros((options.batch_size, len(c.bands), c.tile_size, c.tile_size), np.float32))
     result = segment_raster(image, loaded, os.path.join(out_dir, f"{tag}_p.tif"), os.path.join(out_dir, f"{tag}_c.tif"),
                             band_map=options.band_map, bounds=bounds, batch_size=options.batch_size, progress=progress)
     return result.classes, result.inference_seconds, loaded.describe()
@@ -315,13 +317,15 @@ def measure(original: str, variant: str, options: OptimizeOptions, bounds: Optio
         scores = {}
         for tag in ("original", "variant"):
             ref = options.reference or runs["original"][0]
-            row = evaluate(runs[tag][0], ref, reference_field=options.reference_field, classes=classes).row("all").scores
+            row = evaluate(runs[tag][0], ref, reference_field=options.reference_field,
+                           classes=classes).row("all").scores
             scores[tag] = (row.iou, row.f1)
     speedup = paired_speedup(original, variant, options.device, options.batch_size, progress)
     progress.set_progress(100.0)
     metrics = {
         "iou": scores["variant"][0], "f1": scores["variant"][1],
-        "iou_change": scores["variant"][0] - scores["original"][0], "f1_change": scores["variant"][1] - scores["original"][1],
+        "iou_change": scores["variant"][0] - scores["original"][0],
+        "f1_change": scores["variant"][1] - scores["original"][1],
         "seconds": runs["variant"][1], "original_seconds": runs["original"][1],
         "speedup": speedup,
     }
@@ -368,7 +372,8 @@ def _variant_contract(contract: ModelContract, name: str, method: str, metrics: 
     """The original's contract renamed ``<name>-<method>``, described, with the measured score."""
     variant = dataclasses.replace(
         contract, name=f"{name}-{method.replace('_', '-')}",
-        description=(f"{method} variant of {name} made by glacierseg:optimize_model. " + (contract.description or "")).strip(),
+        description=(f"{method} variant of {name} made by glacierseg:optimize_model. "
+                     + (contract.description or "")).strip(),
     )
     return with_score(variant, {"dataset": dataset, "metrics": metrics, "method": how})
 
@@ -406,7 +411,8 @@ def optimize_model(model_path: str, out_path: str, method: str, options: Optiona
         write_contract(tmp_out, variant)
     progress.push_info(
         f"{method} variant written to {out_path}: speed-up {metrics['speedup']:.2f}× (in-model time), "
-        f"IoU {metrics['iou']:.4f} ({metrics['iou_change']:+.4f}), F1 {metrics['f1']:.4f} ({metrics['f1_change']:+.4f}) "
+        f"IoU {metrics['iou']:.4f} ({metrics['iou_change']:+.4f}), "
+        f"F1 {metrics['f1']:.4f} ({metrics['f1_change']:+.4f}) "
         f"against {dataset}."
     )
     return OptimizeResult(out_path, method, variant, metrics, dataset)

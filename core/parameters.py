@@ -63,8 +63,10 @@ class SplitParameters:
 
     def validate(self) -> None:
         checks = {
-            "cell_size_m": self.cell_size_m >= 0, "buffer_cells": self.buffer_cells >= self.gutter_offset_cells + self.gutter_cells,
-            "gutter_offset_cells": self.gutter_offset_cells >= 0, "gutter_cells": self.gutter_cells >= 1, "gutter_depth_m": self.gutter_depth_m > 0,
+            "cell_size_m": self.cell_size_m >= 0,
+            "buffer_cells": self.buffer_cells >= self.gutter_offset_cells + self.gutter_cells,
+            "gutter_offset_cells": self.gutter_offset_cells >= 0, "gutter_cells": self.gutter_cells >= 1,
+            "gutter_depth_m": self.gutter_depth_m > 0,
             "smoothing_cells": self.smoothing_cells >= 1, "a": self.a > 0, "b": self.b > 0, "c_m": self.c_m > 0,
             "a_cell_m": self.a_cell_m > 0, "sliver_area_km2": self.sliver_area_km2 >= 0,
             "sliver_area2_km2": self.sliver_area2_km2 >= 0, "sliver_compactness": self.sliver_compactness >= 0,

@@ -127,7 +127,8 @@ class ModelStore:
         if os.path.isfile(value):
             return value
         if os.sep in value or (os.altsep and os.altsep in value) or value.lower().endswith(".onnx"):
-            raise InputError(f"Model file not found: {value!r}. Choose an existing .onnx file or an installed model by name.")
+            raise InputError(f"Model file not found: {value!r}. "
+                             "Choose an existing .onnx file or an installed model by name.")
         return self.get(value).path
 
     # ------------------------------------------------------------------ writing
