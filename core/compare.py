@@ -64,6 +64,8 @@ SUMMARY_FIELDS = ("class", "objects", "count_1", "count_2", *MATCH_TYPES, "area_
 
 @dataclass
 class Outline:
+    """One glacier (or lake) outline of one date, in the working UTM CRS."""
+
     geom: BaseGeometry  # in the working (UTM) CRS
     area_m2: float
     cls: str
@@ -73,6 +75,8 @@ class Outline:
 
 @dataclass
 class ChangeObject:
+    """Outlines of both dates matched into one object (by ID or by overlap)."""
+
     object_id: int
     cls: str
     before: List[Outline]
@@ -81,6 +85,7 @@ class ChangeObject:
 
     @property
     def match_type(self) -> str:
+        """How the object changed: new, vanished, same, split, merged or split_merged (from its outline counts)."""
         m, n = len(self.before), len(self.after)
         if m == 0:
             return "new"
@@ -92,15 +97,19 @@ class ChangeObject:
 
     @property
     def area_1_m2(self) -> float:
+        """Area of the object at the first date, in m²."""
         return float(sum(o.area_m2 for o in self.before))
 
     @property
     def area_2_m2(self) -> float:
+        """Area of the object at the second date, in m²."""
         return float(sum(o.area_m2 for o in self.after))
 
 
 @dataclass
 class CompareResult:
+    """What comparing two outline inventories wrote and found: output paths, matched objects, summary."""
+
     objects_out: str
     changes_out: str
     summary_out: str

@@ -51,6 +51,8 @@ _LABELS = {
 
 @dataclass
 class ExplainResult:
+    """What explaining a model wrote (rasters, table, report) and the channel importance per class."""
+
     rasters: Dict[str, str]  # class -> per-channel raster
     table: str
     report: str
@@ -128,6 +130,7 @@ class ExplainOutputs:
         self._table_tmp, self._report_tmp = tmps[-2:]
 
     def write(self, strip: np.ndarray, covered: np.ndarray, window) -> None:
+        """Write one strip of per-channel values; add their absolute values to the per-class sums."""
         n, b = len(self.classes), len(self.channels)
         cls = self.contract.classify(strip[:n], self.thresholds)
         for k, (c, ds) in enumerate(zip(self.classes, self.datasets)):
@@ -144,6 +147,7 @@ class ExplainOutputs:
             ds.write(out, 1, window=window)
 
     def importance(self) -> Dict[str, Dict[str, float]]:
+        """Mean |value| per class and channel over the class's pixels (NaN: class never predicted)."""
         means = self.sums / np.maximum(self.counts, 1)[:, None]
         return {c.name: {ch: (float(means[k, j]) if self.counts[k] else math.nan)
                          for j, ch in enumerate(self.channels)} for k, c in enumerate(self.classes)}

@@ -43,6 +43,8 @@ CALIBRATION_SHARE = 0.25
 
 @dataclass
 class OptimizeResult:
+    """The optimized model variant: path, method, contract and its measured speed and accuracy."""
+
     path: str
     method: str
     contract: ModelContract
@@ -119,6 +121,7 @@ class Windows:
     measurement_bounds: Optional[Tuple[float, float, float, float]]
 
     def describe(self, image: str) -> str:
+        """Where calibration and measurement ran, for the report."""
         if self.calibration_bounds is None:
             return f"calibrated on {os.path.basename(self.calibration_image)}"
         return (f"calibrated on the top {CALIBRATION_SHARE:.0%} of {os.path.basename(image)}'s rows, "

@@ -62,6 +62,7 @@ class SplitParameters:
     max_void_fraction: float = MAX_VOID_FRACTION  # more of a complex without elevation: left unsplit
 
     def validate(self) -> None:
+        """Raise InputError naming each parameter out of its range."""
         checks = {
             "cell_size_m": self.cell_size_m >= 0,
             "buffer_cells": self.buffer_cells >= self.gutter_offset_cells + self.gutter_cells,
