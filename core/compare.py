@@ -27,7 +27,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import shapely
@@ -186,8 +186,11 @@ def _polygonal(geom: Optional[BaseGeometry]) -> Optional[BaseGeometry]:
     return shapely.union_all(parts) if parts else None
 
 
+_Row = Tuple[BaseGeometry, str, Optional[str], Optional[float]]  # geometry, class, ID, decimal year
+
+
 def _read(path: str, layer: Optional[str], id_field: Optional[str], date_field: Optional[str], date: Optional[float],
-          class_field: Optional[str]):
+          class_field: Optional[str]) -> Tuple[str, List[_Row], Optional[str], Optional[str]]:
     if not os.path.isfile(path):
         raise InputError(f"Outline layer {path!r} not found; choose an existing GeoPackage or shapefile.")
     feats = read_features(path, layer)
@@ -195,7 +198,7 @@ def _read(path: str, layer: Optional[str], id_field: Optional[str], date_field: 
     date_name = None if date is not None else _field(feats, date_field, DATE_FIELDS, "date", path)
     if class_field:
         _field(feats, class_field, (), "class", path)
-    rows = []
+    rows: List[_Row] = []
     for geom, attrs in zip(feats.geoms, feats.attributes):
         geom = _polygonal(geom)
         if geom is None:
@@ -368,12 +371,13 @@ def _object_row(o: ChangeObject, fallback1: Optional[float], fallback2: Optional
     change = a2 - a1
     pct = 100.0 * change / a1 if a1 > 0 else None
     dated = years is not None and years >= MIN_RATE_YEARS
-    rate = change / years if dated else None
+    rate = change / years if years is not None and dated else None
     return {
         "object_id": o.object_id, "class": o.cls, "match_type": o.match_type, "matched_by": o.matched_by,
         "ids_1": _join_ids(o.before), "ids_2": _join_ids(o.after), "count_1": len(o.before), "count_2": len(o.after),
         "date_1": t1, "date_2": t2, "years": years, "area_1_km2": a1, "area_2_km2": a2, "change_km2": change,
-        "change_pct": pct, "rate_km2_a": rate, "rate_pct_a": (pct / years if pct is not None and dated else None),
+        "change_pct": pct, "rate_km2_a": rate,
+        "rate_pct_a": (pct / years if pct is not None and years is not None and dated else None),
     }
 
 
@@ -403,7 +407,8 @@ class _Tables:
 
 def _write_outputs(outs: Sequence[str], tables: _Tables, summary, wkt: str, epsg: int, sources, progress) -> None:
     """The objects and changes layers, the summary CSV and the report, committed together on success."""
-    with atomic_outputs(*outs, progress=progress) as (tmp_objects, tmp_changes, tmp_summary, tmp_report):
+    with atomic_outputs(*outs, progress=progress) as tmps:
+        tmp_objects, tmp_changes, tmp_summary, tmp_report = cast(List[str], tmps)  # all four are given: none is None
         write_features(tmp_objects, tables.object_geoms, wkt, tables.object_rows, _fields(OBJECT_FIELDS),
                        layer_name="objects")
         write_features(tmp_changes, tables.change_geoms, wkt, tables.change_rows, _fields(CHANGE_FIELDS),

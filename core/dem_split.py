@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import shapely
@@ -128,7 +128,7 @@ def split_complex(
 
 def _share(cells: np.ndarray, geom: BaseGeometry, transform) -> float:
     """Share of the cells of ``geom`` (centre inside; all touched when none) set in ``cells``."""
-    inside = cells_inside(geom, transform, cells.shape)
+    inside = cells_inside(geom, transform, cast(Tuple[int, int], cells.shape))  # a 2-D grid
     return float(cells[inside].mean()) if inside.any() else 0.0
 
 
@@ -420,9 +420,11 @@ def split_glaciers(
             layer.add_split(result, cid, progress)
     layer.report(progress)
     with atomic_outputs(glaciers_path, divides_path, progress=progress) as (tmp, tmp_div):
+        tmp = cast(str, tmp)  # glaciers_path is given: never None
         write_features(tmp, layer.glaciers, feats.crs_wkt, layer.glacier_attrs, _field_defns(GLACIER_FIELDS),
                        _layer_name(glaciers_path))
         if divides_path:
+            assert tmp_div is not None  # a given path gets a temporary path
             write_features(tmp_div, layer.divides, feats.crs_wkt, layer.divide_attrs, _field_defns(DIVIDE_FIELDS),
                            _layer_name(divides_path), geometry="line")
     return {"glaciers": glaciers_path, "divides": divides_path, "n_glaciers": len(layer.glaciers),

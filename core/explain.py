@@ -25,7 +25,7 @@ import os
 import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class ExplainOutputs:
             ds = stack.enter_context(rasterio.open(tmp, "w", **src.profile(1, "float32", VALUE_NODATA)))
             ds.set_band_description(1, name)
             self.extra_datasets.append(ds)
-        self._table_tmp, self._report_tmp = tmps[-2:]
+        self._table_tmp, self._report_tmp = cast(List[str], tmps[-2:])  # table_out, report_out: paths, never None
 
     def write(self, strip: np.ndarray, covered: np.ndarray, window) -> None:
         """Write one strip of per-channel values; add their absolute values to the per-class sums."""
@@ -232,10 +232,11 @@ def neutral_values(src: TiledSource, contract: ModelContract, baselines: Optiona
     out = np.zeros(len(names), np.float32)
     for i, spec in enumerate(contract.bands):
         if spec.name in baselines:
-            out[i] = spec.normalise(np.float32(baselines[spec.name]))
+            out[i] = spec.normalise(cast(np.ndarray, np.float32(baselines[spec.name])))  # a scalar normalises alike
         elif spec.mean is not None:
             out[i] = 0.0
         else:
+            assert data is not None  # this channel needs data, so channel_means ran
             out[i] = data[i]
     return out
 

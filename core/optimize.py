@@ -17,7 +17,7 @@ import os
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -135,16 +135,17 @@ def measurement_windows(options: OptimizeOptions, method: str) -> Windows:
     Methods without calibration are measured on the whole raster."""
     import rasterio
 
+    image = cast(str, options.image)  # the raster to measure on (OptimizeOptions.check refuses none)
     if method != "int8_static" or options.calibration_image:
-        return Windows(options.calibration_image or options.image, None, None)
-    with rasterio.open(options.image) as ds:
+        return Windows(options.calibration_image or image, None, None)
+    with rasterio.open(image) as ds:
         left, bottom, right, top = ds.bounds
         split_row = int(round(ds.height * CALIBRATION_SHARE))
         split_y = (ds.transform * (0, split_row))[1]
     if not 0 < split_row < ds.height:
-        raise InputError(f"{os.path.basename(options.image)} is too small to split into calibration and measurement "
+        raise InputError(f"{os.path.basename(image)} is too small to split into calibration and measurement "
                          "windows; give a separate calibration raster.")
-    return Windows(options.image, (left, split_y, right, top), (left, bottom, right, split_y))
+    return Windows(image, (left, split_y, right, top), (left, bottom, right, split_y))
 
 
 class _CalibrationTiles:
@@ -314,7 +315,7 @@ def measure(original: str, variant: str, options: OptimizeOptions, bounds: Optio
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
         for i, (tag, path) in enumerate((("original", original), ("variant", variant))):
-            runs[tag] = _classes_and_time(options.image, path, tmp, tag, options, bounds,
+            runs[tag] = _classes_and_time(cast(str, options.image), path, tmp, tag, options, bounds,
                                           SubProgress(progress, 45.0 * i, 45.0 * (i + 1)))
         classes = load_model(original, "cpu").contract.classes
         scores = {}
@@ -393,6 +394,7 @@ def optimize_model(model_path: str, out_path: str, method: str, options: Optiona
     options = options or OptimizeOptions(**fields)
     require("onnxruntime", "onnx")  # onnxruntime's quantization tools need the onnx package
     options.check(method)
+    assert options.image is not None  # check refuses a missing raster
     loaded = _checked_model(model_path, method, options.device)
     if method == "fp16" and loaded.provider != CUDA:
         progress.push_info(f"Warning: no CUDA here: the float16 variant is measured on {loaded.provider}, where it "
