@@ -102,8 +102,8 @@ def test_scores_in_contract_and_on_the_card(sample_model, tmp_path):
     again = ModelContract.from_metadata(contract.to_metadata())
     assert again.scores == (score,) and again == contract
     with pytest.raises(ModelContractError, match=r"scores\[0\].*metrics"):
-        ModelContract.from_dict({**json.loads(json.dumps({k: json.loads(v) for k, v in sample_contract().to_metadata().items()})),
-                                 "scores": [{"dataset": "x", "metrics": {}}]})
+        metadata = {k: json.loads(v) for k, v in sample_contract().to_metadata().items()}
+        ModelContract.from_dict({**json.loads(json.dumps(metadata)), "scores": [{"dataset": "x", "metrics": {}}]})
     store = ModelStore(str(tmp_path / "models"))
     store.install(sample_model, name="m")
     model = store.add_score("m", score)
@@ -201,9 +201,11 @@ def test_segment_by_name_then_evaluate_adds_score_to_card(glacierseg_provider, h
         "SCORE_DATASET": "generated scene lakes", "SCORE_REGION": "synthetic Alps"})
     card = ModelStore(str(home_with_sample / "models")).get("alps").contract.scores
     assert len(card) == 1 and card[0]["dataset"] == "generated scene lakes" and card[0]["region"] == "synthetic Alps"
-    assert card[0]["metrics"]["iou"] == pytest.approx(out["IOU"]) and card[0]["metrics"]["f1"] == pytest.approx(out["F1"])
+    assert card[0]["metrics"]["iou"] == pytest.approx(out["IOU"])
+    assert card[0]["metrics"]["f1"] == pytest.approx(out["F1"])
     with pytest.raises(QgsProcessingException, match="Name the reference dataset"):
-        processing.run("glacierseg:evaluate", {"PREDICTION": by_name["OUTPUT_CLASSES"], "REFERENCE": sample_scene.lake_truth,
+        processing.run("glacierseg:evaluate", {"PREDICTION": by_name["OUTPUT_CLASSES"],
+                                               "REFERENCE": sample_scene.lake_truth,
                                                "OUTPUT_TABLE": str(tmp_path / "s2.csv"), "SCORE_MODEL": "alps"})
 
 
