@@ -42,17 +42,19 @@ def run_models_cli(args: Sequence[str], progress: Optional[Progress] = None, pol
     cmd = [python_interpreter(), "-m", f"{PACKAGE}.models.cli", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=child_environment(), cwd=PACKAGE_PARENT)
+    stderr, stdout = proc.stderr, proc.stdout
+    assert stderr is not None and stdout is not None  # both are pipes (PIPE above)
     lines: "queue.Queue[str]" = queue.Queue()
     errors: List[str] = []
 
     def pump() -> None:
-        for line in proc.stderr:
+        for line in stderr:
             lines.put(line.rstrip("\n"))
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     out: List[str] = []
-    stdout_reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    stdout_reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)
     stdout_reader.start()
 
     def drain() -> None:
@@ -97,4 +99,6 @@ def run_models_cli(args: Sequence[str], progress: Optional[Progress] = None, pol
     try:
         return json.loads(out[0] if out else "")
     except json.JSONDecodeError:
-        raise GlacierSegError(f"The torch child process printed no summary (stdout: {(out[0] if out else '')[:200]!r}).") from None
+        raise GlacierSegError(
+            f"The torch child process printed no summary (stdout: {(out[0] if out else '')[:200]!r})."
+        ) from None

@@ -27,7 +27,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import shapely
@@ -55,7 +55,8 @@ OBJECT_FIELDS = (
     ("area_1_km2", "real"), ("area_2_km2", "real"), ("change_km2", "real"), ("change_pct", "real"),
     ("rate_km2_a", "real"), ("rate_pct_a", "real"),
 )
-CHANGE_FIELDS = (("object_id", "int"), ("class", "str"), ("change", "str"), ("change_value", "int"), ("area_km2", "real"))
+CHANGE_FIELDS = (("object_id", "int"), ("class", "str"), ("change", "str"), ("change_value", "int"),
+                 ("area_km2", "real"))
 CHANGE_CLASSES = (ClassInfo("gain", 1, "#2e7d32"), ClassInfo("loss", 2, "#c62828"))  # change_value, colour
 SUMMARY_FIELDS = ("class", "objects", "count_1", "count_2", *MATCH_TYPES, "area_1_km2", "area_2_km2",
                   "change_km2", "change_pct", "gained_km2", "lost_km2")
@@ -63,6 +64,8 @@ SUMMARY_FIELDS = ("class", "objects", "count_1", "count_2", *MATCH_TYPES, "area_
 
 @dataclass
 class Outline:
+    """One glacier (or lake) outline of one date, in the working UTM CRS."""
+
     geom: BaseGeometry  # in the working (UTM) CRS
     area_m2: float
     cls: str
@@ -72,6 +75,8 @@ class Outline:
 
 @dataclass
 class ChangeObject:
+    """Outlines of both dates matched into one object (by ID or by overlap)."""
+
     object_id: int
     cls: str
     before: List[Outline]
@@ -80,6 +85,7 @@ class ChangeObject:
 
     @property
     def match_type(self) -> str:
+        """How the object changed: new, vanished, same, split, merged or split_merged (from its outline counts)."""
         m, n = len(self.before), len(self.after)
         if m == 0:
             return "new"
@@ -91,15 +97,19 @@ class ChangeObject:
 
     @property
     def area_1_m2(self) -> float:
+        """Area of the object at the first date, in m²."""
         return float(sum(o.area_m2 for o in self.before))
 
     @property
     def area_2_m2(self) -> float:
+        """Area of the object at the second date, in m²."""
         return float(sum(o.area_m2 for o in self.after))
 
 
 @dataclass
 class CompareResult:
+    """What comparing two outline inventories wrote and found: output paths, matched objects, summary."""
+
     objects_out: str
     changes_out: str
     summary_out: str
@@ -176,8 +186,11 @@ def _polygonal(geom: Optional[BaseGeometry]) -> Optional[BaseGeometry]:
     return shapely.union_all(parts) if parts else None
 
 
+_Row = Tuple[BaseGeometry, str, Optional[str], Optional[float]]  # geometry, class, ID, decimal year
+
+
 def _read(path: str, layer: Optional[str], id_field: Optional[str], date_field: Optional[str], date: Optional[float],
-          class_field: Optional[str]):
+          class_field: Optional[str]) -> Tuple[str, List[_Row], Optional[str], Optional[str]]:
     if not os.path.isfile(path):
         raise InputError(f"Outline layer {path!r} not found; choose an existing GeoPackage or shapefile.")
     feats = read_features(path, layer)
@@ -185,7 +198,7 @@ def _read(path: str, layer: Optional[str], id_field: Optional[str], date_field: 
     date_name = None if date is not None else _field(feats, date_field, DATE_FIELDS, "date", path)
     if class_field:
         _field(feats, class_field, (), "class", path)
-    rows = []
+    rows: List[_Row] = []
     for geom, attrs in zip(feats.geoms, feats.attributes):
         geom = _polygonal(geom)
         if geom is None:
@@ -358,12 +371,13 @@ def _object_row(o: ChangeObject, fallback1: Optional[float], fallback2: Optional
     change = a2 - a1
     pct = 100.0 * change / a1 if a1 > 0 else None
     dated = years is not None and years >= MIN_RATE_YEARS
-    rate = change / years if dated else None
+    rate = change / years if years is not None and dated else None
     return {
         "object_id": o.object_id, "class": o.cls, "match_type": o.match_type, "matched_by": o.matched_by,
         "ids_1": _join_ids(o.before), "ids_2": _join_ids(o.after), "count_1": len(o.before), "count_2": len(o.after),
         "date_1": t1, "date_2": t2, "years": years, "area_1_km2": a1, "area_2_km2": a2, "change_km2": change,
-        "change_pct": pct, "rate_km2_a": rate, "rate_pct_a": (pct / years if pct is not None and dated else None),
+        "change_pct": pct, "rate_km2_a": rate,
+        "rate_pct_a": (pct / years if pct is not None and years is not None and dated else None),
     }
 
 
@@ -393,7 +407,8 @@ class _Tables:
 
 def _write_outputs(outs: Sequence[str], tables: _Tables, summary, wkt: str, epsg: int, sources, progress) -> None:
     """The objects and changes layers, the summary CSV and the report, committed together on success."""
-    with atomic_outputs(*outs, progress=progress) as (tmp_objects, tmp_changes, tmp_summary, tmp_report):
+    with atomic_outputs(*outs, progress=progress) as tmps:
+        tmp_objects, tmp_changes, tmp_summary, tmp_report = cast(List[str], tmps)  # all four are given: none is None
         write_features(tmp_objects, tables.object_geoms, wkt, tables.object_rows, _fields(OBJECT_FIELDS),
                        layer_name="objects")
         write_features(tmp_changes, tables.change_geoms, wkt, tables.change_rows, _fields(CHANGE_FIELDS),
@@ -477,7 +492,8 @@ def _report(path: str, rows, summary, epsg: int, sources) -> None:
                for r in rows if r["match_type"] == kind]
         if pts:
             xs, ys = zip(*pts)
-            ax.scatter(xs, ys, s=18, color=MATCH_COLORS[kind], label=f"{kind} ({len(pts)})", edgecolor="black", linewidth=0.3)
+            ax.scatter(xs, ys, s=18, color=MATCH_COLORS[kind], label=f"{kind} ({len(pts)})", edgecolor="black",
+                       linewidth=0.3)
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xscale("log")
     ax.set_xlabel("area at the first date (km²; new objects: at the second)")
@@ -488,7 +504,8 @@ def _report(path: str, rows, summary, epsg: int, sources) -> None:
     header = list(SUMMARY_FIELDS)
     write_html(path, "Outline change between two dates", [
         figure_html(fig, "area change against object size"),
-        "<h3>Summary per class</h3>", table_html(header, [[s[h] if s[h] is not None else math.nan for h in header] for s in summary.values()]),
+        "<h3>Summary per class</h3>",
+        table_html(header, [[s[h] if s[h] is not None else math.nan for h in header] for s in summary.values()]),
         "<h3>Objects</h3>", table_html([n for n, _ in OBJECT_FIELDS],
                                        [[r[n] if r[n] is not None else "" for n, _ in OBJECT_FIELDS] for r in rows]),
     ], intro=f"Earlier: {sources[0]}; later: {sources[1]}. Areas planar in EPSG:{epsg} (UTM).")

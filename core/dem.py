@@ -33,6 +33,7 @@ MAX_VOID_FRACTION = 0.3  # more of an outline without elevation than this is not
 
 
 def check_plausible_range(plausible: Sequence[float]) -> Tuple[float, float]:
+    """The plausible elevation range (low, high) in m, checked to be non-empty."""
     low, high = (float(v) for v in plausible)
     if not low < high:
         raise InputError(f"The plausible elevation range {low:g}…{high:g} m is empty: the lowest plausible "
@@ -70,6 +71,7 @@ class Dem:
         self.close()
 
     def close(self) -> None:
+        """Close the DEM file."""
         self._src.close()
 
     def read(self, dst_crs: Any, transform, shape: Tuple[int, int], resampling: str = "bilinear") -> np.ndarray:

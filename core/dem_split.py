@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import shapely
@@ -33,11 +33,23 @@ from shapely.geometry.base import BaseGeometry
 
 from .dem import PLAUSIBLE_ELEVATION_M, Dem, fill_voids
 from .errors import CancelledError, InputError, NoDemError
+from .geo import (
+    WGS84,
+    cells_inside,
+    feature_name,
+    grid_around,
+    raster_cell_size_m,
+    rasterize,
+    read_features,
+    transform_geom,
+    utm_area_m2,
+    utm_epsg_for,
+    valid_polygon,
+    write_features,
+)
 from .io import atomic_outputs
-from .geo import (WGS84, cells_inside, feature_name, grid_around, raster_cell_size_m, rasterize, read_features,
-                  transform_geom, utm_area_m2, utm_epsg_for, valid_polygon, write_features)
-from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .parameters import SplitParameters
+from .progress import Progress, SubProgress, check_cancel, ensure_progress
 
 
 @dataclass
@@ -75,7 +87,8 @@ def split_complex(
     params.validate()
     if polygon is None or polygon.is_empty:
         raise InputError(f"Glacier complex '{complex_id}' has an empty geometry. Remove it or repair the layer.")
-    polygon = valid_polygon(polygon, f"complex '{complex_id}'", "The glacier outlines", progress)  # area tested after repair
+    # area tested after repair
+    polygon = valid_polygon(polygon, f"complex '{complex_id}'", "The glacier outlines", progress)
     polygon = shapely.union_all([p for p in shapely.get_parts(polygon) if p.geom_type == "Polygon"])
     centre = transform_geom(polygon, crs, WGS84).representative_point()
     epsg = utm_epsg_for(centre.x, centre.y)
@@ -115,7 +128,7 @@ def split_complex(
 
 def _share(cells: np.ndarray, geom: BaseGeometry, transform) -> float:
     """Share of the cells of ``geom`` (centre inside; all touched when none) set in ``cells``."""
-    inside = cells_inside(geom, transform, cells.shape)
+    inside = cells_inside(geom, transform, cast(Tuple[int, int], cells.shape))  # a 2-D grid
     return float(cells[inside].mean()) if inside.any() else 0.0
 
 
@@ -407,9 +420,11 @@ def split_glaciers(
             layer.add_split(result, cid, progress)
     layer.report(progress)
     with atomic_outputs(glaciers_path, divides_path, progress=progress) as (tmp, tmp_div):
+        tmp = cast(str, tmp)  # glaciers_path is given: never None
         write_features(tmp, layer.glaciers, feats.crs_wkt, layer.glacier_attrs, _field_defns(GLACIER_FIELDS),
                        _layer_name(glaciers_path))
         if divides_path:
+            assert tmp_div is not None  # a given path gets a temporary path
             write_features(tmp_div, layer.divides, feats.crs_wkt, layer.divide_attrs, _field_defns(DIVIDE_FIELDS),
                            _layer_name(divides_path), geometry="line")
     return {"glaciers": glaciers_path, "divides": divides_path, "n_glaciers": len(layer.glaciers),

@@ -46,6 +46,7 @@ class Requirement:
 
     @property
     def distribution(self) -> str:
+        """The distribution name pip installs (the first one listed)."""
         return self.distributions[0]
 
 
@@ -138,14 +139,18 @@ def installed_version(requirement: Requirement) -> Optional[str]:
 
 @dataclass(frozen=True)
 class Status:
+    """A runtime requirement and the version installed (None: missing)."""
+
     requirement: Requirement
     version: Optional[str]
 
     @property
     def ok(self) -> bool:
+        """Installed and at least the oldest version the code works with."""
         return self.version is not None and _release(self.version) >= _release(self.requirement.minimum)
 
     def describe(self) -> str:
+        """One line for the user: package, version, and what is wrong with it."""
         r = self.requirement
         if self.version is None:
             return f"{r.distribution}: missing (needs ≥ {r.minimum})"
@@ -161,6 +166,7 @@ def check_runtime(modules: Optional[Iterable[str]] = None, training: bool = Fals
 
 
 def problems(modules: Optional[Iterable[str]] = None) -> List[Status]:
+    """Runtime requirements missing or too old."""
     return [s for s in check_runtime(modules) if not s.ok]
 
 
@@ -210,12 +216,13 @@ def python_interpreter() -> str:
 
 
 def has_pip(python: str) -> bool:
+    """Whether the interpreter ``python`` can run pip."""
     return subprocess.run([python, "-m", "pip", "--version"], capture_output=True).returncode == 0
 
 
 # ------------------------------------------------------------------ GlacierSeg's package folder
 def package_paths(prefix: str) -> List[str]:
-    """Where ``pip install --prefix <prefix>`` puts packages for this interpreter: purelib and
+    r"""Where ``pip install --prefix <prefix>`` puts packages for this interpreter: purelib and
     platlib of the scheme pip picks for a prefix (Debian: ``<prefix>/local/lib/python3.X/dist-packages``;
     a macOS framework Python: ``posix_prefix``, not its framework scheme; Windows ``<prefix>\\Lib\\site-packages``)."""
     preferred = getattr(sysconfig, "get_preferred_scheme", None)  # Python >= 3.10
@@ -256,6 +263,7 @@ class InstallPlan:
     build: List[str] = field(default_factory=list)  # system packages a source build needs
 
     def command(self) -> str:
+        """The pip command line, quoted for a shell."""
         return " ".join(_quote(a) for a in [self.python] + self.arguments())
 
     def arguments(self) -> List[str]:
@@ -365,7 +373,8 @@ def require(*modules: str) -> None:
 def _what_is_missing(gone: Sequence[str], old: Sequence[Status]) -> List[str]:
     lines = []
     if gone:
-        lines.append(f"GlacierSeg needs the Python package(s) {', '.join(repr(m) for m in gone)}, missing from QGIS's Python.")
+        lines.append(f"GlacierSeg needs the Python package(s) {', '.join(repr(m) for m in gone)}, "
+                     "missing from QGIS's Python.")
     if old:
         lines.append(f"GlacierSeg needs newer Python package(s): {'; '.join(s.describe() for s in old)}.")
     training = [m for m in gone if m in {r.module for r in TRAINING}]
@@ -393,4 +402,5 @@ def _how_to_install(gone: Sequence[str], old: Sequence[Status]) -> List[str]:
 
 
 def missing(modules: Iterable[str]) -> list:
+    """The modules that cannot be imported (no module spec found)."""
     return [m for m in modules if importlib.util.find_spec(m) is None]

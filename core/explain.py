@@ -25,7 +25,7 @@ import os
 import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -51,6 +51,8 @@ _LABELS = {
 
 @dataclass
 class ExplainResult:
+    """What explaining a model wrote (rasters, table, report) and the channel importance per class."""
+
     rasters: Dict[str, str]  # class -> per-channel raster
     table: str
     report: str
@@ -80,7 +82,9 @@ def parse_baselines(text: str) -> Dict[str, float]:
                 raise ValueError
             out[name.strip()] = float(value)
         except ValueError:
-            raise InputError(f"Baseline {part.strip()!r} is not 'channel=value', e.g. 'S2:B11=1500; S2:B03=800'.") from None
+            raise InputError(
+                f"Baseline {part.strip()!r} is not 'channel=value', e.g. 'S2:B11=1500; S2:B03=800'."
+            ) from None
     return out
 
 
@@ -123,9 +127,10 @@ class ExplainOutputs:
             ds = stack.enter_context(rasterio.open(tmp, "w", **src.profile(1, "float32", VALUE_NODATA)))
             ds.set_band_description(1, name)
             self.extra_datasets.append(ds)
-        self._table_tmp, self._report_tmp = tmps[-2:]
+        self._table_tmp, self._report_tmp = cast(List[str], tmps[-2:])  # table_out, report_out: paths, never None
 
     def write(self, strip: np.ndarray, covered: np.ndarray, window) -> None:
+        """Write one strip of per-channel values; add their absolute values to the per-class sums."""
         n, b = len(self.classes), len(self.channels)
         cls = self.contract.classify(strip[:n], self.thresholds)
         for k, (c, ds) in enumerate(zip(self.classes, self.datasets)):
@@ -142,6 +147,7 @@ class ExplainOutputs:
             ds.write(out, 1, window=window)
 
     def importance(self) -> Dict[str, Dict[str, float]]:
+        """Mean |value| per class and channel over the class's pixels (NaN: class never predicted)."""
         means = self.sums / np.maximum(self.counts, 1)[:, None]
         return {c.name: {ch: (float(means[k, j]) if self.counts[k] else math.nan)
                          for j, ch in enumerate(self.channels)} for k, c in enumerate(self.classes)}
@@ -162,8 +168,9 @@ class ExplainOutputs:
         return importance
 
 
-def write_report(path: str, title: str, method: str, channels: Sequence[str], importance: Mapping[str, Mapping[str, float]],
-                 pixels: Mapping[str, int], contract: ModelContract, notes: str = "") -> None:
+def write_report(path: str, title: str, method: str, channels: Sequence[str],
+                 importance: Mapping[str, Mapping[str, float]], pixels: Mapping[str, int], contract: ModelContract,
+                 notes: str = "") -> None:
     """HTML report: grouped bar chart of the importance per channel and class, and the table."""
     colors = {c.name: c.color for c in contract.classes}
     shown = [name for name in importance if pixels.get(name)]
@@ -225,10 +232,11 @@ def neutral_values(src: TiledSource, contract: ModelContract, baselines: Optiona
     out = np.zeros(len(names), np.float32)
     for i, spec in enumerate(contract.bands):
         if spec.name in baselines:
-            out[i] = spec.normalise(np.float32(baselines[spec.name]))
+            out[i] = spec.normalise(cast(np.ndarray, np.float32(baselines[spec.name])))  # a scalar normalises alike
         elif spec.mean is not None:
             out[i] = 0.0
         else:
+            assert data is not None  # this channel needs data, so channel_means ran
             out[i] = data[i]
     return out
 
@@ -268,7 +276,8 @@ def explain_raster(
         neutral = neutral_values(src, contract, baselines, SubProgress(progress, 0, 5))
         progress.push_info(
             f"Occlusion of {n_channels} channel(s) ({', '.join(f'{c}→{v:.4g}' for c, v in zip(channels, neutral))}, "
-            f"scaled) on {loaded.describe()}; batch {batch_size}; {src.width}×{src.height} px in {len(src.grid)} tiles of {src.grid.tile} px, "
+            f"scaled) on {loaded.describe()}; batch {batch_size}; "
+            f"{src.width}×{src.height} px in {len(src.grid)} tiles of {src.grid.tile} px, "
             f"{n_channels + 1} model runs per tile."
         )
         outputs = ExplainOutputs(src, contract, channels, OCCLUSION, out_dir, table_out, report_out, stack, thresholds)
@@ -276,7 +285,9 @@ def explain_raster(
         def predict(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
             base = activate(loaded.run(x), contract.activation)
             if base.shape[1] != n_classes:
-                raise InputError(f"The model returned {base.shape[1]} channels but its contract lists {n_classes} classes.")
+                raise InputError(
+                    f"The model returned {base.shape[1]} channels but its contract lists {n_classes} classes."
+                )
             delta = np.empty((len(x), n_classes, n_channels) + x.shape[2:], np.float32)
             for c in range(n_channels):
                 check_cancel(progress)
@@ -364,8 +375,10 @@ def explain_checkpoint(image: str, model: str, checkpoint: str, out_dir: str, ta
             with open(mask_file, "w", encoding="utf-8") as fh:
                 json.dump(list(options.mask_shapes), fh)
         summary = run_models_cli(args + options.cli_args(mask_file), progress)
-    return ExplainResult(summary["rasters"], summary["table"], summary["report"], summary["method"], summary["channels"],
-                         {k: {c: (math.nan if v is None else v) for c, v in row.items()} for k, row in summary["importance"].items()},
+    return ExplainResult(summary["rasters"], summary["table"], summary["report"], summary["method"],
+                         summary["channels"],
+                         {k: {c: (math.nan if v is None else v) for c, v in row.items()}
+                          for k, row in summary["importance"].items()},
                          summary["class_pixels"], summary["tiles_run"], summary.get("gradcam"),
                          extra={"layer": summary.get("layer"), "target_class": summary.get("target_class")})
 
@@ -374,6 +387,7 @@ def result_summary(result: ExplainResult) -> Dict[str, object]:
     """``result`` as plain JSON values (what the child process prints)."""
     return {"rasters": result.rasters, "table": result.table, "report": result.report, "method": result.method,
             "channels": result.channels, "class_pixels": result.class_pixels, "tiles_run": result.tiles_run,
-            "importance": {k: {c: (None if math.isnan(v) else v) for c, v in row.items()} for k, row in result.importance.items()},
+            "importance": {k: {c: (None if math.isnan(v) else v) for c, v in row.items()}
+                           for k, row in result.importance.items()},
             "gradcam": result.gradcam, **{k: v for k, v in result.extra.items() if k in ("layer", "target_class")}}
 

@@ -17,7 +17,7 @@ import os
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -43,6 +43,8 @@ CALIBRATION_SHARE = 0.25
 
 @dataclass
 class OptimizeResult:
+    """The optimized model variant: path, method, contract and its measured speed and accuracy."""
+
     path: str
     method: str
     contract: ModelContract
@@ -119,6 +121,7 @@ class Windows:
     measurement_bounds: Optional[Tuple[float, float, float, float]]
 
     def describe(self, image: str) -> str:
+        """Where calibration and measurement ran, for the report."""
         if self.calibration_bounds is None:
             return f"calibrated on {os.path.basename(self.calibration_image)}"
         return (f"calibrated on the top {CALIBRATION_SHARE:.0%} of {os.path.basename(image)}'s rows, "
@@ -132,16 +135,17 @@ def measurement_windows(options: OptimizeOptions, method: str) -> Windows:
     Methods without calibration are measured on the whole raster."""
     import rasterio
 
+    image = cast(str, options.image)  # the raster to measure on (OptimizeOptions.check refuses none)
     if method != "int8_static" or options.calibration_image:
-        return Windows(options.calibration_image or options.image, None, None)
-    with rasterio.open(options.image) as ds:
+        return Windows(options.calibration_image or image, None, None)
+    with rasterio.open(image) as ds:
         left, bottom, right, top = ds.bounds
         split_row = int(round(ds.height * CALIBRATION_SHARE))
         split_y = (ds.transform * (0, split_row))[1]
     if not 0 < split_row < ds.height:
-        raise InputError(f"{os.path.basename(options.image)} is too small to split into calibration and measurement "
+        raise InputError(f"{os.path.basename(image)} is too small to split into calibration and measurement "
                          "windows; give a separate calibration raster.")
-    return Windows(options.image, (left, split_y, right, top), (left, bottom, right, split_y))
+    return Windows(image, (left, split_y, right, top), (left, bottom, right, split_y))
 
 
 class _CalibrationTiles:
@@ -244,7 +248,8 @@ def _quantize(model_path: str, out_path: str, method: str, calibration: Optional
 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = os.path.join(tmp, "prepared.onnx")
-        quant_pre_process(model_path, prepared, skip_symbolic_shape=True)  # folds and infers shapes, as the tools advise
+        # folds and infers shapes, as the tools advise
+        quant_pre_process(model_path, prepared, skip_symbolic_shape=True)
         spatial_means_as_pooling(prepared)
         if method == "int8_dynamic":
             quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, per_channel=True)
@@ -268,7 +273,8 @@ def _classes_and_time(image: str, model_path: str, out_dir: str, tag: str, optio
 
     loaded = load_model(model_path, options.device)
     c = loaded.contract
-    loaded.run(np.zeros((options.batch_size, len(c.bands), c.tile_size, c.tile_size), np.float32))  # first-call allocations
+    # first-call allocations
+    loaded.run(np.zeros((options.batch_size, len(c.bands), c.tile_size, c.tile_size), np.float32))
     result = segment_raster(image, loaded, os.path.join(out_dir, f"{tag}_p.tif"), os.path.join(out_dir, f"{tag}_c.tif"),
                             band_map=options.band_map, bounds=bounds, batch_size=options.batch_size, progress=progress)
     return result.classes, result.inference_seconds, loaded.describe()
@@ -309,19 +315,21 @@ def measure(original: str, variant: str, options: OptimizeOptions, bounds: Optio
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
         for i, (tag, path) in enumerate((("original", original), ("variant", variant))):
-            runs[tag] = _classes_and_time(options.image, path, tmp, tag, options, bounds,
+            runs[tag] = _classes_and_time(cast(str, options.image), path, tmp, tag, options, bounds,
                                           SubProgress(progress, 45.0 * i, 45.0 * (i + 1)))
         classes = load_model(original, "cpu").contract.classes
         scores = {}
         for tag in ("original", "variant"):
             ref = options.reference or runs["original"][0]
-            row = evaluate(runs[tag][0], ref, reference_field=options.reference_field, classes=classes).row("all").scores
+            row = evaluate(runs[tag][0], ref, reference_field=options.reference_field,
+                           classes=classes).row("all").scores
             scores[tag] = (row.iou, row.f1)
     speedup = paired_speedup(original, variant, options.device, options.batch_size, progress)
     progress.set_progress(100.0)
     metrics = {
         "iou": scores["variant"][0], "f1": scores["variant"][1],
-        "iou_change": scores["variant"][0] - scores["original"][0], "f1_change": scores["variant"][1] - scores["original"][1],
+        "iou_change": scores["variant"][0] - scores["original"][0],
+        "f1_change": scores["variant"][1] - scores["original"][1],
         "seconds": runs["variant"][1], "original_seconds": runs["original"][1],
         "speedup": speedup,
     }
@@ -368,7 +376,8 @@ def _variant_contract(contract: ModelContract, name: str, method: str, metrics: 
     """The original's contract renamed ``<name>-<method>``, described, with the measured score."""
     variant = dataclasses.replace(
         contract, name=f"{name}-{method.replace('_', '-')}",
-        description=(f"{method} variant of {name} made by glacierseg:optimize_model. " + (contract.description or "")).strip(),
+        description=(f"{method} variant of {name} made by glacierseg:optimize_model. "
+                     + (contract.description or "")).strip(),
     )
     return with_score(variant, {"dataset": dataset, "metrics": metrics, "method": how})
 
@@ -385,6 +394,7 @@ def optimize_model(model_path: str, out_path: str, method: str, options: Optiona
     options = options or OptimizeOptions(**fields)
     require("onnxruntime", "onnx")  # onnxruntime's quantization tools need the onnx package
     options.check(method)
+    assert options.image is not None  # check refuses a missing raster
     loaded = _checked_model(model_path, method, options.device)
     if method == "fp16" and loaded.provider != CUDA:
         progress.push_info(f"Warning: no CUDA here: the float16 variant is measured on {loaded.provider}, where it "
@@ -406,7 +416,8 @@ def optimize_model(model_path: str, out_path: str, method: str, options: Optiona
         write_contract(tmp_out, variant)
     progress.push_info(
         f"{method} variant written to {out_path}: speed-up {metrics['speedup']:.2f}× (in-model time), "
-        f"IoU {metrics['iou']:.4f} ({metrics['iou_change']:+.4f}), F1 {metrics['f1']:.4f} ({metrics['f1_change']:+.4f}) "
+        f"IoU {metrics['iou']:.4f} ({metrics['iou_change']:+.4f}), "
+        f"F1 {metrics['f1']:.4f} ({metrics['f1_change']:+.4f}) "
         f"against {dataset}."
     )
     return OptimizeResult(out_path, method, variant, metrics, dataset)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from .dem import MAX_VOID_FRACTION
 from .errors import InputError
 
-
 # ---------------------------------------------------------------------------------------------
 # Glacier split — core/dem_split.py (Kienholz et al., 2013, J. Glaciol. 59(217), 925–937)
 #
@@ -63,9 +62,12 @@ class SplitParameters:
     max_void_fraction: float = MAX_VOID_FRACTION  # more of a complex without elevation: left unsplit
 
     def validate(self) -> None:
+        """Raise InputError naming each parameter out of its range."""
         checks = {
-            "cell_size_m": self.cell_size_m >= 0, "buffer_cells": self.buffer_cells >= self.gutter_offset_cells + self.gutter_cells,
-            "gutter_offset_cells": self.gutter_offset_cells >= 0, "gutter_cells": self.gutter_cells >= 1, "gutter_depth_m": self.gutter_depth_m > 0,
+            "cell_size_m": self.cell_size_m >= 0,
+            "buffer_cells": self.buffer_cells >= self.gutter_offset_cells + self.gutter_cells,
+            "gutter_offset_cells": self.gutter_offset_cells >= 0, "gutter_cells": self.gutter_cells >= 1,
+            "gutter_depth_m": self.gutter_depth_m > 0,
             "smoothing_cells": self.smoothing_cells >= 1, "a": self.a > 0, "b": self.b > 0, "c_m": self.c_m > 0,
             "a_cell_m": self.a_cell_m > 0, "sliver_area_km2": self.sliver_area_km2 >= 0,
             "sliver_area2_km2": self.sliver_area2_km2 >= 0, "sliver_compactness": self.sliver_compactness >= 0,

@@ -90,7 +90,8 @@ def terrain(size: int, pixel_size: float, seed: int = 0) -> Dict[str, np.ndarray
 
     # Proglacial lakes beyond both termini and a tarn on a bench: flat water surfaces.
     lakes = np.zeros((n, n), bool)
-    lake_specs = [(cx - (terminus + 0.1) * extent / 2, 0.045, 0.028), (cx + (terminus + 0.09) * extent / 2, 0.038, 0.024)]
+    lake_specs = [(cx - (terminus + 0.1) * extent / 2, 0.045, 0.028),
+                  (cx + (terminus + 0.09) * extent / 2, 0.038, 0.024)]
     for lx, ax, ay in lake_specs:
         ly = np.interp(lx, x[0], centre_line[0])
         lakes |= ((x - lx) / (ax * extent)) ** 2 + ((y - ly) / (ay * extent)) ** 2 < 1
@@ -196,7 +197,8 @@ def make_scene(out_dir: str, size: int = 512, pixel_size: float = 20.0, seed: in
     with rasterio.open(paths["dem"], "w", count=1, dtype="float32", nodata=-9999.0, **profile) as dst:
         dst.write(t["dem"], 1)
         dst.set_band_description(1, "DEM")
-    for key, arr, nd in (("landcover", cover, 0), ("glacier_truth", glacier_truth, 255), ("lake_truth", lake_truth, 255)):
+    rasters = (("landcover", cover, 0), ("glacier_truth", glacier_truth, 255), ("lake_truth", lake_truth, 255))
+    for key, arr, nd in rasters:
         with rasterio.open(paths[key], "w", count=1, dtype="uint8", nodata=nd, **profile) as dst:
             dst.write(arr, 1)
     return SampleScene(size=size, pixel_size=pixel_size, **paths)

@@ -54,6 +54,7 @@ def model_name(text: str) -> str:
 
 
 def sha256_of(path: str) -> str:
+    """SHA-256 of the file, as hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
@@ -107,9 +108,11 @@ class ModelStore:
         return [found[n] for n in sorted(found, key=str.lower)]
 
     def names(self) -> List[str]:
+        """Names of the installed models."""
         return [m.name for m in self.models()]
 
     def get(self, name: str) -> InstalledModel:
+        """The installed model of this name; InputError naming the installed ones if none."""
         for model in self.models():
             if model.name == name:
                 return model
@@ -127,7 +130,8 @@ class ModelStore:
         if os.path.isfile(value):
             return value
         if os.sep in value or (os.altsep and os.altsep in value) or value.lower().endswith(".onnx"):
-            raise InputError(f"Model file not found: {value!r}. Choose an existing .onnx file or an installed model by name.")
+            raise InputError(f"Model file not found: {value!r}. "
+                             "Choose an existing .onnx file or an installed model by name.")
         return self.get(value).path
 
     # ------------------------------------------------------------------ writing

@@ -44,8 +44,9 @@ def write_pair(tmp_path, cases, *, with_ids=False, classes=None):
 
 
 def run(tmp_path, before, after, name="out", **kw):
-    return compare_outlines(before, after, str(tmp_path / f"{name}_objects.gpkg"), str(tmp_path / f"{name}_changes.gpkg"),
-                            str(tmp_path / f"{name}_summary.csv"), str(tmp_path / f"{name}.html"), **kw)
+    return compare_outlines(before, after, str(tmp_path / f"{name}_objects.gpkg"),
+                            str(tmp_path / f"{name}_changes.gpkg"), str(tmp_path / f"{name}_summary.csv"),
+                            str(tmp_path / f"{name}.html"), **kw)
 
 
 def by_type(result):

@@ -94,7 +94,8 @@ def test_runtime_check_reads_versions_without_importing():
     assert statuses["onnxruntime"].ok and statuses["numpy"].ok
     code = "import sys; from glacierseg.core import deps; deps.check_runtime(); " \
            "print(sorted(m for m in ('onnxruntime', 'scipy', 'pysheds', 'rasterio', 'torch') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PKG_DIR)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(PKG_DIR)))
     assert out.stdout.strip() == "[]", out.stderr
     too_old = deps.Status(deps.RUNTIME[2], "1.8.5")  # Debian 12's python3-shapely
     assert not too_old.ok and "too old (needs ≥ 2.0)" in too_old.describe()
@@ -173,7 +174,8 @@ def test_printed_command_quotes_version_ranges_for_the_shell():
 def test_restart_needed_only_for_packages_already_loaded():
     import numpy  # noqa: F401  (loaded in this process)
 
-    plan = deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["onnxruntime-gpu>=1.16,<=1.31.1", "numpy==1.26.4"])
+    plan = deps.InstallPlan("debian12", sys.executable, "/tmp/x",
+                            pip=["onnxruntime-gpu>=1.16,<=1.31.1", "numpy==1.26.4"])
     assert deps.loaded_before(plan) == ["numpy"] + (["onnxruntime"] if "onnxruntime" in sys.modules else [])
     assert deps.loaded_before(deps.InstallPlan("debian12", sys.executable, "/tmp/x", pip=["pysheds>=0.3,<=0.5"])) == \
         (["pysheds"] if "pysheds" in sys.modules else [])
@@ -191,7 +193,7 @@ def _pins_in(path):
 
 
 def test_pins_in_deps_agree_with_the_requirements_files():
-    """deps carries the pins the installer installs up to (no file read at run time); the
+    """The deps module carries the pins the installer installs up to (no file read at run time); the
     requirements files that developers and CI install from must say the same."""
     files = {**_pins_in("requirements.txt"), **_pins_in("requirements-dev.txt")}
     for r in deps.RUNTIME + deps.TRAINING:
@@ -204,7 +206,7 @@ def test_pins_in_deps_agree_with_the_requirements_files():
 @pytest.mark.parametrize("platform, gpu, index", [("debian12", False, True), ("debian12", True, False),
                                                   ("windows", False, False), ("macos", False, False)])
 def test_training_extra_in_the_install_plan(platform, gpu, index):
-    """torch and what training needs, offered as the 'training' extra: oldest usable .. tested pin;
+    """Torch and what training needs, offered as the 'training' extra: oldest usable .. tested pin;
     torch's CPU build on Linux unless the GPU option asks for the CUDA one."""
     statuses = [deps.Status(r, None) for r in deps.TRAINING] + [deps.Status(r, "99") for r in deps.RUNTIME]
     plan = deps.install_plan(statuses, "/p", platform, gpu=gpu, python="/usr/bin/python3.11")
@@ -232,7 +234,8 @@ def test_install_dialog_offers_the_training_extra(qgis_app, tmp_path, monkeypatc
     dialog.training.setChecked(True)
     assert rows()[-len(deps.TRAINING):] == [r.distribution for r in deps.TRAINING]
     torch_row = rows().index("torch")
-    assert dialog.table.item(torch_row, 1).text() == "missing" and dialog.table.item(torch_row, 3).text().startswith("pip")
+    assert dialog.table.item(torch_row, 1).text() == "missing"
+    assert dialog.table.item(torch_row, 3).text().startswith("pip")
     assert dialog.plan.pip == ["torch>=2.1,<=2.15.0"] and dialog.plan.index_urls == [deps.TORCH_CPU_INDEX]
     assert "torch&gt;=2.1,&lt;=2.15.0" in dialog.plan_label.text() and "CPU build" in dialog.plan_label.text()
     assert dialog.install_button.isEnabled()

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import rasterio
-import torch
 from torch import nn
 
 from glacierseg.core.contract import ClassInfo, InputSpec, ModelContract
@@ -148,25 +147,6 @@ def test_errors_and_cancel_leave_no_output(sample_scene, sample_model, tmp_path)
 
 
 # ------------------------------------------------------------------ checkpoint path
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny U-Net trained for seconds (~6 s on one CPU thread; validation IoU ~0.8) on the sample
-    scene's glacier mask, with its checkpoint."""
-    from glacierseg.core.sample_data import make_scene
-    from glacierseg.models.datasets import parse_classes
-    from glacierseg.models.train import TrainConfig, train_rasters
-
-    out = tmp_path_factory.mktemp("trained")
-    scene = make_scene(str(out / "scene"), size=128, seed=3)
-    config = TrainConfig(classes=parse_classes("glacier=1,2"), inputs=list(BANDS), network="unet",
-                         network_kwargs={"widths": [8, 16]}, epochs=4, batch_size=4, tile_size=64,
-                         tiles_per_epoch=16, learning_rate=0.01, device="cpu", seed=0)
-    torch.set_num_threads(1)
-    result = train_rasters([scene.image], config, str(out / "tiny.onnx"), labels_raster=scene.glacier_truth,
-                           cell_px=64, val_fraction=0.25, checkpoint=str(out / "tiny.pt"))
-    return scene, result.model, result.checkpoint
-
-
 @pytest.mark.slow
 def test_checkpoint_saliency_and_gradcam_in_child_process(trained, tmp_path):
     from glacierseg.core.explain import explain_checkpoint

@@ -23,7 +23,6 @@ from qgis.core import (
 )
 
 from .test_compare import CASES, write_pair
-from .test_explain import trained  # noqa: F401 (fixture: a tiny trained U-Net and its checkpoint)
 
 EXPLAIN, COMPARE = "glacierseg:explain", "glacierseg:compare_outlines"
 
@@ -117,7 +116,8 @@ def test_batch_runs_reuse_the_algorithm(glacierseg_provider, sample_scene, sampl
         ok, results = execute(compare, {
             "INPUT_1": before, "INPUT_2": after, "MIN_OVERLAP": overlap,
             "OUTPUT_OBJECTS": str(tmp_path / f"{row}_o.gpkg"), "OUTPUT_CHANGES": str(tmp_path / f"{row}_c.gpkg"),
-            "OUTPUT_SUMMARY": str(tmp_path / f"{row}.csv"), "OUTPUT_REPORT": str(tmp_path / f"{row}.html")}, context, feedback)
+            "OUTPUT_SUMMARY": str(tmp_path / f"{row}.csv"), "OUTPUT_REPORT": str(tmp_path / f"{row}.html"),
+        }, context, feedback)
         assert ok and os.path.exists(results["OUTPUT_SUMMARY"])
     with open(tmp_path / "b.csv", newline="") as fh:
         strict = next(csv.DictReader(fh))
@@ -142,7 +142,8 @@ def test_modeler_chains_segment_compare_and_explain(glacierseg_provider, sample_
                       (sample_contract().classes[0],), layer_name="truth").path
     model = QgsProcessingModelAlgorithm("segment and compare", "GlacierSeg tests")
     model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene"))
-    model.addModelParameter(QgsProcessingParameterFile("onnx", "Model", extension="onnx"), QgsProcessingModelParameter("onnx"))
+    model.addModelParameter(QgsProcessingParameterFile("onnx", "Model", extension="onnx"),
+                            QgsProcessingModelParameter("onnx"))
     model.addModelParameter(QgsProcessingParameterFeatureSource("truth", "Truth"), QgsProcessingModelParameter("truth"))
 
     src = QgsProcessingModelChildParameterSource
@@ -164,9 +165,11 @@ def test_modeler_chains_segment_compare_and_explain(glacierseg_provider, sample_
         c.setModelOutputs(outs)
         model.addChildAlgorithm(c)
 
-    child("glacierseg:segment", "segment", {"INPUT": src.fromModelParameter("scene"), "MODEL": src.fromModelParameter("onnx")},
+    child("glacierseg:segment", "segment",
+          {"INPUT": src.fromModelParameter("scene"), "MODEL": src.fromModelParameter("onnx")},
           ["OUTPUT_CLASSES", "OUTPUT_PROBABILITIES", "OUTPUT_OUTLINES"])
-    child(COMPARE, "compare", {"INPUT_1": src.fromModelParameter("truth"), "INPUT_2": src.fromChildOutput("segment", "OUTPUT_OUTLINES"),
+    child(COMPARE, "compare", {"INPUT_1": src.fromModelParameter("truth"),
+                               "INPUT_2": src.fromChildOutput("segment", "OUTPUT_OUTLINES"),
                                "CLASS_FIELD": src.fromStaticValue("class_name"), "DATE_1": src.fromStaticValue("2020"),
                                "DATE_2": src.fromStaticValue("2021")},
           ["OUTPUT_OBJECTS", "OUTPUT_CHANGES", "OUTPUT_SUMMARY", "OUTPUT_REPORT"])
@@ -176,7 +179,8 @@ def test_modeler_chains_segment_compare_and_explain(glacierseg_provider, sample_
     assert ok, message
     params = {"scene": sample_scene.image, "onnx": sample_model, "truth": truth}
     outputs = {"segment": {"OUTPUT_CLASSES": "tif", "OUTPUT_PROBABILITIES": "tif", "OUTPUT_OUTLINES": "gpkg"},
-               "compare": {"OUTPUT_OBJECTS": "gpkg", "OUTPUT_CHANGES": "gpkg", "OUTPUT_SUMMARY": "csv", "OUTPUT_REPORT": "html"},
+               "compare": {"OUTPUT_OBJECTS": "gpkg", "OUTPUT_CHANGES": "gpkg", "OUTPUT_SUMMARY": "csv",
+                           "OUTPUT_REPORT": "html"},
                "explain": {"OUTPUT_FOLDER": "", "OUTPUT_TABLE": "csv", "OUTPUT_REPORT": "html"}}
     for child_id, outs in outputs.items():  # a model's destination parameters are named 'child:output'
         for name, ext in outs.items():

@@ -102,8 +102,8 @@ def test_scores_in_contract_and_on_the_card(sample_model, tmp_path):
     again = ModelContract.from_metadata(contract.to_metadata())
     assert again.scores == (score,) and again == contract
     with pytest.raises(ModelContractError, match=r"scores\[0\].*metrics"):
-        ModelContract.from_dict({**json.loads(json.dumps({k: json.loads(v) for k, v in sample_contract().to_metadata().items()})),
-                                 "scores": [{"dataset": "x", "metrics": {}}]})
+        metadata = {k: json.loads(v) for k, v in sample_contract().to_metadata().items()}
+        ModelContract.from_dict({**json.loads(json.dumps(metadata)), "scores": [{"dataset": "x", "metrics": {}}]})
     store = ModelStore(str(tmp_path / "models"))
     store.install(sample_model, name="m")
     model = store.add_score("m", score)
@@ -145,8 +145,8 @@ def test_url_install_checks_sha256_and_leaves_nothing_on_failure(sample_model, b
 
 
 def test_install_and_list_algorithms(glacierseg_provider, sample_model, bare_model, http_folder, tmp_path, monkeypatch):
-    from qgis.core import QgsProcessingException
     import processing
+    from qgis.core import QgsProcessingException
 
     monkeypatch.setenv("GLACIERSEG_HOME", str(tmp_path / "home"))
     www, base = http_folder
@@ -179,9 +179,9 @@ def home_with_sample(sample_model, tmp_path, monkeypatch):
 
 def test_segment_by_name_then_evaluate_adds_score_to_card(glacierseg_provider, home_with_sample, sample_scene,
                                                           sample_model, tmp_path):
-    from qgis.core import QgsProcessingException
     import processing
     import rasterio
+    from qgis.core import QgsProcessingException
 
     by_name = processing.run("glacierseg:segment", {
         "INPUT": sample_scene.image, "MODEL": "alps", "OUTPUT_OUTLINES": None,
@@ -201,9 +201,11 @@ def test_segment_by_name_then_evaluate_adds_score_to_card(glacierseg_provider, h
         "SCORE_DATASET": "generated scene lakes", "SCORE_REGION": "synthetic Alps"})
     card = ModelStore(str(home_with_sample / "models")).get("alps").contract.scores
     assert len(card) == 1 and card[0]["dataset"] == "generated scene lakes" and card[0]["region"] == "synthetic Alps"
-    assert card[0]["metrics"]["iou"] == pytest.approx(out["IOU"]) and card[0]["metrics"]["f1"] == pytest.approx(out["F1"])
+    assert card[0]["metrics"]["iou"] == pytest.approx(out["IOU"])
+    assert card[0]["metrics"]["f1"] == pytest.approx(out["F1"])
     with pytest.raises(QgsProcessingException, match="Name the reference dataset"):
-        processing.run("glacierseg:evaluate", {"PREDICTION": by_name["OUTPUT_CLASSES"], "REFERENCE": sample_scene.lake_truth,
+        processing.run("glacierseg:evaluate", {"PREDICTION": by_name["OUTPUT_CLASSES"],
+                                               "REFERENCE": sample_scene.lake_truth,
                                                "OUTPUT_TABLE": str(tmp_path / "s2.csv"), "SCORE_MODEL": "alps"})
 
 

@@ -56,7 +56,8 @@ def test_forward_eval_shape(name, in_channels, num_classes):
         out = model(torch.randn(1, in_channels, 64, 64))
     assert out.shape == (1, num_classes, 64, 64)
     assert torch.isfinite(out).all()
-    assert model.output_activation == ("none" if name.startswith("rau_net") else ("sigmoid" if num_classes == 1 else "softmax"))
+    expected = "none" if name.startswith("rau_net") else ("sigmoid" if num_classes == 1 else "softmax")
+    assert model.output_activation == expected
 
 
 @pytest.mark.parametrize("name", NAMES)

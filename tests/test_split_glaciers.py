@@ -54,8 +54,8 @@ def valley(tmp_path_factory):
     return {
         "dem": dem, "east_dem": east_dem, "crs": CRS, "col_x": col_x, "complex_utm": complex_utm,
         "west_utm": west_utm, "complex_ll": complex_ll,
-        "outlines": write_vector(d / "complex.gpkg", [shapely.multipolygons([complex_ll])], [{"name": "valley"}], crs="EPSG:4326",
-                                 layer="outlines"),
+        "outlines": write_vector(d / "complex.gpkg", [shapely.multipolygons([complex_ll])], [{"name": "valley"}],
+                                 crs="EPSG:4326", layer="outlines"),
     }
 
 
@@ -256,9 +256,10 @@ def test_complex_off_the_dem_is_written_unsplit(valley, glacierseg_provider, tmp
     from qgis.core import QgsProcessingFeedback
 
     far = shapely.affinity.translate(valley["complex_utm"], xoff=30000.0)  # 20 km east of the DEM's edge
-    outlines = write_vector(tmp_path / "two.gpkg", [shapely.multipolygons([valley["complex_ll"]]),
-                                                    shapely.multipolygons([reproject(far, valley["crs"], "EPSG:4326")])],
-                            [{"name": "valley"}, {"name": "off-dem"}], crs="EPSG:4326", layer="outlines")
+    geoms = [shapely.multipolygons([valley["complex_ll"]]),
+             shapely.multipolygons([reproject(far, valley["crs"], "EPSG:4326")])]
+    outlines = write_vector(tmp_path / "two.gpkg", geoms, [{"name": "valley"}, {"name": "off-dem"}], crs="EPSG:4326",
+                            layer="outlines")
 
     class Feedback(QgsProcessingFeedback):
         messages = []
@@ -296,7 +297,8 @@ def test_edge_strip_along_the_outline_is_merged(tmp_path):
     ridge = right - 3 * px
     dem = 3000.0 - 0.15 * y + 60.0 * ((x - (left + ridge) / 2) / (ridge - left)) ** 2  # a trough falling south
     dem = np.where(x > ridge, 3015.0 - 0.15 * y - 0.4 * (x - ridge), dem)  # beyond the ridge: falling east
-    dem += 60.0 * np.exp(-((x - right - 2 * px) ** 2 + (y - bottom + px) ** 2) / (3 * px) ** 2)  # the band's own low point
+    # the band's own low point
+    dem += 60.0 * np.exp(-((x - right - 2 * px) ** 2 + (y - bottom + px) ** 2) / (3 * px) ** 2)
     path = write_raster(tmp_path / "strip.tif", dem.astype("float32"), pixel_size=px, origin=(600000, 5200000))
     complex_ = shapely.box(600000 + left, 5200000 - bottom, 600000 + right, 5200000 - top)
     band = shapely.box(600000 + ridge, 5200000 - bottom, 600000 + right, 5200000 - top)

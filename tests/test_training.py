@@ -13,8 +13,8 @@ from qgis.core import QgsFeature, QgsGeometry, QgsProcessingFeedback, QgsVectorL
 
 from glacierseg.core.errors import CancelledError, DeviceError, InputError
 from glacierseg.models import datasets
-from glacierseg.models.datasets import IGNORE, TRAIN, VALIDATION, ClassSpec, Scene
 from glacierseg.models import train as train_module
+from glacierseg.models.datasets import IGNORE, TRAIN, VALIDATION, ClassSpec, Scene
 from glacierseg.models.train import (
     TileSampler,
     TrainConfig,
@@ -35,7 +35,8 @@ def test_parse_classes_and_inputs():
     assert specs == [ClassSpec("glacier", ("1", "2"), "#aabbcc"), ClassSpec("lake", ("3",), datasets.PALETTE[1])]
     with pytest.raises(InputError, match="name=value"):
         datasets.parse_classes("glacier")
-    assert datasets.split_inputs("S2:B03, NDSI(S2:B03,S2:B11);SLOPE(DEM)") == ["S2:B03", "NDSI(S2:B03,S2:B11)", "SLOPE(DEM)"]
+    expected = ["S2:B03", "NDSI(S2:B03,S2:B11)", "SLOPE(DEM)"]
+    assert datasets.split_inputs("S2:B03, NDSI(S2:B03,S2:B11);SLOPE(DEM)") == expected
 
 
 # ------------------------------------------------------------------ split and sampling
@@ -152,7 +153,8 @@ def test_checkpoint_resume_with_weights_only(tmp_path):
     ckpt = str(tmp_path / "run.pt")
     straight = train([scene], tiny_config(epochs=3), str(tmp_path / "straight.onnx"))
     with pytest.raises(CancelledError):  # interrupted during epoch 3
-        train([scene], tiny_config(epochs=3), str(tmp_path / "a.onnx"), checkpoint=ckpt, progress=CancelOnMessage("Epoch 2/3"))
+        train([scene], tiny_config(epochs=3), str(tmp_path / "a.onnx"), checkpoint=ckpt,
+              progress=CancelOnMessage("Epoch 2/3"))
     assert not (tmp_path / "a.onnx").exists()
     state = torch.load(ckpt, map_location="cpu", weights_only=True)  # tensors and plain values only
     assert state["epoch"] == 2 and len(state["history"]) == 2
@@ -222,9 +224,11 @@ def test_contract_of_a_trained_model(tmp_path):
     scene = small_scene()
     scene.targets[2:6, 2:6] = scene.targets[2:6, 58:62] = 2  # a few 'other' pixels in training and validation
     classes = [ClassSpec("bright", ("1",), "#ff0000"), ClassSpec("other", ("7",), "#00ff00")]
-    result = train([scene], tiny_config(classes=classes, epochs=1), str(tmp_path / "m.onnx"), report_out=str(tmp_path / "r.json"))
+    result = train([scene], tiny_config(classes=classes, epochs=1), str(tmp_path / "m.onnx"),
+                   report_out=str(tmp_path / "r.json"))
     c = read_contract(result.model)
-    assert c.activation == "softmax" and [(k.name, k.value) for k in c.classes] == [("background", 0), ("bright", 1), ("other", 2)]
+    assert c.activation == "softmax"
+    assert [(k.name, k.value) for k in c.classes] == [("background", 0), ("bright", 1), ("other", 2)]
     assert [b.name for b in c.bands] == ["A", "B", "NDVI(A,B)"]
     train_pixels = scene.split == TRAIN
     assert c.bands[0].mean == pytest.approx(float(scene.bands["A"][train_pixels].mean()), rel=1e-5)
@@ -449,8 +453,9 @@ def test_raster_scene_from_polygons(tmp_path):
     image[:, 0, 0] = 0  # nodata pixel
     path = write_raster(tmp_path / "img.tif", image, pixel_size=10.0, origin=(1000.0, 2000.0), nodata=0)
     gpkg = str(tmp_path / "labels.gpkg")
-    for name, polys in (("labels", [("clean", (1000, 2000, 1040, 1970)), ("debris", (1030, 1990, 1060, 1950)), ("rock", (1100, 2000, 1120, 1900))]),
-                        ("val", [(None, (1080, 2000, 1120, 1900))])):
+    labels = [("clean", (1000, 2000, 1040, 1970)), ("debris", (1030, 1990, 1060, 1950)),
+              ("rock", (1100, 2000, 1120, 1900))]
+    for name, polys in (("labels", labels), ("val", [(None, (1080, 2000, 1120, 1900))])):
         write_vector(gpkg, [shapely.box(*box) for _, box in polys], [{"cls": value} for value, _ in polys], layer=name)
     classes = datasets.parse_classes("ice=clean; debris=debris")
     scene = datasets.load_raster_scene(path, classes, labels_vector=gpkg + "|layername=labels", class_field="cls",
@@ -514,7 +519,8 @@ def write_pairs(folder, n=4, size=64, png=False):
     for i in range(n):
         mask = np.zeros((size, size), np.uint8)
         mask[8:40, 10 + i : 30 + i] = 1
-        img = np.stack([mask * 0.7 + rng.normal(0.2, 0.03, mask.shape), rng.normal(0.3, 0.03, mask.shape)]).astype(np.float32)
+        img = np.stack([mask * 0.7 + rng.normal(0.2, 0.03, mask.shape),
+                        rng.normal(0.3, 0.03, mask.shape)]).astype(np.float32)
         if png:
             Image.fromarray((img[0] * 255).clip(0, 255).astype(np.uint8)).save(folder / "images" / f"p{i}.png")
             Image.fromarray(mask).save(folder / "masks" / f"p{i}.png")
@@ -542,7 +548,8 @@ def test_cli_trains_on_image_mask_pairs(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(PKG_DIR))
     proc = subprocess.run(
         [sys.executable, "-m", "glacierseg.models.cli", "train", "--pairs", str(folder), "--band-names", "A,B",
-         "--classes", "bright=1", "--inputs", "A,B,NDVI(A,B)", "--network", "unet", "--network-options", '{"widths": [4, 8]}',
+         "--classes", "bright=1", "--inputs", "A,B,NDVI(A,B)", "--network", "unet",
+         "--network-options", '{"widths": [4, 8]}',
          "--epochs", "1", "--batch-size", "2", "--tile-size", "64", "--tiles-per-epoch", "2", "--device", "cpu",
          "--threads", "1", "--out", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "r.json")],
         env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
@@ -577,7 +584,8 @@ def test_train_algorithm_runs_in_background_and_reports_bad_input(glacierseg_pro
     alg = QgsApplication.processingRegistry().algorithmById("glacierseg:train")
     assert alg is not None and alg.group() == "Models and training" and "fishnet" in alg.shortHelpString()
     assert not alg.flags() & QgsProcessingAlgorithm.FlagNoThreading  # Processing may run it in a background task
-    base = {"INPUT": [sample_scene.image], "OUTPUT_MODEL": str(tmp_path / "m.onnx"), "OUTPUT_REPORT": str(tmp_path / "r.json")}
+    base = {"INPUT": [sample_scene.image], "OUTPUT_MODEL": str(tmp_path / "m.onnx"),
+            "OUTPUT_REPORT": str(tmp_path / "r.json")}
     with pytest.raises(QgsProcessingException, match="either as a class raster or as polygons"):
         processing.run("glacierseg:train", base)
     with pytest.raises(QgsProcessingException, match="name=value"):
@@ -604,8 +612,9 @@ def test_train_in_qgis_then_segment_reproduces_validation(glacierseg_provider, s
     result = processing.run("glacierseg:train", {
         "INPUT": [sample_scene.image], "LABEL_RASTER": sample_scene.glacier_truth, "CLASSES": "glacier=1,2",
         "MODEL_INPUTS": "S2:B03, S2:B04, S2:B08, S2:B11, NDSI(S2:B03,S2:B11)",
-        "VALIDATION_AREA": east_half_layer(sample_scene), "NETWORK": "unet", "MINUTES": 0, "NETWORK_OPTIONS": '{"widths": [8, 16, 32]}',
-        "LOSS": "ce_dice", "EPOCHS": 6, "BATCH_SIZE": 8, "LEARNING_RATE": 0.005, "TILE_SIZE": 128, "TILES_PER_EPOCH": 64,
+        "VALIDATION_AREA": east_half_layer(sample_scene), "NETWORK": "unet", "MINUTES": 0,
+        "NETWORK_OPTIONS": '{"widths": [8, 16, 32]}', "LOSS": "ce_dice", "EPOCHS": 6, "BATCH_SIZE": 8,
+        "LEARNING_RATE": 0.005, "TILE_SIZE": 128, "TILES_PER_EPOCH": 64,
         "CUTMIX": 0.3, "DEVICE": 1, "PATIENCE": 0, "OUTPUT_MODEL": str(tmp_path / "glacier.onnx"),
         "OUTPUT_REPORT": str(tmp_path / "report.json"), "CHECKPOINT": str(tmp_path / "glacier.pt"),
         "VALIDATION_FOLDER": str(val_dir),
@@ -637,7 +646,8 @@ def test_train_in_qgis_then_segment_reproduces_validation(glacierseg_provider, s
 
 
 TINY_RUN = {"CLASSES": "glacier=1,2", "MODEL_INPUTS": "S2:B03, S2:B11", "NETWORK": "unet",
-            "NETWORK_OPTIONS": '{"widths": [4, 8]}', "TILE_SIZE": 64, "TILES_PER_EPOCH": 8, "BATCH_SIZE": 4, "DEVICE": 1}
+            "NETWORK_OPTIONS": '{"widths": [4, 8]}', "TILE_SIZE": 64, "TILES_PER_EPOCH": 8, "BATCH_SIZE": 4,
+            "DEVICE": 1}
 
 QGIS_RUN = """
 import json, sys
@@ -658,7 +668,8 @@ class Feedback(QgsProcessingFeedback):
         messages.append(info)
 result = processing.run("glacierseg:train", json.loads(sys.argv[1]), feedback=Feedback())
 print(json.dumps({"torch": "torch" in sys.modules, "onnxruntime": "onnxruntime" in sys.modules,
-                  "result": {k: v for k, v in result.items() if isinstance(v, (str, int, float))}, "messages": messages}))
+                  "result": {k: v for k, v in result.items() if isinstance(v, (str, int, float))},
+                  "messages": messages}))
 """
 
 
