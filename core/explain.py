@@ -30,13 +30,13 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union, cas
 import numpy as np
 
 from . import features
-from .contract import ModelContract
+from .contract import ModelContract, activate
 from .errors import InputError
 from .io import atomic_outputs
 from .progress import Progress, SubProgress, check_cancel, ensure_progress
 from .report import figure_html, new_figure, table_html, write_html
 from .runtime import LoadedModel
-from .segment import BandMap, TiledSource, activate, blend_tiles, open_tiled, prepare_run
+from .segment import BandMap, TiledSource, blend_tiles, open_tiled, prepare_run
 
 OCCLUSION = "occlusion"
 SALIENCY = "saliency"  # gradient saliency with Grad-CAM (torch checkpoint)

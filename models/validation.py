@@ -16,9 +16,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.contract import ClassInfo, ModelContract, decide_classes
+from ..core.contract import ClassInfo, ModelContract, activate, decide_classes
 from ..core.metrics import binary_scores
-from ..core.segment import TiledSource, activate, blend_tiles, model_tiling
+from ..core.segment import TiledSource, blend_tiles, model_tiling
 from ..core.tiling import TileGrid, reflect_index
 from .datasets import ClassSpec, Scene
 
