@@ -118,6 +118,30 @@ def test_sequential_run_equals_one_run_on_the_mosaicked_raster(sequential, singl
     assert_same_glaciers(sequential[0], single_run / "glaciers.gpkg", single_run / "divides.gpkg")
 
 
+def test_mosaic_built_block_by_block_equals_the_whole_region_at_once(sequential, tmp_path):
+    """Blocks of 37 px (not dividing the region or the scenes) give the same mosaic, source
+    scenes and pixel counts as one block over the whole region."""
+    import numpy as np
+    import rasterio
+
+    from glacierseg.core.regional.mosaic import MosaicRule, build_mosaic
+
+    summary = sequential[1]
+    scenes = sorted(json.load(open(summary["manifest"]))["scenes"].values(), key=lambda s: s["order"])
+    results = {}
+    for block in (37, 10**6):
+        out, source = tmp_path / f"mosaic{block}.tif", tmp_path / f"source{block}.tif"
+        used = build_mosaic(scenes, [1, 2], MosaicRule(), str(out), str(source), block_px=block)
+        with rasterio.open(out) as a, rasterio.open(source) as b:
+            results[block] = (a.read(1), b.read(1), used, a.transform)
+    (m1, s1, u1, t1), (m2, s2, u2, t2) = results[37], results[10**6]
+    assert np.array_equal(m1, m2) and np.array_equal(s1, s2) and u1 == u2 and t1 == t2
+    assert m1.shape[0] > 2 * 37 and set(np.unique(s1)) == {-1, 0, 1, 2, 3} - ({-1} if (s1 >= 0).all() else set())
+    assert sum(u1.values()) == int((s1 >= 0).sum())
+    with rasterio.open(os.path.join(os.path.dirname(summary["manifest"]), "inventory.work", "ice_mosaic.tif")) as run:
+        assert np.array_equal(run.read(1), m1)
+
+
 def test_rerun_after_success_does_no_work(region, sequential):
     from glacierseg.core.regional.pipeline import run_inventory
     from glacierseg.core.regional.runners import SequentialRunner

@@ -8,6 +8,7 @@ Every pixel of the mosaic comes from exactly one scene, so the mosaic is the res
 classifier run, never a blend."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
@@ -143,32 +144,73 @@ def ice_codes(classes: np.ndarray, ice_values: Sequence[int]) -> np.ndarray:
     return out
 
 
-def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], rule: MosaicRule,
-                 out_path: str) -> Dict[str, int]:
-    """Write the ice mosaic of ``scenes`` (dicts: path, classes, bounds, crs, res, date,
-    nodata_fraction, order) to ``out_path`` by ``rule``: scenes are painted from the least to
-    the most preferred, each only where it has valid data. The mosaic is held in memory
-    (3 bytes per pixel of the region) with one scene's classes at a time.
-    Returns the pixels each scene supplied (by scene path)."""
-    import rasterio
+MOSAIC_BLOCK_PX = 1024  # mosaic block (pixels a side): bounds the memory of the mosaic step, ≈ 3 B/px of one block
+
+
+def _scene_windows(scenes: Sequence[Dict[str, Any]], transform) -> List[Tuple[int, int, int, int]]:
+    """(row0, col0, row1, col1) of each scene on the region grid."""
     from rasterio.windows import from_bounds
 
-    crs, transform, width, height = _region_grid(scenes)
-    profile = geotiff_profile(crs, transform, width, height, 1, "uint8", ICE_NODATA)
-    order = rule.rank(scenes)
-    mosaic = np.full((height, width), ICE_NODATA, np.uint8)
-    source: np.ndarray = np.full((height, width), -1, np.int16 if len(scenes) < 2**15 else np.int32)  # which scene
+    out = []
+    for s in scenes:
+        w = from_bounds(*s["bounds"], transform=transform).round_offsets().round_lengths()
+        out.append((int(w.row_off), int(w.col_off), int(w.row_off + w.height), int(w.col_off + w.width)))
+    return out
+
+
+def _mosaic_block(scenes, windows, order, ice_values, r0: int, c0: int, h: int, w: int, source_dtype):
+    """(ice codes, source scene index or -1) of one block of the region: scenes painted from the
+    least to the most preferred, each only where it has valid data."""
+    import rasterio
+    from rasterio.windows import Window
+
+    codes_block = np.full((h, w), ICE_NODATA, np.uint8)
+    source = np.full((h, w), -1, source_dtype)
     for i in reversed(order):
+        sr0, sc0, sr1, sc1 = windows[i]
+        top, left, bottom, right = max(r0, sr0), max(c0, sc0), min(r0 + h, sr1), min(c0 + w, sc1)
+        if top >= bottom or left >= right:
+            continue
         with rasterio.open(scenes[i]["classes"]) as src:
-            window = from_bounds(*src.bounds, transform=transform).round_offsets().round_lengths()
-            codes = ice_codes(src.read(1), ice_values)
-        rows = slice(window.row_off, window.row_off + window.height)
-        cols = slice(window.col_off, window.col_off + window.width)
+            codes = ice_codes(src.read(1, window=Window(left - sc0, top - sr0, right - left, bottom - top)), ice_values)
+        rows, cols = slice(top - r0, bottom - r0), slice(left - c0, right - c0)
         valid = codes != ICE_NODATA
-        mosaic[rows, cols][valid] = codes[valid]
+        codes_block[rows, cols][valid] = codes[valid]
         source[rows, cols][valid] = i
-    with rasterio.open(out_path, "w", **profile) as dst:
-        dst.write(mosaic, 1)
+    return codes_block, source
+
+
+def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], rule: MosaicRule,
+                 out_path: str, source_path: Optional[str] = None,
+                 block_px: int = MOSAIC_BLOCK_PX) -> Dict[str, int]:
+    """Write the ice mosaic of ``scenes`` (dicts: path, classes, bounds, crs, res, date,
+    nodata_fraction, order) to ``out_path`` by ``rule``, and, when ``source_path`` is given, the
+    index (in ``scenes``) of the scene each pixel came from (-1 nodata). Built block by block
+    (``block_px`` a side; each block reads only the windows of the scenes over it), so memory does
+    not grow with the region. Returns the pixels each scene supplied (by scene path)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    crs, transform, width, height = _region_grid(scenes)
+    order = rule.rank(scenes)
+    windows = _scene_windows(scenes, transform)
+    source_dtype = "int16" if len(scenes) < 2**15 else "int32"
+    counts = np.zeros(len(scenes), np.int64)
+    with contextlib.ExitStack() as stack:
+        dst = stack.enter_context(rasterio.open(
+            out_path, "w", **geotiff_profile(crs, transform, width, height, 1, "uint8", ICE_NODATA)))
         dst.set_band_description(1, "glacier (1), no glacier (0), nodata (255)")
-    counts = np.bincount(source[source >= 0].ravel(), minlength=len(scenes))
+        src_dst = None
+        if source_path:
+            src_dst = stack.enter_context(rasterio.open(
+                source_path, "w", **geotiff_profile(crs, transform, width, height, 1, source_dtype, -1)))
+            src_dst.set_band_description(1, "index of the scene each pixel came from (-1 nodata)")
+        for r0 in range(0, height, block_px):
+            for c0 in range(0, width, block_px):
+                h, w = min(block_px, height - r0), min(block_px, width - c0)
+                codes, source = _mosaic_block(scenes, windows, order, ice_values, r0, c0, h, w, source_dtype)
+                dst.write(codes, 1, window=Window(c0, r0, w, h))
+                if src_dst is not None:
+                    src_dst.write(source, 1, window=Window(c0, r0, w, h))
+                counts += np.bincount(source[source >= 0].ravel(), minlength=len(scenes))
     return {scenes[i]["path"]: int(counts[i]) for i in range(len(scenes))}

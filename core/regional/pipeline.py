@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import parameters
 from ..errors import InputError
-from ..io import atomic_output
+from ..io import atomic_output, atomic_outputs
 from ..progress import Progress, SubProgress, check_cancel, ensure_progress
 from . import steps
 from .manifest import Manifest, digest
@@ -218,15 +218,15 @@ def _mosaic_step(run: _Run, scenes: List[Dict[str, Any]]) -> str:
     if not good:
         raise InputError("No scene could be mapped: " + "; ".join(f"{s['path']}: {s['error']}" for s in scenes[:5]))
     ice_values = _ice_values(good, run.options.ice_classes)
-    path = os.path.join(run.work, "ice_mosaic.tif")
+    path, source = os.path.join(run.work, "ice_mosaic.tif"), os.path.join(run.work, "mosaic_source.tif")
     inputs = digest(run.options.rule.priority, ice_values,
                     [(s["path"], s["key"], s["date"], s["nodata_fraction"]) for s in good])
-    if run.manifest.done("mosaic", inputs, path):
+    if run.manifest.done("mosaic", inputs, path) and os.path.isfile(source):
         used = run.manifest.step("mosaic")["pixels"]
     else:
         run.log(f"Mosaic of {len(good)} scene(s): {run.options.rule.describe()}.")
-        with atomic_output(path) as tmp:
-            used = build_mosaic(good, ice_values, run.options.rule, tmp)
+        with atomic_outputs(path, source) as (tmp, tmp_source):
+            used = build_mosaic(good, ice_values, run.options.rule, tmp, tmp_source)
         run.manifest.set_step("mosaic", inputs, pixels=used, product_sha256=run.manifest.file_hash(path))
         run.summary["mosaic_built"] = True
     for s in scenes:
