@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
-from ..io import geotiff_profile
+from ..io import GDAL_CACHE_BYTES, geotiff_profile
 from .steps import ICE_NODATA
 
 PRIORITY_KEYS = ("date", "nodata", "order")
@@ -186,8 +186,8 @@ def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], ru
     """Write the ice mosaic of ``scenes`` (dicts: path, classes, bounds, crs, res, date,
     nodata_fraction, order) to ``out_path`` by ``rule``, and, when ``source_path`` is given, the
     index (in ``scenes``) of the scene each pixel came from (-1 nodata). Built block by block
-    (``block_px`` a side; each block reads only the windows of the scenes over it), so memory does
-    not grow with the region. Returns the pixels each scene supplied (by scene path)."""
+    (``block_px`` a side; each block reads only the windows of the scenes over it) with GDAL's
+    block cache capped at ``GDAL_CACHE_BYTES``, so memory does not grow with the region. Returns the pixels each scene supplied (by scene path)."""
     import rasterio
     from rasterio.windows import Window
 
@@ -197,6 +197,7 @@ def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], ru
     source_dtype = "int16" if len(scenes) < 2**15 else "int32"
     counts = np.zeros(len(scenes), np.int64)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))  # GDAL's cache: 5 % of RAM by default
         dst = stack.enter_context(rasterio.open(
             out_path, "w", **geotiff_profile(crs, transform, width, height, 1, "uint8", ICE_NODATA)))
         dst.set_band_description(1, "glacier (1), no glacier (0), nodata (255)")
