@@ -142,6 +142,34 @@ def test_mosaic_built_block_by_block_equals_the_whole_region_at_once(sequential,
         assert np.array_equal(run.read(1), m1)
 
 
+def test_each_glacier_has_the_date_of_the_scene_that_supplied_most_of_it(region, sequential):
+    """src_date per glacier, checked against geometry: under the default rule (later date first)
+    scene i supplies its footprint minus the footprints of later scenes (the one nodata gap lies
+    where a later scene covers it); a glacier's date is that of the scene whose part holds most of
+    its area (glaciers split nearly evenly, within 5 % of their area, are not judged)."""
+    import shapely
+    from shapely import wkt
+
+    from glacierseg.core.regional.mosaic import scene_date
+
+    feet = read_layer(sequential[0], "footprints")
+    dates = [scene_date(f["scene"]) for f in feet]
+    assert [f["date"] for f in feet] == dates and len(set(dates)) == 4
+    parts = []
+    for i, f in enumerate(feet):
+        later = [wkt.loads(g["wkt"]) for g, d in zip(feet, dates) if d > dates[i]]
+        parts.append(wkt.loads(f["wkt"]).difference(shapely.union_all(later)) if later else wkt.loads(f["wkt"]))
+    judged, crossing = 0, 0
+    for g in read_layer(sequential[0], "glaciers"):
+        geom = wkt.loads(g["wkt"])
+        shares = sorted(((geom.intersection(p).area / geom.area, d) for p, d in zip(parts, dates)), reverse=True)
+        crossing += shares[1][0] > 0.05
+        if shares[0][0] - shares[1][0] > 0.05:
+            assert g["src_date"] == shares[0][1], (g["glac_id"], shares)
+            judged += 1
+    assert judged >= 0.8 * len(read_layer(sequential[0], "glaciers")) and crossing >= 1
+
+
 def test_rerun_after_success_does_no_work(region, sequential):
     from glacierseg.core.regional.pipeline import run_inventory
     from glacierseg.core.regional.runners import SequentialRunner

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -215,3 +216,44 @@ def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], ru
                     src_dst.write(source, 1, window=Window(c0, r0, w, h))
                 counts += np.bincount(source[source >= 0].ravel(), minlength=len(scenes))
     return {scenes[i]["path"]: int(counts[i]) for i in range(len(scenes))}
+
+
+def majority_sources(source_path: str, geoms: Sequence[Any], preference: Sequence[int]) -> List[int]:
+    """For each polygon (in the mosaic's CRS) the index of the scene that supplied most of its
+    pixels in the mosaic (``source_path`` of ``build_mosaic``; pixels whose centre lies inside,
+    else every pixel it touches); ties go to the scene first in ``preference`` (the rule's rank);
+    -1 when it covers no mosaic pixel. Reads only each polygon's window."""
+    import rasterio
+    from rasterio.features import geometry_mask
+    from rasterio.windows import Window, from_bounds
+
+    place = {index: k for k, index in enumerate(preference)}
+    out = []
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), rasterio.open(source_path) as src:
+        for geom in geoms:
+            if geom is None or geom.is_empty:
+                out.append(-1)
+                continue
+            w = from_bounds(*geom.bounds, transform=src.transform)
+            c0, r0 = max(0, math.floor(w.col_off)), max(0, math.floor(w.row_off))
+            c1 = min(src.width, math.ceil(w.col_off + w.width))
+            r1 = min(src.height, math.ceil(w.row_off + w.height))
+            if c1 <= c0 or r1 <= r0:
+                out.append(-1)
+                continue
+            window = Window(c0, r0, c1 - c0, r1 - r0)
+            source = src.read(1, window=window)
+            transform = src.window_transform(window)
+            picked = np.zeros(0, source.dtype)
+            for touched in (False, True):
+                inside = ~geometry_mask([geom], source.shape, transform, all_touched=touched)
+                picked = source[inside & (source >= 0)]
+                if picked.size:
+                    break
+            if not picked.size:
+                out.append(-1)
+                continue
+            counts = np.bincount(picked)
+            best = np.flatnonzero(counts == counts.max())
+            out.append(int(min(best, key=lambda i: place.get(int(i), len(place)))))
+    return out
