@@ -22,7 +22,7 @@ from qgis.core import (
 
 from ..core.parameters import OUTLINE_MIN_AREA_KM2
 from .base import INVENTORY, GlacierSegAlgorithm, raster_path
-from .map_glaciers_band_ratio import SENSOR_KEYS, SENSOR_LABELS
+from .mapping_parameters import SENSOR_KEYS, SENSOR_LABELS
 
 METHODS = ("Band ratio (no model)", "ONNX model")
 LAYERS = ("glaciers", "divides", "footprints")
