@@ -41,8 +41,8 @@ def make_scenes(folder: str, tile: int, n: int):
                 classes[(yy - cy * tile) ** 2 + (xx - cx * tile) ** 2 < (r * tile) ** 2] = 1
             classes[: tile // 20, : tile // 20] = 255
             path = os.path.join(folder, f"scene_{i}_{j}.tif")
-            profile = geotiff_profile("EPSG:32632", from_origin(600000 + 20 * j * step, 5200000 - 20 * i * step, 20, 20),
-                                      tile, tile, 1, "uint8", 255)
+            origin = from_origin(600000 + 20 * j * step, 5200000 - 20 * i * step, 20, 20)
+            profile = geotiff_profile("EPSG:32632", origin, tile, tile, 1, "uint8", 255)
             with rasterio.open(path, "w", **profile) as dst:
                 dst.write(classes, 1)
             scenes.append(dict(scene_summary(path), path=path, classes=path, date=None, order=len(scenes)))
@@ -59,7 +59,8 @@ def child(folder: str, block: int) -> None:
     used = build_mosaic(scenes, [1], MosaicRule(), os.path.join(folder, f"m{block}.tif"),
                         os.path.join(folder, f"s{block}.tif"), block_px=block)
     mosaic_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    n = steps.outline_complexes(os.path.join(folder, f"m{block}.tif"), os.path.join(folder, f"c{block}.gpkg"), 0.01, "bench")
+    n = steps.outline_complexes(os.path.join(folder, f"m{block}.tif"), os.path.join(folder, f"c{block}.gpkg"),
+                                0.01, "bench")
     print(json.dumps({"pixels": sum(used.values()), "complexes": n, "mosaic_rss_mb": mosaic_rss,
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
                       "seconds": time.perf_counter() - start}))

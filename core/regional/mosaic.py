@@ -188,7 +188,8 @@ def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], ru
     nodata_fraction, order) to ``out_path`` by ``rule``, and, when ``source_path`` is given, the
     index (in ``scenes``) of the scene each pixel came from (-1 nodata). Built block by block
     (``block_px`` a side; each block reads only the windows of the scenes over it) with GDAL's
-    block cache capped at ``GDAL_CACHE_BYTES``, so memory does not grow with the region. Returns the pixels each scene supplied (by scene path)."""
+    block cache capped at ``GDAL_CACHE_BYTES``, so memory does not grow with the region.
+    Returns the pixels each scene supplied (by scene path)."""
     import rasterio
     from rasterio.windows import Window
 

@@ -22,7 +22,7 @@ import os
 import pickle
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 from .. import parameters
 from ..errors import InputError
@@ -226,7 +226,7 @@ def _mosaic_step(run: _Run, scenes: List[Dict[str, Any]]) -> str:
     else:
         run.log(f"Mosaic of {len(good)} scene(s): {run.options.rule.describe()}.")
         with atomic_outputs(path, source) as (tmp, tmp_source):
-            used = build_mosaic(good, ice_values, run.options.rule, tmp, tmp_source)
+            used = build_mosaic(good, ice_values, run.options.rule, cast(str, tmp), tmp_source)
         run.manifest.set_step("mosaic", inputs, pixels=used, product_sha256=run.manifest.file_hash(path))
         run.summary["mosaic_built"] = True
     for s in scenes:
