@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--retries", type=int, default=2, help="retries of a failed task (default 2)")
     inv.add_argument("--batch-size", type=int,
                      help="complexes per task (default: about 4 tasks per worker, at most 16)")
-    inv.add_argument("--src-date", help="outline date written to every glacier (YYYY-MM-DD)")
+    inv.add_argument("--src-date", help="outline date written to every glacier (YYYY-MM-DD); default: each "
+                                        "glacier gets the date of the scene that supplied most of its pixels")
     where = inv.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="start a Dask LocalCluster of N worker processes "
                                                    "(default: one per two cores)")

@@ -21,6 +21,7 @@ from qgis.core import (
 )
 
 from ..core.parameters import OUTLINE_MIN_AREA_KM2
+from ..ui.styles import style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, raster_path
 from .mapping_parameters import SENSOR_KEYS, SENSOR_LABELS
 
@@ -116,8 +117,17 @@ class MapInventoryAlgorithm(GlacierSegAlgorithm):
         for layer in LAYERS:
             context.addLayerToLoadOnCompletion(f"{output}|layername={layer}", QgsProcessingContext.LayerDetails(
                 f"{layer} — {os.path.splitext(os.path.basename(output))[0]}", context.project(), layer))
+        style_on_load(context, f"{output}|layername=footprints", footprint_style)
         return {self.OUTPUT: output, "N_GLACIERS": summary["glaciers"], "N_FAILED": summary["scenes_failed"],
                 "MANIFEST": summary["manifest"]}
+
+
+def footprint_style(layer) -> None:
+    """Scene footprints as dashed outlines without fill, so the scenes and glaciers beneath show."""
+    from qgis.core import QgsFillSymbol, QgsSingleSymbolRenderer
+
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+        {"color": "0,0,0,0", "outline_color": "60,60,60", "outline_width": "0.4", "outline_style": "dash"})))
 
 
 def local_workers(n: int):

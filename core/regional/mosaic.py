@@ -8,7 +8,9 @@ Every pixel of the mosaic comes from exactly one scene, so the mosaic is the res
 classifier run, never a blend."""
 from __future__ import annotations
 
+import contextlib
 import datetime
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
-from ..io import geotiff_profile
+from ..io import GDAL_CACHE_BYTES, geotiff_profile
 from .steps import ICE_NODATA
 
 PRIORITY_KEYS = ("date", "nodata", "order")
@@ -143,32 +145,116 @@ def ice_codes(classes: np.ndarray, ice_values: Sequence[int]) -> np.ndarray:
     return out
 
 
-def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], rule: MosaicRule,
-                 out_path: str) -> Dict[str, int]:
-    """Write the ice mosaic of ``scenes`` (dicts: path, classes, bounds, crs, res, date,
-    nodata_fraction, order) to ``out_path`` by ``rule``: scenes are painted from the least to
-    the most preferred, each only where it has valid data. The mosaic is held in memory
-    (3 bytes per pixel of the region) with one scene's classes at a time.
-    Returns the pixels each scene supplied (by scene path)."""
-    import rasterio
+MOSAIC_BLOCK_PX = 1024  # mosaic block (pixels a side): bounds the memory of the mosaic step, ≈ 3 B/px of one block
+
+
+def _scene_windows(scenes: Sequence[Dict[str, Any]], transform) -> List[Tuple[int, int, int, int]]:
+    """(row0, col0, row1, col1) of each scene on the region grid."""
     from rasterio.windows import from_bounds
 
-    crs, transform, width, height = _region_grid(scenes)
-    profile = geotiff_profile(crs, transform, width, height, 1, "uint8", ICE_NODATA)
-    order = rule.rank(scenes)
-    mosaic = np.full((height, width), ICE_NODATA, np.uint8)
-    source: np.ndarray = np.full((height, width), -1, np.int16 if len(scenes) < 2**15 else np.int32)  # which scene
+    out = []
+    for s in scenes:
+        w = from_bounds(*s["bounds"], transform=transform).round_offsets().round_lengths()
+        out.append((int(w.row_off), int(w.col_off), int(w.row_off + w.height), int(w.col_off + w.width)))
+    return out
+
+
+def _mosaic_block(scenes, windows, order, ice_values, r0: int, c0: int, h: int, w: int, source_dtype):
+    """(ice codes, source scene index or -1) of one block of the region: scenes painted from the
+    least to the most preferred, each only where it has valid data."""
+    import rasterio
+    from rasterio.windows import Window
+
+    codes_block = np.full((h, w), ICE_NODATA, np.uint8)
+    source = np.full((h, w), -1, source_dtype)
     for i in reversed(order):
+        sr0, sc0, sr1, sc1 = windows[i]
+        top, left, bottom, right = max(r0, sr0), max(c0, sc0), min(r0 + h, sr1), min(c0 + w, sc1)
+        if top >= bottom or left >= right:
+            continue
         with rasterio.open(scenes[i]["classes"]) as src:
-            window = from_bounds(*src.bounds, transform=transform).round_offsets().round_lengths()
-            codes = ice_codes(src.read(1), ice_values)
-        rows = slice(window.row_off, window.row_off + window.height)
-        cols = slice(window.col_off, window.col_off + window.width)
+            codes = ice_codes(src.read(1, window=Window(left - sc0, top - sr0, right - left, bottom - top)), ice_values)
+        rows, cols = slice(top - r0, bottom - r0), slice(left - c0, right - c0)
         valid = codes != ICE_NODATA
-        mosaic[rows, cols][valid] = codes[valid]
+        codes_block[rows, cols][valid] = codes[valid]
         source[rows, cols][valid] = i
-    with rasterio.open(out_path, "w", **profile) as dst:
-        dst.write(mosaic, 1)
+    return codes_block, source
+
+
+def build_mosaic(scenes: Sequence[Dict[str, Any]], ice_values: Sequence[int], rule: MosaicRule,
+                 out_path: str, source_path: Optional[str] = None,
+                 block_px: int = MOSAIC_BLOCK_PX) -> Dict[str, int]:
+    """Write the ice mosaic of ``scenes`` (dicts: path, classes, bounds, crs, res, date,
+    nodata_fraction, order) to ``out_path`` by ``rule``, and, when ``source_path`` is given, the
+    index (in ``scenes``) of the scene each pixel came from (-1 nodata). Built block by block
+    (``block_px`` a side; each block reads only the windows of the scenes over it) with GDAL's
+    block cache capped at ``GDAL_CACHE_BYTES``, so memory does not grow with the region.
+    Returns the pixels each scene supplied (by scene path)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    crs, transform, width, height = _region_grid(scenes)
+    order = rule.rank(scenes)
+    windows = _scene_windows(scenes, transform)
+    source_dtype = "int16" if len(scenes) < 2**15 else "int32"
+    counts = np.zeros(len(scenes), np.int64)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))  # GDAL's cache: 5 % of RAM by default
+        dst = stack.enter_context(rasterio.open(
+            out_path, "w", **geotiff_profile(crs, transform, width, height, 1, "uint8", ICE_NODATA)))
         dst.set_band_description(1, "glacier (1), no glacier (0), nodata (255)")
-    counts = np.bincount(source[source >= 0].ravel(), minlength=len(scenes))
+        src_dst = None
+        if source_path:
+            src_dst = stack.enter_context(rasterio.open(
+                source_path, "w", **geotiff_profile(crs, transform, width, height, 1, source_dtype, -1)))
+            src_dst.set_band_description(1, "index of the scene each pixel came from (-1 nodata)")
+        for r0 in range(0, height, block_px):
+            for c0 in range(0, width, block_px):
+                h, w = min(block_px, height - r0), min(block_px, width - c0)
+                codes, source = _mosaic_block(scenes, windows, order, ice_values, r0, c0, h, w, source_dtype)
+                dst.write(codes, 1, window=Window(c0, r0, w, h))
+                if src_dst is not None:
+                    src_dst.write(source, 1, window=Window(c0, r0, w, h))
+                counts += np.bincount(source[source >= 0].ravel(), minlength=len(scenes))
     return {scenes[i]["path"]: int(counts[i]) for i in range(len(scenes))}
+
+
+def majority_sources(source_path: str, geoms: Sequence[Any], preference: Sequence[int]) -> List[int]:
+    """For each polygon (in the mosaic's CRS) the index of the scene that supplied most of its
+    pixels in the mosaic (``source_path`` of ``build_mosaic``; pixels whose centre lies inside,
+    else every pixel it touches); ties go to the scene first in ``preference`` (the rule's rank);
+    -1 when it covers no mosaic pixel. Reads only each polygon's window."""
+    import rasterio
+    from rasterio.features import geometry_mask
+    from rasterio.windows import Window, from_bounds
+
+    place = {index: k for k, index in enumerate(preference)}
+    out = []
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), rasterio.open(source_path) as src:
+        for geom in geoms:
+            if geom is None or geom.is_empty:
+                out.append(-1)
+                continue
+            w = from_bounds(*geom.bounds, transform=src.transform)
+            c0, r0 = max(0, math.floor(w.col_off)), max(0, math.floor(w.row_off))
+            c1 = min(src.width, math.ceil(w.col_off + w.width))
+            r1 = min(src.height, math.ceil(w.row_off + w.height))
+            if c1 <= c0 or r1 <= r0:
+                out.append(-1)
+                continue
+            window = Window(c0, r0, c1 - c0, r1 - r0)
+            source = src.read(1, window=window)
+            transform = src.window_transform(window)
+            picked = np.zeros(0, source.dtype)
+            for touched in (False, True):
+                inside = ~geometry_mask([geom], source.shape, transform, all_touched=touched)
+                picked = source[inside & (source >= 0)]
+                if picked.size:
+                    break
+            if not picked.size:
+                out.append(-1)
+                continue
+            counts = np.bincount(picked)
+            best = np.flatnonzero(counts == counts.max())
+            out.append(int(min(best, key=lambda i: place.get(int(i), len(place)))))
+    return out

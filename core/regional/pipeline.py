@@ -22,15 +22,15 @@ import os
 import pickle
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 from .. import parameters
 from ..errors import InputError
-from ..io import atomic_output
+from ..io import atomic_output, atomic_outputs
 from ..progress import Progress, SubProgress, check_cancel, ensure_progress
 from . import steps
 from .manifest import Manifest, digest
-from .mosaic import MosaicRule, build_mosaic, scene_date, scene_summary
+from .mosaic import MosaicRule, build_mosaic, majority_sources, scene_date, scene_summary
 from .runners import SequentialRunner, first_numba_use
 
 FOOTPRINT_FIELDS = (("scene", "str"), ("status", "str"), ("attempts", "int"), ("error", "str"), ("date", "str"),
@@ -59,7 +59,7 @@ class InventoryOptions:
     batch_size: Optional[int] = None
     split: Dict[str, float] = field(default_factory=dict)
     dem_source: Optional[str] = None
-    src_date: Optional[str] = None
+    src_date: Optional[str] = None  # one date for every glacier; None: per glacier, from its main source scene
 
 
 def model_method(model: str, device: str = "cpu", batch_size: int = 4, threads: Optional[int] = None) -> Dict[str, Any]:
@@ -218,19 +218,21 @@ def _mosaic_step(run: _Run, scenes: List[Dict[str, Any]]) -> str:
     if not good:
         raise InputError("No scene could be mapped: " + "; ".join(f"{s['path']}: {s['error']}" for s in scenes[:5]))
     ice_values = _ice_values(good, run.options.ice_classes)
-    path = os.path.join(run.work, "ice_mosaic.tif")
+    path, source = os.path.join(run.work, "ice_mosaic.tif"), os.path.join(run.work, "mosaic_source.tif")
     inputs = digest(run.options.rule.priority, ice_values,
                     [(s["path"], s["key"], s["date"], s["nodata_fraction"]) for s in good])
-    if run.manifest.done("mosaic", inputs, path):
+    if run.manifest.done("mosaic", inputs, path) and os.path.isfile(source):
         used = run.manifest.step("mosaic")["pixels"]
     else:
         run.log(f"Mosaic of {len(good)} scene(s): {run.options.rule.describe()}.")
-        with atomic_output(path) as tmp:
-            used = build_mosaic(good, ice_values, run.options.rule, tmp)
+        with atomic_outputs(path, source) as (tmp, tmp_source):
+            used = build_mosaic(good, ice_values, run.options.rule, cast(str, tmp), tmp_source)
         run.manifest.set_step("mosaic", inputs, pixels=used, product_sha256=run.manifest.file_hash(path))
         run.summary["mosaic_built"] = True
     for s in scenes:
         s["mosaic_pixels"] = used.get(s["path"], 0)
+    for k, s in enumerate(good):
+        s["mosaic_index"] = k
     return path
 
 
@@ -249,8 +251,8 @@ def _outline_step(run: _Run, mosaic_path: str, n_scenes: int) -> str:
 
 def _output_step(run: _Run, scenes, glaciers, crs_wkt: str, seconds: float) -> None:
     """Step 5: the GeoPackage, unless the last one was made from the same scenes and complexes."""
-    inputs = digest([(s["path"], s["status"] == FAILED, s.get("key"), s.get("error"), s["mosaic_pixels"])
-                     for s in scenes], [g["key"] for g in glaciers])
+    inputs = digest([(s["path"], s["status"] == FAILED, s.get("key"), s.get("error"), s["mosaic_pixels"], s.get("date"))
+                     for s in scenes], [g["key"] for g in glaciers], run.options.rule.priority)
     output = run.options.output
     if run.manifest.done("output", inputs, output):
         run.log("Nothing changed since the last run: the output is up to date.")
@@ -259,7 +261,7 @@ def _output_step(run: _Run, scenes, glaciers, crs_wkt: str, seconds: float) -> N
     run.log(f"{sum(len(g['result']['glaciers']) for g in glaciers)} glacier(s) from {len(glaciers)} complex(es); "
             f"scenes: {summary['scenes_mapped']} mapped, {summary['scenes_reused']} reused, "
             f"{summary['scenes_failed']} failed; {seconds:.1f} s.")
-    _write_output(output, glaciers, crs_wkt, scenes, run.log, run.work)
+    _write_output(output, glaciers, crs_wkt, scenes, run.log, run.work, run.options.rule)
     run.manifest.set_step("output", inputs, product_sha256=run.manifest.file_hash(output))
     summary["output_written"] = True
 
@@ -392,7 +394,19 @@ def _split_complexes(run: _Run, complexes_path: str, progress: Progress):
     return items, crs_wkt
 
 
-def _write_output(output: str, items, crs_wkt: str, scenes, log: _Log, work: str) -> None:
+def _source_dates(geoms, rows, scenes, work: str, rule: MosaicRule) -> None:
+    """``src_date`` of each glacier without one (no ``--src-date``): the date of the scene that
+    supplied most of its pixels to the mosaic (``mosaic.majority_sources``)."""
+    todo = [k for k, row in enumerate(rows) if not row.get("src_date")]
+    if not todo:
+        return
+    good = sorted((s for s in scenes if "mosaic_index" in s), key=lambda s: s["mosaic_index"])
+    sources = majority_sources(os.path.join(work, "mosaic_source.tif"), [geoms[k] for k in todo], rule.rank(good))
+    for k, index in zip(todo, sources):
+        rows[k]["src_date"] = good[index]["date"] if index >= 0 else None
+
+
+def _write_output(output: str, items, crs_wkt: str, scenes, log: _Log, work: str, rule: MosaicRule) -> None:
     """Step 5: the GeoPackage (glaciers, divides, footprints, run_log), whole or not at all."""
     import shapely
     from osgeo import gdal, ogr
@@ -410,6 +424,7 @@ def _write_output(output: str, items, crs_wkt: str, scenes, log: _Log, work: str
             lines.append(shapely.from_wkb(wkb))
             line_rows.append({"complex_id": item["id"], "glac_id_1": first + i, "glac_id_2": first + j,
                               "length_m": length})
+    _source_dates(geoms, rows, scenes, work, rule)
     feet, feet_rows = _footprints(scenes, crs_wkt)
     layer_files = []
     with atomic_output(output) as tmp:
