@@ -416,6 +416,8 @@ def _join_across_seams(values: np.ndarray, pieces: np.ndarray, seam_cols: np.nda
         v.append(cv)
         owner.append(ring_owner[ring] + a)
     u, v, owner = np.concatenate(u), np.concatenate(v), np.concatenate(owner)
+    if not len(u):  # no piece has an edge on a seam: nothing to join
+        return values, pieces
     key, want = u * n_corners + v, v * n_corners + u
     order = np.argsort(key)
     twin = order[np.minimum(np.searchsorted(key, want, sorter=order), max(len(key) - 1, 0))]
@@ -427,6 +429,8 @@ def _join_across_seams(values: np.ndarray, pieces: np.ndarray, seam_cols: np.nda
     first_piece = np.unique(region, return_index=True)[1]
     count = np.bincount(region)
     whole = count[region] == 1  # pieces that are whole regions
+    if whole.all():  # pieces end on seams, but no region continues across one
+        return values, pieces
     cut = np.flatnonzero(~whole)
     cut = cut[np.argsort(region[cut], kind="stable")]  # pieces of joined regions, region by region
     starts = np.flatnonzero(np.r_[True, region[cut][1:] != region[cut][:-1]])  # first piece of each region

@@ -312,6 +312,26 @@ def test_regions_joined_across_block_seams_equal_unblocked_polygons(tmp_path, mo
             assert (shapely.get_num_interior_rings(got) == shapely.get_num_interior_rings(want)).all()
 
 
+def test_regions_touching_a_seam_without_joining_across_it(tmp_path, monkeypatch):
+    """Regions that end on a block seam where another class (or nothing of theirs) begins: no
+    piece joins across the seam, and every region comes out whole (an IndexError once)."""
+    import rasterio
+
+    from glacierseg.core.progress import ensure_progress
+
+    mask = np.ones((6, 8), np.uint8)
+    mask[:, 4:] = 2  # class 1 | class 2, the boundary on the column seam of 4-px blocks
+    mask[4:, :] = 0  # background below the row seam
+    path = write_raster(tmp_path / "seam.tif", mask, pixel_size=PX, origin=ORIGIN)
+    monkeypatch.setattr(vz, "BLOCK_PX", 4)
+    with rasterio.open(path) as src:
+        values, geoms, _ = vz._polygonize(src, lambda w: vz._class_codes(src, w, [], (), {}, 0), 0,
+                                          ensure_progress(None))
+    assert sorted(values.tolist()) == [1, 2]
+    assert sorted(np.round(shapely.area(geoms), 6).tolist()) == [16.0, 16.0]  # 4 x 4 pixels each
+    assert shapely.is_valid(geoms).all()
+
+
 @pytest.mark.parametrize("iterations,simplify,block", [(0, 0.0, 2048), (3, 0.0, 2048), (2, 15.0, 2048), (3, 0.0, 9)])
 def test_salt_and_pepper_mask_with_diagonal_contacts(qgis_app, tmp_path, monkeypatch, iterations, simplify, block):
     """Single pixels and pixels touching only at corners: the hardest case for topology, also
