@@ -11,13 +11,12 @@ import pytest
 
 from .helpers import PKG_DIR, QGIS_PROCESS, ROOT
 from .test_compare import CASES, write_pair
-from .test_explain import trained  # noqa: F401 (fixture)
 
 QGIS = "/usr/bin/qgis"
 
 
 @pytest.mark.slow
-def test_dialogs_run_and_report_in_the_results_viewer(trained, tmp_path):  # noqa: F811
+def test_dialogs_run_and_report_in_the_results_viewer(trained, tmp_path):
     if not (Path(QGIS).exists() and shutil.which("xvfb-run")):
         pytest.skip("QGIS desktop or xvfb-run not installed")
     scene, model, checkpoint = trained
