@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -77,9 +78,9 @@ def pixel_size_m(crs: Any, transform, *, at: Optional[Tuple[float, float]] = Non
         raise InputError(f"{name} has no coordinate reference system; assign one (Layer Properties › Source) first.")
     c = CRS.from_user_input(crs)
     a, e = abs(transform.a), abs(transform.e)
-    if not c.is_geographic:
+    if not c.is_geographic:  # step lengths: a rotated grid's steps have two components each
         factor = c.axis_info[0].unit_conversion_factor if c.axis_info else 1.0
-        return e * factor, a * factor
+        return math.hypot(transform.b, transform.e) * factor, math.hypot(transform.a, transform.d) * factor
     if geographic == "refuse":
         raise InputError(f"{name} is in a geographic CRS ({c.to_string()}, pixel size in degrees); reproject it "
                          "(Raster › Projections › Warp) to its UTM zone first.")

@@ -50,6 +50,14 @@ def test_pixel_size_in_a_projected_crs():
     assert pixel_size_m("EPSG:2272", from_origin(0, 0, 100, 100)) == pytest.approx((100 * 1200 / 3937,) * 2, rel=1e-12)
 
 
+def test_pixel_size_of_a_rotated_grid_is_the_length_of_its_steps():
+    """A grid rotated by 30° with 20 m x 30 m pixels: 20 m and 30 m, not the cosine of them."""
+    from affine import Affine
+
+    t = Affine.translation(630000, 5190000) * Affine.rotation(30) * Affine.scale(20, -30)
+    assert pixel_size_m("EPSG:32632", t) == pytest.approx((30.0, 20.0), rel=1e-12)
+
+
 def test_pixel_size_in_a_geographic_crs_is_geodesic():
     step = 1e-4
     t = from_origin(10.0, 0.0, step, step)  # origin on the equator
