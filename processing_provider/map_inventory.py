@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from ..core.parameters import OUTLINE_MIN_AREA_KM2
-from ..ui.styles import style_on_load
+from ..ui.styles import style_divides, style_glaciers, style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, raster_path
 from .mapping_parameters import SENSOR_KEYS, SENSOR_LABELS
 
@@ -117,7 +117,9 @@ class MapInventoryAlgorithm(GlacierSegAlgorithm):
         for layer in LAYERS:
             context.addLayerToLoadOnCompletion(f"{output}|layername={layer}", QgsProcessingContext.LayerDetails(
                 f"{layer} — {os.path.splitext(os.path.basename(output))[0]}", context.project(), layer))
-        style_on_load(context, f"{output}|layername=footprints", footprint_style)
+        stylers = (("glaciers", style_glaciers), ("divides", style_divides), ("footprints", footprint_style))
+        for layer, styler in stylers:
+            style_on_load(context, f"{output}|layername={layer}", styler)
         return {self.OUTPUT: output, "N_GLACIERS": summary["glaciers"], "N_FAILED": summary["scenes_failed"],
                 "MANIFEST": summary["manifest"]}
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsLineSymbol,
     QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
@@ -14,26 +13,18 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
     QgsProcessingUtils,
-    QgsSingleSymbolRenderer,
 )
 
 from ..core.glacier_ids import assign_ids
 from ..core.parameters import ROUTINGS, SplitParameters
 from ..ui.correction import editable_style
-from ..ui.styles import style_glaciers, style_on_load
+from ..ui.styles import style_divides, style_glaciers, style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, add_class_filter, class_filtered_source, raster_path, widget_metadata
 from .dem_parameters import FILL_HELP, add_dem_void_parameters, max_void_fraction, plausible_elevation
 from .dem_parameters import HELP as DEM_HELP
 from .layer_inputs import input_file
 
 _D = SplitParameters()
-
-
-def style_divides(layer) -> None:
-    """Draw ice divides as thin red lines."""
-    layer.setRenderer(
-        QgsSingleSymbolRenderer(QgsLineSymbol.createSimple({"line_color": "227,26,28", "line_width": "0.6"}))
-    )
 
 
 class SplitGlaciersAlgorithm(GlacierSegAlgorithm):

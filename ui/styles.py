@@ -7,6 +7,7 @@ from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsColorRampShader,
     QgsFillSymbol,
+    QgsLineSymbol,
     QgsMapLayer,
     QgsMapLayerType,
     QgsPalettedRasterRenderer,
@@ -190,3 +191,10 @@ def style_glaciers(layer) -> None:
     """Light blue glaciers with a thin outline, so the red ice divides above them stay visible."""
     layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
         {"color": "166,206,227,90", "outline_color": "31,120,180", "outline_width": "0.26"})))
+
+
+def style_divides(layer) -> None:
+    """Draw ice divides as thin red lines."""
+    layer.setRenderer(
+        QgsSingleSymbolRenderer(QgsLineSymbol.createSimple({"line_color": "227,26,28", "line_width": "0.6"}))
+    )

@@ -43,3 +43,5 @@ def test_map_inventory_dialog_runs_in_the_qgis_process(desktop_qgis, monkeypatch
     for word in ("glaciers", "divides", "footprints"):
         assert word in loaded, loaded
     assert data["footprint_fill_alpha"] == 0  # footprints drawn as outlines: the scenes show through
+    # glaciers and divides styled as split_glaciers styles them (not QGIS's random default fill)
+    assert data["glacier_fill"] == "#a6cee3" and data["divide_colour"] == "#e31a1c"

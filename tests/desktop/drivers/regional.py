@@ -40,6 +40,10 @@ def main(job):
     job.result["layers"] = [node.layer().name() for node in QgsProject.instance().layerTreeRoot().findLayers()]
     footprints = next(lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name().startswith("footprints"))
     job.result["footprint_fill_alpha"] = footprints.renderer().symbol().color().alpha()
+    glaciers = next(lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name().startswith("glaciers"))
+    divides = next(lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name().startswith("divides"))
+    job.result["glacier_fill"] = glaciers.renderer().symbol().color().name()
+    job.result["divide_colour"] = divides.renderer().symbol().color().name()
     job.screenshot(name="canvas_inventory")
 
 
