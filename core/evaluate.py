@@ -33,7 +33,7 @@ from .geo import (
     rasterize,
     read_features,
     transform_geom,
-    utm_epsg_for,
+    utm_crs_for,
 )
 from .io import atomic_outputs, opens_as_raster
 from .metrics import (
@@ -184,13 +184,6 @@ def _vector_bounds(source: str, crs) -> Tuple[float, float, float, float]:
     return boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()
 
 
-def _utm_for(bounds, crs) -> str:
-    from pyproj import Transformer
-
-    x, y = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
-    return f"EPSG:{utm_epsg_for(*Transformer.from_crs(crs, 'EPSG:4326', always_xy=True).transform(x, y))}"
-
-
 def common_grid(prediction: str, reference: str, resolution: Optional[float] = None,
                 aoi: Optional[str] = None) -> Grid:
     """The prediction raster's grid; else the reference raster's; else (or with
@@ -231,7 +224,7 @@ def common_grid(prediction: str, reference: str, resolution: Optional[float] = N
     b = np.array(boxes)
     bounds = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
     if CRS.from_wkt(crs).is_geographic:
-        utm = _utm_for(bounds, crs)
+        utm = utm_crs_for(bounds, crs)
         from rasterio.warp import transform_bounds
 
         bounds = transform_bounds(crs, utm, *bounds)

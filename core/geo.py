@@ -37,6 +37,13 @@ def utm_epsg_for(lon: float, lat: float) -> int:
     return (32600 if lat >= 0 else 32700) + utm_zone_for(lon)
 
 
+def utm_crs_for(bounds: Sequence[float], crs: Any) -> str:
+    """``EPSG:326zz``/``327zz``: the WGS 84 / UTM zone of the centre of ``bounds``
+    (xmin, ymin, xmax, ymax in ``crs``)."""
+    x, y = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+    return f"EPSG:{utm_epsg_for(*Transformer.from_crs(crs, WGS84, always_xy=True).transform(x, y))}"
+
+
 def transform_geom(geom: BaseGeometry, src_crs: Any, dst_crs: Any) -> BaseGeometry:
     """``geom`` reprojected from ``src_crs`` to ``dst_crs`` (vertices only, 2-D)."""
     src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)

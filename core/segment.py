@@ -192,26 +192,16 @@ def model_tiling(contract: ModelContract, tile_size: Optional[int] = None,
 
 
 # ------------------------------------------------------------------- geometry
-def _suggest_utm(src) -> str:
-    """The UTM zone (``core.geo.utm_epsg_for``) of the raster's centre, for the reprojection hint."""
-    from rasterio.warp import transform_bounds
-
-    from .geo import utm_epsg_for
-
-    w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
-    return f"EPSG:{utm_epsg_for((w + e) / 2, (s + n) / 2)}"
-
-
 def _pixel_size_m(src) -> Tuple[float, float]:
     """(x, y) pixel size in metres (``core.geo.pixel_size_m``). A geographic raster is refused here,
     naming its UTM zone: the model's resolution is one size in metres over the whole raster."""
-    from .geo import pixel_size_m  # shapely and pyproj load with the first run, not with the plugin
+    from .geo import pixel_size_m, utm_crs_for  # shapely and pyproj load with the first run, not with the plugin
 
     if src.crs is not None and src.crs.is_geographic:
         raise InputError(
             f"The raster is in a geographic CRS ({src.crs.to_string()}, pixel size in degrees), so its "
             f"resolution cannot be compared with the model's in metres. Reproject it first, e.g. with "
-            f"Raster › Projections › Warp (gdal:warpreproject) to its UTM zone {_suggest_utm(src)}."
+            f"Raster › Projections › Warp (gdal:warpreproject) to its UTM zone {utm_crs_for(src.bounds, src.crs)}."
         )
     row, col = pixel_size_m(src.crs, src.transform)  # no CRS: InputError asking to assign one
     return col, row
