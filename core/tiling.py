@@ -11,7 +11,7 @@ weighted merging, e.g. the Attention DeepLabV3+ glacier work and Isensee et al. 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -184,24 +184,3 @@ class BlendAccumulator:
         self.weights[:keep] = self.weights[final:]
         self.sums[:, keep:] = 0.0
         self.weights[keep:] = 0.0
-
-
-def blend_to_arrays(grid: TileGrid, channels: int,
-                    tiles: Iterable[Tuple[int, int, np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
-    """Blend ``tiles`` — ``(k, col, values, valid)`` as for ``BlendAccumulator.add`` — over the whole
-    raster of ``grid`` in memory (training validation on arrays; inference streams strips instead).
-    Returns (values (channels, H, W) float32, covered (H, W) bool); values are 0 where not covered."""
-    accumulator = BlendAccumulator(grid, channels)
-    for k, col, values, valid in tiles:
-        accumulator.add(k, col, values, valid)
-    out = np.zeros((channels, grid.height, grid.width), np.float32)
-    covered = np.zeros((grid.height, grid.width), bool)
-
-    def write(values: np.ndarray, mask: np.ndarray, window) -> None:
-        rows = slice(int(window.row_off), int(window.row_off + window.height))
-        cols = slice(int(window.col_off), int(window.col_off + window.width))
-        out[:, rows, cols] = values
-        covered[rows, cols] = mask
-
-    accumulator.finish(write)
-    return out, covered
