@@ -13,8 +13,8 @@ The speed-up is measured as optimize_model measures it: one batch of the origina
 variant run in turn, same session options and threads (``core.runtime.load_model``), median of
 the ratios. On a shared machine that pairing is repeated ``--repeats`` times in the same process,
 each repeat printed with the load average, so the spread is visible. Where the int8 preparation
-rewrote the graph (``spatial_means_as_pooling``), the float32 model with the same rewrite is timed
-against the original too: that shows how much of the speed-up is int8's.
+rewrote the graph (``core.optimize.rewrite_for_int8``), the float32 model with the same rewrites is
+timed against the original too: that shows how much of the speed-up is int8's.
 
 Usage: ``.venv/bin/python benchmarks/bench_optimize.py [--networks unet_resnet34,unet_efficientnet_b0]
 [--epochs 3] [--size 1024] [--repeats 3]``
@@ -100,12 +100,12 @@ def main() -> None:
 
 def repeated_speedups(variants, workdir: str, repeats: int) -> None:
     """The paired speed-up of each variant again, ``repeats`` times in this process (load average
-    printed with each), and of the float32 model with int8's graph rewrite (no quantization)."""
+    printed with each), and of the float32 model with int8's graph rewrites (no quantization)."""
     import shutil
 
     import numpy as np
 
-    from glacierseg.core.optimize import SPEED_ROUNDS, paired_speedup, spatial_means_as_pooling
+    from glacierseg.core.optimize import SPEED_ROUNDS, paired_speedup, rewrite_for_int8
     from glacierseg.core.progress import ensure_progress
 
     print(f"# paired speed-up (median of {SPEED_ROUNDS} paired batches of 8), repeated; load average 1 min before each")
@@ -119,11 +119,13 @@ def repeated_speedups(variants, workdir: str, repeats: int) -> None:
               f"(range {min(ratios):.2f}–{max(ratios):.2f})", flush=True)
     for network in sorted({k[0] for k in variants}):
         model = next(m for (n, _, _), (m, _) in variants.items() if n == network)
-        rewritten = os.path.join(workdir, f"{network}_fp32_pooling.onnx")
+        rewritten = os.path.join(workdir, f"{network}_fp32_rewritten.onnx")
         shutil.copy(model, rewritten)
-        if spatial_means_as_pooling(rewritten):
+        made = rewrite_for_int8(rewritten, "int8_static")
+        if any(made.values()):
             ratios = [paired_speedup(model, rewritten, "cpu", 8, ensure_progress(None)) for _ in range(repeats)]
-            print(f"{network:<21} fp32 + spatial means as pooling (no int8): {np.median(ratios):.2f}× "
+            what = ", ".join(f"{name} ×{count}" for name, count in made.items() if count)
+            print(f"{network:<21} fp32 + int8's rewrites ({what}; no int8): {np.median(ratios):.2f}× "
                   f"(range {min(ratios):.2f}–{max(ratios):.2f}; load {os.getloadavg()[0]:.1f})", flush=True)
 
 

@@ -573,8 +573,12 @@ def write_contract(onnx_path: str, contract: ModelContract) -> None:
 def activate(raw: np.ndarray, activation: str) -> np.ndarray:
     """Probabilities from the model's raw (N, C, H, W) output with the contract's ``activation``."""
     raw = raw.astype(np.float32, copy=False)
-    if activation == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * raw))  # numerically stable logistic
+    if activation == "sigmoid":  # 0.5 * (1 + tanh(0.5 * raw)): numerically stable logistic, in one buffer
+        out = np.multiply(raw, np.float32(0.5))
+        np.tanh(out, out=out)
+        out += np.float32(1.0)
+        out *= np.float32(0.5)
+        return out
     if activation == "softmax":
         e = np.exp(raw - raw.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)

@@ -19,9 +19,9 @@ GDAL_CACHE_BYTES = 128 * 2**20  # GDAL's block cache defaults to 5 % of RAM; 128
 def geotiff_profile(crs, transform, width: int, height: int, count: int, dtype: str, nodata) -> dict:
     """Rasterio creation profile of GlacierSeg's GeoTIFF outputs: tiled, BigTIFF when needed,
     deflate at level 1 with the floating-point predictor for float bands, compressed by all
-    cores. Measured by benchmarks/bench_segment.py (2048² outputs of segment, written in strips):
-    1.5–1.9 s and 9.9 MB with deflate level 6, 0.6 s and 7.6 MB with these; zstd was faster still
-    but larger and not readable by every GIS."""
+    cores. Measured by benchmarks/bench_segment.py (2048² outputs of segment, written in strips,
+    quiet machine): 0.29 s and 11.2 MB with deflate level 6, 0.11 s and 8.8 MB with these; zstd was
+    faster still but larger and not readable by every GIS."""
     profile = dict(driver="GTiff", width=int(width), height=int(height), count=count, dtype=dtype, crs=crs,
                    transform=transform, nodata=nodata, tiled=True, blockxsize=256, blockysize=256,
                    compress="deflate", zlevel=1, num_threads="ALL_CPUS", BIGTIFF="IF_SAFER")

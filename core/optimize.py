@@ -242,6 +242,129 @@ def spatial_means_as_pooling(path: str) -> int:
     return rewritten
 
 
+def _is_nearest_resize(node, ranks: Dict[str, int]) -> bool:
+    """Whether ``node`` is a nearest-neighbour Resize of a 4-D tensor."""
+    from onnx import helper
+
+    if node.op_type != "Resize" or ranks.get(node.input[0]) != 4:
+        return False
+    mode = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"nearest")
+    return mode in (b"nearest", "nearest")
+
+
+def upsampling_kept_channels_first(path: str) -> int:
+    """Insert, in the ONNX file at ``path``, a shape-keeping Reshape (target shape all zeros: every
+    dimension copied, ONNX Reshape definition) before every nearest-neighbour Resize of a 4-D
+    tensor. Returns how many were inserted (0 when the file already has them).
+
+    The same values in float32; the point is int8 on the CPU. onnxruntime runs an int8 model's
+    QLinearConv channels-last and pushes the layout's transposes through a Resize, which then
+    upsamples uint8 channels-last, where its 2x nearest-neighbour fast path (channels-first
+    scales only) does not apply: 18 % of the int8 U-Net EfficientNet-B0's time for its five
+    decoder upsamplings. A Reshape is not pushed through, so the Resize stays channels-first
+    (1.5 % of the time) at the cost of two transposes (measured in docs/optimize-model.md)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))  # ranks of the Resize inputs
+    graph = model.graph
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(graph.value_info) + list(graph.input)
+             if v.type.tensor_type.HasField("shape")}
+    producers = {out: n for n in graph.node for out in n.output}
+    keep = "glacierseg_keep_shape"
+    nodes, inserted = [], 0
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.input else None
+        kept = source is not None and source.op_type == "Reshape" and source.input[1] == keep
+        if _is_nearest_resize(node, ranks) and not kept:
+            channels_first = f"{node.input[0]}_channels_first_{inserted}"
+            nodes.append(helper.make_node("Reshape", [node.input[0], keep], [channels_first],
+                                          name=f"{node.name or 'Resize'}_channels_first"))
+            node.input[0] = channels_first
+            inserted += 1
+        nodes.append(node)
+    if inserted:
+        if keep not in {i.name for i in graph.initializer}:
+            graph.initializer.append(numpy_helper.from_array(np.zeros(4, np.int64), keep))
+        del graph.node[:]
+        graph.node.extend(nodes)
+        onnx.save(model, path)
+    return inserted
+
+
+NARROW_CONV_CHANNELS = 8  # int8 convolutions with fewer output channels are widened (``narrow_convolutions_widened``)
+WIDENED_CONV_CHANNELS = 16
+
+
+def narrow_convolutions_widened(path: str) -> int:
+    """Widen, in the ONNX file at ``path``, every Conv (group 1, constant weights, output larger than
+    1 × 1 pixel) with fewer than ``NARROW_CONV_CHANNELS`` output channels to about
+    ``WIDENED_CONV_CHANNELS`` by repeating its filters, and take its first channels back with a
+    Slice. Returns how many were widened.
+
+    The same values in float32 (the repeats are copies); the point is int8 on the CPU, where
+    onnxruntime's channels-last QLinearConv with one output channel runs as a matrix product one
+    column wide: the 1-channel output convolution of a U-Net EfficientNet-B0 took 16.7 ms per batch
+    of 8 tiles, as long as the 16-channel convolution before it with 16 times the arithmetic;
+    widened to 16 channels, 7.4 ms plus 4 ms for the Slice (docs/optimize-model.md). Repeating the
+    filters (not zero ones) keeps each channel's int8 weight scale and the output's range as they were."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))  # which outputs are 1 × 1 (squeeze-and-excitation)
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    pointwise = {v.name for v in graph.value_info
+                 if [d.dim_value for d in v.type.tensor_type.shape.dim][2:] == [1, 1]}
+    nodes, widened = [], 0
+    for node in graph.node:
+        constants = node.op_type == "Conv" and len(node.input) > 1 and all(i in initializers for i in node.input[1:])
+        weight = initializers[node.input[1]] if constants else None
+        group = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "group"), 1)
+        if (weight is None or group != 1 or len(weight.dims) != 4 or weight.dims[0] >= NARROW_CONV_CHANNELS
+                or node.output[0] in pointwise):
+            nodes.append(node)
+            continue
+        channels = int(weight.dims[0])
+        repeats = max(2, WIDENED_CONV_CHANNELS // channels)
+        inputs = [node.input[0]]
+        for name in node.input[1:]:  # weights, bias
+            wide = numpy_helper.from_array(np.concatenate([numpy_helper.to_array(initializers[name])] * repeats),
+                                           f"{name}_widened_{widened}")
+            graph.initializer.append(wide)
+            inputs.append(wide.name)
+        wide_out = f"{node.output[0]}_widened"
+        nodes.append(helper.make_node("Conv", inputs, [wide_out], name=node.name, domain=node.domain))
+        nodes[-1].attribute.extend(node.attribute)
+        bounds = [numpy_helper.from_array(np.array([v], np.int64), f"{node.name or 'Conv'}_{what}_{widened}")
+                  for what, v in (("start", 0), ("end", channels), ("axis", 1))]
+        graph.initializer.extend(bounds)
+        nodes.append(helper.make_node("Slice", [wide_out] + [b.name for b in bounds], list(node.output),
+                                      name=f"{node.name or 'Conv'}_first_channels"))
+        widened += 1
+    if widened:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        used = {i for n in graph.node for i in n.input}
+        kept = [i for i in graph.initializer if i.name in used]  # the narrow filters are no longer read
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        onnx.save(model, path)
+    return widened
+
+
+def rewrite_for_int8(path: str, method: str) -> Dict[str, int]:
+    """The graph rewrites before quantizing, each keeping the float32 values (how many of each were
+    made): spatial means as pooling (both methods); for ``int8_static``, whose QLinearConv
+    onnxruntime runs channels-last, nearest upsampling kept channels-first and narrow convolutions
+    widened (dynamic int8's ConvInteger stays channels-first, where neither helps)."""
+    made = {"spatial means as pooling": spatial_means_as_pooling(path)}
+    if method == "int8_static":
+        made["upsampling kept channels-first"] = upsampling_kept_channels_first(path)
+        made["narrow convolutions widened"] = narrow_convolutions_widened(path)
+    return made
+
+
 def _quantize(model_path: str, out_path: str, method: str, calibration: Optional[_CalibrationTiles]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -250,7 +373,7 @@ def _quantize(model_path: str, out_path: str, method: str, calibration: Optional
         prepared = os.path.join(tmp, "prepared.onnx")
         # folds and infers shapes, as the tools advise
         quant_pre_process(model_path, prepared, skip_symbolic_shape=True)
-        spatial_means_as_pooling(prepared)
+        rewrite_for_int8(prepared, method)
         if method == "int8_dynamic":
             quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, per_channel=True)
         else:

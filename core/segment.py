@@ -634,6 +634,8 @@ class ModelStep:
     def __call__(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """(N, classes, tile, tile) probabilities of a batch of model inputs (``blend_tiles``'s ``predict``)."""
         self._sample(x, valid)
+        if len(self.transforms) == 1:  # no TTA: the batch as it is, no copies
+            return self._call(x)
         n = len(x)
         group = max(1, TTA_CALL_TILES // n)
         probs: Optional[np.ndarray] = None
@@ -662,10 +664,12 @@ class ModelStep:
         return activate(raw, self.contract.activation)
 
     def _sample(self, x: np.ndarray, valid: np.ndarray) -> None:
+        """Up to ``RANGE_SAMPLE_PX`` valid pixels of each of the first ``RANGE_SAMPLE_TILES`` tiles, on an
+        even grid (strided before the valid pixels are picked: this runs between model calls)."""
+        stride = max(1, math.isqrt(x.shape[-2] * x.shape[-1] // RANGE_SAMPLE_PX))
         for xi, vi in zip(x, valid):
             if len(self.samples) < RANGE_SAMPLE_TILES:
-                values = xi[:, vi]
-                self.samples.append(values[:, :: max(1, values.shape[1] // RANGE_SAMPLE_PX)])
+                self.samples.append(xi[:, ::stride, ::stride][:, vi[::stride, ::stride]])
 
     def range_warnings(self) -> List[str]:
         """Warnings for inputs far from the training range (``contract.input_range_warnings``)."""

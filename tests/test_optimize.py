@@ -198,3 +198,97 @@ def test_spatial_means_become_global_average_pools(tmp_path):
     after = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert spatial_means_as_pooling(path) == 0
+
+
+def _upsampling_net(path, head_channels=1):
+    """Conv (3 -> 8) -> Relu -> nearest 2x Resize -> Conv (8 -> head_channels): a U-Net decoder's
+    upsampling and output convolution in miniature (random weights, seeded)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(size=(head_channels, 8, 3, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.normal(size=head_channels).astype(np.float32), "b2"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Resize", ["r1", "", "scales"], ["up"], mode="nearest"),
+             helper.make_node("Conv", ["up", "w2", "b2"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(
+        nodes, "decoder", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", head_channels, 64, 64])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def _run(path, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_graph_rewrites_before_int8_keep_the_float_outputs(tmp_path):
+    """The nearest-neighbour Resize gets a shape-keeping Reshape before it, the 1-channel output
+    convolution is widened and sliced back: float outputs unchanged, and a second pass changes nothing."""
+    import onnx
+
+    from glacierseg.core.optimize import narrow_convolutions_widened, upsampling_kept_channels_first
+
+    path = _upsampling_net(str(tmp_path / "decoder.onnx"))
+    x = np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    before = _run(path, x)
+    assert upsampling_kept_channels_first(path) == 1
+    assert narrow_convolutions_widened(path) == 1  # the 8-channel Conv is left alone
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert ops == ["Conv", "Relu", "Reshape", "Resize", "Conv", "Slice"]
+    np.testing.assert_allclose(_run(path, x), before, rtol=1e-5, atol=1e-5)
+    assert upsampling_kept_channels_first(path) == 0 and narrow_convolutions_widened(path) == 0
+    two = _upsampling_net(str(tmp_path / "two.onnx"), head_channels=2)
+    before = _run(two, x)
+    assert narrow_convolutions_widened(two) == 1
+    initializers = {i.name: list(i.dims) for i in onnx.load(two).graph.initializer}
+    assert initializers["w2_widened_0"] == [16, 8, 3, 3] and initializers["b2_widened_0"] == [16]
+    assert "w2" not in initializers and "b2" not in initializers  # the narrow filters are dropped
+    np.testing.assert_allclose(_run(two, x), before, rtol=1e-5, atol=1e-5)
+
+
+def test_int8_upsampling_runs_channels_first(tmp_path):
+    """In onnxruntime's optimized int8 graph the Resize is fed by the shape-keeping Reshape with its
+    own (channels-first) scales; without the rewrite the layout transform feeds it a channels-last
+    QLinearConv and permutes its scales to channels-last."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from glacierseg.core.optimize import _quantize
+
+    class Tiles(CalibrationDataReader):
+        def __init__(self):
+            self.tiles = iter([{"x": t[None]} for t in np.random.default_rng(4).normal(
+                size=(8, 3, 32, 32)).astype(np.float32)])
+
+        def get_next(self):
+            return next(self.tiles, None)
+
+    def resize_feeds(quantized):
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(quantized, options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(str(tmp_path / "optimized.onnx")).graph
+        producers = {out: n.op_type for n in graph.node for out in n.output}
+        constants = {i.name: numpy_helper.to_array(i).tolist() for i in graph.initializer}
+        return [(producers.get(n.input[0]), constants.get(n.input[2])) for n in graph.node if n.op_type == "Resize"]
+
+    source = _upsampling_net(str(tmp_path / "decoder.onnx"))
+    _quantize(source, str(tmp_path / "int8.onnx"), "int8_static", Tiles())
+    assert resize_feeds(str(tmp_path / "int8.onnx")) == [("Reshape", [1, 1, 2, 2])]
+    x = np.random.default_rng(5).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    assert np.corrcoef(_run(str(tmp_path / "int8.onnx"), x).ravel(), _run(source, x).ravel())[0, 1] > 0.99
+    # the layout transform's effect without the rewrite (what the Reshape prevents)
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(source, str(tmp_path / "plain.onnx"), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    assert resize_feeds(str(tmp_path / "plain.onnx")) == [("QLinearConv", [1, 2, 2, 1])]
