@@ -666,7 +666,7 @@ class ModelStep:
     def _sample(self, x: np.ndarray, valid: np.ndarray) -> None:
         """Up to ``RANGE_SAMPLE_PX`` valid pixels of each of the first ``RANGE_SAMPLE_TILES`` tiles, on an
         even grid (strided before the valid pixels are picked: this runs between model calls)."""
-        stride = max(1, math.isqrt(x.shape[-2] * x.shape[-1] // RANGE_SAMPLE_PX))
+        stride = max(1, math.ceil(math.sqrt(x.shape[-2] * x.shape[-1] / RANGE_SAMPLE_PX)))
         for xi, vi in zip(x, valid):
             if len(self.samples) < RANGE_SAMPLE_TILES:
                 self.samples.append(xi[:, ::stride, ::stride][:, vi[::stride, ::stride]])
