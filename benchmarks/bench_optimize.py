@@ -9,10 +9,11 @@ truth: in-model seconds of fp32 and int8 on the CPU (speed-up, target ≥ 1.8×)
 glacier classes against background (change, target ≤ 0.01 absolute). Where onnxruntime has CUDA,
 fp16 on CUDA is measured the same way.
 
-The speed-up is measured as optimize_model measures it: one batch of the original and one of the
-variant run in turn, same session options and threads (``core.runtime.load_model``), median of
-the ratios. On a shared machine that pairing is repeated ``--repeats`` times in the same process,
-each repeat printed with the load average, so the spread is visible. Where the int8 preparation
+The speed-up is measured as optimize_model measures it (``core.optimize.paired_speedup``): rounds
+of consecutive batches of the original, then of the variant (the first after each switch untimed),
+same session options and threads (``core.runtime.load_model``), median of the rounds' ratios. On
+a shared machine that pairing is repeated ``--repeats`` times in the same process, each repeat
+printed with the load average, so the spread is visible. Where the int8 preparation
 rewrote the graph (``core.optimize.rewrite_for_int8``), the float32 model with the same rewrites is
 timed against the original too: that shows how much of the speed-up is int8's.
 
@@ -105,10 +106,11 @@ def repeated_speedups(variants, workdir: str, repeats: int) -> None:
 
     import numpy as np
 
-    from glacierseg.core.optimize import SPEED_ROUNDS, paired_speedup, rewrite_for_int8
+    from glacierseg.core.optimize import SPEED_BLOCK, SPEED_ROUNDS, paired_speedup, rewrite_for_int8
     from glacierseg.core.progress import ensure_progress
 
-    print(f"# paired speed-up (median of {SPEED_ROUNDS} paired batches of 8), repeated; load average 1 min before each")
+    print(f"# paired speed-up (median of {SPEED_ROUNDS} paired rounds of {SPEED_BLOCK} batches of 8 per model, the "
+          "first after each switch untimed), repeated; load average 1 min before each")
     for (network, method, device), (model, variant) in variants.items():
         ratios = []
         for _ in range(repeats):
