@@ -216,8 +216,14 @@ def _is_spatial_mean(node, ranks: Dict[str, int], initializers) -> bool:
     return keepdims == 1 and axes is not None and sorted(a % 4 for a in axes) == [2, 3]
 
 
-def spatial_means_as_pooling(path: str) -> int:
-    """Rewrite, in the ONNX file at ``path``, every ReduceMean over both spatial axes of a 4-D
+def _tensor_ranks(graph) -> Dict[str, int]:
+    """Rank of every tensor whose shape the graph records (inputs and shape-inferred values)."""
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in list(graph.value_info) + list(graph.input)
+            if v.type.tensor_type.HasField("shape")}
+
+
+def spatial_means_as_pooling(model) -> int:
+    """Rewrite, in the shape-inferred ONNX ``model`` (in place), every ReduceMean over both spatial axes of a 4-D
     tensor (keepdims) as the GlobalAveragePool it equals (ONNX operator definitions: the mean
     over all spatial elements per sample and channel). Returns how many were rewritten.
 
@@ -225,22 +231,17 @@ def spatial_means_as_pooling(path: str) -> int:
     global average pool (QLinearGlobalAveragePool) but leaves ReduceMean in float, so each
     squeeze-and-excitation block of an EfficientNet cost a DequantizeLinear of its whole
     activation and a float ReduceMean (measured: 10 % of the int8 model's time, docs/optimize-model.md)."""
-    import onnx
     from onnx import helper
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(path))  # ranks of the ReduceMean inputs
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
-    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(graph.value_info) + list(graph.input)
-             if v.type.tensor_type.HasField("shape")}
+    ranks = _tensor_ranks(graph)
     rewritten = 0
     for i, node in enumerate(graph.node):
         if _is_spatial_mean(node, ranks, initializers):
             graph.node[i].CopyFrom(helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output),
                                                     name=node.name))
             rewritten += 1
-    if rewritten:
-        onnx.save(model, path)
     return rewritten
 
 
@@ -254,10 +255,10 @@ def _is_nearest_resize(node, ranks: Dict[str, int]) -> bool:
     return mode in (b"nearest", "nearest")
 
 
-def upsampling_kept_channels_first(path: str) -> int:
-    """Insert, in the ONNX file at ``path``, a shape-keeping Reshape (target shape all zeros: every
+def upsampling_kept_channels_first(model) -> int:
+    """Insert, in the shape-inferred ONNX ``model`` (in place), a shape-keeping Reshape (target shape all zeros: every
     dimension copied, ONNX Reshape definition) before every nearest-neighbour Resize of a 4-D
-    tensor. Returns how many were inserted (0 when the file already has them).
+    tensor. Returns how many were inserted (0 when the model already has them).
 
     The same values in float32; the point is int8 on the CPU. onnxruntime runs an int8 model's
     QLinearConv channels-last and pushes the layout's transposes through a Resize, which then
@@ -265,13 +266,10 @@ def upsampling_kept_channels_first(path: str) -> int:
     scales only) does not apply: 18 % of the int8 U-Net EfficientNet-B0's time for its five
     decoder upsamplings. A Reshape is not pushed through, so the Resize stays channels-first
     (1.5 % of the time) at the cost of two transposes (measured in docs/optimize-model.md)."""
-    import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(path))  # ranks of the Resize inputs
     graph = model.graph
-    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(graph.value_info) + list(graph.input)
-             if v.type.tensor_type.HasField("shape")}
+    ranks = _tensor_ranks(graph)
     producers = {out: n for n in graph.node for out in n.output}
     keep = "glacierseg_keep_shape"
     nodes, inserted = [], 0
@@ -290,7 +288,6 @@ def upsampling_kept_channels_first(path: str) -> int:
             graph.initializer.append(numpy_helper.from_array(np.zeros(4, np.int64), keep))
         del graph.node[:]
         graph.node.extend(nodes)
-        onnx.save(model, path)
     return inserted
 
 
@@ -298,8 +295,8 @@ NARROW_CONV_CHANNELS = 8  # int8 convolutions with fewer output channels are wid
 WIDENED_CONV_CHANNELS = 16
 
 
-def narrow_convolutions_widened(path: str) -> int:
-    """Widen, in the ONNX file at ``path``, every Conv (group 1, constant weights, output larger than
+def narrow_convolutions_widened(model) -> int:
+    """Widen, in the shape-inferred ONNX ``model`` (in place), every Conv (group 1, constant weights, output larger than
     1 × 1 pixel) with fewer than ``NARROW_CONV_CHANNELS`` output channels to about
     ``WIDENED_CONV_CHANNELS`` by repeating its filters, and take its first channels back with a
     Slice. Returns how many were widened.
@@ -310,13 +307,11 @@ def narrow_convolutions_widened(path: str) -> int:
     of 8 tiles, as long as the 16-channel convolution before it with 16 times the arithmetic;
     widened to 16 channels, 7.4 ms plus 4 ms for the Slice (docs/optimize-model.md). Repeating the
     filters (not zero ones) keeps each channel's int8 weight scale and the output's range as they were."""
-    import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(path))  # which outputs are 1 × 1 (squeeze-and-excitation)
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
-    pointwise = {v.name for v in graph.value_info
+    pointwise = {v.name for v in graph.value_info  # outputs of 1 × 1 pixel (squeeze-and-excitation)
                  if [d.dim_value for d in v.type.tensor_type.shape.dim][2:] == [1, 1]}
     nodes, widened = [], 0
     for node in graph.node:
@@ -351,19 +346,24 @@ def narrow_convolutions_widened(path: str) -> int:
         kept = [i for i in graph.initializer if i.name in used]  # the narrow filters are no longer read
         del graph.initializer[:]
         graph.initializer.extend(kept)
-        onnx.save(model, path)
     return widened
 
 
 def rewrite_for_int8(path: str, method: str) -> Dict[str, int]:
-    """The graph rewrites before quantizing, each keeping the float32 values (how many of each were
-    made): spatial means as pooling (both methods); for ``int8_static``, whose QLinearConv
-    onnxruntime runs channels-last, nearest upsampling kept channels-first and narrow convolutions
-    widened (dynamic int8's ConvInteger stays channels-first, where neither helps)."""
-    made = {"spatial means as pooling": spatial_means_as_pooling(path)}
+    """The graph rewrites before quantizing, in the ONNX file at ``path`` (read, shape-inferred and
+    written once), each keeping the float32 values; returns how many of each were made. Spatial
+    means as pooling (both methods); for ``int8_static``, whose QLinearConv onnxruntime runs
+    channels-last, nearest upsampling kept channels-first and narrow convolutions widened (dynamic
+    int8's ConvInteger stays channels-first, where neither helps)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))  # tensor ranks and sizes the rewrites read
+    made = {"spatial means as pooling": spatial_means_as_pooling(model)}
     if method == "int8_static":
-        made["upsampling kept channels-first"] = upsampling_kept_channels_first(path)
-        made["narrow convolutions widened"] = narrow_convolutions_widened(path)
+        made["upsampling kept channels-first"] = upsampling_kept_channels_first(model)
+        made["narrow convolutions widened"] = narrow_convolutions_widened(model)
+    if any(made.values()):
+        onnx.save(model, path)
     return made
 
 

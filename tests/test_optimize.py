@@ -173,7 +173,7 @@ def test_spatial_means_become_global_average_pools(tmp_path):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from glacierseg.core.optimize import spatial_means_as_pooling
+    from glacierseg.core.optimize import rewrite_for_int8
 
     rng = np.random.default_rng(1)
     weight = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
@@ -192,12 +192,12 @@ def test_spatial_means_become_global_average_pools(tmp_path):
         helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)), path)
     x = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
     before = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    assert spatial_means_as_pooling(path) == 1
+    assert rewrite_for_int8(path, "int8_dynamic") == {"spatial means as pooling": 1}
     ops = [n.op_type for n in onnx.load(path).graph.node]
     assert ops.count("GlobalAveragePool") == 1 and ops.count("ReduceMean") == 1
     after = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
-    assert spatial_means_as_pooling(path) == 0
+    assert rewrite_for_int8(path, "int8_dynamic") == {"spatial means as pooling": 0}
 
 
 def _upsampling_net(path, head_channels=1):
@@ -233,20 +233,20 @@ def test_graph_rewrites_before_int8_keep_the_float_outputs(tmp_path):
     convolution is widened and sliced back: float outputs unchanged, and a second pass changes nothing."""
     import onnx
 
-    from glacierseg.core.optimize import narrow_convolutions_widened, upsampling_kept_channels_first
+    from glacierseg.core.optimize import rewrite_for_int8
 
     path = _upsampling_net(str(tmp_path / "decoder.onnx"))
     x = np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32)
     before = _run(path, x)
-    assert upsampling_kept_channels_first(path) == 1
-    assert narrow_convolutions_widened(path) == 1  # the 8-channel Conv is left alone
+    assert rewrite_for_int8(path, "int8_static") == {  # the 8-channel Conv is left alone
+        "spatial means as pooling": 0, "upsampling kept channels-first": 1, "narrow convolutions widened": 1}
     ops = [n.op_type for n in onnx.load(path).graph.node]
     assert ops == ["Conv", "Relu", "Reshape", "Resize", "Conv", "Slice"]
     np.testing.assert_allclose(_run(path, x), before, rtol=1e-5, atol=1e-5)
-    assert upsampling_kept_channels_first(path) == 0 and narrow_convolutions_widened(path) == 0
+    assert not any(rewrite_for_int8(path, "int8_static").values())
     two = _upsampling_net(str(tmp_path / "two.onnx"), head_channels=2)
     before = _run(two, x)
-    assert narrow_convolutions_widened(two) == 1
+    assert rewrite_for_int8(two, "int8_static")["narrow convolutions widened"] == 1
     initializers = {i.name: list(i.dims) for i in onnx.load(two).graph.initializer}
     assert initializers["w2_widened_0"] == [16, 8, 3, 3] and initializers["b2_widened_0"] == [16]
     assert "w2" not in initializers and "b2" not in initializers  # the narrow filters are dropped
