@@ -13,8 +13,9 @@ Voids inside and around a glacier are filled the way glacier inventories do it: 
 interpolation from the void's edge — GDAL's FillNodata (inverse-distance weighting of the
 nearest valid cells in four directions, via ``rasterio.fill.fillnodata``), the method OGGM
 (Maussion et al. 2019) and GDAL users apply to DEM voids — and the filled share of each
-glacier is reported. What cannot be filled is refused: more than ``MAX_VOID_FRACTION`` of an
-outline without elevation (a glacier off the DEM, or a void too large to interpolate).
+glacier is reported. What cannot be filled is refused: more than
+``core.parameters.MAX_VOID_FRACTION`` of an outline without elevation (a glacier off the DEM,
+or a void too large to interpolate).
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from .errors import InputError
 from .progress import Progress, ensure_progress
 
 PLAUSIBLE_ELEVATION_M = (-500.0, 9000.0)  # Dead Sea shore −430 m, Everest 8849 m
-MAX_VOID_FRACTION = 0.3  # more of an outline without elevation than this is not filled
 
 
 def check_plausible_range(plausible: Sequence[float]) -> Tuple[float, float]:

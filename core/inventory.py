@@ -20,8 +20,8 @@ from scipy import ndimage
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
-from .dem import MAX_VOID_FRACTION, PLAUSIBLE_ELEVATION_M, Dem, fill_voids
-from .errors import CancelledError, InputError, NoDemError
+from .dem import PLAUSIBLE_ELEVATION_M, Dem, fill_voids
+from .errors import CancelledError, InputError, NoDemError, first_reasons
 from .features import gradient_slope_deg, mean_aspect_deg, terrain_gradient
 from .geo import (
     WGS84,
@@ -37,7 +37,7 @@ from .geo import (
     write_features,
 )
 from .io import atomic_output
-from .parameters import GRID_BORDER_CELLS, TOPO_DX_MAX_M, TOPO_DX_OFFSET_M, TOPO_DX_PER_SQRT_KM2
+from .parameters import GRID_BORDER_CELLS, MAX_VOID_FRACTION, TOPO_DX_MAX_M, TOPO_DX_OFFSET_M, TOPO_DX_PER_SQRT_KM2
 from .progress import Progress, check_cancel, ensure_progress
 
 LOG = logging.getLogger("glacierseg.inventory")
@@ -199,8 +199,7 @@ def _add_topography(row: Dict[str, Any], geom: BaseGeometry, crs_wkt: str, dem: 
 def _report(rows: Sequence[Dict[str, Any]], failures: Sequence[str], progress: Progress) -> None:
     """Refuse the run when no glacier got topography; else say how many did and how much was filled."""
     if len(failures) == len(rows):
-        raise InputError("No glacier got topography: " + "; ".join(failures[:5])
-                         + (f"; … ({len(failures)} in all)" if len(failures) > 5 else ""))
+        raise InputError("No glacier got topography: " + first_reasons(failures))
     filled = [r["filled_pct"] for r in rows if r.get("filled_pct")]
     progress.push_info(f"{len(rows)} glacier(s): {len(rows) - len(failures)} with topography, {len(failures)} without; "
                        f"{len(filled)} had DEM voids filled (largest share {max(filled, default=0):.1f} %).")

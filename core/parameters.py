@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .dem import MAX_VOID_FRACTION
 from .errors import InputError
 
 # ---------------------------------------------------------------------------------------------
@@ -31,6 +30,8 @@ from .errors import InputError
 # ---------------------------------------------------------------------------------------------
 
 ROUTINGS = ("dinf", "d8")
+# DEM voids (core/dem.py, also the split's and the inventory's limit): chosen here
+MAX_VOID_FRACTION = 0.3  # more of an outline without elevation than this is not filled
 
 
 @dataclass(frozen=True)

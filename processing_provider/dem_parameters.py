@@ -5,7 +5,8 @@ from typing import Tuple
 
 from qgis.core import QgsProcessingParameterDefinition, QgsProcessingParameterNumber
 
-from ..core.dem import MAX_VOID_FRACTION, PLAUSIBLE_ELEVATION_M
+from ..core.dem import PLAUSIBLE_ELEVATION_M
+from ..core.parameters import MAX_VOID_FRACTION
 
 PLAUSIBLE_MIN, PLAUSIBLE_MAX, MAX_VOID = "PLAUSIBLE_MIN", "PLAUSIBLE_MAX", "MAX_VOID_PERCENT"
 HELP = (
