@@ -214,7 +214,7 @@ def run_inventory(options: InventoryOptions, runner=None, progress: Optional[Pro
 
 def _mosaic_step(run: _Run, scenes: List[Dict[str, Any]]) -> str:
     """Step 2: the ice mosaic of the mapped scenes (unless made before from the same inputs)."""
-    good = [s for s in scenes if s["status"] != FAILED]
+    good = _mapped(scenes)
     if not good:
         raise InputError("No scene could be mapped: " + "; ".join(f"{s['path']}: {s['error']}" for s in scenes[:5]))
     ice_values = _ice_values(good, run.options.ice_classes)
@@ -231,9 +231,12 @@ def _mosaic_step(run: _Run, scenes: List[Dict[str, Any]]) -> str:
         run.summary["mosaic_built"] = True
     for s in scenes:
         s["mosaic_pixels"] = used.get(s["path"], 0)
-    for k, s in enumerate(good):
-        s["mosaic_index"] = k
     return path
+
+
+def _mapped(scenes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The scenes that were mapped, in scene order: those the mosaic is made of."""
+    return [s for s in scenes if s["status"] != FAILED]
 
 
 def _outline_step(run: _Run, mosaic_path: str, n_scenes: int) -> str:
@@ -400,7 +403,7 @@ def _source_dates(geoms, rows, scenes, work: str, rule: MosaicRule) -> None:
     todo = [k for k, row in enumerate(rows) if not row.get("src_date")]
     if not todo:
         return
-    good = sorted((s for s in scenes if "mosaic_index" in s), key=lambda s: s["mosaic_index"])
+    good = _mapped(scenes)
     sources = majority_sources(os.path.join(work, "mosaic_source.tif"), [geoms[k] for k in todo], rule.rank(good))
     for k, index in zip(todo, sources):
         rows[k]["src_date"] = good[index]["date"] if index >= 0 else None
