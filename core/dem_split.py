@@ -32,7 +32,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from .dem import PLAUSIBLE_ELEVATION_M, Dem, fill_voids
-from .errors import CancelledError, InputError, NoDemError
+from .errors import CancelledError, InputError, NoDemError, first_reasons
 from .geo import (
     WGS84,
     cells_inside,
@@ -484,8 +484,7 @@ class _GlacierLayer:
     def report(self, progress) -> None:
         """Refuses the run when no complex could be split; else logs the summary line."""
         if self.counts[SPLIT] == 0:
-            raise InputError("No glacier complex could be split: " + "; ".join(self.failures[:5])
-                             + (f"; … ({len(self.failures)} in all)" if len(self.failures) > 5 else ""))
+            raise InputError("No glacier complex could be split: " + first_reasons(self.failures))
         progress.push_info(f"{sum(self.counts.values())} complex(es): {self.counts[SPLIT]} split, "
                            f"{self.counts[UNSPLIT_NO_DEM]} left unsplit for lack of DEM data, "
                            f"{self.counts[UNSPLIT_ERROR]} left unsplit after an error (see split_status).")

@@ -32,3 +32,8 @@ class CancelledError(GlacierSegError):
 
 class NoDemError(InputError):
     """A glacier or complex has too little elevation data (off the DEM, or voids too large to fill)."""
+
+
+def first_reasons(reasons, shown: int = 5) -> str:
+    """The first ``shown`` reasons of a refusal joined for its message, with how many there were in all."""
+    return "; ".join(reasons[:shown]) + (f"; … ({len(reasons)} in all)" if len(reasons) > shown else "")
