@@ -165,9 +165,9 @@ def check_runtime(modules: Optional[Iterable[str]] = None, training: bool = Fals
     return [Status(r, installed_version(r)) for r in wanted]
 
 
-def problems(modules: Optional[Iterable[str]] = None) -> List[Status]:
-    """Runtime requirements missing or too old."""
-    return [s for s in check_runtime(modules) if not s.ok]
+def problems(modules: Optional[Iterable[str]] = None, training: bool = False) -> List[Status]:
+    """Runtime requirements missing or too old (``training``: the Training extra's too)."""
+    return [s for s in check_runtime(modules, training=training) if not s.ok]
 
 
 # ------------------------------------------------------------------ platform and interpreter

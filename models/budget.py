@@ -139,7 +139,6 @@ class Clock:
     def __init__(self, started: float, budget: float):
         self.started, self.budget = started, budget
         self.kept_seconds = 0.0
-        self.validation_seconds = 0.0
 
     def reserve(self, validation_seconds: float, validation_rasters: bool) -> None:
         """Keep time for the last validation passes, the validation rasters and the export."""

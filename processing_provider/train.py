@@ -37,8 +37,8 @@ from ..core.contract import TASKS
 from ..core.errors import CancelledError
 from ..core.network_names import LOSSES, NETWORKS
 from ..core.runtime import DEVICES
-from .base import MODELS, GlacierSegAlgorithm, model_store, raster_path, vector_source_uri, widget_metadata
-from .model_parameters import DEVICE_LABELS
+from .base import MODELS, GlacierSegAlgorithm, raster_path, vector_source_uri, widget_metadata
+from .model_parameters import DEVICE_LABELS, resolve_model_path
 
 # A laptop CPU trains unet_efficientnet_b0 at ~1 tile/s: 20 epochs of 256 tiles would take ~1.5 h, so
 # the dialog bounds a run by time (the command line, meant for GPU servers, trains its epochs).
@@ -217,7 +217,7 @@ class TrainAlgorithm(GlacierSegAlgorithm):
         value = (value or "").strip()
         if not value or value.lower().endswith(".pt"):
             return value or None
-        return model_store().resolve(value)
+        return resolve_model_path(value)
 
     def process(self, parameters, context, feedback, progress):
         rasters = [raster_path(layer) for layer in self.parameterAsLayerList(parameters, self.INPUT, context)]

@@ -246,7 +246,7 @@ class InstallDialog(QDialog):
             self._done(False)
             return
         deps.activate(self.plan.prefix)
-        still = [s for s in deps.check_runtime(training=self.training.isChecked()) if not s.ok]
+        still = deps.problems(training=self.training.isChecked())
         stale = deps.loaded_before(self.plan)
         self.progress.setValue(100)
         if stale:
