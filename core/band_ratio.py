@@ -220,13 +220,12 @@ def _profile(ds, dtype: str, nodata) -> dict:
 # ------------------------------------------------------------------ the shared pipeline
 @dataclass
 class _Strip:
-    """One strip as read: reflectance per role, validity, DEM rows (or None), the rows it
-    covers and the slice of them it writes (without the halo)."""
+    """One strip as read: reflectance per role, validity, DEM rows (or None) and the slice of
+    its rows it writes (without the halo)."""
 
     x: Dict[str, np.ndarray]
     ok: np.ndarray
     z: Optional[np.ndarray]
-    rows: Tuple[int, int]
     inner: slice
 
 
@@ -365,7 +364,7 @@ def _stream(ds, dem: Optional[Dem], mapping: Mapping[str, int], options: ImageOp
         check_cancel(progress)
         x, ok = _read(ds, mapping, (r0, r1), options.scale, options.offset)
         z = _dem_rows(dem, ds, r0, r1) if dem is not None else None
-        strip = _Strip(x, ok, z, (r0, r1), slice(s0 - r0, s1 - r0))
+        strip = _Strip(x, ok, z, slice(s0 - r0, s1 - r0))
         index = mapper.strip(strip, pixel, slice(s0, s1))
         index_ds.write(np.where(strip.ok, index, np.nan)[strip.inner].astype(np.float32), 1,
                        window=Window(0, s0, ds.width, s1 - s0))
@@ -568,8 +567,9 @@ def glacier_zone(glaciers: "SourceLike", ds, distance_m: float, progress: Option
              for p in shapely.get_parts(transform_geom(g, feats.crs_wkt, WGS84))]
     if not parts:
         raise InputError(f"{glaciers}: no glacier polygons found; give the glacier outlines layer, or leave it empty.")
-    x0, y0, x1, y1 = shapely.MultiPolygon(parts).bounds
+    glaciers_wgs84 = shapely.MultiPolygon(parts)
+    x0, y0, x1, y1 = glaciers_wgs84.bounds
     utm = utm_epsg_for((x0 + x1) / 2, (y0 + y1) / 2)
-    zone = shapely.union_all(transform_geom(shapely.MultiPolygon(parts), WGS84, utm)).buffer(distance_m, quad_segs=30)
+    zone = shapely.union_all(transform_geom(glaciers_wgs84, WGS84, utm)).buffer(distance_m, quad_segs=30)
     zone = transform_geom(zone, utm, ds.crs.to_wkt())
     return rasterize([(zone, 1)], ds.transform, (ds.height, ds.width)) > 0
