@@ -267,8 +267,9 @@ class _Mapper(abc.ABC):
         """Classify one strip (``keep`` its masks, rows ``out``); returns its index values."""
 
     @abc.abstractmethod
-    def decide(self, ds, progress: Progress) -> None:
-        """Decide the classes of the connected regions, once all strips are in."""
+    def decide(self, ds, pixel_km2: float, progress: Progress) -> None:
+        """Decide the classes of the connected regions, once all strips are in (``pixel_km2``: one
+        pixel's area)."""
 
     @abc.abstractmethod
     def class_rows(self, rows: slice) -> np.ndarray:
@@ -350,8 +351,9 @@ def _map_image(image: str, outputs: Tuple[str, str, Optional[str]], options: Ima
         index_ds.set_band_description(1, mapper.index_name)
         progress.push_info(mapper.summary + "; bands " + ", ".join(f"{k}←{v}" for k, v in mapping.items()))
         _stream(ds, dem, mapping, options, mapper, pixel, index_ds, progress)
-        mapper.decide(ds, progress)
-        return _finish(ds, outputs, tmps, mapper, mapping, options.min_area_km2, progress)
+        pixel_km2 = pixel[0] * pixel[1] / 1e6
+        mapper.decide(ds, pixel_km2, progress)
+        return _finish(ds, outputs, tmps, mapper, mapping, options.min_area_km2, pixel_km2, progress)
 
 
 def _stream(ds, dem: Optional[Dem], mapping: Mapping[str, int], options: ImageOptions, mapper: _Mapper,
@@ -391,12 +393,10 @@ def _write_classes(path: str, ds, mapper: _Mapper) -> Dict[int, int]:
 
 
 def _finish(ds, outputs: Tuple[str, str, Optional[str]], tmps: Sequence[Optional[str]], mapper: _Mapper,
-            bands: Dict[str, int], min_area_km2: float, progress: Progress) -> MappingResult:
+            bands: Dict[str, int], min_area_km2: float, pixel_km2: float, progress: Progress) -> MappingResult:
     """Write the class raster and outlines under the temporary names of the output group
     (``outputs``: index, classes, outlines paths; ``tmps``: theirs); the group commits them
     all together with the index raster once this returns."""
-    from .geo import raster_pixel_size_m
-
     index_path, classes_out, outlines_out = outputs
     class_info = mapper.class_info
     outlines = None
@@ -409,12 +409,10 @@ def _finish(ds, outputs: Tuple[str, str, Optional[str]], tmps: Sequence[Optional
     if not any(by_value.values()):
         progress.push_info(f"No {', '.join(c.name for c in class_info)} pixel found: the class raster holds "
                            "background only" + (" and the outlines layer is empty." if outlines_out else "."))
-    dy, dx = raster_pixel_size_m(ds)
-    area = dy * dx / 1e6
     counts = {c.name: by_value[c.value] for c in class_info}
     progress.set_progress(100)
     return MappingResult(index_path, classes_out, outlines, class_info, counts,
-                         {k: v * area for k, v in counts.items()}, bands)
+                         {k: v * pixel_km2 for k, v in counts.items()}, bands)
 
 
 # ------------------------------------------------------------------ glaciers
@@ -457,7 +455,7 @@ class _GlacierMapper(_Mapper):
         self.keep(out, ok[s.inner], clean[s.inner] & ok[s.inner], candidate)
         return index
 
-    def decide(self, ds, progress: Progress) -> None:
+    def decide(self, ds, pixel_km2: float, progress: Progress) -> None:
         """Debris candidates 8-connected to clean ice become class 2 (Paul et al. 2004)."""
         if self.options.dem:
             self.regions = _Regions(lambda rows: self.has(FIRST | SECOND, rows), self.shape[0],
@@ -494,9 +492,7 @@ class _LakeMapper(_Mapper):
         self.keep(out, s.ok[s.inner], (s.ok & (ndwi > self.options.threshold))[s.inner], flat)
         return ndwi
 
-    def decide(self, ds, progress: Progress) -> None:
-        from .geo import raster_pixel_size_m
-
+    def decide(self, ds, pixel_km2: float, progress: Progress) -> None:
         o = self.options
         if o.glaciers:
             self.state |= glacier_zone(o.glaciers, ds, o.max_distance_m, progress).astype(np.uint8) * NEAR
@@ -504,8 +500,7 @@ class _LakeMapper(_Mapper):
                                           [lambda rows: self.has(FIRST, rows), lambda rows: self.has(SECOND, rows),
                                            lambda rows: self.has(NEAR, rows)])
         size, flat, near = regions.sums
-        dy, dx = raster_pixel_size_m(ds)
-        keep = size >= o.min_area_km2 / (dy * dx / 1e6)
+        keep = size >= o.min_area_km2 / pixel_km2
         if o.dem:  # median slope ≤ limit <=> at least half the body's pixels are flat
             keep &= 2 * flat >= size
         if o.glaciers:
