@@ -21,12 +21,12 @@ from qgis.core import (
 )
 
 from ..core.parameters import OUTLINE_MIN_AREA_KM2
-from ..ui.styles import style_divides, style_glaciers, style_on_load
+from ..ui.styles import style_divides, style_footprints, style_glaciers, style_on_load
 from .base import INVENTORY, GlacierSegAlgorithm, raster_path
 from .mapping_parameters import SENSOR_KEYS, SENSOR_LABELS
 
 METHODS = ("Band ratio (no model)", "ONNX model")
-LAYERS = ("glaciers", "divides", "footprints")
+LAYERS = {"glaciers": style_glaciers, "divides": style_divides, "footprints": style_footprints}  # loaded, styled
 
 
 class MapInventoryAlgorithm(GlacierSegAlgorithm):
@@ -114,22 +114,13 @@ class MapInventoryAlgorithm(GlacierSegAlgorithm):
                 runner.close()
         for path, error in summary["failed_scenes"].items():
             feedback.reportError(f"Scene {path} failed: {error}")
-        for layer in LAYERS:
-            context.addLayerToLoadOnCompletion(f"{output}|layername={layer}", QgsProcessingContext.LayerDetails(
+        for layer, styler in LAYERS.items():
+            layer_id = f"{output}|layername={layer}"
+            context.addLayerToLoadOnCompletion(layer_id, QgsProcessingContext.LayerDetails(
                 f"{layer} — {os.path.splitext(os.path.basename(output))[0]}", context.project(), layer))
-        stylers = (("glaciers", style_glaciers), ("divides", style_divides), ("footprints", footprint_style))
-        for layer, styler in stylers:
-            style_on_load(context, f"{output}|layername={layer}", styler)
+            style_on_load(context, layer_id, styler)
         return {self.OUTPUT: output, "N_GLACIERS": summary["glaciers"], "N_FAILED": summary["scenes_failed"],
                 "MANIFEST": summary["manifest"]}
-
-
-def footprint_style(layer) -> None:
-    """Scene footprints as dashed outlines without fill, so the scenes and glaciers beneath show."""
-    from qgis.core import QgsFillSymbol, QgsSingleSymbolRenderer
-
-    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
-        {"color": "0,0,0,0", "outline_color": "60,60,60", "outline_width": "0.4", "outline_style": "dash"})))
 
 
 def local_workers(n: int):

@@ -193,6 +193,12 @@ def style_glaciers(layer) -> None:
         {"color": "166,206,227,90", "outline_color": "31,120,180", "outline_width": "0.26"})))
 
 
+def style_footprints(layer) -> None:
+    """Scene footprints as dashed outlines without fill, so the scenes and glaciers beneath show."""
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+        {"color": "0,0,0,0", "outline_color": "60,60,60", "outline_width": "0.4", "outline_style": "dash"})))
+
+
 def style_divides(layer) -> None:
     """Draw ice divides as thin red lines."""
     layer.setRenderer(
