@@ -12,6 +12,9 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from ..core.contract import ModelContract
+from ..core.report import figure_html, table_html
+
+FIGURE_DPI = 90  # the report's figures, small enough for a page of several
 
 
 def write_json_report(path, config: Dict[str, Any], history, best_epoch, thresholds, final, throughput, device,
@@ -37,15 +40,6 @@ def write_json_report(path, config: Dict[str, Any], history, best_epoch, thresho
             for name, v in h["validation"].items():
                 writer.writerow([h["epoch"], f"{h['train_loss']:.6f}", name]
                                 + [f"{v[k]:.6f}" for k in ("iou", "f1", "precision", "recall")])
-
-
-def _png(fig) -> str:
-    import base64
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
 def _loss_axes(ax, history: Sequence[Dict[str, Any]]) -> None:
@@ -85,13 +79,13 @@ def curves_figure(history: Sequence[Dict[str, Any]], initial: Optional[float], b
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6), dpi=FIGURE_DPI)
     ax, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.45})  # room for the learning-rate axis
     _loss_axes(ax, history)
     _validation_axes(ax2, history, initial, best_epoch)
     for axis in (ax, ax2):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
-    return _png(fig)
+    return figure_html(fig, "Training loss and learning rate; validation IoU per class and epoch")
 
 
 def cells_figure(validation_cells: Dict[str, Dict[str, Any]]) -> str:
@@ -101,20 +95,14 @@ def cells_figure(validation_cells: Dict[str, Dict[str, Any]]) -> str:
     spread = {n: c for n, c in validation_cells.items() if c.get("n")}
     if not spread:
         return ""
-    fig = Figure(figsize=(5, 0.6 + 0.5 * len(spread)))
+    fig = Figure(figsize=(5, 0.6 + 0.5 * len(spread)), dpi=FIGURE_DPI)
     ax = fig.subplots()
     for row, (name, c) in enumerate(spread.items()):
         ax.plot(c["values"], [row] * c["n"], "o", alpha=0.6)
     ax.set_yticks(range(len(spread)), list(spread))
     ax.set_xlim(0, 1)
     ax.set_xlabel("IoU per validation cell (exported model, chosen thresholds)")
-    return _png(fig)
-
-
-def _table(header, rows) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return figure_html(fig, "IoU per validation cell and class")
 
 
 def _cell_text(c: Dict[str, Any]) -> str:
@@ -140,12 +128,12 @@ device)}
 Exported: epoch {t['best_epoch']} (best mean validation IoU).</p>
 {curves_figure(history, initial, t['best_epoch'])}
 <h3>Labelled pixels per class</h3>
-{_table(("class", "training", "validation"), [(n, a, b) for n, (a, b) in t['labelled_pixels'].items()])}
+{table_html(("class", "training", "validation"), [(n, a, b) for n, (a, b) in t['labelled_pixels'].items()])}
 <h3>Thresholds</h3>
-{_table(("class", "threshold", "why"),
+{table_html(("class", "threshold", "why"),
          [(n, f"{contract.thresholds[n]:g}", t['thresholds'][n]) for n in contract.thresholds])}
 <h3>Final validation scores (exported model, thresholds above)</h3>
-{_table(("class", "IoU", "F1", "precision", "recall", "IoU per cell: mean ± std (range, cells)"), scores_rows)}
+{table_html(("class", "IoU", "F1", "precision", "recall", "IoU per cell: mean ± std (range, cells)"), scores_rows)}
 {cells_figure(t['validation_cells'])}
 <p>The spread over cells says how much the score depends on where it is measured: a wide one means
 the validation area is too small or too uneven to trust the pooled IoU to more than that.</p>
