@@ -336,14 +336,14 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return ckpt
 
 
-def finetune_checkpoint(source: str) -> str:
-    """The training checkpoint to fine-tune from: ``source`` itself, or, for an ONNX model, the
+def finetune_checkpoint(source: str) -> Dict[str, Any]:
+    """The training checkpoint to fine-tune from, loaded: ``source`` itself, or, for an ONNX model, the
     checkpoint beside it with the same name and ``.pt`` (``glacier.onnx`` -> ``glacier.pt``; in an
     installed model's folder ``model.onnx`` -> ``model.pt``). An ONNX file holds its weights as
     constants of an inference graph, which torch cannot train; the checkpoint must belong to the
     model (its inputs and classes are compared with the model's contract)."""
     if not source.lower().endswith(".onnx"):
-        return source
+        return load_checkpoint(source)
     if not os.path.isfile(source):
         raise InputError(f"Model {source!r} not found; give an existing .onnx file, an installed model or a .pt "
                          f"checkpoint.")
@@ -355,7 +355,8 @@ def finetune_checkpoint(source: str) -> str:
             "(glacierseg:train writes it where its Checkpoint parameter says), or give that .pt file instead.")
     from ..core.contract import read_contract
 
-    contract, stored = read_contract(source), TrainConfig.from_dict(load_checkpoint(sibling)["config"])
+    contract, checkpoint = read_contract(source), load_checkpoint(sibling)
+    stored = TrainConfig.from_dict(checkpoint["config"])
     classes = [c.name for c in contract.classes if c.name != "background"]
     if [b.name for b in contract.bands] != list(stored.inputs) or classes != [c.name for c in stored.classes]:
         raise InputError(
@@ -363,7 +364,7 @@ def finetune_checkpoint(source: str) -> str:
             f"inputs {', '.join(stored.inputs)} and classes {', '.join(c.name for c in stored.classes)}, the model "
             f"{', '.join(b.name for b in contract.bands)} and {', '.join(classes)}. Put the model's own checkpoint "
             f"there.")
-    return sibling
+    return checkpoint
 
 
 def _save_checkpoint(path: str, state: Dict[str, Any]) -> None:
@@ -524,7 +525,7 @@ def _starting_point(run: TrainingRun) -> None:
                                  f"{key} "
                                  f"({getattr(stored, key)!r}); start a new checkpoint or restore the settings.")
     elif options.finetune:
-        run.base = load_checkpoint(finetune_checkpoint(options.finetune))
+        run.base = finetune_checkpoint(options.finetune)
         stored = TrainConfig.from_dict(run.base["config"])
         _check_finetune_base(os.path.basename(options.finetune), stored, config, run.names)
         run.config = replace(config, network=stored.network, network_kwargs=stored.network_kwargs)
@@ -644,8 +645,9 @@ def _start_budget(run: TrainingRun) -> None:
     t0 = time.monotonic()
     probs, targets, _ = run.validate()
     run.initial = float(np.nanmean([v["iou"] for v in scores(probs, targets, config.classes).values()]))
-    run.clock.reserve(time.monotonic() - t0, bool(run.options.validation_dir))
-    run.plan = BudgetEpochs(run.clock, time.monotonic() - t0, config.epochs - run.start + 1,
+    validation_seconds = time.monotonic() - t0
+    run.clock.reserve(validation_seconds, bool(run.options.validation_dir))
+    run.plan = BudgetEpochs(run.clock, validation_seconds, config.epochs - run.start + 1,
                             _nominal_steps(config), config.threads)
     run.progress.push_info(f"Time budget {config.minutes:g} min: training until {run.clock.train_seconds / 60:.1f} "
                            f"min, "
